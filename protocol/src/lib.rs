@@ -1,0 +1,482 @@
+//! The signaling protocol spoken between the browser client and the relay.
+//!
+//! Every message is one JSON object in one WebSocket text frame, with a `"type"` field naming it.
+//! Requests go from a peer to the relay ([`ClientMsg`]); events go from the relay to a peer
+//! ([`ServerMsg`]). Both sides compile these same types, so the wire cannot drift between them.
+//! `docs/protocol.md` describes the same thing for people writing another client.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest text frame the relay accepts; a larger one closes the connection with
+/// [`CLOSE_MESSAGE_TOO_BIG`]. An SDP offer with audio and video is 3 to 6 KB.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The room a client joins when the page names none.
+pub const DEFAULT_ROOM: &str = "default";
+
+/// The longest room name, in bytes.
+pub const MAX_ROOM_LEN: usize = 64;
+
+/// Close code sent when a frame is larger than [`MAX_MESSAGE_BYTES`] (RFC 6455, 7.4.1).
+pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
+
+/// Close code sent when the relay shuts down (RFC 6455, 7.4.1).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// The relay's name for one connected peer, unique for the relay's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PeerId(pub u64);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// One STUN or TURN server, shaped like the browser's `RTCIceServer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:host:port` or `turn:host:port` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// One ICE candidate, shaped like the browser's `RTCIceCandidateInit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceCandidate {
+    /// The candidate line, `candidate:...`.
+    pub candidate: String,
+    /// The media stream identification tag of the m-line it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    /// The index of the m-line it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_m_line_index: Option<u16>,
+}
+
+/// What the relay tells the members of a room about one of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer's id; address messages to it with `to`.
+    pub id: PeerId,
+    /// The display name it joined with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A request from a peer to the relay.
+///
+/// The signaling messages (`offer`, `answer`, `candidate`, `hang-up`) are forwarded to the peer
+/// named by `to`; without `to` they go to the one other peer of a 1:1 room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub enum ClientMsg {
+    /// Enter a room. Answered by [`ServerMsg::Welcome`] or an error (`room-full`, ...).
+    Join {
+        /// The room's name: 1 to [`MAX_ROOM_LEN`] bytes.
+        room: String,
+        /// An optional display name shown to the others.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// An SDP offer for the addressed peer.
+    Offer {
+        /// The addressed peer; `None` means the other peer of the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<PeerId>,
+        /// The session description.
+        sdp: String,
+    },
+    /// An SDP answer for the addressed peer.
+    Answer {
+        /// The addressed peer; `None` means the other peer of the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<PeerId>,
+        /// The session description.
+        sdp: String,
+    },
+    /// A trickled ICE candidate for the addressed peer.
+    Candidate {
+        /// The addressed peer; `None` means the other peer of the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<PeerId>,
+        /// The candidate.
+        candidate: IceCandidate,
+    },
+    /// End the call with the addressed peer; both stay in the room.
+    HangUp {
+        /// The addressed peer; `None` means the other peer of the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<PeerId>,
+    },
+}
+
+/// The message types a client may send, as they appear in `"type"`.
+pub const CLIENT_MSG_TYPES: [&str; 5] = ["join", "offer", "answer", "candidate", "hang-up"];
+
+/// The part of a signaling message that the relay forwards untouched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// An SDP offer.
+    Offer(String),
+    /// An SDP answer.
+    Answer(String),
+    /// A trickled ICE candidate.
+    Candidate(IceCandidate),
+    /// The call is over.
+    HangUp,
+}
+
+impl Signal {
+    /// The event the addressed peer receives, stamped with the sender the relay knows.
+    pub fn from_peer(self, from: PeerId) -> ServerMsg {
+        match self {
+            Signal::Offer(sdp) => ServerMsg::Offer { from, sdp },
+            Signal::Answer(sdp) => ServerMsg::Answer { from, sdp },
+            Signal::Candidate(candidate) => ServerMsg::Candidate { from, candidate },
+            Signal::HangUp => ServerMsg::HangUp { from },
+        }
+    }
+}
+
+/// A [`ClientMsg`] sorted into what the relay does with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Enter a room.
+    Join {
+        /// The room's name.
+        room: String,
+        /// An optional display name.
+        name: Option<String>,
+    },
+    /// Forward a signal to a peer of the sender's room.
+    Relay {
+        /// The addressed peer; `None` means the other peer of a 1:1 room.
+        to: Option<PeerId>,
+        /// What to forward.
+        signal: Signal,
+    },
+}
+
+impl From<ClientMsg> for Request {
+    fn from(msg: ClientMsg) -> Self {
+        let (to, signal) = match msg {
+            ClientMsg::Join { room, name } => return Request::Join { room, name },
+            ClientMsg::Offer { to, sdp } => (to, Signal::Offer(sdp)),
+            ClientMsg::Answer { to, sdp } => (to, Signal::Answer(sdp)),
+            ClientMsg::Candidate { to, candidate } => (to, Signal::Candidate(candidate)),
+            ClientMsg::HangUp { to } => (to, Signal::HangUp),
+        };
+        Request::Relay { to, signal }
+    }
+}
+
+/// Why a text frame is not a [`ClientMsg`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The frame is not a JSON object.
+    #[error("not a JSON object: {0}")]
+    InvalidJson(String),
+    /// The object has no string `"type"`, or one this protocol does not know.
+    #[error("unknown message type {0:?}; expected one of {CLIENT_MSG_TYPES:?}")]
+    UnknownType(String),
+    /// The type is known but a field is missing or has the wrong shape.
+    #[error("invalid {kind:?} message: {detail}")]
+    InvalidMessage {
+        /// The message's `"type"`.
+        kind: String,
+        /// What serde found wrong.
+        detail: String,
+    },
+}
+
+impl ParseError {
+    /// The error kind a client is told.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ParseError::InvalidJson(_) => ErrorKind::InvalidJson,
+            ParseError::UnknownType(_) => ErrorKind::UnknownType,
+            ParseError::InvalidMessage { .. } => ErrorKind::InvalidMessage,
+        }
+    }
+}
+
+impl ClientMsg {
+    /// Parses one text frame, telling apart bad JSON, an unknown type and a malformed message.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        // The well-formed case is the common one: one pass, no intermediate tree.
+        if let Ok(msg) = serde_json::from_str(text) {
+            return Ok(msg);
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
+        let Some(object) = value.as_object() else {
+            return Err(ParseError::InvalidJson("expected an object".into()));
+        };
+        let kind = match object.get("type") {
+            Some(serde_json::Value::String(kind)) => kind.clone(),
+            Some(other) => return Err(ParseError::UnknownType(other.to_string())),
+            None => return Err(ParseError::UnknownType("(missing)".into())),
+        };
+        if !CLIENT_MSG_TYPES.contains(&kind.as_str()) {
+            return Err(ParseError::UnknownType(kind));
+        }
+        match serde_json::from_value(value) {
+            Ok(msg) => Ok(msg),
+            Err(e) => Err(ParseError::InvalidMessage {
+                kind,
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// The message as one JSON text frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a ClientMsg always serializes")
+    }
+}
+
+/// What went wrong with a request, as the `kind` of [`ServerMsg::Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The frame was not a JSON object.
+    InvalidJson,
+    /// The `"type"` was missing or unknown.
+    UnknownType,
+    /// A field was missing or had the wrong shape.
+    InvalidMessage,
+    /// The relay speaks text frames only.
+    BinaryFrame,
+    /// A signal was sent before `join`.
+    NotJoined,
+    /// `join` was sent twice on one connection.
+    AlreadyJoined,
+    /// The room already holds as many peers as it may.
+    RoomFull,
+    /// The room name is empty, too long or has control characters.
+    InvalidRoom,
+    /// The addressed peer is not in the sender's room.
+    NoPeer,
+}
+
+impl ErrorKind {
+    /// The kind as it appears on the wire, e.g. `room-full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidJson => "invalid-json",
+            ErrorKind::UnknownType => "unknown-type",
+            ErrorKind::InvalidMessage => "invalid-message",
+            ErrorKind::BinaryFrame => "binary-frame",
+            ErrorKind::NotJoined => "not-joined",
+            ErrorKind::AlreadyJoined => "already-joined",
+            ErrorKind::RoomFull => "room-full",
+            ErrorKind::InvalidRoom => "invalid-room",
+            ErrorKind::NoPeer => "no-peer",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event from the relay to one peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub enum ServerMsg {
+    /// The answer to `join`: who you are and who is already there.
+    Welcome {
+        /// Your id in this room.
+        id: PeerId,
+        /// The room you joined.
+        room: String,
+        /// The peers already in the room, oldest first.
+        peers: Vec<PeerInfo>,
+        /// The STUN/TURN servers to give `RTCPeerConnection`.
+        ice_servers: Vec<IceServer>,
+    },
+    /// Someone entered your room.
+    PeerJoined {
+        /// Who.
+        peer: PeerInfo,
+    },
+    /// Someone left your room (or their connection dropped).
+    PeerLeft {
+        /// Who.
+        peer: PeerId,
+    },
+    /// An SDP offer from `from`.
+    Offer {
+        /// The sender, as the relay knows it.
+        from: PeerId,
+        /// The session description.
+        sdp: String,
+    },
+    /// An SDP answer from `from`.
+    Answer {
+        /// The sender, as the relay knows it.
+        from: PeerId,
+        /// The session description.
+        sdp: String,
+    },
+    /// A trickled ICE candidate from `from`.
+    Candidate {
+        /// The sender, as the relay knows it.
+        from: PeerId,
+        /// The candidate.
+        candidate: IceCandidate,
+    },
+    /// `from` ended the call.
+    HangUp {
+        /// The sender, as the relay knows it.
+        from: PeerId,
+    },
+    /// Your last request could not be carried out; the connection stays open.
+    Error {
+        /// What went wrong, for programs.
+        kind: ErrorKind,
+        /// What went wrong, for people.
+        message: String,
+    },
+}
+
+impl ServerMsg {
+    /// An error event.
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ServerMsg::Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The message as one JSON text frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a ServerMsg always serializes")
+    }
+
+    /// Parses one text frame from the relay.
+    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+/// Checks a room name: 1 to [`MAX_ROOM_LEN`] bytes, no control characters.
+pub fn validate_room(room: &str) -> Result<(), String> {
+    if room.is_empty() {
+        return Err("the room name is empty".into());
+    }
+    if room.len() > MAX_ROOM_LEN {
+        return Err(format!("the room name is longer than {MAX_ROOM_LEN} bytes"));
+    }
+    if room.chars().any(char::is_control) {
+        return Err("the room name has control characters".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_round_trip_with_the_documented_shape() {
+        let msg = ClientMsg::Candidate {
+            to: Some(PeerId(7)),
+            candidate: IceCandidate {
+                candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+                sdp_mid: Some("0".into()),
+                sdp_m_line_index: Some(0),
+            },
+        };
+        let json = msg.to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"candidate","to":7,"candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#
+        );
+        assert_eq!(ClientMsg::parse(&json), Ok(msg));
+
+        let welcome = ServerMsg::Welcome {
+            id: PeerId(1),
+            room: "r".into(),
+            peers: vec![],
+            ice_servers: vec![],
+        };
+        assert_eq!(
+            welcome.to_json(),
+            r#"{"type":"welcome","id":1,"room":"r","peers":[],"iceServers":[]}"#
+        );
+        assert_eq!(
+            ServerMsg::parse(r#"{"type":"hang-up","from":3}"#).expect("valid"),
+            ServerMsg::HangUp { from: PeerId(3) }
+        );
+    }
+
+    #[test]
+    fn parse_errors_are_told_apart() {
+        assert_eq!(
+            ClientMsg::parse("{nope").map_err(|e| e.kind()),
+            Err(ErrorKind::InvalidJson)
+        );
+        assert_eq!(
+            ClientMsg::parse("[1,2]").map_err(|e| e.kind()),
+            Err(ErrorKind::InvalidJson)
+        );
+        assert_eq!(
+            ClientMsg::parse(r#"{"type":"dance"}"#).map_err(|e| e.kind()),
+            Err(ErrorKind::UnknownType)
+        );
+        assert_eq!(
+            ClientMsg::parse(r#"{"sdp":"x"}"#).map_err(|e| e.kind()),
+            Err(ErrorKind::UnknownType)
+        );
+        let err = ClientMsg::parse(r#"{"type":"offer"}"#).expect_err("sdp is missing");
+        assert_eq!(err.kind(), ErrorKind::InvalidMessage);
+        assert!(err.to_string().contains("sdp"), "{err}");
+    }
+
+    #[test]
+    fn requests_sort_signals_from_joins() {
+        assert_eq!(
+            Request::from(ClientMsg::HangUp { to: None }),
+            Request::Relay {
+                to: None,
+                signal: Signal::HangUp
+            }
+        );
+        assert_eq!(
+            Signal::Answer("v=0".into()).from_peer(PeerId(2)),
+            ServerMsg::Answer {
+                from: PeerId(2),
+                sdp: "v=0".into()
+            }
+        );
+    }
+
+    #[test]
+    fn room_names_are_checked() {
+        assert!(validate_room("abc").is_ok());
+        assert!(validate_room("").is_err());
+        assert!(validate_room(&"x".repeat(MAX_ROOM_LEN + 1)).is_err());
+        assert!(validate_room("a\nb").is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! The relay binary: reads flags and environment, binds, and runs until Ctrl-C or SIGTERM.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::Parser;
+use protocol::IceServer;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Signaling relay and web server for the video call.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on; 0.0.0.0 lets other machines of the network connect.
+    #[arg(long, env = "ADDR", default_value = "0.0.0.0")]
+    addr: IpAddr,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+    /// Directory of the built client (`trunk build --release` writes it).
+    #[arg(long, env = "DIST_DIR", default_value = "dist")]
+    dist: PathBuf,
+    /// STUN or TURN URL handed to the browsers, e.g. stun:stun.l.google.com:19302. Repeat the
+    /// flag, or separate URLs with commas in the variable. Without one, calls connect only
+    /// between machines that can reach each other directly (the same network).
+    #[arg(long = "ice-server", env = "ICE_SERVERS", value_delimiter = ',')]
+    ice_servers: Vec<String>,
+    /// The most people in one room (2 for a 1:1 call).
+    #[arg(long, env = "ROOM_CAPACITY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    room_capacity: u16,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+
+    let ice_servers: Vec<IceServer> = args
+        .ice_servers
+        .iter()
+        .filter(|url| !url.trim().is_empty())
+        .map(|url| IceServer {
+            urls: vec![url.trim().to_owned()],
+            username: None,
+            credential: None,
+        })
+        .collect();
+    if ice_servers.is_empty() {
+        tracing::info!(
+            "no ICE servers configured: calls connect on the same network only (see --ice-server)"
+        );
+    }
+    if !args.dist.join("index.html").is_file() {
+        tracing::warn!(dist = %args.dist.display(), "no index.html in the client directory: build the client with `make run` or `trunk build --release`");
+    }
+
+    let listener = tokio::net::TcpListener::bind((args.addr, args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.addr, args.port))?;
+    let local = listener.local_addr()?;
+    let host = if args.addr.is_unspecified() || args.addr.is_loopback() {
+        "localhost".to_owned()
+    } else {
+        local.ip().to_string()
+    };
+    println!("Relay listening on {local}.");
+    println!(
+        "Open http://{host}:{} in one window and http://{host}:{}/#true in another.",
+        local.port(),
+        local.port()
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let config = server::Config {
+        dist: args.dist,
+        ice_servers,
+        room_capacity: usize::from(args.room_capacity),
+    };
+    server::run(listener, config, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
