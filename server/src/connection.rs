@@ -121,10 +121,16 @@ async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, id: PeerId) {
     // peer that is going away.
     kick.cancel();
     if let Ok(mut sink) = writer.await {
-        if let Some(frame) = end.close_frame() {
-            let _ =
-                tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-        }
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            match end.close_frame() {
+                Some(frame) => sink.send(Message::Close(Some(frame))).await,
+                // When the client closed, tungstenite has queued the reply to its Close frame
+                // but only writes it on the next flush: without this the closing handshake
+                // never completes and the browser reports an unclean close (1006).
+                None => sink.close().await,
+            }
+        })
+        .await;
     }
     tracing::info!(?end, "disconnected");
 }
