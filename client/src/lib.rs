@@ -1,1 +1,26 @@
-//! The browser client.
+//! The browser side of the video call.
+//!
+//! The page (`www/index.html`) loads this module; [`start`] finds the page's elements, reads the
+//! options from the address (`#true` calls, `?room=NAME` picks a room) and runs [`app::App`]
+//! until the page is closed.
+
+pub mod app;
+pub mod media;
+pub mod peer;
+pub mod ui;
+
+use wasm_bindgen::prelude::*;
+
+/// Entry point, run by the browser when the module loads.
+#[wasm_bindgen(start)]
+pub async fn start() -> Result<(), JsValue> {
+    let window = web_sys::window().ok_or("no window")?;
+    let document = window.document().ok_or("no document")?;
+    // wasm-bindgen-test loads this module into a page of its own, without our elements.
+    if document.get_element_by_id("localVideo").is_none() {
+        return Ok(());
+    }
+    let ui = ui::Ui::find(&document)?;
+    let options = app::Options::from_location(&window.location())?;
+    app::App::run(options, ui).await
+}

@@ -1,0 +1,101 @@
+//! Camera and microphone, and the errors a person meets getting them.
+
+use std::fmt;
+
+use js_sys::Reflect;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{MediaStream, MediaStreamConstraints};
+
+/// Why the page has no camera or microphone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaError {
+    /// Opened over plain http from another machine: browsers offer `getUserMedia` only to
+    /// secure contexts (https, or http on localhost).
+    InsecureContext,
+    /// The person, or the browser's settings, refused access.
+    Denied,
+    /// There is no camera and no microphone.
+    NoDevice,
+    /// The device exists but another program holds it.
+    InUse,
+    /// Anything else, with the browser's words.
+    Other(String),
+}
+
+impl fmt::Display for MediaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MediaError::InsecureContext => f.write_str(
+                "Camera and microphone are blocked because this page was opened over plain http \
+                 from another machine. Browsers allow them only on https:// or on localhost: \
+                 serve the relay behind https, or open it on this machine as localhost.",
+            ),
+            MediaError::Denied => f.write_str(
+                "Camera and microphone access was denied. Allow it in the browser's address bar, \
+                 then press Start.",
+            ),
+            MediaError::NoDevice => f.write_str(
+                "No camera or microphone was found. Plug one in, then press Start. \
+                 You can still see and hear the other person.",
+            ),
+            MediaError::InUse => f.write_str(
+                "The camera or microphone is in use by another program. Close it, then press Start.",
+            ),
+            MediaError::Other(why) => write!(f, "Could not open the camera or microphone: {why}"),
+        }
+    }
+}
+
+/// Asks for camera and microphone; with only one of the two present, takes that one.
+pub async fn open_camera_and_microphone() -> Result<MediaStream, MediaError> {
+    let window = web_sys::window().ok_or_else(|| MediaError::Other("no window".into()))?;
+    if !window.is_secure_context() {
+        return Err(MediaError::InsecureContext);
+    }
+    let devices = window
+        .navigator()
+        .media_devices()
+        .map_err(|_| MediaError::InsecureContext)?;
+    let mut last = MediaError::NoDevice;
+    for (audio, video) in [(true, true), (false, true), (true, false)] {
+        let constraints = MediaStreamConstraints::new();
+        constraints.set_audio(&JsValue::from_bool(audio));
+        constraints.set_video(&JsValue::from_bool(video));
+        let request = devices
+            .get_user_media_with_constraints(&constraints)
+            .map_err(classify)?;
+        match JsFuture::from(request).await {
+            Ok(stream) => {
+                return stream
+                    .dyn_into()
+                    .map_err(|_| MediaError::Other("not a stream".into()))
+            }
+            // Only a missing device is worth a retry with less; a refusal stays a refusal.
+            Err(err) => match classify(err) {
+                MediaError::NoDevice => last = MediaError::NoDevice,
+                other => return Err(other),
+            },
+        }
+    }
+    Err(last)
+}
+
+/// Sorts a `getUserMedia` rejection (a `DOMException`) by its name.
+fn classify(err: JsValue) -> MediaError {
+    let name = Reflect::get(&err, &JsValue::from_str("name"))
+        .ok()
+        .and_then(|n| n.as_string())
+        .unwrap_or_default();
+    match name.as_str() {
+        "NotAllowedError" | "SecurityError" => MediaError::Denied,
+        "NotFoundError" | "OverconstrainedError" => MediaError::NoDevice,
+        "NotReadableError" | "AbortError" => MediaError::InUse,
+        _ => MediaError::Other(
+            Reflect::get(&err, &JsValue::from_str("message"))
+                .ok()
+                .and_then(|m| m.as_string())
+                .unwrap_or_else(|| format!("{err:?}")),
+        ),
+    }
+}

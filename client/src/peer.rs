@@ -1,0 +1,219 @@
+//! One `RTCPeerConnection` and the handlers it owns.
+//!
+//! A [`Peer`] forwards what the browser tells it (local candidates, remote tracks, connection
+//! state) as [`PeerEvent`]s and decides nothing itself. Dropping it unregisters its handlers and
+//! closes the connection, so a hang-up followed by a new call leaks neither.
+
+use js_sys::{Array, Reflect};
+use protocol::{IceCandidate, IceServer};
+use wasm_bindgen::{prelude::*, JsCast};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    MediaStream, RtcConfiguration, RtcIceCandidateInit, RtcIceServer, RtcPeerConnection,
+    RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcRtpTransceiverDirection,
+    RtcRtpTransceiverInit, RtcSdpType, RtcSessionDescriptionInit, RtcSignalingState, RtcTrackEvent,
+};
+
+/// What a peer connection reports.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A local ICE candidate to send to the other side.
+    Candidate(IceCandidate),
+    /// The other side's media arrived.
+    Track(MediaStream),
+    /// The connection's overall state changed.
+    State(RtcPeerConnectionState),
+}
+
+/// An `RTCPeerConnection` whose handlers live exactly as long as it does.
+pub struct Peer {
+    pc: RtcPeerConnection,
+    /// Remote candidates that came before the remote description; `addIceCandidate` rejects
+    /// them until it is set.
+    pending: Vec<IceCandidate>,
+    // The handlers registered on `pc`; held here so they live exactly as long as it does.
+    _on_candidate: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
+    _on_track: Closure<dyn FnMut(RtcTrackEvent)>,
+    _on_state: Closure<dyn FnMut(web_sys::Event)>,
+}
+
+impl Peer {
+    /// A new connection using `ice_servers`, reporting through `report`.
+    pub fn new(
+        ice_servers: &[IceServer],
+        report: impl Fn(PeerEvent) + 'static,
+    ) -> Result<Self, JsValue> {
+        let config = RtcConfiguration::new();
+        let servers = Array::new();
+        for server in ice_servers {
+            let entry = RtcIceServer::new();
+            let urls: Array = server.urls.iter().map(|u| JsValue::from_str(u)).collect();
+            entry.set_urls(&urls);
+            if let Some(username) = &server.username {
+                entry.set_username(username);
+            }
+            if let Some(credential) = &server.credential {
+                entry.set_credential(credential);
+            }
+            servers.push(&entry);
+        }
+        config.set_ice_servers(&servers);
+        let pc = RtcPeerConnection::new_with_configuration(&config)?;
+
+        let report = std::rc::Rc::new(report);
+        let on_candidate = {
+            let report = report.clone();
+            Closure::<dyn FnMut(_)>::new(move |event: RtcPeerConnectionIceEvent| {
+                // A null candidate marks the end of gathering; trickle ICE needs nothing for it.
+                if let Some(c) = event.candidate() {
+                    report(PeerEvent::Candidate(IceCandidate {
+                        candidate: c.candidate(),
+                        sdp_mid: c.sdp_mid(),
+                        sdp_m_line_index: c.sdp_m_line_index(),
+                    }));
+                }
+            })
+        };
+        let on_track = {
+            let report = report.clone();
+            Closure::<dyn FnMut(_)>::new(move |event: RtcTrackEvent| {
+                let stream = match event.streams().get(0).dyn_into::<MediaStream>() {
+                    Ok(stream) => Some(stream),
+                    // A track sent without a stream: wrap it in one of our own.
+                    Err(_) => MediaStream::new()
+                        .ok()
+                        .inspect(|s| s.add_track(&event.track())),
+                };
+                if let Some(stream) = stream {
+                    report(PeerEvent::Track(stream));
+                }
+            })
+        };
+        let on_state = {
+            let pc = pc.clone();
+            Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+                report(PeerEvent::State(pc.connection_state()));
+            })
+        };
+        pc.set_onicecandidate(Some(on_candidate.as_ref().unchecked_ref()));
+        pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
+        pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
+        Ok(Self {
+            pc,
+            pending: Vec::new(),
+            _on_candidate: on_candidate,
+            _on_track: on_track,
+            _on_state: on_state,
+        })
+    }
+
+    /// The browser object, for inspection.
+    pub fn connection(&self) -> &RtcPeerConnection {
+        &self.pc
+    }
+
+    /// Sends every track of `stream`, or, without one, asks to receive audio and video anyway.
+    pub fn send_media(&self, stream: Option<&MediaStream>) {
+        match stream {
+            Some(stream) => {
+                for track in stream.get_tracks() {
+                    if let Ok(track) = track.dyn_into() {
+                        self.pc.add_track_0(&track, stream);
+                    }
+                }
+            }
+            None => {
+                let init = RtcRtpTransceiverInit::new();
+                init.set_direction(RtcRtpTransceiverDirection::Recvonly);
+                for kind in ["audio", "video"] {
+                    self.pc.add_transceiver_with_str_and_init(kind, &init);
+                }
+            }
+        }
+    }
+
+    /// Creates an offer and makes it the local description; returns its SDP.
+    pub async fn create_offer(&self) -> Result<String, JsValue> {
+        let offer = JsFuture::from(self.pc.create_offer()).await?;
+        self.set_local(RtcSdpType::Offer, &sdp_of(&offer)?).await
+    }
+
+    /// Applies the other side's offer and answers it; returns the answer's SDP.
+    pub async fn accept_offer(&mut self, sdp: &str) -> Result<String, JsValue> {
+        self.set_remote(RtcSdpType::Offer, sdp).await?;
+        let answer = JsFuture::from(self.pc.create_answer()).await?;
+        self.set_local(RtcSdpType::Answer, &sdp_of(&answer)?).await
+    }
+
+    /// Applies the other side's answer to our offer.
+    pub async fn accept_answer(&mut self, sdp: &str) -> Result<(), JsValue> {
+        self.set_remote(RtcSdpType::Answer, sdp).await
+    }
+
+    /// Adds a remote candidate now, or once the remote description is set.
+    pub async fn add_candidate(&mut self, candidate: IceCandidate) -> Result<(), JsValue> {
+        if self.pc.remote_description().is_none() {
+            self.pending.push(candidate);
+            return Ok(());
+        }
+        self.apply_candidate(&candidate).await
+    }
+
+    /// How many remote candidates wait for the remote description.
+    pub fn pending_candidates(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether we sent an offer that has not been answered yet.
+    pub fn has_local_offer(&self) -> bool {
+        self.pc.signaling_state() == RtcSignalingState::HaveLocalOffer
+    }
+
+    async fn set_local(&self, kind: RtcSdpType, sdp: &str) -> Result<String, JsValue> {
+        let init = RtcSessionDescriptionInit::new(kind);
+        init.set_sdp(sdp);
+        JsFuture::from(self.pc.set_local_description(&init)).await?;
+        Ok(sdp.to_owned())
+    }
+
+    async fn set_remote(&mut self, kind: RtcSdpType, sdp: &str) -> Result<(), JsValue> {
+        let init = RtcSessionDescriptionInit::new(kind);
+        init.set_sdp(sdp);
+        JsFuture::from(self.pc.set_remote_description(&init)).await?;
+        // Now that the remote description is set, the early candidates can go in, in order.
+        for candidate in std::mem::take(&mut self.pending) {
+            self.apply_candidate(&candidate).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_candidate(&self, candidate: &IceCandidate) -> Result<(), JsValue> {
+        let init = RtcIceCandidateInit::new(&candidate.candidate);
+        init.set_sdp_mid(candidate.sdp_mid.as_deref());
+        init.set_sdp_m_line_index(candidate.sdp_m_line_index);
+        JsFuture::from(
+            self.pc
+                .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init)),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // Unregister first: the closures are freed with `self`, and a late event must not call
+        // into freed memory.
+        self.pc.set_onicecandidate(None);
+        self.pc.set_ontrack(None);
+        self.pc.set_onconnectionstatechange(None);
+        self.pc.close();
+    }
+}
+
+/// The `sdp` field of an `RTCSessionDescription` (or its init dictionary).
+fn sdp_of(description: &JsValue) -> Result<String, JsValue> {
+    Reflect::get(description, &JsValue::from_str("sdp"))?
+        .as_string()
+        .ok_or_else(|| JsValue::from_str("session description without sdp"))
+}
