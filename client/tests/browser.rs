@@ -1,0 +1,501 @@
+//! The client's own tests, run by wasm-bindgen-test in a real headless Chromium with a fake
+//! camera and microphone (see `client/webdriver.json`).
+//!
+//! Two [`Peer`]s on the same page negotiate with each other directly, the test passing their
+//! offers, answers and candidates by hand: no relay, no second browser. Run them inside
+//! `scripts/loopback-only.sh` so Chrome's traffic never leaves the machine:
+//!
+//! ```sh
+//! CHROMEDRIVER=/usr/bin/chromedriver scripts/loopback-only.sh \
+//!     cargo test -p client --target wasm32-unknown-unknown
+//! ```
+//!
+//! Nothing here asserts how long something takes: every wait polls and gives up, with a
+//! message saying what it was waiting for, after [`PATIENCE_MS`].
+
+use client::{
+    app::Options,
+    media::open_camera_and_microphone,
+    peer::{Peer, PeerEvent},
+    ui::{Button, Status, Ui},
+};
+use futures::channel::mpsc::{self, TryRecvError, UnboundedReceiver};
+use js_sys::{Date, Promise};
+use protocol::IceCandidate;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+use web_sys::{
+    Document, HtmlVideoElement, MediaStream, MediaStreamTrack, RtcIceCandidateInit,
+    RtcIceGatheringState, RtcPeerConnection, RtcPeerConnectionState, RtcSignalingState,
+};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// How long any one wait may take before the test fails. Generous: shared two-core machines.
+const PATIENCE_MS: f64 = 20_000.0;
+
+/// How often a wait looks again.
+const POLL_MS: i32 = 25;
+
+/// Resolves after `ms` milliseconds.
+async fn sleep(ms: i32) {
+    let promise = Promise::new(&mut |resolve, _reject| {
+        web_sys::window()
+            .expect("a window")
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .expect("setTimeout");
+    });
+    JsFuture::from(promise).await.expect("a timer never fails");
+}
+
+/// The end of a bounded wait.
+struct Deadline {
+    until: f64,
+}
+
+impl Deadline {
+    fn start() -> Self {
+        Self {
+            until: Date::now() + PATIENCE_MS,
+        }
+    }
+
+    /// Sleeps a moment; fails the test, saying what it waited for, once the time is up.
+    async fn tick(&self, waiting_for: impl FnOnce() -> String) {
+        if Date::now() > self.until {
+            panic!(
+                "gave up after {} s waiting for {}",
+                PATIENCE_MS / 1000.0,
+                waiting_for()
+            );
+        }
+        sleep(POLL_MS).await;
+    }
+}
+
+/// Polls `done` until it holds; fails the test after [`PATIENCE_MS`].
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Deadline::start();
+    while !done() {
+        deadline.tick(|| what.to_owned()).await;
+    }
+}
+
+fn document() -> Document {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .expect("a document")
+}
+
+/// A muted, autoplaying `<video>` in the test page, showing `stream`.
+fn video_showing(stream: &MediaStream) -> HtmlVideoElement {
+    let document = document();
+    let video: HtmlVideoElement = document
+        .create_element("video")
+        .expect("create <video>")
+        .dyn_into()
+        .expect("a <video> is an HtmlVideoElement");
+    video.set_muted(true);
+    video.set_autoplay(true);
+    video.set_src_object(Some(stream));
+    document
+        .body()
+        .expect("a body")
+        .append_child(&video)
+        .expect("append the <video>");
+    video
+}
+
+/// Waits until `video` has decoded a frame: its size is known only then.
+async fn wait_for_frames(video: &HtmlVideoElement, whose: &str) {
+    wait_until(
+        &format!("{whose} video to show a frame (videoWidth > 0)"),
+        || video.video_width() > 0,
+    )
+    .await;
+}
+
+/// Stops every track of `stream`, releasing the fake camera and microphone.
+fn stop(stream: &MediaStream) {
+    for track in stream.get_tracks() {
+        track.unchecked_into::<MediaStreamTrack>().stop();
+    }
+}
+
+/// One side of a call: a [`Peer`] and what it has reported so far.
+struct Side {
+    name: &'static str,
+    peer: Peer,
+    events: UnboundedReceiver<PeerEvent>,
+    /// Local candidates not yet passed to the other side.
+    candidates: Vec<IceCandidate>,
+    /// Every connection state reported, in order.
+    states: Vec<RtcPeerConnectionState>,
+    /// Every remote stream reported, in order.
+    tracks: Vec<MediaStream>,
+}
+
+impl Side {
+    fn new(name: &'static str) -> Self {
+        let (tx, events) = mpsc::unbounded();
+        let peer = Peer::new(&[], move |event| {
+            let _ = tx.unbounded_send(event);
+        })
+        .expect("create a peer connection");
+        Self {
+            name,
+            peer,
+            events,
+            candidates: Vec::new(),
+            states: Vec::new(),
+            tracks: Vec::new(),
+        }
+    }
+
+    /// Takes in what the peer has reported since the last call.
+    fn collect(&mut self) {
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                PeerEvent::Candidate(candidate) => self.candidates.push(candidate),
+                PeerEvent::State(state) => self.states.push(state),
+                PeerEvent::Track(stream) => self.tracks.push(stream),
+            }
+        }
+    }
+
+    /// Whether the last connection state the peer reported is `Connected`.
+    fn connected(&self) -> bool {
+        self.states.last() == Some(&RtcPeerConnectionState::Connected)
+    }
+
+    fn describe(&self) -> String {
+        let pc = self.peer.connection();
+        format!(
+            "{}: reported states {:?}, now {:?} (ICE {:?}, signaling {:?})",
+            self.name,
+            self.states,
+            pc.connection_state(),
+            pc.ice_connection_state(),
+            pc.signaling_state()
+        )
+    }
+}
+
+/// Adds `candidates` to `to`, emptying the list.
+async fn deliver(candidates: &mut Vec<IceCandidate>, to: &mut Peer) {
+    for candidate in std::mem::take(candidates) {
+        to.add_candidate(candidate.clone())
+            .await
+            .unwrap_or_else(|err| panic!("add_candidate({candidate:?}) failed: {err:?}"));
+    }
+}
+
+/// Trickles candidates both ways until both sides report `Connected`.
+async fn connect(a: &mut Side, b: &mut Side) {
+    let deadline = Deadline::start();
+    loop {
+        a.collect();
+        b.collect();
+        deliver(&mut a.candidates, &mut b.peer).await;
+        deliver(&mut b.candidates, &mut a.peer).await;
+        if a.connected() && b.connected() {
+            return;
+        }
+        deadline
+            .tick(|| format!("both sides to connect; {}; {}", a.describe(), b.describe()))
+            .await;
+    }
+}
+
+/// A full call between two peers on this page: A sends the fake camera, B has none (as in the
+/// app, it asks to receive anyway), candidates trickle both ways; B must show A's video.
+#[wasm_bindgen_test]
+async fn two_peers_negotiate_connect_and_carry_video() {
+    let local = open_camera_and_microphone()
+        .await
+        .expect("the fake camera and microphone");
+    let mut a = Side::new("A");
+    let mut b = Side::new("B");
+    a.peer.send_media(Some(&local));
+    b.peer.send_media(None);
+
+    let offer = a.peer.create_offer().await.expect("A creates an offer");
+    assert!(
+        offer.contains("m=video"),
+        "the offer has no video:\n{offer}"
+    );
+    assert!(a.peer.has_local_offer(), "A should wait for an answer");
+    let answer = b.peer.accept_offer(&offer).await.expect("B answers");
+    assert!(!b.peer.has_local_offer(), "B answered; it has no offer out");
+    a.peer
+        .accept_answer(&answer)
+        .await
+        .expect("A applies the answer");
+    assert!(!a.peer.has_local_offer(), "A's offer was answered");
+    assert_eq!(
+        a.peer.connection().signaling_state(),
+        RtcSignalingState::Stable
+    );
+
+    connect(&mut a, &mut b).await;
+    assert_eq!(
+        a.peer.connection().connection_state(),
+        RtcPeerConnectionState::Connected
+    );
+    assert_eq!(
+        b.peer.connection().connection_state(),
+        RtcPeerConnectionState::Connected
+    );
+    // Nobody asked A to receive anything, and B sends nothing.
+    assert!(a.tracks.is_empty(), "A got tracks it never asked for");
+
+    let remote = b
+        .tracks
+        .iter()
+        .find(|stream| stream.get_video_tracks().length() > 0)
+        .unwrap_or_else(|| panic!("B reported no stream with a video track: {:?}", b.tracks))
+        .clone();
+    let video = video_showing(&remote);
+    wait_for_frames(&video, "B's remote").await;
+
+    video.remove();
+    stop(&local);
+}
+
+/// The bug of the original pages: candidates that arrive before the offer. B must keep them
+/// until it has the offer, then apply them. B's own candidates are withheld from A, so the
+/// connection can only come up if B really applied A's early candidates: A then learns B's
+/// address from B's connectivity checks.
+#[wasm_bindgen_test]
+async fn candidates_before_the_offer_are_queued_then_applied() {
+    let mut a = Side::new("A");
+    let mut b = Side::new("B");
+    a.peer.send_media(None);
+    b.peer.send_media(None);
+    let offer = a.peer.create_offer().await.expect("A creates an offer");
+
+    // All of A's candidates, before B has seen the offer.
+    wait_until("A to finish gathering candidates", || {
+        a.peer.connection().ice_gathering_state() == RtcIceGatheringState::Complete
+    })
+    .await;
+    a.collect();
+    let early = std::mem::take(&mut a.candidates);
+    assert!(!early.is_empty(), "A gathered no candidates");
+
+    // What the original pages did: the browser itself refuses a candidate this early.
+    let bare = RtcPeerConnection::new().expect("a bare RTCPeerConnection");
+    let init = RtcIceCandidateInit::new(&early[0].candidate);
+    init.set_sdp_mid(early[0].sdp_mid.as_deref());
+    init.set_sdp_m_line_index(early[0].sdp_m_line_index);
+    let refused =
+        JsFuture::from(bare.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init))).await;
+    assert!(
+        refused.is_err(),
+        "the browser accepted a candidate before the remote description"
+    );
+    bare.close();
+
+    let mut queued = 0;
+    for candidate in early {
+        b.peer
+            .add_candidate(candidate.clone())
+            .await
+            .unwrap_or_else(|err| panic!("an early candidate was refused: {candidate:?}: {err:?}"));
+        queued += 1;
+        assert_eq!(b.peer.pending_candidates(), queued);
+    }
+    assert!(b.peer.pending_candidates() > 0);
+
+    let answer = b.peer.accept_offer(&offer).await.expect("B answers");
+    assert_eq!(
+        b.peer.pending_candidates(),
+        0,
+        "applying the offer must apply the queued candidates"
+    );
+    a.peer
+        .accept_answer(&answer)
+        .await
+        .expect("A applies the answer");
+
+    let deadline = Deadline::start();
+    loop {
+        a.collect();
+        b.collect();
+        // Withhold B's candidates; A has no more to give.
+        b.candidates.clear();
+        a.candidates.clear();
+        if a.connected() && b.connected() {
+            break;
+        }
+        deadline
+            .tick(|| {
+                format!(
+                    "a connection through the queued candidates only; {}; {}",
+                    a.describe(),
+                    b.describe()
+                )
+            })
+            .await;
+    }
+    assert_eq!(b.peer.pending_candidates(), 0);
+}
+
+/// The fake camera and microphone open, and the camera shows in a `<video>`.
+#[wasm_bindgen_test]
+async fn camera_opens_and_shows_in_a_video() {
+    let stream = open_camera_and_microphone()
+        .await
+        .expect("the fake camera and microphone");
+    assert_eq!(stream.get_video_tracks().length(), 1, "video tracks");
+    assert_eq!(stream.get_audio_tracks().length(), 1, "audio tracks");
+    for track in stream.get_tracks() {
+        let track: MediaStreamTrack = track.unchecked_into();
+        assert!(track.enabled(), "{} track disabled", track.kind());
+    }
+
+    let video = video_showing(&stream);
+    wait_for_frames(&video, "the local").await;
+    assert!(video.video_height() > 0);
+
+    video.remove();
+    stop(&stream);
+}
+
+/// Dropping a [`Peer`] closes its connection and unregisters its handlers: nothing is reported
+/// afterwards, not even for an event dispatched on the connection by hand.
+#[wasm_bindgen_test]
+async fn dropping_a_peer_closes_its_connection() {
+    let (tx, mut events) = mpsc::unbounded();
+    let peer = Peer::new(&[], move |event| {
+        let _ = tx.unbounded_send(event);
+    })
+    .expect("create a peer connection");
+    peer.send_media(None);
+    peer.create_offer().await.expect("create an offer");
+    let pc: RtcPeerConnection = peer.connection().clone();
+    let state_change = || web_sys::Event::new("connectionstatechange").expect("an event");
+
+    // While the peer lives, its handler reports (the control for the check after the drop).
+    pc.dispatch_event(&state_change()).expect("dispatch");
+    let mut before = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        before.push(event);
+    }
+    assert!(
+        before.iter().any(|e| matches!(e, PeerEvent::State(_))),
+        "a live peer did not report its state: {before:?}"
+    );
+
+    drop(peer);
+    assert_eq!(pc.signaling_state(), RtcSignalingState::Closed);
+    assert_eq!(pc.connection_state(), RtcPeerConnectionState::Closed);
+    assert!(pc.onicecandidate().is_none(), "onicecandidate still set");
+    assert!(pc.ontrack().is_none(), "ontrack still set");
+    assert!(
+        pc.onconnectionstatechange().is_none(),
+        "onconnectionstatechange still set"
+    );
+
+    pc.dispatch_event(&state_change()).expect("dispatch");
+    // `Closed`: nothing came, and nothing can come: the handlers, which held the channel's
+    // sender, were freed. `Empty` would mean a handler (and its sender) is still alive.
+    match events.try_recv() {
+        Err(TryRecvError::Closed) => {}
+        Ok(event) => panic!("a dropped peer reported {event:?}"),
+        Err(TryRecvError::Empty) => {
+            panic!("a dropped peer's handlers are still alive (the channel is open)")
+        }
+    }
+}
+
+/// The options come from the page's address; changed with `history.replaceState`, which does
+/// not navigate away from the tests.
+#[wasm_bindgen_test]
+fn options_come_from_the_address() {
+    let window = web_sys::window().expect("a window");
+    let location = window.location();
+    let history = window.history().expect("a history");
+    let original = location.href().expect("href");
+    let host = location.host().expect("host");
+    let at = |url: &str| {
+        history
+            .replace_state_with_url(&JsValue::NULL, "", Some(url))
+            .expect("replaceState");
+        Options::from_location(&location).expect("options")
+    };
+
+    let room_and_caller = at("?room=kitchen#true");
+    let no_room = at("?room=#false");
+    let plain = at("?");
+    history
+        .replace_state_with_url(&JsValue::NULL, "", Some(&original))
+        .expect("restore the address");
+
+    assert_eq!(
+        room_and_caller,
+        Options {
+            caller: true,
+            room: "kitchen".to_owned(),
+            // The tests are served over http, so the relay is plain ws on the same host.
+            relay_url: format!("ws://{host}/ws"),
+        }
+    );
+    assert_eq!(no_room.room, protocol::DEFAULT_ROOM, "an empty room name");
+    assert!(!no_room.caller, "#false is not the caller");
+    assert_eq!(plain.room, protocol::DEFAULT_ROOM);
+    assert!(!plain.caller);
+}
+
+/// `Ui::find` names the missing or wrong element, and works on the page's elements.
+#[wasm_bindgen_test]
+fn ui_finds_the_page_elements_or_says_which_is_missing() {
+    let message = |result: Result<Ui, JsValue>| match result {
+        Ok(_) => panic!("found elements that are not there"),
+        Err(err) => err.as_string().expect("a string error"),
+    };
+    let page = |body: &str| {
+        let document = document()
+            .implementation()
+            .expect("a DOMImplementation")
+            .create_html_document()
+            .expect("a new document");
+        document.body().expect("a body").set_inner_html(body);
+        document
+    };
+    let complete = r#"<video id="localVideo"></video><video id="remoteVideo"></video>
+        <button id="startButton"></button><button id="callButton"></button>
+        <button id="hangupButton"></button><p id="status"></p>"#;
+
+    assert_eq!(message(Ui::find(&page(""))), "the page has no #localVideo");
+    assert_eq!(
+        message(Ui::find(&page(
+            &complete.replace(r#"<p id="status"></p>"#, "")
+        ))),
+        "the page has no #status"
+    );
+    assert_eq!(
+        message(Ui::find(&page(&complete.replace(
+            r#"<button id="callButton"></button>"#,
+            r#"<div id="callButton"></div>"#
+        )))),
+        "#callButton is not the expected element"
+    );
+
+    let document = page(complete);
+    let ui = Ui::find(&document).expect("all elements are there");
+    ui.set_status(&Status::Waiting("Waiting for you.".to_owned()));
+    let status = document.get_element_by_id("status").expect("#status");
+    assert_eq!(
+        status.get_attribute("data-state").as_deref(),
+        Some("waiting")
+    );
+    assert_eq!(status.text_content().as_deref(), Some("Waiting for you."));
+    ui.enable(false, true, false);
+    let disabled: Vec<bool> = Button::ALL
+        .iter()
+        .map(|&(button, _)| ui.button(button).disabled())
+        .collect();
+    assert_eq!(disabled, [true, false, true]);
+}
