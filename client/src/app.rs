@@ -28,6 +28,8 @@ pub enum Event {
     Relay(ServerMsg),
     /// The relay connection closed or failed, with words for the person.
     RelayLost(String),
+    /// Time to try the relay again.
+    Reconnect,
     /// A peer connection reported something; `call` tells stale calls' events apart.
     Peer {
         /// Which call it belongs to.
@@ -91,6 +93,10 @@ pub struct App {
     local: Option<MediaStream>,
     call: Option<Call>,
     calls_made: u32,
+    /// From the last `welcome`: gives our id back if the relay connection drops.
+    resume_token: Option<String>,
+    /// Reconnection attempts since the relay last welcomed us.
+    reconnects: u32,
     /// The button handlers; they live as long as the page's loop.
     _buttons: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
@@ -122,6 +128,8 @@ impl App {
             local: None,
             call: None,
             calls_made: 0,
+            resume_token: None,
+            reconnects: 0,
             _buttons: buttons,
         };
         app.show(Status::Starting);
@@ -194,11 +202,16 @@ impl App {
                 }
             }
         });
-        let join = ClientMsg::Join {
+        let resume = self.resume_token.take();
+        self.join(resume);
+    }
+
+    fn join(&self, resume: Option<String>) {
+        self.send(ClientMsg::Join {
             room: self.options.room.clone(),
             name: None,
-        };
-        self.send(join);
+            resume,
+        });
     }
 
     /// Acts on one event.
@@ -224,13 +237,17 @@ impl App {
                 self.relay = None;
                 self.me = None;
                 self.other = None;
-                let rest = if self.call.is_some() {
-                    " The call goes on, but a new call needs the relay: reload the page."
-                } else {
-                    " Reload the page to reconnect."
-                };
-                self.show(Status::Error(format!("{why}{rest}")));
+                // 1, 2, 4, 8 then every 10 seconds: a restarting relay is back within a few.
+                let delay = (1u32 << self.reconnects.min(4)).min(10);
+                self.reconnects += 1;
+                let tx = self.events_tx.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    sleep_ms(delay * 1000).await;
+                    let _ = tx.unbounded_send(Event::Reconnect);
+                });
+                self.show(Status::Error(format!("{why} Reconnecting in {delay} s…")));
             }
+            Event::Reconnect => self.connect_relay(),
             Event::Peer { call, event } => self.on_peer(call, event),
             Event::Click(Button::Start) => {
                 let media = media::open_camera_and_microphone().await;
@@ -261,9 +278,12 @@ impl App {
                 id,
                 peers,
                 ice_servers,
+                resume_token,
                 ..
             } => {
                 self.me = Some(id);
+                self.resume_token = Some(resume_token);
+                self.reconnects = 0;
                 self.ice_servers = ice_servers;
                 self.other = peers.first().map(|p| p.id);
                 self.on_other_present().await;
@@ -281,22 +301,24 @@ impl App {
                     ));
                 }
             }
-            ServerMsg::Offer { from, sdp } => self.on_offer(from, &sdp).await,
-            ServerMsg::Answer { from, sdp } => {
+            ServerMsg::Offer { from, sdp, .. } => self.on_offer(from, &sdp).await,
+            ServerMsg::Answer { from, sdp, .. } => {
                 if let Some(call) = self.call.as_mut().filter(|c| c.with == from) {
                     if let Err(err) = call.peer.accept_answer(&sdp).await {
                         self.fail("Could not apply the answer", &err);
                     }
                 }
             }
-            ServerMsg::Candidate { from, candidate } => {
+            ServerMsg::Candidate {
+                from, candidate, ..
+            } => {
                 if let Some(call) = self.call.as_mut().filter(|c| c.with == from) {
                     if let Err(err) = call.peer.add_candidate(candidate).await {
                         web_sys::console::warn_1(&err);
                     }
                 }
             }
-            ServerMsg::HangUp { from } => {
+            ServerMsg::HangUp { from, .. } => {
                 if self.call.as_ref().is_some_and(|c| c.with == from) {
                     self.end_call();
                     self.show(Status::Ended(
@@ -304,6 +326,11 @@ impl App {
                     ));
                 }
             }
+            // Our place expired while we were away: join as someone new.
+            ServerMsg::Error {
+                kind: ErrorKind::InvalidResume,
+                ..
+            } => self.join(None),
             ServerMsg::Error { kind, message } => {
                 web_sys::console::warn_1(&format!("relay: {kind}: {message}").into());
                 let text = match kind {
@@ -320,14 +347,17 @@ impl App {
 
     /// The other person is in the room: the caller calls, the other waits to be called.
     async fn on_other_present(&mut self) {
+        // Back on the relay after losing it, with a call still up: the other side may have
+        // ended it when we vanished, so start afresh rather than keep a call only one side has.
+        if self.call.is_some() {
+            self.end_call();
+        }
         match self.other {
-            Some(other) if self.options.caller && self.call.is_none() => {
-                self.start_call(other).await
-            }
-            Some(_) if self.call.is_none() => self.show(Status::Waiting(
+            Some(other) if self.options.caller => self.start_call(other).await,
+            Some(_) => self.show(Status::Waiting(
                 "The other person is here. Waiting for their call, or press Call.".to_owned(),
             )),
-            _ => self.show_waiting(),
+            None => self.show_waiting(),
         }
     }
 
@@ -454,4 +484,15 @@ impl App {
             self.call.is_some(),
         );
     }
+}
+
+/// Waits `ms` milliseconds without blocking the page.
+async fn sleep_ms(ms: u32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let ms = i32::try_from(ms).unwrap_or(i32::MAX);
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }

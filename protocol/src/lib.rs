@@ -22,8 +22,13 @@ pub const MAX_ROOM_LEN: usize = 64;
 /// Close code sent when a frame is larger than [`MAX_MESSAGE_BYTES`] (RFC 6455, 7.4.1).
 pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
 
-/// Close code sent when the relay shuts down (RFC 6455, 7.4.1).
+/// Close code sent when the relay shuts down, or drops a peer that stopped answering pings
+/// (RFC 6455, 7.4.1).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Close code sent to a peer that does not read its messages or keeps sending too fast
+/// (RFC 6455, 7.4.1: policy violation).
+pub const CLOSE_POLICY: u16 = 1008;
 
 /// The relay's name for one connected peer, unique for the relay's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -88,9 +93,13 @@ pub enum ClientMsg {
     Join {
         /// The room's name: 1 to [`MAX_ROOM_LEN`] bytes.
         room: String,
-        /// An optional display name shown to the others.
+        /// An optional display name shown to the others, unique in the room.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// The `resumeToken` of an earlier `welcome`: within the grace period it gives back
+        /// that connection's id and name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
     },
     /// An SDP offer for the addressed peer.
     Offer {
@@ -142,12 +151,24 @@ pub enum Signal {
 
 impl Signal {
     /// The event the addressed peer receives, stamped with the sender the relay knows.
-    pub fn from_peer(self, from: PeerId) -> ServerMsg {
+    pub fn from_peer(self, from: PeerId, from_name: Option<String>) -> ServerMsg {
         match self {
-            Signal::Offer(sdp) => ServerMsg::Offer { from, sdp },
-            Signal::Answer(sdp) => ServerMsg::Answer { from, sdp },
-            Signal::Candidate(candidate) => ServerMsg::Candidate { from, candidate },
-            Signal::HangUp => ServerMsg::HangUp { from },
+            Signal::Offer(sdp) => ServerMsg::Offer {
+                from,
+                from_name,
+                sdp,
+            },
+            Signal::Answer(sdp) => ServerMsg::Answer {
+                from,
+                from_name,
+                sdp,
+            },
+            Signal::Candidate(candidate) => ServerMsg::Candidate {
+                from,
+                from_name,
+                candidate,
+            },
+            Signal::HangUp => ServerMsg::HangUp { from, from_name },
         }
     }
 }
@@ -161,6 +182,8 @@ pub enum Request {
         room: String,
         /// An optional display name.
         name: Option<String>,
+        /// A resume token from an earlier `welcome`.
+        resume: Option<String>,
     },
     /// Forward a signal to a peer of the sender's room.
     Relay {
@@ -174,7 +197,7 @@ pub enum Request {
 impl From<ClientMsg> for Request {
     fn from(msg: ClientMsg) -> Self {
         let (to, signal) = match msg {
-            ClientMsg::Join { room, name } => return Request::Join { room, name },
+            ClientMsg::Join { room, name, resume } => return Request::Join { room, name, resume },
             ClientMsg::Offer { to, sdp } => (to, Signal::Offer(sdp)),
             ClientMsg::Answer { to, sdp } => (to, Signal::Answer(sdp)),
             ClientMsg::Candidate { to, candidate } => (to, Signal::Candidate(candidate)),
@@ -271,9 +294,34 @@ pub enum ErrorKind {
     InvalidRoom,
     /// The addressed peer is not in the sender's room.
     NoPeer,
+    /// The display name is taken by another peer of the room.
+    NameTaken,
+    /// The resume token is unknown or its grace period is over.
+    InvalidResume,
+    /// Too many messages too fast; this one was dropped.
+    RateLimited,
+    /// A held message found nobody to take it in time.
+    Expired,
 }
 
 impl ErrorKind {
+    /// Every kind, for counting them.
+    pub const ALL: [ErrorKind; 13] = [
+        ErrorKind::InvalidJson,
+        ErrorKind::UnknownType,
+        ErrorKind::InvalidMessage,
+        ErrorKind::BinaryFrame,
+        ErrorKind::NotJoined,
+        ErrorKind::AlreadyJoined,
+        ErrorKind::RoomFull,
+        ErrorKind::InvalidRoom,
+        ErrorKind::NoPeer,
+        ErrorKind::NameTaken,
+        ErrorKind::InvalidResume,
+        ErrorKind::RateLimited,
+        ErrorKind::Expired,
+    ];
+
     /// The kind as it appears on the wire, e.g. `room-full`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -286,6 +334,10 @@ impl ErrorKind {
             ErrorKind::RoomFull => "room-full",
             ErrorKind::InvalidRoom => "invalid-room",
             ErrorKind::NoPeer => "no-peer",
+            ErrorKind::NameTaken => "name-taken",
+            ErrorKind::InvalidResume => "invalid-resume",
+            ErrorKind::RateLimited => "rate-limited",
+            ErrorKind::Expired => "expired",
         }
     }
 }
@@ -314,6 +366,8 @@ pub enum ServerMsg {
         peers: Vec<PeerInfo>,
         /// The STUN/TURN servers to give `RTCPeerConnection`.
         ice_servers: Vec<IceServer>,
+        /// Send it back in `join` after a dropped connection to get this id and name back.
+        resume_token: String,
     },
     /// Someone entered your room.
     PeerJoined {
@@ -329,6 +383,9 @@ pub enum ServerMsg {
     Offer {
         /// The sender, as the relay knows it.
         from: PeerId,
+        /// The sender's display name, if it gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_name: Option<String>,
         /// The session description.
         sdp: String,
     },
@@ -336,6 +393,9 @@ pub enum ServerMsg {
     Answer {
         /// The sender, as the relay knows it.
         from: PeerId,
+        /// The sender's display name, if it gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_name: Option<String>,
         /// The session description.
         sdp: String,
     },
@@ -343,6 +403,9 @@ pub enum ServerMsg {
     Candidate {
         /// The sender, as the relay knows it.
         from: PeerId,
+        /// The sender's display name, if it gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_name: Option<String>,
         /// The candidate.
         candidate: IceCandidate,
     },
@@ -350,6 +413,9 @@ pub enum ServerMsg {
     HangUp {
         /// The sender, as the relay knows it.
         from: PeerId,
+        /// The sender's display name, if it gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_name: Option<String>,
     },
     /// Your last request could not be carried out; the connection stays open.
     Error {
@@ -382,14 +448,23 @@ impl ServerMsg {
 
 /// Checks a room name: 1 to [`MAX_ROOM_LEN`] bytes, no control characters.
 pub fn validate_room(room: &str) -> Result<(), String> {
-    if room.is_empty() {
-        return Err("the room name is empty".into());
+    validate_label("room name", room)
+}
+
+/// Checks a display name: the same rules as a room name.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    validate_label("name", name)
+}
+
+fn validate_label(what: &str, label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err(format!("the {what} is empty"));
     }
-    if room.len() > MAX_ROOM_LEN {
-        return Err(format!("the room name is longer than {MAX_ROOM_LEN} bytes"));
+    if label.len() > MAX_ROOM_LEN {
+        return Err(format!("the {what} is longer than {MAX_ROOM_LEN} bytes"));
     }
-    if room.chars().any(char::is_control) {
-        return Err("the room name has control characters".into());
+    if label.chars().any(char::is_control) {
+        return Err(format!("the {what} has control characters"));
     }
     Ok(())
 }
@@ -420,14 +495,18 @@ mod tests {
             room: "r".into(),
             peers: vec![],
             ice_servers: vec![],
+            resume_token: "t".into(),
         };
         assert_eq!(
             welcome.to_json(),
-            r#"{"type":"welcome","id":1,"room":"r","peers":[],"iceServers":[]}"#
+            r#"{"type":"welcome","id":1,"room":"r","peers":[],"iceServers":[],"resumeToken":"t"}"#
         );
         assert_eq!(
-            ServerMsg::parse(r#"{"type":"hang-up","from":3}"#).expect("valid"),
-            ServerMsg::HangUp { from: PeerId(3) }
+            ServerMsg::parse(r#"{"type":"hang-up","from":3,"fromName":"ann"}"#).expect("valid"),
+            ServerMsg::HangUp {
+                from: PeerId(3),
+                from_name: Some("ann".into())
+            }
         );
     }
 
@@ -464,9 +543,10 @@ mod tests {
             }
         );
         assert_eq!(
-            Signal::Answer("v=0".into()).from_peer(PeerId(2)),
+            Signal::Answer("v=0".into()).from_peer(PeerId(2), None),
             ServerMsg::Answer {
                 from: PeerId(2),
+                from_name: None,
                 sdp: "v=0".into()
             }
         );

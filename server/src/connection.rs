@@ -1,24 +1,29 @@
-//! One WebSocket connection: upgrade, read loop, writer task, and cleanup.
+//! One WebSocket connection: admission, upgrade, read loop, writer task, and cleanup.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc, time::Duration};
 
 use axum::{
     extract::{
         ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
-        State,
+        ConnectInfo, State,
     },
-    response::Response,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
 };
 use futures_util::{stream::SplitSink, SinkExt, StreamExt};
 use protocol::{
     ClientMsg, ErrorKind, PeerId, Request, ServerMsg, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG,
-    MAX_MESSAGE_BYTES,
+    CLOSE_POLICY, MAX_MESSAGE_BYTES,
 };
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{registry::Outbox, Relay};
+use crate::{
+    limits::{self, RateLimit, Ticket},
+    registry::{JoinRequest, Outbox, Relayed},
+    Relay,
+};
 
 /// How many frames may wait for one peer before it counts as not reading.
 /// A call's setup is one offer, one answer and a few dozen candidates.
@@ -27,18 +32,37 @@ const OUTBOX_CAPACITY: usize = 256;
 /// How long the relay waits to hand a final Close frame to a peer.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Close code for a peer dropped because it did not read its messages (RFC 6455: policy violation).
-const CLOSE_POLICY: u16 = 1008;
-
-/// Upgrades `GET /ws` to a WebSocket and runs the connection.
-pub async fn ws_handler(ws: WebSocketUpgrade, State(relay): State<Arc<Relay>>) -> Response {
+/// Upgrades `GET /ws` to a WebSocket and runs the connection, if the origin and the limits
+/// allow it.
+pub async fn ws_handler(
+    ws: WebSocketUpgrade,
+    State(relay): State<Arc<Relay>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if !limits::origin_allowed(&headers, &relay.allowed_origins) {
+        relay.metrics.refused_total.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%addr, origin = ?headers.get("origin"), "refused a foreign origin");
+        return (StatusCode::FORBIDDEN, "this origin may not connect\n").into_response();
+    }
+    let ticket = match relay.admission.admit(addr.ip()) {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            relay.metrics.refused_total.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%addr, status = %refusal.0, "refused a connection");
+            return refusal.into_response();
+        }
+    };
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(relay.limits.read_buffer)
+        .write_buffer_size(relay.limits.write_buffer)
         .on_upgrade(move |socket| {
             let id = relay.registry.next_id();
             let tracker = relay.tracker.clone();
             tracker.track_future(
-                handle_socket(socket, relay, id).instrument(tracing::info_span!("peer", %id)),
+                handle_socket(socket, relay, id, ticket)
+                    .instrument(tracing::info_span!("peer", %id, %addr)),
             )
         })
 }
@@ -46,12 +70,18 @@ pub async fn ws_handler(ws: WebSocketUpgrade, State(relay): State<Arc<Relay>>) -
 /// Why a connection ended.
 #[derive(Debug)]
 enum End {
-    /// The client closed it, or its transport failed.
+    /// The client closed it with a Close frame: it is gone for good.
+    Closed,
+    /// Its transport failed: it may come back with its resume token.
     Client,
     /// The client sent a frame larger than [`MAX_MESSAGE_BYTES`].
     TooBig,
-    /// The peer's outbox filled up.
-    SlowReader,
+    /// The relay dropped it: its outbox filled up (it does not read), or writing failed.
+    Kicked,
+    /// It kept sending faster than the rate limit.
+    Abuse,
+    /// It answered no ping for the idle timeout.
+    Silent,
     /// The relay is shutting down.
     Shutdown,
 }
@@ -59,9 +89,11 @@ enum End {
 impl End {
     fn close_frame(&self) -> Option<CloseFrame> {
         let (code, reason) = match self {
-            End::Client => return None,
+            End::Closed | End::Client => return None,
             End::TooBig => (CLOSE_MESSAGE_TOO_BIG, "message too big"),
-            End::SlowReader => (CLOSE_POLICY, "not reading messages"),
+            End::Kicked => (CLOSE_POLICY, "not reading messages"),
+            End::Abuse => (CLOSE_POLICY, "too many messages"),
+            End::Silent => (CLOSE_GOING_AWAY, "no answer to pings"),
             End::Shutdown => (CLOSE_GOING_AWAY, "relay shutting down"),
         };
         Some(CloseFrame {
@@ -71,32 +103,71 @@ impl End {
     }
 }
 
-async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, id: PeerId) {
+/// One connection's own state, owned by its read loop.
+struct Connection {
+    relay: Arc<Relay>,
+    /// The connection's id until it joins; then the id it joined as (a resumed one, maybe).
+    id: PeerId,
+    joined: bool,
+    outbox: Outbox,
+    rate: RateLimit,
+}
+
+async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, id: PeerId, ticket: Ticket) {
     tracing::info!("connected");
+    relay.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    relay
+        .metrics
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
     let kick = relay.shutdown.child_token();
-    let outbox = Outbox {
-        tx,
-        kick: kick.clone(),
-    };
     let writer = tokio::spawn(write_loop(sink, rx, kick.clone()));
+    let limits = &relay.limits;
+    let mut conn = Connection {
+        rate: RateLimit::new(limits.rate_per_sec, limits.rate_burst),
+        outbox: Outbox {
+            tx,
+            kick: kick.clone(),
+        },
+        relay: relay.clone(),
+        id,
+        joined: false,
+    };
+    let mut ping = tokio::time::interval(limits.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
 
     let end = loop {
         let frame = tokio::select! {
             _ = kick.cancelled() => {
-                break if relay.shutdown.is_cancelled() { End::Shutdown } else { End::SlowReader };
+                break if relay.shutdown.is_cancelled() { End::Shutdown } else { End::Kicked };
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= limits.idle_timeout {
+                    break End::Silent;
+                }
+                conn.outbox.deliver_frame(Message::Ping(Default::default()));
+                continue;
             }
             frame = stream.next() => frame,
         };
-        let reply = match frame {
-            Some(Ok(Message::Text(text))) => handle_text(&relay, id, &outbox, text.as_str()),
-            Some(Ok(Message::Binary(_))) => Some(ServerMsg::error(
-                ErrorKind::BinaryFrame,
-                "the relay speaks JSON text frames only",
-            )),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
-            Some(Ok(Message::Close(_))) | None => break End::Client,
+        last_heard = Instant::now();
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                if let Some(end) = conn.on_frame(Some(text.as_str())) {
+                    break end;
+                }
+            }
+            Some(Ok(Message::Binary(_))) => {
+                if let Some(end) = conn.on_frame(None) {
+                    break end;
+                }
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_))) => break End::Closed,
+            None => break End::Client,
             Some(Err(err)) => {
                 // axum hides tungstenite's error type; its text is the only way to tell a
                 // capacity error from a broken transport.
@@ -108,15 +179,12 @@ async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, id: PeerId) {
                     End::Client
                 };
             }
-        };
-        if let Some(reply) = reply {
-            if !outbox.deliver(&reply.to_json()) {
-                break End::SlowReader;
-            }
         }
     };
 
-    relay.registry.leave(id);
+    // A peer that said goodbye frees its name at once; one that vanished keeps its place for
+    // the resume grace period.
+    relay.registry.leave(conn.id, !matches!(end, End::Closed));
     // Stop the writer before writing the Close frame ourselves: what is still queued is for a
     // peer that is going away.
     kick.cancel();
@@ -124,49 +192,114 @@ async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, id: PeerId) {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
             match end.close_frame() {
                 Some(frame) => sink.send(Message::Close(Some(frame))).await,
-                // When the client closed, tungstenite has queued the reply to its Close frame
-                // but only writes it on the next flush: without this the closing handshake
-                // never completes and the browser reports an unclean close (1006).
+                // The client closed: flush the Close reply tungstenite queued for it.
                 None => sink.close().await,
             }
         })
         .await;
     }
+    relay.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    drop(ticket);
     tracing::info!(?end, "disconnected");
 }
 
-/// Carries out one text frame; returns what to answer the sender, if anything.
-fn handle_text(relay: &Relay, id: PeerId, outbox: &Outbox, text: &str) -> Option<ServerMsg> {
-    let msg = match ClientMsg::parse(text) {
-        Ok(msg) => msg,
-        Err(err) => {
-            tracing::debug!(%err, "bad message");
-            return Some(ServerMsg::error(err.kind(), err.to_string()));
+impl Connection {
+    /// Carries out one data frame (`None` for a binary one); returns why to end, if it must.
+    fn on_frame(&mut self, text: Option<&str>) -> Option<End> {
+        let reply = if !self.rate.allow() {
+            if self.rate.refused_in_a_row >= self.relay.limits.abuse_limit {
+                return Some(End::Abuse);
+            }
+            Some(ServerMsg::error(
+                ErrorKind::RateLimited,
+                "too many messages: this one was dropped; slow down",
+            ))
+        } else if let Some(text) = text {
+            self.on_text(text)
+        } else {
+            Some(ServerMsg::error(
+                ErrorKind::BinaryFrame,
+                "the relay speaks JSON text frames only",
+            ))
+        };
+        if let Some(ServerMsg::Error { kind, .. }) = &reply {
+            self.relay.metrics.error(*kind);
         }
-    };
-    let result =
-        match Request::from(msg) {
-            Request::Join { room, name } => relay
-                .registry
-                .join(id, &room, name, outbox.clone())
-                .map(|peers| {
-                    tracing::info!(%room, others = peers.len(), "joined");
-                    Some(ServerMsg::Welcome {
-                        id,
-                        room,
-                        peers,
-                        ice_servers: relay.ice_servers.clone(),
-                    })
-                }),
-            Request::Relay { to, signal } => {
-                tracing::debug!(?to, "relaying");
-                relay.registry.relay(id, to, signal).map(|()| None)
+        match reply {
+            Some(reply) if !self.outbox.deliver(&reply.to_json()) => Some(End::Kicked),
+            _ => None,
+        }
+    }
+
+    /// Carries out one text frame; returns what to answer the sender, if anything.
+    fn on_text(&mut self, text: &str) -> Option<ServerMsg> {
+        let msg = match ClientMsg::parse(text) {
+            Ok(msg) => msg,
+            Err(err) => {
+                tracing::debug!(%err, "bad message");
+                return Some(ServerMsg::error(err.kind(), err.to_string()));
             }
         };
-    result.unwrap_or_else(|refusal| {
-        tracing::debug!(kind = %refusal.kind, "refused");
-        Some(refusal.to_msg())
-    })
+        let registry = &self.relay.registry;
+        let result = match Request::from(msg) {
+            Request::Join { .. } if self.joined => Some(ServerMsg::error(
+                ErrorKind::AlreadyJoined,
+                "this connection has already joined a room",
+            )),
+            Request::Join { room, name, resume } => {
+                let request = JoinRequest { room, name, resume };
+                match registry.join(self.id, request, self.outbox.clone()) {
+                    Ok(joined) => {
+                        tracing::info!(id = %joined.id, released = joined.released, "joined");
+                        self.relay
+                            .metrics
+                            .relayed(joined.released, joined.released_bytes);
+                        self.id = joined.id;
+                        self.joined = true;
+                        None
+                    }
+                    Err(refusal) => Some(refusal.to_msg()),
+                }
+            }
+            Request::Relay { to, signal } => match registry.relay(self.id, to, signal) {
+                Ok(Relayed::Delivered(bytes)) => {
+                    self.relay.metrics.relayed(1, bytes);
+                    None
+                }
+                Ok(Relayed::Held(hold)) => {
+                    self.expire_later(hold);
+                    None
+                }
+                Err(refusal) => Some(refusal.to_msg()),
+            },
+        };
+        if let Some(ServerMsg::Error { kind, .. }) = &result {
+            tracing::debug!(%kind, "refused");
+        }
+        result
+    }
+
+    /// Tells the sender if held message `hold` is still unclaimed after the hold time.
+    fn expire_later(&self, hold: u64) {
+        let relay = self.relay.clone();
+        let shutdown = relay.shutdown.clone();
+        self.relay.tracker.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(relay.registry.hold_time()) => {
+                    if let Some(sender) = relay.registry.expire(hold) {
+                        relay.metrics.error(ErrorKind::Expired);
+                        let secs = relay.registry.hold_time().as_secs_f32();
+                        let msg = ServerMsg::error(
+                            ErrorKind::Expired,
+                            format!("nobody joined to take your message within {secs} s"),
+                        );
+                        sender.deliver(&msg.to_json());
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// Drains the peer's outbox into its socket until the outbox closes or `stop` is cancelled.
@@ -183,7 +316,14 @@ async fn write_loop(
             msg = rx.recv() => msg,
         };
         let Some(msg) = msg else { break };
-        if sink.send(msg).await.is_err() {
+        // A peer that does not read blocks `send` once the kernel's buffers are full: it must
+        // not keep its writer (and so its connection and its place) forever once it is kicked.
+        let sent = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            sent = sink.send(msg) => sent,
+        };
+        if sent.is_err() {
             // The transport is gone: end the read side too.
             stop.cancel();
             break;

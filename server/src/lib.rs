@@ -5,17 +5,21 @@
 //! its configuration and calls [`run`]; tests start the relay the same way on port 0.
 
 mod connection;
+mod limits;
+mod metrics;
 mod registry;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use axum::{routing::get, Router};
+use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
 use protocol::IceServer;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{compression::CompressionLayer, services::ServeDir};
 
-pub use registry::Registry;
+pub use limits::Limits;
+pub use metrics::Metrics;
+pub use registry::{Registry, Timing};
 
 /// How long shutdown waits for connections to say goodbye before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,6 +33,12 @@ pub struct Config {
     pub ice_servers: Vec<IceServer>,
     /// The most peers one room may hold.
     pub room_capacity: usize,
+    /// Origins whose pages may open a WebSocket. Empty: pages served from the relay's own host
+    /// name (any port, so that `trunk serve` works). Requests without `Origin` (not from a
+    /// browser) are always let in.
+    pub allowed_origins: Vec<String>,
+    /// Limits on what one client, one address and everybody together may use.
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -37,6 +47,8 @@ impl Default for Config {
             dist: PathBuf::from("dist"),
             ice_servers: Vec::new(),
             room_capacity: 2,
+            allowed_origins: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -44,7 +56,10 @@ impl Default for Config {
 /// The state every connection shares.
 pub struct Relay {
     registry: Registry,
-    ice_servers: Vec<IceServer>,
+    metrics: Metrics,
+    limits: Limits,
+    allowed_origins: Vec<String>,
+    admission: limits::Admission,
     /// Cancelled when the relay shuts down; each connection's token is a child of it.
     shutdown: CancellationToken,
     /// Every WebSocket task, so that shutdown can wait for them: axum's graceful shutdown does
@@ -55,22 +70,33 @@ pub struct Relay {
 impl Relay {
     /// A relay with no peers yet, stopping when `shutdown` is cancelled.
     pub fn new(config: &Config, shutdown: CancellationToken) -> Arc<Self> {
+        let timing = Timing {
+            hold: config.limits.hold,
+            resume_grace: config.limits.resume_grace,
+        };
         Arc::new(Self {
-            registry: Registry::new(config.room_capacity),
-            ice_servers: config.ice_servers.clone(),
+            registry: Registry::new(config.room_capacity, config.ice_servers.clone(), timing),
+            metrics: Metrics::default(),
+            limits: config.limits.clone(),
+            allowed_origins: config.allowed_origins.clone(),
+            admission: limits::Admission::new(&config.limits),
             shutdown,
             tracker: TaskTracker::new(),
         })
     }
 }
 
-/// The HTTP routes: `/ws` for signaling, everything else from the client bundle.
+/// The HTTP routes: `/ws` for signaling, `/healthz`, `/metrics`, and everything else from the
+/// client bundle. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
+/// per-address limit needs the peer's address.
 pub fn app(relay: Arc<Relay>, dist: PathBuf) -> Router {
     // ServeDir answers `/` with index.html and `.wasm` as `application/wasm`, which browsers
     // require for streaming compilation.
     let bundle = ServeDir::new(dist);
     Router::new()
         .route("/ws", get(connection::ws_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_handler))
         .with_state(relay)
         .fallback_service(bundle)
         .layer(CompressionLayer::new())
@@ -85,9 +111,12 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let relay = Relay::new(&config, shutdown.clone());
     let router = app(relay.clone(), config.dist);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
     relay.tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, relay.tracker.wait())
         .await
@@ -99,4 +128,11 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+async fn metrics_handler(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
+    let body = relay
+        .metrics
+        .render(relay.registry.room_count(), relay.registry.member_count());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -1,6 +1,6 @@
 //! The relay binary: reads flags and environment, binds, and runs until Ctrl-C or SIGTERM.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
@@ -29,6 +29,39 @@ struct Args {
     /// The most people in one room (2 for a 1:1 call).
     #[arg(long, env = "ROOM_CAPACITY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     room_capacity: u16,
+    /// Origin whose pages may open a WebSocket, e.g. https://call.example.org (repeat, or
+    /// separate with commas; `*` for any). Without one: pages from the relay's own host name.
+    #[arg(
+        long = "allowed-origin",
+        env = "ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
+    /// WebSocket connections open at once; more are refused with 503.
+    #[arg(long, env = "MAX_SESSIONS", default_value_t = 10_000)]
+    max_sessions: usize,
+    /// WebSocket connections open at once from one IP address; more are refused with 429.
+    #[arg(long, env = "MAX_PER_IP", default_value_t = 64)]
+    max_per_ip: usize,
+    /// Messages per second one connection may send on average (token bucket).
+    #[arg(long, env = "RATE_PER_SEC", default_value_t = 50.0)]
+    rate_per_sec: f64,
+    /// Messages one connection may send in a burst.
+    #[arg(long, env = "RATE_BURST", default_value_t = 200.0)]
+    rate_burst: f64,
+    /// Seconds between pings; a connection that answers none for two intervals is dropped
+    /// (within three intervals: 30 s by default).
+    #[arg(long, env = "PING_SECS", default_value_t = 10)]
+    ping_secs: u64,
+    /// Seconds a message for a peer that has not joined yet is held.
+    #[arg(long, env = "HOLD_SECS", default_value_t = 10)]
+    hold_secs: u64,
+    /// Seconds a dropped peer may take to come back with its resume token.
+    #[arg(long, env = "RESUME_GRACE_SECS", default_value_t = 15)]
+    resume_grace_secs: u64,
+    /// Per-connection WebSocket read buffer, in bytes.
+    #[arg(long, env = "READ_BUFFER", default_value_t = 8 * 1024)]
+    read_buffer: usize,
 }
 
 #[tokio::main]
@@ -77,10 +110,26 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let ping = Duration::from_secs(args.ping_secs.max(1));
+    let limits = server::Limits {
+        max_sessions: args.max_sessions,
+        max_per_ip: args.max_per_ip,
+        rate_per_sec: args.rate_per_sec,
+        rate_burst: args.rate_burst.max(1.0),
+        ping_interval: ping,
+        // Checked at each ping: a silent peer goes 2 to 3 intervals after it was last heard.
+        idle_timeout: ping * 2,
+        hold: Duration::from_secs(args.hold_secs),
+        resume_grace: Duration::from_secs(args.resume_grace_secs),
+        read_buffer: args.read_buffer,
+        ..server::Limits::default()
+    };
     let config = server::Config {
         dist: args.dist,
         ice_servers,
         room_capacity: usize::from(args.room_capacity),
+        allowed_origins: args.allowed_origins,
+        limits,
     };
     server::run(listener, config, shutdown).await?;
     tracing::info!("stopped");

@@ -1,27 +1,40 @@
 //! The relay over real sockets: each test starts `server::run` on an ephemeral port, connects
-//! WebSocket clients to `/ws` (or speaks raw HTTP/1.1 for the static files) and checks what each
-//! peer receives, and what it must not receive.
+//! WebSocket clients to `/ws` (or speaks raw HTTP/1.1 for the static files and the health and
+//! metrics endpoints) and checks what each peer receives, and what it must not receive.
+//!
+//! Timers (hold, resume grace, pings) are shortened through [`Limits`] in the tests that wait for
+//! them; every other test runs with the defaults, whose timers are far longer than a test.
 
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
     ClientMsg, ErrorKind, IceCandidate, IceServer, PeerId, PeerInfo, ServerMsg, CLOSE_GOING_AWAY,
-    CLOSE_MESSAGE_TOO_BIG, MAX_MESSAGE_BYTES,
+    CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY, MAX_MESSAGE_BYTES,
 };
+use server::Limits;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     task::JoinHandle,
+    time::Instant,
 };
 use tokio_tungstenite::{
     connect_async,
-    tungstenite::{client::IntoClientRequest, http::HeaderValue, Message},
+    tungstenite::{
+        self,
+        client::IntoClientRequest,
+        http::{HeaderValue, StatusCode},
+        Message,
+    },
     MaybeTlsStream, WebSocketStream,
 };
 use tokio_util::sync::CancellationToken;
@@ -34,6 +47,10 @@ const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a peer that should receive nothing is watched.
 const SILENCE: Duration = Duration::from_millis(300);
 
+/// How long a gauge in `/metrics` may take to settle (a closing connection gives its place back
+/// after its closing handshake, which may wait up to two seconds for a peer that does not read).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One relay on an ephemeral port.
 struct TestRelay {
     addr: SocketAddr,
@@ -41,20 +58,41 @@ struct TestRelay {
     handle: JoinHandle<std::io::Result<()>>,
 }
 
+/// The configuration every test starts from: the default limits.
+fn test_config() -> server::Config {
+    server::Config {
+        dist: PathBuf::from("/nonexistent/relay-test-dist"),
+        ice_servers: ice_servers(),
+        room_capacity: 2,
+        ..server::Config::default()
+    }
+}
+
 impl TestRelay {
     async fn start() -> Self {
-        Self::start_serving(PathBuf::from("/nonexistent/relay-test-dist")).await
+        Self::start_with(test_config()).await
+    }
+
+    async fn start_with_limits(limits: Limits) -> Self {
+        Self::start_with(server::Config {
+            limits,
+            ..test_config()
+        })
+        .await
     }
 
     async fn start_serving(dist: PathBuf) -> Self {
+        Self::start_with(server::Config {
+            dist,
+            ..test_config()
+        })
+        .await
+    }
+
+    async fn start_with(config: server::Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("has an address");
         let shutdown = CancellationToken::new();
-        let config = server::Config {
-            dist,
-            ice_servers: ice_servers(),
-            room_capacity: 2,
-        };
         let handle = tokio::spawn(server::run(listener, config, shutdown.clone()));
         Self {
             addr,
@@ -63,11 +101,42 @@ impl TestRelay {
         }
     }
 
+    /// Opens a WebSocket, with an `Origin` header if given; the error of a refused upgrade
+    /// carries the HTTP response.
+    async fn try_connect(&self, origin: Option<&str>) -> Result<Ws, tungstenite::Error> {
+        let mut request = format!("ws://{}/ws", self.addr)
+            .into_client_request()
+            .expect("a valid request");
+        if let Some(origin) = origin {
+            request.headers_mut().insert(
+                "origin",
+                HeaderValue::from_str(origin).expect("a valid header"),
+            );
+        }
+        connect_async(request).await.map(|(ws, _)| ws)
+    }
+
     async fn connect(&self) -> Ws {
-        let (ws, _) = connect_async(format!("ws://{}/ws", self.addr))
+        self.try_connect(None)
             .await
-            .expect("the WebSocket handshake succeeds");
-        ws
+            .expect("the WebSocket handshake succeeds")
+    }
+
+    /// Connects, retrying while the relay refuses with `status` because it has not yet given
+    /// back the place of a connection that just closed.
+    async fn connect_once_freed(&self, status: StatusCode) -> Ws {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            match self.try_connect(None).await {
+                Ok(ws) => return ws,
+                Err(tungstenite::Error::Http(response))
+                    if response.status() == status && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(err) => panic!("expected the place to be freed, got {err}"),
+            }
+        }
     }
 
     /// Connects and joins `room`; returns the socket and the id the relay gave it.
@@ -75,6 +144,37 @@ impl TestRelay {
         let mut ws = self.connect().await;
         let id = join_on(&mut ws, room).await;
         (ws, id)
+    }
+
+    /// Connects and joins `room` as `name`.
+    async fn join_as(&self, room: &str, name: &str) -> (Ws, Welcome) {
+        let mut ws = self.connect().await;
+        let welcome = join_as(&mut ws, room, name).await;
+        (ws, welcome)
+    }
+
+    /// The body of `GET /metrics`.
+    async fn metrics(&self) -> String {
+        let response = get(self.addr, "/metrics", "").await;
+        assert_eq!(response.status, 200);
+        String::from_utf8(response.body).expect("the metrics are text")
+    }
+
+    /// Polls `/metrics` until `series` reads `want`.
+    async fn wait_for_metric(&self, series: &str, want: u64) {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let text = self.metrics().await;
+            let got = metric(&text, series);
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} is still {got}, expected {want}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -99,6 +199,22 @@ fn ice_servers() -> Vec<IceServer> {
     ]
 }
 
+/// The value of one series (`name` or `name{labels}`) in a Prometheus exposition.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in the metrics:\n{text}"))
+}
+
+/// The status of a refused WebSocket upgrade.
+fn refused_with(result: Result<Ws, tungstenite::Error>) -> StatusCode {
+    match result {
+        Err(tungstenite::Error::Http(response)) => response.status(),
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("expected an HTTP refusal, but the upgrade succeeded"),
+    }
+}
+
 async fn send(ws: &mut Ws, msg: &ClientMsg) {
     send_text(ws, &msg.to_json()).await;
 }
@@ -121,11 +237,14 @@ async fn next_frame(ws: &mut Ws) -> Message {
     }
 }
 
+fn parse_event(text: &str) -> ServerMsg {
+    ServerMsg::parse(text).unwrap_or_else(|err| panic!("not a ServerMsg ({err}): {text}"))
+}
+
 /// The next event from the relay.
 async fn recv(ws: &mut Ws) -> ServerMsg {
     match next_frame(ws).await {
-        Message::Text(text) => ServerMsg::parse(text.as_str())
-            .unwrap_or_else(|err| panic!("not a ServerMsg ({err}): {text}")),
+        Message::Text(text) => parse_event(text.as_str()),
         other => panic!("expected a text frame, got {other:?}"),
     }
 }
@@ -149,10 +268,75 @@ async fn recv_close(ws: &mut Ws, code: u16) {
     }
 }
 
-/// Fails if anything arrives within [`SILENCE`].
+/// Closes `ws` and waits for the relay's answer to the closing handshake.
+async fn close(mut ws: Ws) {
+    ws.close(None).await.expect("sends a Close frame");
+    loop {
+        match tokio::time::timeout(RECV_TIMEOUT, ws.next()).await {
+            Ok(Some(Ok(Message::Close(_)))) => return,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            other => panic!("expected the relay's Close frame, got {other:?}"),
+        }
+    }
+}
+
+/// Fails if any event (anything but a ping or pong) arrives within [`SILENCE`].
 async fn assert_silent(ws: &mut Ws) {
-    if let Ok(frame) = tokio::time::timeout(SILENCE, ws.next()).await {
-        panic!("expected silence, got {frame:?}");
+    assert_silent_for(ws, SILENCE).await;
+}
+
+/// Fails if any event (anything but a ping or pong) arrives within `time`. Reading answers the
+/// relay's pings, so the peer stays alive meanwhile.
+async fn assert_silent_for(ws: &mut Ws, time: Duration) {
+    let deadline = Instant::now() + time;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(frame) => panic!("expected silence, got {frame:?}"),
+        }
+    }
+}
+
+fn join_msg(room: &str, name: Option<&str>, resume: Option<&str>) -> ClientMsg {
+    ClientMsg::Join {
+        room: room.into(),
+        name: name.map(Into::into),
+        resume: resume.map(Into::into),
+    }
+}
+
+/// What a `welcome` told a peer.
+#[derive(Debug)]
+struct Welcome {
+    id: PeerId,
+    peers: Vec<PeerInfo>,
+    token: String,
+}
+
+/// The next event, which must be the welcome to `room`.
+async fn expect_welcome(ws: &mut Ws, room: &str) -> Welcome {
+    match recv(ws).await {
+        ServerMsg::Welcome {
+            id,
+            room: joined,
+            peers,
+            ice_servers: servers,
+            resume_token,
+        } => {
+            assert_eq!(joined, room);
+            assert_eq!(servers, ice_servers());
+            assert!(
+                resume_token.len() >= 16,
+                "an unguessable resume token: {resume_token:?}"
+            );
+            Welcome {
+                id,
+                peers,
+                token: resume_token,
+            }
+        }
+        other => panic!("expected a welcome to {room:?}, got {other:?}"),
     }
 }
 
@@ -164,43 +348,35 @@ async fn join_on(ws: &mut Ws, room: &str) -> PeerId {
 /// Sends `join` and waits for the welcome; returns this connection's id and the ids of the peers
 /// already in the room.
 async fn join_with_peers(ws: &mut Ws, room: &str) -> (PeerId, Vec<PeerId>) {
-    send(
-        ws,
-        &ClientMsg::Join {
-            room: room.into(),
-            name: None,
-        },
+    send(ws, &join_msg(room, None, None)).await;
+    let welcome = expect_welcome(ws, room).await;
+    (
+        welcome.id,
+        welcome.peers.into_iter().map(|peer| peer.id).collect(),
     )
-    .await;
-    match recv(ws).await {
-        ServerMsg::Welcome {
-            id,
-            room: joined,
-            peers,
-            ice_servers: servers,
-        } => {
-            assert_eq!(joined, room);
-            assert_eq!(servers, ice_servers());
-            (id, peers.into_iter().map(|peer| peer.id).collect())
-        }
-        other => panic!("expected a welcome to {room:?}, got {other:?}"),
-    }
+}
+
+/// Sends `join` with a display name and waits for the welcome.
+async fn join_as(ws: &mut Ws, room: &str, name: &str) -> Welcome {
+    send(ws, &join_msg(room, Some(name), None)).await;
+    expect_welcome(ws, room).await
 }
 
 /// Joins `a` then `b` to `room` and consumes the `peer-joined` that `a` gets.
 async fn pair(relay: &TestRelay, room: &str) -> ((Ws, PeerId), (Ws, PeerId)) {
     let (mut a, a_id) = relay.join(room).await;
     let (b, b_id) = relay.join(room).await;
-    assert_eq!(
-        recv(&mut a).await,
-        ServerMsg::PeerJoined {
-            peer: PeerInfo {
-                id: b_id,
-                name: None
-            }
-        }
-    );
+    assert_eq!(recv(&mut a).await, peer_joined(b_id, None));
     ((a, a_id), (b, b_id))
+}
+
+fn peer_joined(id: PeerId, name: Option<&str>) -> ServerMsg {
+    ServerMsg::PeerJoined {
+        peer: PeerInfo {
+            id,
+            name: name.map(Into::into),
+        },
+    }
 }
 
 fn offer(sdp: &str) -> ClientMsg {
@@ -210,80 +386,60 @@ fn offer(sdp: &str) -> ClientMsg {
     }
 }
 
-/// Checks that an offer from `from` reaches `to`, the other peer of their room.
+fn offer_to(to: PeerId, sdp: &str) -> ClientMsg {
+    ClientMsg::Offer {
+        to: Some(to),
+        sdp: sdp.into(),
+    }
+}
+
+/// The offer event a peer gets from `from`.
+fn offer_from(from: PeerId, from_name: Option<&str>, sdp: &str) -> ServerMsg {
+    ServerMsg::Offer {
+        from,
+        from_name: from_name.map(Into::into),
+        sdp: sdp.into(),
+    }
+}
+
+fn candidate(n: usize) -> IceCandidate {
+    IceCandidate {
+        candidate: format!(
+            "candidate:{n} 1 udp 2122260223 192.168.1.2 {} typ host",
+            50_000 + n
+        ),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    }
+}
+
+/// Checks that an offer from `from` (which has no display name) reaches `to`, the other peer
+/// of their room.
 async fn assert_offer_reaches(from: &mut Ws, from_id: PeerId, to: &mut Ws, sdp: &str) {
     send(from, &offer(sdp)).await;
-    assert_eq!(
-        recv(to).await,
-        ServerMsg::Offer {
-            from: from_id,
-            sdp: sdp.into()
-        }
-    );
+    assert_eq!(recv(to).await, offer_from(from_id, None, sdp));
 }
 
 #[tokio::test]
 async fn peers_pair_up_in_a_room() {
     let relay = TestRelay::start().await;
     let mut a = relay.connect().await;
-    send(
-        &mut a,
-        &ClientMsg::Join {
-            room: "r".into(),
-            name: Some("Alice".into()),
-        },
-    )
-    .await;
-    let ServerMsg::Welcome {
-        id: a_id,
-        room,
-        peers,
-        ice_servers: servers,
-    } = recv(&mut a).await
-    else {
-        panic!("expected a welcome");
-    };
-    assert_eq!(room, "r");
-    assert!(peers.is_empty(), "{peers:?}");
-    assert_eq!(servers, ice_servers());
+    let a_welcome = join_as(&mut a, "r", "Alice").await;
+    assert!(a_welcome.peers.is_empty(), "{:?}", a_welcome.peers);
 
     let mut b = relay.connect().await;
-    send(
-        &mut b,
-        &ClientMsg::Join {
-            room: "r".into(),
-            name: None,
-        },
-    )
-    .await;
-    let ServerMsg::Welcome {
-        id: b_id,
-        room,
-        peers,
-        ice_servers: servers,
-    } = recv(&mut b).await
-    else {
-        panic!("expected a welcome");
-    };
-    assert_ne!(a_id, b_id);
-    assert_eq!(room, "r");
+    send(&mut b, &join_msg("r", None, None)).await;
+    let b_welcome = expect_welcome(&mut b, "r").await;
+    assert_ne!(a_welcome.id, b_welcome.id);
+    assert_ne!(a_welcome.token, b_welcome.token);
     assert_eq!(
-        peers,
+        b_welcome.peers,
         vec![PeerInfo {
-            id: a_id,
+            id: a_welcome.id,
             name: Some("Alice".into())
         }]
     );
-    assert_eq!(servers, ice_servers());
-    assert_eq!(
-        recv(&mut a).await,
-        ServerMsg::PeerJoined {
-            peer: PeerInfo {
-                id: b_id,
-                name: None
-            }
-        }
-    );
+    assert_eq!(recv(&mut a).await, peer_joined(b_welcome.id, None));
     assert_silent(&mut a).await;
     assert_silent(&mut b).await;
 }
@@ -307,6 +463,7 @@ async fn signals_reach_the_other_peer_of_the_room_only() {
         recv(&mut a).await,
         ServerMsg::Answer {
             from: b_id,
+            from_name: None,
             sdp: "v=0 answer".into()
         }
     );
@@ -328,31 +485,24 @@ async fn signals_reach_the_other_peer_of_the_room_only() {
         recv(&mut b).await,
         ServerMsg::Candidate {
             from: a_id,
+            from_name: None,
             candidate
         }
     );
     send(&mut b, &ClientMsg::HangUp { to: None }).await;
-    assert_eq!(recv(&mut a).await, ServerMsg::HangUp { from: b_id });
+    assert_eq!(
+        recv(&mut a).await,
+        ServerMsg::HangUp {
+            from: b_id,
+            from_name: None
+        }
+    );
 
     // A peer of another room cannot be addressed, and hears nothing of it.
-    send(
-        &mut a,
-        &ClientMsg::Offer {
-            to: Some(c_id),
-            sdp: "v=0 stray".into(),
-        },
-    )
-    .await;
+    send(&mut a, &offer_to(c_id, "v=0 stray")).await;
     recv_error(&mut a, ErrorKind::NoPeer).await;
     // Nor can a peer address itself.
-    send(
-        &mut a,
-        &ClientMsg::Offer {
-            to: Some(a_id),
-            sdp: "v=0 self".into(),
-        },
-    )
-    .await;
+    send(&mut a, &offer_to(a_id, "v=0 self")).await;
     recv_error(&mut a, ErrorKind::NoPeer).await;
 
     assert_silent(&mut a).await;
@@ -367,14 +517,7 @@ async fn a_third_peer_is_refused_and_hears_nothing() {
     let ((mut a, a_id), (mut b, _b_id)) = pair(&relay, "r").await;
 
     let mut c = relay.connect().await;
-    send(
-        &mut c,
-        &ClientMsg::Join {
-            room: "r".into(),
-            name: None,
-        },
-    )
-    .await;
+    send(&mut c, &join_msg("r", None, None)).await;
     recv_error(&mut c, ErrorKind::RoomFull).await;
     assert_silent(&mut a).await;
     assert_silent(&mut b).await;
@@ -388,15 +531,7 @@ async fn a_third_peer_is_refused_and_hears_nothing() {
     let mut e = relay.connect().await;
     let (e_id, peers) = join_with_peers(&mut e, "other").await;
     assert_eq!(peers, vec![c_id]);
-    assert_eq!(
-        recv(&mut c).await,
-        ServerMsg::PeerJoined {
-            peer: PeerInfo {
-                id: e_id,
-                name: None
-            }
-        }
-    );
+    assert_eq!(recv(&mut c).await, peer_joined(e_id, None));
     assert_offer_reaches(&mut e, e_id, &mut c, "v=0 other room").await;
     assert_silent(&mut a).await;
     assert_silent(&mut b).await;
@@ -405,47 +540,32 @@ async fn a_third_peer_is_refused_and_hears_nothing() {
 #[tokio::test]
 async fn a_closed_peer_leaves_its_room() {
     let relay = TestRelay::start().await;
-    let ((mut a, _a_id), (mut b, b_id)) = pair(&relay, "r").await;
+    let ((mut a, _a_id), (b, b_id)) = pair(&relay, "r").await;
 
-    b.close(None).await.expect("sends a Close frame");
     // The relay answers the closing handshake.
-    match tokio::time::timeout(RECV_TIMEOUT, b.next()).await {
-        Ok(Some(Ok(Message::Close(_)))) => {}
-        other => panic!("expected the relay's Close frame, got {other:?}"),
-    }
+    close(b).await;
     assert_eq!(recv(&mut a).await, ServerMsg::PeerLeft { peer: b_id });
 
     // The slot is free again.
     let (c, c_id) = relay.join("r").await;
-    assert_eq!(
-        recv(&mut a).await,
-        ServerMsg::PeerJoined {
-            peer: PeerInfo {
-                id: c_id,
-                name: None
-            }
-        }
-    );
+    assert_eq!(recv(&mut a).await, peer_joined(c_id, None));
 
     // A connection that drops without a closing handshake leaves too.
     drop(c);
     assert_eq!(recv(&mut a).await, ServerMsg::PeerLeft { peer: c_id });
     let (_d, d_id) = relay.join("r").await;
-    assert_eq!(
-        recv(&mut a).await,
-        ServerMsg::PeerJoined {
-            peer: PeerInfo {
-                id: d_id,
-                name: None
-            }
-        }
-    );
+    assert_eq!(recv(&mut a).await, peer_joined(d_id, None));
     assert_silent(&mut a).await;
 }
 
 #[tokio::test]
 async fn bad_input_is_answered_with_typed_errors() {
-    let relay = TestRelay::start().await;
+    let hold = Duration::from_millis(300);
+    let relay = TestRelay::start_with_limits(Limits {
+        hold,
+        ..Limits::default()
+    })
+    .await;
 
     // Before joining.
     let mut a = relay.connect().await;
@@ -458,13 +578,18 @@ async fn bad_input_is_answered_with_typed_errors() {
         "x".repeat(protocol::MAX_ROOM_LEN + 1),
         "a\nb".into(),
     ] {
-        send(&mut a, &ClientMsg::Join { room, name: None }).await;
+        send(&mut a, &join_msg(&room, None, None)).await;
         recv_error(&mut a, ErrorKind::InvalidRoom).await;
     }
     send_text(&mut a, "{nope").await;
     recv_error(&mut a, ErrorKind::InvalidJson).await;
     let a_id = join_on(&mut a, &"x".repeat(protocol::MAX_ROOM_LEN)).await;
+    // Nobody else is in the room: the offer is held for the next peer, and the sender is told
+    // when nobody came to take it.
     send(&mut a, &offer("v=0 alone")).await;
+    recv_error(&mut a, ErrorKind::Expired).await;
+    // A peer that is not in the room and may not come back cannot be addressed.
+    send(&mut a, &offer_to(PeerId(999_999), "v=0 nobody")).await;
     recv_error(&mut a, ErrorKind::NoPeer).await;
     a.close(None).await.expect("closes");
 
@@ -498,14 +623,7 @@ async fn bad_input_is_answered_with_typed_errors() {
         assert_offer_reaches(&mut a, a_id2, &mut b, &format!("v=0 after bad input {i}")).await;
     }
     // A second join into another room is refused just the same, and leaves the peer where it is.
-    send(
-        &mut a,
-        &ClientMsg::Join {
-            room: "elsewhere".into(),
-            name: None,
-        },
-    )
-    .await;
+    send(&mut a, &join_msg("elsewhere", None, None)).await;
     recv_error(&mut a, ErrorKind::AlreadyJoined).await;
     assert_silent(&mut b).await;
     assert_offer_reaches(&mut b, b_id, &mut a, "v=0 still here").await;
@@ -523,13 +641,7 @@ async fn an_oversized_message_closes_only_its_connection() {
     let largest = offer(&sdp).to_json();
     assert_eq!(largest.len(), MAX_MESSAGE_BYTES);
     send_text(&mut a, &largest).await;
-    assert_eq!(
-        recv(&mut b).await,
-        ServerMsg::Offer {
-            from: a_id,
-            sdp: sdp.clone()
-        }
-    );
+    assert_eq!(recv(&mut b).await, offer_from(a_id, None, &sdp));
 
     // One byte more closes the connection with 1009.
     let too_big = offer(&format!("{sdp}x")).to_json();
@@ -541,15 +653,7 @@ async fn an_oversized_message_closes_only_its_connection() {
 
     // The relay keeps serving: the slot is free and signals flow.
     let (mut c, c_id) = relay.join("r").await;
-    assert_eq!(
-        recv(&mut a).await,
-        ServerMsg::PeerJoined {
-            peer: PeerInfo {
-                id: c_id,
-                name: None
-            }
-        }
-    );
+    assert_eq!(recv(&mut a).await, peer_joined(c_id, None));
     assert_offer_reaches(&mut c, c_id, &mut a, "v=0 after the big one").await;
 }
 
@@ -569,6 +673,940 @@ async fn shutdown_closes_every_connection_with_going_away() {
         .expect("run returns soon after shutdown")
         .expect("run does not panic")
         .expect("run returns Ok");
+}
+
+#[tokio::test]
+async fn names_are_unique_in_a_room_and_stamp_signals() {
+    let relay = TestRelay::start().await;
+    let (mut ann, ann_welcome) = relay.join_as("r", "ann").await;
+    let ann_id = ann_welcome.id;
+
+    let mut bob = relay.connect().await;
+    send(&mut bob, &join_msg("r", Some("ann"), None)).await;
+    recv_error(&mut bob, ErrorKind::NameTaken).await;
+    assert_silent(&mut ann).await;
+    // The refused socket is still usable: it tries again under another name.
+    let bob_welcome = join_as(&mut bob, "r", "bob").await;
+    let bob_id = bob_welcome.id;
+    assert_eq!(
+        bob_welcome.peers,
+        vec![PeerInfo {
+            id: ann_id,
+            name: Some("ann".into())
+        }]
+    );
+    assert_eq!(recv(&mut ann).await, peer_joined(bob_id, Some("bob")));
+
+    // The same name in another room is fine.
+    let (mut other_ann, other_welcome) = relay.join_as("s", "ann").await;
+    assert_ne!(other_welcome.id, ann_id);
+    assert!(other_welcome.peers.is_empty(), "{:?}", other_welcome.peers);
+
+    // Every signal is stamped with the sender's id and name.
+    send(&mut ann, &offer("v=0 from ann")).await;
+    assert_eq!(
+        recv(&mut bob).await,
+        offer_from(ann_id, Some("ann"), "v=0 from ann")
+    );
+    send(
+        &mut bob,
+        &ClientMsg::Answer {
+            to: Some(ann_id),
+            sdp: "v=0 from bob".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ann).await,
+        ServerMsg::Answer {
+            from: bob_id,
+            from_name: Some("bob".into()),
+            sdp: "v=0 from bob".into()
+        }
+    );
+    send(
+        &mut ann,
+        &ClientMsg::Candidate {
+            to: None,
+            candidate: candidate(1),
+        },
+    )
+    .await;
+    assert_eq!(
+        recv(&mut bob).await,
+        ServerMsg::Candidate {
+            from: ann_id,
+            from_name: Some("ann".into()),
+            candidate: candidate(1)
+        }
+    );
+    send(&mut bob, &ClientMsg::HangUp { to: None }).await;
+    assert_eq!(
+        recv(&mut ann).await,
+        ServerMsg::HangUp {
+            from: bob_id,
+            from_name: Some("bob".into())
+        }
+    );
+    // The stamps are the relay's: a sender cannot pass itself off as somebody else.
+    send_text(
+        &mut bob,
+        r#"{"type":"offer","sdp":"v=0 spoof","from":12345,"fromName":"mallory"}"#,
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ann).await,
+        offer_from(bob_id, Some("bob"), "v=0 spoof")
+    );
+    assert_silent(&mut ann).await;
+    assert_silent(&mut bob).await;
+    assert_silent(&mut other_ann).await;
+}
+
+#[tokio::test]
+async fn a_signal_sent_alone_is_held_for_the_next_peer() {
+    let hold = Duration::from_secs(1);
+    let relay = TestRelay::start_with_limits(Limits {
+        hold,
+        ..Limits::default()
+    })
+    .await;
+    let (mut a, a_welcome) = relay.join_as("r", "ann").await;
+    let a_id = a_welcome.id;
+    send(&mut a, &offer("v=0 early")).await;
+    send(
+        &mut a,
+        &ClientMsg::Candidate {
+            to: None,
+            candidate: candidate(7),
+        },
+    )
+    .await;
+    // A round trip: once it is answered, the relay has read (and held) both signals.
+    send_text(&mut a, "{nope").await;
+    recv_error(&mut a, ErrorKind::InvalidJson).await;
+
+    let mut b = relay.connect().await;
+    let (b_id, peers) = join_with_peers(&mut b, "r").await;
+    assert_eq!(peers, vec![a_id]);
+    // After the welcome, in the order they were sent.
+    assert_eq!(
+        recv(&mut b).await,
+        offer_from(a_id, Some("ann"), "v=0 early")
+    );
+    assert_eq!(
+        recv(&mut b).await,
+        ServerMsg::Candidate {
+            from: a_id,
+            from_name: Some("ann".into()),
+            candidate: candidate(7)
+        }
+    );
+    assert_eq!(recv(&mut a).await, peer_joined(b_id, None));
+    // They were taken: the sender hears no `expired` when the hold time is over.
+    assert_silent_for(&mut a, hold + Duration::from_millis(500)).await;
+    assert_silent(&mut b).await;
+
+    let metrics = relay.metrics().await;
+    assert_eq!(metric(&metrics, "relay_messages_relayed_total"), 2);
+    assert_eq!(metric(&metrics, r#"relay_errors_total{kind="expired"}"#), 0);
+}
+
+#[tokio::test]
+async fn a_held_signal_that_nobody_takes_expires() {
+    let hold = Duration::from_millis(300);
+    let relay = TestRelay::start_with_limits(Limits {
+        hold,
+        ..Limits::default()
+    })
+    .await;
+    let (mut a, a_id) = relay.join("r").await;
+    let sent = Instant::now();
+    send(&mut a, &offer("v=0 into the void")).await;
+    recv_error(&mut a, ErrorKind::Expired).await;
+    let waited = sent.elapsed();
+    assert!(
+        waited >= hold,
+        "expired after {waited:?}, before the hold time"
+    );
+
+    // The expired offer is gone: a peer that joins now does not get it.
+    let mut b = relay.connect().await;
+    let (b_id, peers) = join_with_peers(&mut b, "r").await;
+    assert_eq!(peers, vec![a_id]);
+    assert_eq!(recv(&mut a).await, peer_joined(b_id, None));
+    assert_silent(&mut b).await;
+    assert_silent(&mut a).await;
+
+    let metrics = relay.metrics().await;
+    assert_eq!(metric(&metrics, r#"relay_errors_total{kind="expired"}"#), 1);
+    assert_eq!(metric(&metrics, "relay_messages_relayed_total"), 0);
+}
+
+#[tokio::test]
+async fn a_dropped_peer_resumes_its_id_and_name() {
+    // The default grace period (15 s) is far longer than this test.
+    let relay = TestRelay::start().await;
+    let (a, a_welcome) = relay.join_as("r", "ann").await;
+    let (mut b, b_welcome) = relay.join_as("r", "bob").await;
+    let (a_id, b_id) = (a_welcome.id, b_welcome.id);
+
+    // A's connection drops without a closing handshake.
+    drop(a);
+    assert_eq!(recv(&mut b).await, ServerMsg::PeerLeft { peer: a_id });
+
+    // During the grace period A's name is kept for it...
+    let mut c = relay.connect().await;
+    send(&mut c, &join_msg("r", Some("ann"), None)).await;
+    recv_error(&mut c, ErrorKind::NameTaken).await;
+    // ...an unknown token gets nothing, and leaves the socket usable.
+    send(
+        &mut c,
+        &join_msg("r", None, Some("0123456789abcdef0123456789abcdef")),
+    )
+    .await;
+    recv_error(&mut c, ErrorKind::InvalidResume).await;
+    let c_welcome = join_as(&mut c, "elsewhere", "ann").await;
+    assert!(c_welcome.peers.is_empty(), "{:?}", c_welcome.peers);
+    assert_silent(&mut b).await;
+
+    // A signal for the dropped peer waits for it instead of being refused.
+    send(&mut b, &offer_to(a_id, "v=0 while you were away")).await;
+    assert_silent(&mut b).await;
+
+    // A comes back with its token: same id, same name, same room.
+    let mut a = relay.connect().await;
+    send(&mut a, &join_msg("r", None, Some(&a_welcome.token))).await;
+    let resumed = expect_welcome(&mut a, "r").await;
+    assert_eq!(resumed.id, a_id);
+    assert_eq!(
+        resumed.peers,
+        vec![PeerInfo {
+            id: b_id,
+            name: Some("bob".into())
+        }]
+    );
+    assert_ne!(
+        resumed.token, a_welcome.token,
+        "a token is good for one resume"
+    );
+    assert_eq!(
+        recv(&mut a).await,
+        offer_from(b_id, Some("bob"), "v=0 while you were away")
+    );
+    assert_eq!(recv(&mut b).await, peer_joined(a_id, Some("ann")));
+    send(
+        &mut a,
+        &ClientMsg::Answer {
+            to: None,
+            sdp: "v=0 back".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        recv(&mut b).await,
+        ServerMsg::Answer {
+            from: a_id,
+            from_name: Some("ann".into()),
+            sdp: "v=0 back".into()
+        }
+    );
+
+    // The old token is used up.
+    let mut d = relay.connect().await;
+    send(&mut d, &join_msg("r", None, Some(&a_welcome.token))).await;
+    recv_error(&mut d, ErrorKind::InvalidResume).await;
+    assert_silent(&mut a).await;
+    assert_silent(&mut b).await;
+    assert_silent(&mut c).await;
+}
+
+#[tokio::test]
+async fn a_resume_token_is_refused_after_the_grace_period() {
+    let grace = Duration::from_millis(300);
+    let relay = TestRelay::start_with_limits(Limits {
+        resume_grace: grace,
+        ..Limits::default()
+    })
+    .await;
+    let (a, a_welcome) = relay.join_as("r", "ann").await;
+    let (mut b, _) = relay.join_as("r", "bob").await;
+    let a_id = a_welcome.id;
+    drop(a);
+    assert_eq!(recv(&mut b).await, ServerMsg::PeerLeft { peer: a_id });
+    tokio::time::sleep(grace + Duration::from_millis(300)).await;
+
+    // The dropped peer is gone for good: a signal for it is refused rather than held.
+    send(&mut b, &offer_to(a_id, "v=0 too late")).await;
+    recv_error(&mut b, ErrorKind::NoPeer).await;
+
+    // Its token is refused, and the socket stays usable...
+    let mut a = relay.connect().await;
+    send(&mut a, &join_msg("r", None, Some(&a_welcome.token))).await;
+    recv_error(&mut a, ErrorKind::InvalidResume).await;
+    // ...and its name is free again.
+    let again = join_as(&mut a, "r", "ann").await;
+    assert_ne!(again.id, a_id);
+    assert_eq!(recv(&mut b).await, peer_joined(again.id, Some("ann")));
+    assert_silent(&mut a).await;
+    assert_silent(&mut b).await;
+}
+
+/// A WebSocket client spoken by hand over TCP. It reads and writes only when told to, so, unlike
+/// tokio-tungstenite's, it never answers a ping behind the test's back.
+struct RawClient {
+    stream: TcpStream,
+}
+
+const OP_TEXT: u8 = 0x1;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+
+impl RawClient {
+    async fn connect(addr: SocketAddr) -> Self {
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("sends the handshake");
+        // Byte by byte, so that no frame after the head is read into a buffer here.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = tokio::time::timeout(RECV_TIMEOUT, stream.read_u8())
+                .await
+                .expect("the handshake is answered in time")
+                .expect("reads the handshake");
+            head.push(byte);
+        }
+        let head = String::from_utf8(head).expect("the head is text");
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        Self { stream }
+    }
+
+    /// Sends one masked text frame.
+    async fn send_text(&mut self, text: &str) {
+        let payload = text.as_bytes();
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![0x80 | OP_TEXT];
+        let len = u16::try_from(payload.len()).expect("a short frame");
+        if len < 126 {
+            frame.push(0x80 | len as u8);
+        } else {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&len.to_be_bytes());
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        self.stream.write_all(&frame).await.expect("sends a frame");
+    }
+
+    /// The next frame's opcode and payload; `None` when the relay has closed the connection.
+    async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 2];
+        let read = tokio::time::timeout(RECV_TIMEOUT, self.stream.read_exact(&mut head))
+            .await
+            .expect("a frame or the end arrives in time");
+        match read {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(err) => panic!("reading failed: {err}"),
+        }
+        assert_eq!(head[1] & 0x80, 0, "frames from the relay are not masked");
+        let len = match head[1] & 0x7f {
+            126 => usize::from(self.stream.read_u16().await.expect("reads a length")),
+            127 => usize::try_from(self.stream.read_u64().await.expect("reads a length"))
+                .expect("a length that fits"),
+            len => usize::from(len),
+        };
+        let mut payload = vec![0; len];
+        self.stream
+            .read_exact(&mut payload)
+            .await
+            .expect("reads a payload");
+        Some((head[0] & 0x0f, payload))
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped() {
+    let idle = Duration::from_millis(300);
+    let relay = TestRelay::start_with_limits(Limits {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: idle,
+        ..Limits::default()
+    })
+    .await;
+    let started = Instant::now();
+    let mut a = RawClient::connect(relay.addr).await;
+    a.send_text(&join_msg("r", None, None).to_json()).await;
+    let a_id = loop {
+        match a.read_frame().await {
+            Some((OP_PING, _)) => {}
+            Some((OP_TEXT, text)) => match parse_event(std::str::from_utf8(&text).expect("text")) {
+                ServerMsg::Welcome { id, .. } => break id,
+                other => panic!("expected a welcome, got {other:?}"),
+            },
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    };
+    // From now on A neither reads nor writes: it answers no ping.
+
+    let mut b = relay.connect().await;
+    let (b_id, peers) = join_with_peers(&mut b, "r").await;
+    assert_eq!(peers, vec![a_id]);
+    let b_joined = Instant::now();
+    // B reads, and so answers pings: it hears that A is gone...
+    assert_eq!(recv(&mut b).await, ServerMsg::PeerLeft { peer: a_id });
+    let (since_start, since_b) = (started.elapsed(), b_joined.elapsed());
+    assert!(
+        since_start >= idle,
+        "dropped {since_start:?} after connecting, before the idle timeout"
+    );
+    assert!(
+        since_b < idle + Duration::from_secs(3),
+        "dropped only {since_b:?} after B joined"
+    );
+    // ...and is not dropped itself, although it sends nothing.
+    assert_silent_for(&mut b, idle * 4).await;
+
+    // A was pinged (and told of B), then told why it was dropped, then the connection ended.
+    let mut pings = 0;
+    loop {
+        match a.read_frame().await {
+            Some((OP_PING, _)) => pings += 1,
+            Some((OP_TEXT, text)) => assert_eq!(
+                parse_event(std::str::from_utf8(&text).expect("text")),
+                peer_joined(b_id, None)
+            ),
+            Some((OP_CLOSE, payload)) => {
+                assert!(payload.len() >= 2, "a close code");
+                assert_eq!(
+                    u16::from_be_bytes([payload[0], payload[1]]),
+                    CLOSE_GOING_AWAY
+                );
+                break;
+            }
+            other => panic!("expected pings then a Close frame, got {other:?}"),
+        }
+    }
+    assert!(pings >= 1, "A was pinged before being dropped");
+    assert_eq!(
+        a.read_frame().await,
+        None,
+        "the relay closed the connection"
+    );
+
+    // B is still connected, and A's place is free.
+    let (_c, c_id) = relay.join("r").await;
+    assert_eq!(recv(&mut b).await, peer_joined(c_id, None));
+    assert_ne!(b_id, c_id);
+}
+
+#[tokio::test]
+async fn messages_beyond_the_rate_are_refused_and_the_connection_stays_open() {
+    let relay = TestRelay::start_with_limits(Limits {
+        rate_per_sec: 10.0,
+        rate_burst: 5.0,
+        ..Limits::default()
+    })
+    .await;
+    let ((mut a, a_id), (mut b, _)) = pair(&relay, "r").await;
+    const SENT: usize = 20;
+    for i in 0..SENT {
+        a.feed(Message::text(offer(&format!("v=0 {i}")).to_json()))
+            .await
+            .expect("queues");
+    }
+    a.flush().await.expect("sends");
+
+    // Once the bucket has refilled, the connection works as before: a last offer, and a bad frame
+    // whose answer marks the end of what A is told.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    send(&mut a, &offer("v=0 after a pause")).await;
+    send_text(&mut a, "{nope").await;
+
+    let mut refused = 0;
+    loop {
+        match recv(&mut a).await {
+            ServerMsg::Error {
+                kind: ErrorKind::RateLimited,
+                ..
+            } => refused += 1,
+            ServerMsg::Error {
+                kind: ErrorKind::InvalidJson,
+                ..
+            } => break,
+            other => panic!("expected rate-limited errors, got {other:?}"),
+        }
+    }
+    let mut numbers = Vec::new();
+    loop {
+        match recv(&mut b).await {
+            ServerMsg::Offer { from, sdp, .. } if from == a_id && sdp == "v=0 after a pause" => {
+                break
+            }
+            ServerMsg::Offer { from, sdp, .. } if from == a_id => numbers.push(
+                sdp.strip_prefix("v=0 ")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .expect("one of the offers"),
+            ),
+            other => panic!("expected A's offers, got {other:?}"),
+        }
+    }
+    assert!(refused > 0, "20 messages at once exceed a burst of 5");
+    assert_eq!(
+        refused + numbers.len(),
+        SENT,
+        "each message is either relayed or refused: {numbers:?}"
+    );
+    // `join` took one of the five.
+    assert!(numbers.len() >= 4, "{numbers:?}");
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    assert_silent(&mut a).await;
+    assert_silent(&mut b).await;
+}
+
+#[tokio::test]
+async fn a_flood_closes_the_connection_with_policy_violation() {
+    let relay = TestRelay::start_with_limits(Limits {
+        rate_per_sec: 10.0,
+        rate_burst: 5.0,
+        abuse_limit: 10,
+        ..Limits::default()
+    })
+    .await;
+    let ((mut a, a_id), (mut b, _)) = pair(&relay, "r").await;
+    // Small frames flushed at once: the relay reads them all before it closes the connection.
+    for _ in 0..60 {
+        a.feed(Message::text(ClientMsg::HangUp { to: None }.to_json()))
+            .await
+            .expect("queues");
+    }
+    a.flush().await.expect("sends");
+
+    let mut refused = 0;
+    loop {
+        match next_frame(&mut a).await {
+            Message::Text(text) => match parse_event(text.as_str()) {
+                ServerMsg::Error {
+                    kind: ErrorKind::RateLimited,
+                    ..
+                } => refused += 1,
+                other => panic!("expected rate-limited errors, got {other:?}"),
+            },
+            Message::Close(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), CLOSE_POLICY, "{frame:?}");
+                break;
+            }
+            other => panic!("expected a Close frame with code 1008, got {other:?}"),
+        }
+    }
+    // The tenth refusal in a row closes the connection instead of being answered; answers still
+    // queued then are dropped with the connection.
+    assert!(refused < 10, "{refused} refusals answered");
+
+    // B got what was let through, then heard that A left.
+    let mut hang_ups = 0;
+    loop {
+        match recv(&mut b).await {
+            ServerMsg::HangUp { from, .. } if from == a_id => hang_ups += 1,
+            ServerMsg::PeerLeft { peer } if peer == a_id => break,
+            other => panic!("expected hang-ups then peer-left, got {other:?}"),
+        }
+    }
+    assert!(
+        (4..60).contains(&hang_ups),
+        "{hang_ups} hang-ups let through"
+    );
+    assert_silent(&mut b).await;
+}
+
+#[tokio::test]
+async fn connections_beyond_max_sessions_get_503_until_one_closes() {
+    let relay = TestRelay::start_with_limits(Limits {
+        max_sessions: 2,
+        ..Limits::default()
+    })
+    .await;
+    let (mut first, first_id) = relay.join("r").await;
+    let mut second = relay.connect().await;
+    assert_eq!(
+        refused_with(relay.try_connect(None).await),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Plain HTTP is not counted.
+    assert_eq!(get(relay.addr, "/healthz", "").await.status, 200);
+    // The open connections work as before.
+    let (second_id, peers) = join_with_peers(&mut second, "r").await;
+    assert_eq!(peers, vec![first_id]);
+    assert_eq!(recv(&mut first).await, peer_joined(second_id, None));
+
+    close(first).await;
+    assert_eq!(
+        recv(&mut second).await,
+        ServerMsg::PeerLeft { peer: first_id }
+    );
+    let mut third = relay
+        .connect_once_freed(StatusCode::SERVICE_UNAVAILABLE)
+        .await;
+    let (third_id, peers) = join_with_peers(&mut third, "r").await;
+    assert_eq!(peers, vec![second_id]);
+    assert_eq!(recv(&mut second).await, peer_joined(third_id, None));
+    // Full again.
+    assert_eq!(
+        refused_with(relay.try_connect(None).await),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn a_second_connection_from_one_address_gets_429() {
+    let relay = TestRelay::start_with_limits(Limits {
+        max_per_ip: 1,
+        ..Limits::default()
+    })
+    .await;
+    let (first, _) = relay.join("r").await;
+    assert_eq!(
+        refused_with(relay.try_connect(None).await),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    close(first).await;
+    let mut again = relay
+        .connect_once_freed(StatusCode::TOO_MANY_REQUESTS)
+        .await;
+    join_on(&mut again, "r").await;
+    assert_eq!(
+        refused_with(relay.try_connect(None).await),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn pages_of_other_sites_may_not_connect() {
+    let relay = TestRelay::start().await;
+    assert_eq!(
+        refused_with(relay.try_connect(Some("https://evil.example")).await),
+        StatusCode::FORBIDDEN
+    );
+    let own = format!("http://127.0.0.1:{}", relay.addr.port());
+    let mut page = relay
+        .try_connect(Some(&own))
+        .await
+        .expect("a page of the relay's own origin connects");
+    let page_id = join_on(&mut page, "r").await;
+    // A program that sends no Origin has no visitor's credentials to abuse: it is let in.
+    let mut program = relay.connect().await;
+    let (_, peers) = join_with_peers(&mut program, "r").await;
+    assert_eq!(peers, vec![page_id]);
+    assert_eq!(metric(&relay.metrics().await, "relay_refused_total"), 1);
+}
+
+#[tokio::test]
+async fn an_origin_allowlist_admits_only_its_origins() {
+    let relay = TestRelay::start_with(server::Config {
+        allowed_origins: vec!["https://app.example".into()],
+        ..test_config()
+    })
+    .await;
+    let mut app = relay
+        .try_connect(Some("https://app.example"))
+        .await
+        .expect("the listed origin connects");
+    join_on(&mut app, "r").await;
+    let own = format!("http://127.0.0.1:{}", relay.addr.port());
+    for origin in [
+        own.as_str(),
+        "https://evil.example",
+        "https://app.example.evil",
+    ] {
+        assert_eq!(
+            refused_with(relay.try_connect(Some(origin)).await),
+            StatusCode::FORBIDDEN,
+            "{origin}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_is_dropped() {
+    let relay = TestRelay::start_with_limits(Limits {
+        // The sender's speed is not what this test is about.
+        rate_per_sec: 1e9,
+        rate_burst: 1e9,
+        ..Limits::default()
+    })
+    .await;
+    let ((mut a, _a_id), (b, b_id)) = pair(&relay, "slow").await;
+    let ((mut c, c_id), (mut d, _)) = pair(&relay, "other").await;
+    // B never reads again. The kernel's buffers take a few megabytes, then its outbox fills.
+    let big = offer(&"x".repeat(60 * 1024)).to_json();
+    let mut sent = 0;
+    let mut b_left = false;
+    while !b_left {
+        assert!(
+            sent < 3000,
+            "still not dropped after {sent} messages of 60 KB"
+        );
+        for _ in 0..16 {
+            a.feed(Message::text(big.as_str())).await.expect("queues");
+        }
+        a.flush().await.expect("sends");
+        sent += 16;
+        while let Ok(frame) = tokio::time::timeout(Duration::from_millis(1), a.next()).await {
+            match frame {
+                Some(Ok(Message::Text(text))) => match parse_event(text.as_str()) {
+                    ServerMsg::PeerLeft { peer } if peer == b_id => b_left = true,
+                    // What A sends once B is gone waits for a next peer, up to a point.
+                    ServerMsg::Error {
+                        kind: ErrorKind::NoPeer,
+                        ..
+                    } if b_left => {}
+                    other => panic!("expected B to leave, got {other:?}"),
+                },
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("expected B to leave, got {other:?}"),
+            }
+        }
+    }
+
+    // The relay's other rooms keep working.
+    assert_offer_reaches(&mut c, c_id, &mut d, "v=0 unaffected").await;
+    // And it lets go of B's connection, its place and its memory, although B still reads
+    // nothing (it is still open on this side).
+    relay.wait_for_metric("relay_connections", 3).await;
+    assert_eq!(metric(&relay.metrics().await, "relay_peers"), 3);
+    drop(b);
+}
+
+#[tokio::test]
+async fn health_and_metrics_report_what_happened() {
+    let relay = TestRelay::start().await;
+    let health = get(relay.addr, "/healthz", "").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(String::from_utf8_lossy(&health.body).trim(), "ok");
+
+    let response = get(relay.addr, "/metrics", "").await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain")),
+        "{:?}",
+        response.headers
+    );
+    let text = String::from_utf8(response.body).expect("text");
+    assert_eq!(metric(&text, "relay_connections"), 0);
+    assert_eq!(metric(&text, "relay_messages_relayed_total"), 0);
+    assert_eq!(
+        metric(&text, r#"relay_errors_total{kind="invalid-json"}"#),
+        0
+    );
+    assert!(text.contains("# TYPE relay_connections gauge"), "{text}");
+    assert!(
+        text.contains("# TYPE relay_messages_relayed_total counter"),
+        "{text}"
+    );
+
+    let ((mut a, a_id), (mut b, _)) = pair(&relay, "r").await;
+    send_text(&mut a, "{nope").await;
+    recv_error(&mut a, ErrorKind::InvalidJson).await;
+    assert_offer_reaches(&mut a, a_id, &mut b, "v=0 counted").await;
+    assert_eq!(
+        refused_with(relay.try_connect(Some("https://evil.example")).await),
+        StatusCode::FORBIDDEN
+    );
+
+    let text = relay.metrics().await;
+    assert_eq!(metric(&text, "relay_connections"), 2);
+    assert_eq!(metric(&text, "relay_connections_total"), 2);
+    assert_eq!(metric(&text, "relay_refused_total"), 1);
+    assert_eq!(metric(&text, "relay_rooms"), 1);
+    assert_eq!(metric(&text, "relay_peers"), 2);
+    assert_eq!(metric(&text, "relay_messages_relayed_total"), 1);
+    assert!(metric(&text, "relay_bytes_relayed_total") >= "v=0 counted".len() as u64);
+    assert_eq!(
+        metric(&text, r#"relay_errors_total{kind="invalid-json"}"#),
+        1
+    );
+    for kind in ErrorKind::ALL {
+        let others = metric(&text, &format!("relay_errors_total{{kind=\"{kind}\"}}"));
+        if kind != ErrorKind::InvalidJson {
+            assert_eq!(others, 0, "{kind}");
+        }
+    }
+
+    // The gauges follow connections that close.
+    close(b).await;
+    relay.wait_for_metric("relay_connections", 1).await;
+    let text = relay.metrics().await;
+    assert_eq!(metric(&text, "relay_peers"), 1);
+    assert_eq!(metric(&text, "relay_connections_total"), 2);
+}
+
+/// Hammers room "x" in one of three ways until `stop`; returns how many rounds it made.
+async fn flood(addr: SocketAddr, style: usize, stop: Arc<AtomicBool>) -> usize {
+    let url = format!("ws://{addr}/ws");
+    let join = join_msg("x", None, None).to_json();
+    let mut rounds = 0;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::task::yield_now().await;
+        rounds += 1;
+        match style {
+            // Garbage from a joined peer, faster than the rate limit.
+            0 => {
+                let Ok((mut ws, _)) = connect_async(url.as_str()).await else {
+                    continue;
+                };
+                let _ = ws.feed(Message::text(join.as_str())).await;
+                for i in 0..300 {
+                    let frame = match i % 5 {
+                        0 => Message::text("{nope"),
+                        1 => Message::binary(vec![0xff; 64]),
+                        2 => Message::text(r#"{"type":"dance"}"#),
+                        3 => Message::text(r#"{"type":"offer"}"#),
+                        _ => Message::text(r#"{"type":"offer","to":123456789,"sdp":"v=0"}"#),
+                    };
+                    if ws.feed(frame).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = ws.flush().await;
+                let _ = tokio::time::timeout(Duration::from_millis(20), ws.next()).await;
+            }
+            // Frames over the size limit.
+            1 => {
+                let Ok((mut ws, _)) = connect_async(url.as_str()).await else {
+                    continue;
+                };
+                let _ = ws.send(Message::text(join.as_str())).await;
+                let _ = ws
+                    .send(Message::text("x".repeat(MAX_MESSAGE_BYTES + 1)))
+                    .await;
+                let _ = tokio::time::timeout(Duration::from_millis(20), ws.next()).await;
+            }
+            // Connections that vanish: after joining, right after the upgrade, mid-handshake.
+            _ => {
+                if let Ok((mut ws, _)) = connect_async(url.as_str()).await {
+                    if rounds % 2 == 0 {
+                        let _ = ws.send(Message::text(join.as_str())).await;
+                    }
+                }
+                if let Ok(mut tcp) = TcpStream::connect(addr).await {
+                    let _ = tcp
+                        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+                        .await;
+                }
+            }
+        }
+    }
+    rounds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_completes_while_bad_clients_flood_the_relay() {
+    let relay = TestRelay::start_with_limits(Limits {
+        max_per_ip: 10_000,
+        ..Limits::default()
+    })
+    .await;
+    let ((mut a, a_id), (mut b, b_id)) = pair(&relay, "y").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooders: Vec<_> = (0..3)
+        .map(|style| tokio::spawn(flood(relay.addr, style, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    send(&mut a, &offer("v=0 under fire")).await;
+    assert_eq!(recv(&mut b).await, offer_from(a_id, None, "v=0 under fire"));
+    send(
+        &mut b,
+        &ClientMsg::Answer {
+            to: None,
+            sdp: "v=0 answer under fire".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        recv(&mut a).await,
+        ServerMsg::Answer {
+            from: b_id,
+            from_name: None,
+            sdp: "v=0 answer under fire".into()
+        }
+    );
+    const CANDIDATES: usize = 20;
+    for n in 0..CANDIDATES {
+        for (ws, n) in [(&mut a, n), (&mut b, 100 + n)] {
+            send(
+                ws,
+                &ClientMsg::Candidate {
+                    to: None,
+                    candidate: candidate(n),
+                },
+            )
+            .await;
+        }
+    }
+    for n in 0..CANDIDATES {
+        assert_eq!(
+            recv(&mut b).await,
+            ServerMsg::Candidate {
+                from: a_id,
+                from_name: None,
+                candidate: candidate(n)
+            }
+        );
+        assert_eq!(
+            recv(&mut a).await,
+            ServerMsg::Candidate {
+                from: b_id,
+                from_name: None,
+                candidate: candidate(100 + n)
+            }
+        );
+    }
+    send(&mut a, &ClientMsg::HangUp { to: None }).await;
+    assert_eq!(
+        recv(&mut b).await,
+        ServerMsg::HangUp {
+            from: a_id,
+            from_name: None
+        }
+    );
+    assert_silent(&mut a).await;
+    assert_silent(&mut b).await;
+
+    stop.store(true, Ordering::Relaxed);
+    let mut rounds = Vec::new();
+    for flooder in flooders {
+        let done = tokio::time::timeout(Duration::from_secs(10), flooder)
+            .await
+            .expect("the flood stops")
+            .expect("the flooder does not panic");
+        rounds.push(done);
+    }
+    assert!(rounds.iter().all(|r| *r >= 2), "the flood ran: {rounds:?}");
+    let text = relay.metrics().await;
+    for kind in [
+        "invalid-json",
+        "binary-frame",
+        "unknown-type",
+        "invalid-message",
+    ] {
+        assert!(
+            metric(&text, &format!("relay_errors_total{{kind=\"{kind}\"}}")) > 0,
+            "the flood reached the relay ({kind}):\n{text}"
+        );
+    }
+    // And the relay still takes newcomers.
+    let (_c, c_id) = relay.join("z").await;
+    assert_ne!(c_id, a_id);
 }
 
 /// A directory under the system's temporary directory, removed on drop.

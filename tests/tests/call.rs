@@ -34,8 +34,12 @@ fn dist_dir() -> PathBuf {
     dist
 }
 
-async fn start_relay() -> (SocketAddr, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// Starts the relay on `addr` (port 0: any free port). Returns its address, its shutdown
+/// token, and the task that ends when it has stopped.
+async fn start_relay(
+    addr: SocketAddr,
+) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("bind the relay");
     let addr = listener.local_addr().expect("relay address");
@@ -44,8 +48,15 @@ async fn start_relay() -> (SocketAddr, CancellationToken) {
         dist: dist_dir(),
         ..server::Config::default()
     };
-    tokio::spawn(server::run(listener, config, shutdown.clone()));
-    (addr, shutdown)
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            server::run(listener, config, shutdown)
+                .await
+                .expect("the relay runs");
+        }
+    });
+    (addr, shutdown, task)
 }
 
 /// A chromedriver on a free loopback port, killed when dropped.
@@ -181,7 +192,7 @@ async fn frames(page: &Client) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_see_each_other_hang_up_and_call_again() {
-    let (relay, shutdown) = start_relay().await;
+    let (relay, shutdown, relay_task) = start_relay(([127, 0, 0, 1], 0).into()).await;
     let driver = Driver::start().await;
     let callee = driver.browser().await;
     let caller = driver.browser().await;
@@ -258,6 +269,29 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
         .expect("click call");
     frames_beyond(&caller, 0).await;
     frames_beyond(&callee, 0).await;
+
+    // The relay restarts: both pages notice, reconnect by themselves, and call again.
+    shutdown.cancel();
+    relay_task.await.expect("the relay stops");
+    for page in [&caller, &callee] {
+        wait_for(
+            page,
+            "the page to notice the relay is gone",
+            "return document.getElementById('status').textContent.includes('Reconnecting')",
+        )
+        .await;
+    }
+    let (_, shutdown, _relay_task) = start_relay(relay).await;
+    for page in [&caller, &callee] {
+        wait_for(
+            page,
+            "the call to come back after the relay restart",
+            "return document.getElementById('status').dataset.state === 'connected'",
+        )
+        .await;
+        let now = frames(page).await;
+        frames_beyond(page, now).await;
+    }
 
     // Closing a page tells the other, which goes back to waiting.
     caller.close().await.expect("close the caller");

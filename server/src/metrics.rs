@@ -1,0 +1,96 @@
+//! Counters for `/metrics`, in the Prometheus text format.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use protocol::ErrorKind;
+
+/// What the relay counts. Every field is a plain atomic: counting never takes a lock.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// WebSocket connections open now.
+    pub connections: AtomicU64,
+    /// WebSocket connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Upgrades refused: too many sessions, too many from one address, or a foreign origin.
+    pub refused_total: AtomicU64,
+    /// Signals delivered to a peer's outbox (held ones when released).
+    pub messages_relayed: AtomicU64,
+    /// Bytes of those signals.
+    pub bytes_relayed: AtomicU64,
+    errors: [AtomicU64; ErrorKind::ALL.len()],
+}
+
+impl Metrics {
+    /// Counts one error told to a client.
+    pub fn error(&self, kind: ErrorKind) {
+        if let Some(i) = ErrorKind::ALL.iter().position(|k| *k == kind) {
+            self.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one delivered signal of `bytes` bytes.
+    pub fn relayed(&self, messages: usize, bytes: usize) {
+        self.messages_relayed
+            .fetch_add(messages as u64, Ordering::Relaxed);
+        self.bytes_relayed
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The exposition text; `rooms` and `peers` come from the registry.
+    pub fn render(&self, rooms: usize, peers: usize) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
+        };
+        metric(
+            "relay_connections",
+            "gauge",
+            "WebSocket connections open now.",
+            get(&self.connections),
+        );
+        metric(
+            "relay_connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            get(&self.connections_total),
+        );
+        metric(
+            "relay_refused_total",
+            "counter",
+            "WebSocket upgrades refused (limits, origin).",
+            get(&self.refused_total),
+        );
+        metric(
+            "relay_rooms",
+            "gauge",
+            "Rooms with at least one peer.",
+            rooms as u64,
+        );
+        metric("relay_peers", "gauge", "Peers in a room.", peers as u64);
+        metric(
+            "relay_messages_relayed_total",
+            "counter",
+            "Signals delivered to a peer.",
+            get(&self.messages_relayed),
+        );
+        metric(
+            "relay_bytes_relayed_total",
+            "counter",
+            "Bytes of signals delivered.",
+            get(&self.bytes_relayed),
+        );
+        out.push_str("# HELP relay_errors_total Errors told to clients, by kind.\n");
+        out.push_str("# TYPE relay_errors_total counter\n");
+        for (kind, count) in ErrorKind::ALL.iter().zip(&self.errors) {
+            let _ = writeln!(out, "relay_errors_total{{kind=\"{kind}\"}} {}", get(count));
+        }
+        out
+    }
+}
