@@ -6,13 +6,13 @@ SHELL := /bin/bash
 CHROMEDRIVER ?= /usr/bin/chromedriver
 export CHROMEDRIVER
 
-.PHONY: run test setup setup-test client lint test-native test-browser
+.PHONY: run test setup setup-test client lint test-native test-browser bench-smoke bench
 
 run: setup client
 	@echo "[run] building and starting the relay (first build takes a few minutes)"
 	cargo run --release -p server -- --dist dist
 
-test: setup-test lint client test-native test-browser
+test: setup-test lint client test-native test-browser bench-smoke
 	@echo "[test] all tests passed"
 
 setup:
@@ -41,3 +41,11 @@ test-native:
 test-browser:
 	cargo test -p client --target wasm32-unknown-unknown --no-run
 	scripts/loopback-only.sh cargo test -p client --target wasm32-unknown-unknown --offline
+
+# A tiny run of the load generator against the relay and the bare forwarder, every frame
+# checked, so that the benchmark never rots. The full benchmark is `make bench`.
+bench-smoke:
+	bench/run.sh --smoke
+
+bench:
+	bench/run.sh

@@ -1,0 +1,570 @@
+//! The benchmark driver and load generator: starts each relay, runs every phase against it,
+//! stops it, and prints the side-by-side table. `bench/run.sh` builds the binaries and runs
+//! this one pinned to the generator's core; `bench --smoke` is the quick correctness check.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use bench::{
+    dialect::{self, Ident, RelayKind},
+    load::{self, Pairs},
+    procfs,
+    relay::{RelayProcess, RelaySetup},
+    report::{self, RelayReport},
+    workload::{Script, Side},
+};
+use clap::Parser;
+
+/// Benchmarks the signaling relay side by side with the seed relays and a bare forwarder.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Args {
+    /// A tiny workload on our relay and the forwarder only, every frame checked; exits non-zero
+    /// if any message is lost, misrouted or out of order.
+    #[arg(long)]
+    smoke: bool,
+    /// The relays to measure, in the table's order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ours,seed-ws,seed-socketio,forwarder"
+    )]
+    relays: Vec<String>,
+    /// Peer pairs for the message phases (a broadcasting relay gets one pair; see the docs).
+    #[arg(long, default_value_t = 50)]
+    pairs: u32,
+    /// Closed loop: messages in flight per direction of each pair.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// Open loop: messages per second, all pairs together.
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
+    /// Seconds of each message phase that are not measured.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Seconds of each message phase that are measured.
+    #[arg(long, default_value_t = 10.0)]
+    measure: f64,
+    /// Idle sockets to hold open, in steps (RSS is read at each).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    idle: Vec<usize>,
+    /// WebSockets to open in the accept-rate burst.
+    #[arg(long, default_value_t = 2000)]
+    accept: usize,
+    /// Handshakes in flight at once during the burst.
+    #[arg(long, default_value_t = 64)]
+    accept_concurrency: usize,
+    /// Parse and check every relayed frame (always on with --smoke).
+    #[arg(long)]
+    verify: bool,
+    /// Pin the relays to this CPU with taskset (run.sh passes 0 on a machine with 2+ CPUs).
+    #[arg(long)]
+    relay_cpu: Option<u32>,
+    /// Our relay's binary [default: `server` beside this binary].
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// The forwarder's binary [default: `forwarder` beside this binary].
+    #[arg(long)]
+    forwarder_bin: Option<PathBuf>,
+    /// The seed relays' directory [default: ../shared/anchors beside the workspace].
+    #[arg(long)]
+    anchors: Option<PathBuf>,
+    /// Where to install the seed relays and write the relays' logs [default: bench-work
+    /// beside this binary].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Also write the report (Markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Before each phase, wait until other processes use less than this share of a core...
+    #[arg(long, default_value_t = 0.10)]
+    quiet_threshold: f64,
+    /// ...but no longer than this many seconds (0: do not wait; --smoke does not).
+    #[arg(long, default_value_t = 20.0)]
+    quiet_wait: f64,
+    /// Write each relay's open-loop latencies (ns, sorted, one per line) to DIR/RELAY.txt.
+    #[arg(long, value_name = "DIR")]
+    latency_dump: Option<PathBuf>,
+}
+
+/// What each phase does, after --smoke has been applied.
+#[derive(Clone, Debug)]
+struct Plan {
+    relays: Vec<RelayKind>,
+    pairs: u32,
+    window: usize,
+    rate: f64,
+    warmup: Duration,
+    measure: Duration,
+    /// Smoke: messages per peer in closed loop, and messages in all in open loop.
+    closed_per_peer: Option<u64>,
+    open_count: Option<u64>,
+    idle: Vec<usize>,
+    accept: usize,
+    accept_concurrency: usize,
+    verify: bool,
+    /// Wait for a quiet machine before each phase: (threshold, longest wait).
+    quiet: Option<(f64, Duration)>,
+}
+
+impl Plan {
+    fn from_args(args: &Args) -> anyhow::Result<Plan> {
+        let mut relays = Vec::new();
+        for name in &args.relays {
+            let kind = RelayKind::from_name(name.trim()).with_context(|| {
+                format!(
+                    "unknown relay {name:?}; expected ours, seed-ws, seed-socketio or forwarder"
+                )
+            })?;
+            relays.push(kind);
+        }
+        let mut idle = args.idle.clone();
+        idle.sort_unstable();
+        let plan = Plan {
+            relays,
+            pairs: args.pairs.max(1),
+            window: args.window.max(1),
+            rate: args.rate,
+            warmup: Duration::from_secs_f64(args.warmup),
+            measure: Duration::from_secs_f64(args.measure),
+            closed_per_peer: None,
+            open_count: None,
+            idle,
+            accept: args.accept,
+            accept_concurrency: args.accept_concurrency.max(1),
+            verify: args.verify,
+            quiet: (args.quiet_wait > 0.0).then(|| {
+                (
+                    args.quiet_threshold,
+                    Duration::from_secs_f64(args.quiet_wait),
+                )
+            }),
+        };
+        if !args.smoke {
+            return Ok(plan);
+        }
+        Ok(Plan {
+            relays: vec![RelayKind::Ours, RelayKind::Forwarder],
+            pairs: 3,
+            window: 4,
+            rate: 1000.0,
+            closed_per_peer: Some(60),
+            open_count: Some(300),
+            idle: vec![100],
+            accept: 100,
+            verify: true,
+            quiet: None,
+            ..plan
+        })
+    }
+
+    /// Sockets one relay holds at most at once.
+    fn sockets(&self) -> u64 {
+        let idle = self.idle.iter().copied().max().unwrap_or(0);
+        (idle.max(self.accept) + 2 * self.pairs as usize) as u64
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("[bench] cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("[bench] {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let plan = Plan::from_args(&args)?;
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let setup = RelaySetup {
+        server_bin: args
+            .server_bin
+            .clone()
+            .unwrap_or_else(|| exe_dir.join("server")),
+        forwarder_bin: args
+            .forwarder_bin
+            .clone()
+            .unwrap_or_else(|| exe_dir.join("forwarder")),
+        anchors: args
+            .anchors
+            .clone()
+            .unwrap_or_else(|| workspace.join("../shared/anchors")),
+        work_dir: args
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| exe_dir.join("bench-work")),
+        cpu: args.relay_cpu,
+    };
+    fs::create_dir_all(&setup.work_dir)?;
+    for (kind, bin) in [
+        (RelayKind::Ours, &setup.server_bin),
+        (RelayKind::Forwarder, &setup.forwarder_bin),
+    ] {
+        if plan.relays.contains(&kind) && !bin.is_file() {
+            anyhow::bail!(
+                "no {} binary at {}; build it first (bench/run.sh does)",
+                kind.name(),
+                bin.display()
+            );
+        }
+    }
+
+    // The generator holds every socket of a phase: raise its open-file limit to the hard one.
+    let needed = plan.sockets() + 64;
+    let nofile =
+        rlimit::increase_nofile_limit(needed.max(65_536)).context("raising the open-file limit")?;
+    if nofile < needed {
+        eprintln!(
+            "[bench] warning: the generator may open {nofile} files (hard limit), but the run needs about {needed}: lower --idle or raise the hard limit"
+        );
+    }
+    if let Some(ports) = procfs::ephemeral_ports() {
+        if ports < needed {
+            eprintln!(
+                "[bench] warning: only {ports} ephemeral ports (net.ipv4.ip_local_port_range) for about {needed} sockets"
+            );
+        }
+    }
+
+    let started = Instant::now();
+    let mut reports = Vec::new();
+    for &kind in &plan.relays {
+        let report = run_relay(kind, &plan, &setup, needed).await;
+        if let (Some(dir), Some(open)) = (&args.latency_dump, &report.open) {
+            fs::create_dir_all(dir)?;
+            let lines: String = open
+                .latencies_ns
+                .iter()
+                .map(|ns| format!("{ns}\n"))
+                .collect();
+            fs::write(dir.join(format!("{}.txt", kind.name())), lines)?;
+        }
+        reports.push(report);
+    }
+
+    let mut text = header(&plan, &setup, &reports);
+    text.push('\n');
+    text.push_str(&report::table(&reports, plan.rate, &plan.idle, plan.accept));
+    let notes = report::notes(&reports);
+    if !notes.is_empty() {
+        text.push_str("\nNotes from this run:\n\n");
+        text.push_str(&notes);
+    }
+    let _ = std::fmt::Write::write_fmt(
+        &mut text,
+        format_args!(
+            "\nRun took {:.0} s. Relay logs: {}\n",
+            started.elapsed().as_secs_f64(),
+            setup.work_dir.join("logs").display()
+        ),
+    );
+    println!("{text}");
+    if let Some(out) = &args.out {
+        fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    }
+
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.is_clean() && (args.smoke || r.kind == RelayKind::Ours))
+        .map(|r| r.kind.name())
+        .collect();
+    if failed.is_empty() {
+        if args.smoke {
+            eprintln!("[bench] smoke passed: every message arrived once, in order, at its peer");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("[bench] FAILED: {}", failed.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Runs every phase against `kind`: idle sockets on a fresh process, then the message phases
+/// and the accept burst on another fresh one.
+async fn run_relay(kind: RelayKind, plan: &Plan, setup: &RelaySetup, needed: u64) -> RelayReport {
+    // A broadcasting relay delivers each message to every other socket: with one pair, each
+    // message reaches exactly its intended peer, as with the others. Keep as many messages in
+    // flight as all the pairs of the others do.
+    let (pairs, window) = if kind.broadcasts() {
+        (1, plan.window * plan.pairs as usize)
+    } else {
+        (plan.pairs, plan.window)
+    };
+    let mut report = RelayReport::new(kind, pairs, window);
+    let name = kind.name();
+
+    quiet(plan, &mut report, None, "the idle sockets").await;
+    eprintln!("[bench] {name}: idle sockets {:?}", plan.idle);
+    match RelayProcess::start(kind, setup, "idle") {
+        Ok(relay) => {
+            report.nofile = relay.nofile;
+            if relay.nofile < needed {
+                let warning = format!(
+                    "the relay may open only {} files, the run needs about {needed}: raise the hard limit (ulimit -Hn)",
+                    relay.nofile
+                );
+                eprintln!("[bench] {name}: {warning}");
+                report.warnings.push(warning);
+            }
+            match load::idle(kind, relay.addr, relay.pid, &plan.idle).await {
+                Ok(idle) => report.idle = Some(idle),
+                Err(err) => report.failures.push(format!("idle sockets: {err:#}")),
+            }
+            if let Err(err) = relay.stop() {
+                report.failures.push(format!("stopping: {err:#}"));
+            }
+        }
+        Err(err) => {
+            report.failures.push(format!("cannot start: {err:#}"));
+            return report;
+        }
+    }
+
+    let mut relay = match RelayProcess::start(kind, setup, "messages") {
+        Ok(relay) => relay,
+        Err(err) => {
+            report.failures.push(format!("cannot start: {err:#}"));
+            return report;
+        }
+    };
+    eprintln!("[bench] {name}: connecting {pairs} pairs");
+    match Pairs::connect(kind, relay.addr, relay.pid, pairs, window, plan.verify).await {
+        Ok(set) => {
+            report.mean_frame = set.mean_frame_len();
+            for attempt in 1..=ATTEMPTS {
+                quiet(plan, &mut report, Some(relay.pid), "the closed loop").await;
+                eprintln!("[bench] {name}: closed loop");
+                match set
+                    .closed_loop(plan.warmup, plan.measure, plan.closed_per_peer)
+                    .await
+                {
+                    Ok(closed) => {
+                        let others = closed.others_util;
+                        report.closed = Some(closed);
+                        if !disturbed(plan, &mut report, others, "closed loop", attempt) {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        report.failures.push(format!("closed loop: {err:#}"));
+                        break;
+                    }
+                }
+            }
+            for attempt in 1..=ATTEMPTS {
+                quiet(plan, &mut report, Some(relay.pid), "the open loop").await;
+                eprintln!("[bench] {name}: open loop at {} msg/s", plan.rate);
+                match set
+                    .open_loop(plan.rate, plan.warmup, plan.measure, plan.open_count)
+                    .await
+                {
+                    Ok(open) => {
+                        let others = open.others_util;
+                        report.open = Some(open);
+                        if !disturbed(plan, &mut report, others, "open loop", attempt) {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        report.failures.push(format!("open loop: {err:#}"));
+                        break;
+                    }
+                }
+            }
+            report.faults = Some(set.close().await);
+        }
+        Err(err) => report.failures.push(format!("connecting pairs: {err:#}")),
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for attempt in 1..=ATTEMPTS {
+        quiet(plan, &mut report, Some(relay.pid), "the accept burst").await;
+        eprintln!("[bench] {name}: accepting {} WebSockets", plan.accept);
+        match load::accept(
+            kind,
+            relay.addr,
+            relay.pid,
+            plan.accept,
+            plan.accept_concurrency,
+        )
+        .await
+        {
+            Ok(accept) => {
+                let others = accept.others_util;
+                report.accept = Some(accept);
+                if !disturbed(plan, &mut report, others, "accept burst", attempt) {
+                    break;
+                }
+            }
+            Err(err) => {
+                report.failures.push(format!("accept burst: {err:#}"));
+                break;
+            }
+        }
+    }
+    if !relay.is_running() {
+        report
+            .failures
+            .push(format!("the relay exited; see {}", relay.log.display()));
+    }
+    if let Err(err) = relay.stop() {
+        report.failures.push(format!("stopping: {err:#}"));
+    }
+    report
+}
+
+/// How many times a phase runs at most when other processes disturb it.
+const ATTEMPTS: u32 = 2;
+
+/// Other processes using more than this share of a core during a phase spoil it: it runs again.
+const DISTURBED: f64 = 0.25;
+
+/// Whether `phase` (attempt `attempt`) should run again because other processes used `others`
+/// of a core meanwhile. Says so, and notes it in the report when there is no attempt left.
+fn disturbed(
+    plan: &Plan,
+    report: &mut RelayReport,
+    others: f64,
+    phase: &str,
+    attempt: u32,
+) -> bool {
+    if plan.quiet.is_none() || others <= DISTURBED {
+        return false;
+    }
+    let what = format!(
+        "other processes used {:.0}% of a core during the {phase} (attempt {attempt} of {ATTEMPTS})",
+        others * 100.0
+    );
+    eprintln!("[bench] {}: {what}", report.kind.name());
+    if attempt < ATTEMPTS {
+        return true;
+    }
+    report
+        .warnings
+        .push(format!("{what}: its figures are disturbed"));
+    false
+}
+
+/// Waits for other processes to leave the machine alone before `phase`, if the plan says so;
+/// notes it in the report when they did not.
+async fn quiet(plan: &Plan, report: &mut RelayReport, relay_pid: Option<u32>, phase: &str) {
+    let Some((threshold, max_wait)) = plan.quiet else {
+        return;
+    };
+    let share = load::wait_quiet(relay_pid, threshold, max_wait).await;
+    if share >= threshold {
+        let warning = format!(
+            "other processes used {:.0}% of a core before {phase} (waited {:.0} s for less than {:.0}%)",
+            share * 100.0,
+            max_wait.as_secs_f64(),
+            threshold * 100.0
+        );
+        eprintln!("[bench] {}: {warning}", report.kind.name());
+        report.warnings.push(warning);
+    }
+}
+
+fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The machine and the workload, above the table.
+fn header(plan: &Plan, setup: &RelaySetup, reports: &[RelayReport]) -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let online = command_output("nproc", &["--all"]).unwrap_or_else(|| cpus.to_string());
+    let model = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = command_output("uname", &["-r"]).unwrap_or_default();
+    let node = command_output("node", &["--version"]).unwrap_or_else(|| "none".into());
+    let pinning = match setup.cpu {
+        Some(cpu) => format!(
+            "relays pinned to CPU {cpu}, generator to CPU {}",
+            procfs::allowed_cpus().unwrap_or_default()
+        ),
+        None => "no CPU pinning".to_owned(),
+    };
+    let nofile: Vec<String> = reports
+        .iter()
+        .map(|r| format!("{} {}", r.kind.name(), r.nofile))
+        .collect();
+    let secs = |d: Duration| d.as_secs_f64();
+    let closed = match plan.closed_per_peer {
+        Some(n) => format!("{n} messages per peer"),
+        None => format!(
+            "{:.0} s warm-up + {:.0} s measured",
+            secs(plan.warmup),
+            secs(plan.measure)
+        ),
+    };
+    let open = match plan.open_count {
+        Some(n) => format!("{n} messages at {} msg/s", plan.rate),
+        None => format!(
+            "{} msg/s, {:.0} s warm-up + {:.0} s measured",
+            plan.rate,
+            secs(plan.warmup),
+            secs(plan.measure)
+        ),
+    };
+    // The frames as our relay's clients send them (the others' framing differs by a few bytes).
+    let script = Script::new(0, Side::A, |payload| {
+        dialect::encode(RelayKind::Ours, payload, &Ident::Anonymous)
+    });
+    let ((sdp_min, sdp_max), (cand_min, cand_max)) =
+        (script.sdp_frame_lens(), script.candidate_frame_lens());
+    let build = if cfg!(debug_assertions) {
+        "\nDev build: these figures check the generator, they say nothing about speed.\n"
+    } else {
+        ""
+    };
+    format!(
+        "Machine: {online} CPUs ({model}), Linux {kernel}, Node {node}; {pinning}.\n\
+         Open-file limit of each relay: {}.\n\
+         Workload: {} pairs{}; per exchange 1 offer + 1 answer (SDP 3.2–5.8 KB, frames {sdp_min}–{sdp_max} B) + 10 candidates (frames {cand_min}–{cand_max} B).\n\
+         Closed loop: {closed}, window {} per direction. Open loop: {open}. Idle sockets: {:?}. Accept burst: {} WebSockets, {} handshakes at a time.{}\n",
+        nofile.join(", "),
+        plan.pairs,
+        if plan.relays.iter().any(|k| k.broadcasts()) {
+            " (seed-socketio: 1 pair, as it broadcasts; see docs/benchmarks.md)"
+        } else {
+            ""
+        },
+        plan.window,
+        plan.idle,
+        plan.accept,
+        plan.accept_concurrency,
+        if plan.verify { " Every relayed frame verified." } else { "" },
+    ) + build
+}
