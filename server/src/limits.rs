@@ -54,7 +54,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(20),
             hold: Duration::from_secs(10),
             resume_grace: Duration::from_secs(15),
-            read_buffer: 8 * 1024,
+            read_buffer: 4 * 1024,
             write_buffer: 8 * 1024,
         }
     }

@@ -60,7 +60,7 @@ struct Args {
     #[arg(long, env = "RESUME_GRACE_SECS", default_value_t = 15)]
     resume_grace_secs: u64,
     /// Per-connection WebSocket read buffer, in bytes.
-    #[arg(long, env = "READ_BUFFER", default_value_t = 8 * 1024)]
+    #[arg(long, env = "READ_BUFFER", default_value_t = 4 * 1024)]
     read_buffer: usize,
 }
 
