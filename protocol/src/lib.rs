@@ -553,6 +553,14 @@ mod tests {
     }
 
     #[test]
+    fn error_kind_names_match_the_wire() {
+        for kind in ErrorKind::ALL {
+            let wire = serde_json::to_value(kind).expect("serializes");
+            assert_eq!(wire, serde_json::Value::from(kind.as_str()));
+        }
+    }
+
+    #[test]
     fn room_names_are_checked() {
         assert!(validate_room("abc").is_ok());
         assert!(validate_room("").is_err());

@@ -413,6 +413,29 @@ fn candidate(n: usize) -> IceCandidate {
     }
 }
 
+/// Sends an answer from `from` (addressed to `to`, or to nobody in particular) and checks that
+/// it reaches `dest`, stamped with the sender's id and display name.
+async fn assert_answer_reaches(
+    from: &mut Ws,
+    to: Option<PeerId>,
+    dest: &mut Ws,
+    from_id: PeerId,
+    from_name: Option<&str>,
+    sdp: &str,
+) {
+    let answer = ClientMsg::Answer {
+        to,
+        sdp: sdp.into(),
+    };
+    send(from, &answer).await;
+    let expected = ServerMsg::Answer {
+        from: from_id,
+        from_name: from_name.map(Into::into),
+        sdp: sdp.into(),
+    };
+    assert_eq!(recv(dest).await, expected);
+}
+
 /// Checks that an offer from `from` (which has no display name) reaches `to`, the other peer
 /// of their room.
 async fn assert_offer_reaches(from: &mut Ws, from_id: PeerId, to: &mut Ws, sdp: &str) {
@@ -451,22 +474,7 @@ async fn signals_reach_the_other_peer_of_the_room_only() {
     let ((mut c, c_id), (mut d, _d_id)) = pair(&relay, "s").await;
 
     assert_offer_reaches(&mut a, a_id, &mut b, "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n").await;
-    send(
-        &mut b,
-        &ClientMsg::Answer {
-            to: None,
-            sdp: "v=0 answer".into(),
-        },
-    )
-    .await;
-    assert_eq!(
-        recv(&mut a).await,
-        ServerMsg::Answer {
-            from: b_id,
-            from_name: None,
-            sdp: "v=0 answer".into()
-        }
-    );
+    assert_answer_reaches(&mut b, None, &mut a, b_id, None, "v=0 answer").await;
     let candidate = IceCandidate {
         candidate: "candidate:1 1 udp 2122260223 192.168.1.2 54321 typ host".into(),
         sdp_mid: Some("0".into()),
@@ -708,22 +716,15 @@ async fn names_are_unique_in_a_room_and_stamp_signals() {
         recv(&mut bob).await,
         offer_from(ann_id, Some("ann"), "v=0 from ann")
     );
-    send(
+    assert_answer_reaches(
         &mut bob,
-        &ClientMsg::Answer {
-            to: Some(ann_id),
-            sdp: "v=0 from bob".into(),
-        },
+        Some(ann_id),
+        &mut ann,
+        bob_id,
+        Some("bob"),
+        "v=0 from bob",
     )
     .await;
-    assert_eq!(
-        recv(&mut ann).await,
-        ServerMsg::Answer {
-            from: bob_id,
-            from_name: Some("bob".into()),
-            sdp: "v=0 from bob".into()
-        }
-    );
     send(
         &mut ann,
         &ClientMsg::Candidate {
@@ -895,22 +896,7 @@ async fn a_dropped_peer_resumes_its_id_and_name() {
         offer_from(b_id, Some("bob"), "v=0 while you were away")
     );
     assert_eq!(recv(&mut b).await, peer_joined(a_id, Some("ann")));
-    send(
-        &mut a,
-        &ClientMsg::Answer {
-            to: None,
-            sdp: "v=0 back".into(),
-        },
-    )
-    .await;
-    assert_eq!(
-        recv(&mut b).await,
-        ServerMsg::Answer {
-            from: a_id,
-            from_name: Some("ann".into()),
-            sdp: "v=0 back".into()
-        }
-    );
+    assert_answer_reaches(&mut a, None, &mut b, a_id, Some("ann"), "v=0 back").await;
 
     // The old token is used up.
     let mut d = relay.connect().await;
@@ -1524,22 +1510,7 @@ async fn a_call_completes_while_bad_clients_flood_the_relay() {
 
     send(&mut a, &offer("v=0 under fire")).await;
     assert_eq!(recv(&mut b).await, offer_from(a_id, None, "v=0 under fire"));
-    send(
-        &mut b,
-        &ClientMsg::Answer {
-            to: None,
-            sdp: "v=0 answer under fire".into(),
-        },
-    )
-    .await;
-    assert_eq!(
-        recv(&mut a).await,
-        ServerMsg::Answer {
-            from: b_id,
-            from_name: None,
-            sdp: "v=0 answer under fire".into()
-        }
-    );
+    assert_answer_reaches(&mut b, None, &mut a, b_id, None, "v=0 answer under fire").await;
     const CANDIDATES: usize = 20;
     for n in 0..CANDIDATES {
         for (ws, n) in [(&mut a, n), (&mut b, 100 + n)] {
