@@ -417,6 +417,14 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from_name: Option<String>,
     },
+    /// Fresh STUN/TURN servers, replacing those of `welcome`: sent before the TURN credentials
+    /// handed out earlier expire (at about 80% of their lifetime), again and again for as long
+    /// as the peer stays. Give them to `RTCPeerConnection.setConfiguration` and use them for the
+    /// next connection.
+    IceServers {
+        /// The whole list, as in `welcome`.
+        ice_servers: Vec<IceServer>,
+    },
     /// Your last request could not be carried out; the connection stays open.
     Error {
         /// What went wrong, for programs.
@@ -500,6 +508,21 @@ mod tests {
         assert_eq!(
             welcome.to_json(),
             r#"{"type":"welcome","id":1,"room":"r","peers":[],"iceServers":[],"resumeToken":"t"}"#
+        );
+        let refresh = ServerMsg::IceServers {
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:relay.example:3478?transport=tcp".into()],
+                username: Some("1700000000:4".into()),
+                credential: Some("c2VjcmV0".into()),
+            }],
+        };
+        assert_eq!(
+            refresh.to_json(),
+            r#"{"type":"ice-servers","iceServers":[{"urls":["turn:relay.example:3478?transport=tcp"],"username":"1700000000:4","credential":"c2VjcmV0"}]}"#
+        );
+        assert_eq!(
+            ServerMsg::parse(&refresh.to_json()).expect("valid"),
+            refresh
         );
         assert_eq!(
             ServerMsg::parse(r#"{"type":"hang-up","from":3,"fromName":"ann"}"#).expect("valid"),
