@@ -1,13 +1,18 @@
 //! One WebSocket connection: admission, upgrade, read loop, writer task, and cleanup.
 
-use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::atomic::Ordering,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use axum::{
     extract::{
         ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
         ConnectInfo, State,
     },
-    http::{HeaderMap, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use futures_util::{stream::SplitSink, SinkExt, StreamExt};
@@ -20,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
+    host::url_host,
     limits::{self, RateLimit, Ticket},
     registry::{JoinRequest, Outbox, Relayed},
     Relay,
@@ -53,6 +59,12 @@ pub async fn ws_handler(
             return refusal.into_response();
         }
     };
+    // The relay's own STUN server is handed out under the name the page used to reach us.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(url_host)
+        .map(str::to_owned);
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(relay.limits.read_buffer)
@@ -61,7 +73,7 @@ pub async fn ws_handler(
             let id = relay.registry.next_id();
             let tracker = relay.tracker.clone();
             tracker.track_future(
-                handle_socket(socket, relay, id, ticket)
+                handle_socket(socket, relay, id, host, ticket)
                     .instrument(tracing::info_span!("peer", %id, %addr)),
             )
         })
@@ -108,12 +120,20 @@ struct Connection {
     relay: Arc<Relay>,
     /// The connection's id until it joins; then the id it joined as (a resumed one, maybe).
     id: PeerId,
+    /// The host the page reached the relay by, for the relay's own STUN server.
+    host: Option<String>,
     joined: bool,
     outbox: Outbox,
     rate: RateLimit,
 }
 
-async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, id: PeerId, ticket: Ticket) {
+async fn handle_socket(
+    socket: WebSocket,
+    relay: Arc<Relay>,
+    id: PeerId,
+    host: Option<String>,
+    ticket: Ticket,
+) {
     tracing::info!("connected");
     relay.metrics.connections.fetch_add(1, Ordering::Relaxed);
     relay
@@ -133,16 +153,30 @@ async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, id: PeerId, ticket:
         },
         relay: relay.clone(),
         id,
+        host,
         joined: false,
     };
     let mut ping = tokio::time::interval(limits.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // When the peer is due fresh TURN credentials: set once it has joined, if TURN is on.
+    let mut refresh_at: Option<Instant> = None;
 
     let end = loop {
+        let refresh = async {
+            match refresh_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let frame = tokio::select! {
             _ = kick.cancelled() => {
                 break if relay.shutdown.is_cancelled() { End::Shutdown } else { End::Kicked };
+            }
+            _ = refresh => {
+                conn.refresh_ice_servers();
+                refresh_at = refresh_at.zip(relay.ice.refresh_every()).map(|(at, every)| at + every);
+                continue;
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() >= limits.idle_timeout {
@@ -158,6 +192,12 @@ async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, id: PeerId, ticket:
             Some(Ok(Message::Text(text))) => {
                 if let Some(end) = conn.on_frame(Some(text.as_str())) {
                     break end;
+                }
+                if conn.joined && refresh_at.is_none() {
+                    refresh_at = relay
+                        .ice
+                        .refresh_every()
+                        .map(|every| Instant::now() + every);
                 }
             }
             Some(Ok(Message::Binary(_))) => {
@@ -248,7 +288,9 @@ impl Connection {
             )),
             Request::Join { room, name, resume } => {
                 let request = JoinRequest { room, name, resume };
-                match registry.join(self.id, request, self.outbox.clone()) {
+                let (ice, host) = (&self.relay.ice, self.host.as_deref());
+                let servers = |id| ice.for_peer(host, id, SystemTime::now());
+                match registry.join(self.id, request, self.outbox.clone(), servers) {
                     Ok(joined) => {
                         tracing::info!(id = %joined.id, released = joined.released, "joined");
                         self.relay
@@ -277,6 +319,17 @@ impl Connection {
             tracing::debug!(%kind, "refused");
         }
         result
+    }
+
+    /// Sends the peer the ICE servers with fresh TURN credentials, before the ones it has expire.
+    fn refresh_ice_servers(&self) {
+        let ice_servers = self
+            .relay
+            .ice
+            .for_peer(self.host.as_deref(), self.id, SystemTime::now());
+        tracing::debug!("fresh TURN credentials");
+        self.outbox
+            .deliver(&ServerMsg::IceServers { ice_servers }.to_json());
     }
 
     /// Tells the sender if held message `hold` is still unclaimed after the hold time.

@@ -1,25 +1,44 @@
 //! The signaling relay.
 //!
 //! It serves the built client bundle and relays JSON signaling messages (see the `protocol`
-//! crate) between the peers of a room over WebSocket at `/ws`. The binary in `main.rs` only reads
-//! its configuration and calls [`run`]; tests start the relay the same way on port 0.
+//! crate) between the peers of a room over WebSocket at `/ws`, over plain http and over https
+//! ([`tls`]), and answers STUN Binding requests on UDP ([`stun`]). The binary in `main.rs` only
+//! reads its configuration, binds ([`Listeners::bind`]) and calls [`serve`]; tests start the
+//! relay the same way on port 0, or with [`run`] for plain http only.
 
+mod banner;
 mod connection;
+mod host;
+mod ice;
 mod limits;
 mod metrics;
+mod redirect;
 mod registry;
+pub mod stun;
+pub mod tls;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
-use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
+use axum::{
+    extract::State, http::header, middleware, response::IntoResponse, routing::get, Router,
+};
 use protocol::IceServer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{compression::CompressionLayer, services::ServeDir};
 
+pub use banner::{banner, lan_addresses, Banner};
+pub use ice::{turn_credential, turn_username, IceError, TurnConfig, TurnSecret};
 pub use limits::Limits;
 pub use metrics::Metrics;
+pub use redirect::redirect_target;
 pub use registry::{Registry, Timing};
+pub use tls::Tls;
 
 /// How long shutdown waits for connections to say goodbye before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,7 +48,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Config {
     /// The directory holding the built client (`index.html`, the `.wasm` and its JS glue).
     pub dist: PathBuf,
-    /// STUN/TURN servers handed to every peer when it joins.
+    /// STUN/TURN servers handed to every peer when it joins, after the relay's own STUN server
+    /// (when [`Listeners::stun`] is given) and before [`Config::turn`].
     pub ice_servers: Vec<IceServer>,
     /// The most peers one room may hold.
     pub room_capacity: usize,
@@ -39,6 +59,12 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Limits on what one client, one address and everybody together may use.
     pub limits: Limits,
+    /// The certificate for [`Listeners::https`]; needed when that listener is given. `None`
+    /// (the default): no https.
+    pub tls: Option<Tls>,
+    /// A TURN server that takes credentials minted with a shared secret; every peer gets its
+    /// own, refreshed before they expire. `None` (the default): no TURN.
+    pub turn: Option<TurnConfig>,
 }
 
 impl Default for Config {
@@ -49,7 +75,82 @@ impl Default for Config {
             room_capacity: 2,
             allowed_origins: Vec::new(),
             limits: Limits::default(),
+            tls: None,
+            turn: None,
         }
+    }
+}
+
+/// The sockets the relay serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Plain http and ws. With [`Listeners::https`] given, requests from other machines are
+    /// redirected to https (see [`redirect_target`]).
+    pub http: TcpListener,
+    /// https and wss, with [`Config::tls`]'s certificate.
+    pub https: Option<TcpListener>,
+    /// STUN on UDP; while it runs, every `welcome` names it as a STUN server.
+    pub stun: Option<UdpSocket>,
+}
+
+/// Why the relay cannot listen.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {error}")]
+pub struct BindError {
+    /// The address.
+    pub addr: SocketAddr,
+    /// What the system said.
+    pub error: std::io::Error,
+}
+
+impl Listeners {
+    /// Plain http only.
+    pub fn http(http: TcpListener) -> Self {
+        Self {
+            http,
+            https: None,
+            stun: None,
+        }
+    }
+
+    /// Binds http on `port`, https on `tls_port` and STUN on UDP `stun_port` (`None`: off), all
+    /// on `addr`. A STUN port that cannot be had (say coturn has it) is not an error: it is
+    /// logged and the relay runs without STUN (and does not hand itself out as a STUN server).
+    pub async fn bind(
+        addr: IpAddr,
+        port: u16,
+        tls_port: Option<u16>,
+        stun_port: Option<u16>,
+    ) -> Result<Self, BindError> {
+        let tcp = |port: u16| async move {
+            let addr = SocketAddr::new(addr, port);
+            TcpListener::bind(addr)
+                .await
+                .map_err(|error| BindError { addr, error })
+        };
+        let http = tcp(port).await?;
+        let https = match tls_port {
+            Some(port) => Some(tcp(port).await?),
+            None => None,
+        };
+        let stun = match stun_port {
+            Some(port) => match UdpSocket::bind((addr, port)).await {
+                Ok(socket) => Some(socket),
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                    tracing::warn!(
+                        port,
+                        "UDP port {port} is taken (by a TURN server such as coturn?): running without the built-in STUN server; set --stun-port 0 to say so"
+                    );
+                    None
+                }
+                Err(err) => {
+                    tracing::warn!(port, %err, "cannot listen for STUN: running without the built-in STUN server");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(Self { http, https, stun })
     }
 }
 
@@ -60,6 +161,7 @@ pub struct Relay {
     limits: Limits,
     allowed_origins: Vec<String>,
     admission: limits::Admission,
+    ice: ice::IceServers,
     /// Cancelled when the relay shuts down; each connection's token is a child of it.
     shutdown: CancellationToken,
     /// Every WebSocket task, so that shutdown can wait for them: axum's graceful shutdown does
@@ -70,16 +172,30 @@ pub struct Relay {
 impl Relay {
     /// A relay with no peers yet, stopping when `shutdown` is cancelled.
     pub fn new(config: &Config, shutdown: CancellationToken) -> Arc<Self> {
+        Self::with_stun(config, shutdown, None)
+    }
+
+    /// A relay that hands out its own STUN server on `stun_port`, if given.
+    fn with_stun(
+        config: &Config,
+        shutdown: CancellationToken,
+        stun_port: Option<u16>,
+    ) -> Arc<Self> {
         let timing = Timing {
             hold: config.limits.hold,
             resume_grace: config.limits.resume_grace,
         };
         Arc::new(Self {
-            registry: Registry::new(config.room_capacity, config.ice_servers.clone(), timing),
+            registry: Registry::new(config.room_capacity, timing),
             metrics: Metrics::default(),
             limits: config.limits.clone(),
             allowed_origins: config.allowed_origins.clone(),
             admission: limits::Admission::new(&config.limits),
+            ice: ice::IceServers {
+                fixed: config.ice_servers.clone(),
+                stun_port,
+                turn: config.turn.clone(),
+            },
             shutdown,
             tracker: TaskTracker::new(),
         })
@@ -102,21 +218,85 @@ pub fn app(relay: Arc<Relay>, dist: PathBuf) -> Router {
         .layer(CompressionLayer::new())
 }
 
-/// Serves the relay on `listener` until `shutdown` is cancelled, then closes every WebSocket
-/// with 1001 and waits (up to a few seconds) for the connections to finish.
+/// Serves the relay over plain http on `listener` until `shutdown` is cancelled, then closes
+/// every WebSocket with 1001 and waits (up to a few seconds) for the connections to finish.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let relay = Relay::new(&config, shutdown.clone());
+    serve(Listeners::http(listener), config, shutdown).await
+}
+
+/// Serves the relay on every listener given until `shutdown` is cancelled, then closes every
+/// WebSocket with 1001 and waits (up to a few seconds) for the connections to finish. An https
+/// listener needs [`Config::tls`]. If one listener fails, the others are stopped too.
+pub async fn serve(
+    listeners: Listeners,
+    config: Config,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let Listeners { http, https, stun } = listeners;
+    let https = match (https, config.tls.clone()) {
+        (Some(listener), Some(tls)) => Some((listener, tls)),
+        (Some(_), None) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "an https listener needs a certificate (Config::tls)",
+            ))
+        }
+        (None, _) => None,
+    };
+    let tls_port = match &https {
+        Some((listener, _)) => Some(listener.local_addr()?.port()),
+        None => None,
+    };
+    let stun_port = match &stun {
+        Some(socket) => Some(socket.local_addr()?.port()),
+        None => None,
+    };
+    // Everything stops at `stop`: on shutdown, or when one of the servers fails.
+    let stop = shutdown.child_token();
+    let relay = Relay::with_stun(&config, stop.clone(), stun_port);
     let router = app(relay.clone(), config.dist);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await?;
+    let stop_on_error = |result: std::io::Result<()>| {
+        if result.is_err() {
+            stop.cancel();
+        }
+        result
+    };
+
+    let plain = match tls_port {
+        Some(port) => router
+            .clone()
+            .layer(middleware::from_fn_with_state(port, redirect::to_https)),
+        None => router.clone(),
+    };
+    let http = async {
+        let served = axum::serve(
+            http,
+            plain.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .await;
+        stop_on_error(served)
+    };
+    let https = async {
+        let Some((listener, tls)) = https else {
+            return Ok(());
+        };
+        let served = tls::serve(listener, tls, router, relay.clone(), stop.clone()).await;
+        stop_on_error(served)
+    };
+    let stun = async {
+        if let Some(socket) = stun {
+            stun::serve(socket, relay.clone(), stop.clone()).await;
+        }
+    };
+    let (http, https, ()) = tokio::join!(http, https, stun);
+
+    // The WebSockets watch `stop` too: close them also when a server failed.
+    stop.cancel();
     relay.tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, relay.tracker.wait())
         .await
@@ -127,7 +307,7 @@ pub async fn run(
             "connections still open after the drain timeout"
         );
     }
-    Ok(())
+    http.and(https)
 }
 
 async fn metrics_handler(State(relay): State<Arc<Relay>>) -> impl IntoResponse {

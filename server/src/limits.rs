@@ -13,6 +13,8 @@ use tokio::{
     time::Instant,
 };
 
+use crate::host::hostname;
+
 /// The relay's limits. Every one has a flag in the binary (`server --help`).
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -154,14 +156,6 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 /// serve` proxies a page of one to a relay addressed by another.
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host == "[::1]" || host.starts_with("127.")
-}
-
-/// `host` of `host:port`, `[v6]` of `[v6]:port`.
-fn hostname(authority: &str) -> &str {
-    if let Some(end) = authority.find(']') {
-        return &authority[..=end];
-    }
-    authority.split(':').next().unwrap_or(authority)
 }
 
 /// A token bucket: `rate` messages a second on average, `burst` at once.

@@ -5,6 +5,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use protocol::IceServer;
+use server::{Banner, Listeners, Tls, TurnConfig, TurnSecret};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -15,15 +16,57 @@ struct Args {
     /// Address to listen on; 0.0.0.0 lets other machines of the network connect.
     #[arg(long, env = "ADDR", default_value = "0.0.0.0")]
     addr: IpAddr,
-    /// Port to listen on.
+    /// Port for plain http. Requests from other machines are redirected to https while TLS is
+    /// on (except /healthz and /metrics).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     port: u16,
+    /// Port for https and wss; 0 turns TLS off (for a relay behind a TLS proxy).
+    #[arg(long, env = "TLS_PORT", default_value_t = 8443)]
+    tls_port: u16,
+    /// Turn TLS off, like --tls-port 0.
+    #[arg(long, env = "NO_TLS")]
+    no_tls: bool,
+    /// Certificate chain (PEM), e.g. certbot's fullchain.pem. Renewed files are picked up
+    /// without a restart. Without it the relay issues its own certificate in --data-dir.
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM), e.g. certbot's privkey.pem.
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Where the relay keeps its own certificate (cert.pem) and key (key.pem).
+    /// [default: $XDG_DATA_HOME/videocall, else $HOME/.local/share/videocall, else ./data]
+    #[arg(long, env = "DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// UDP port of the built-in STUN server, handed to the browsers; 0 turns it off. If the
+    /// port is taken (coturn on the same machine), the relay runs on without it.
+    #[arg(long, env = "STUN_PORT", default_value_t = 3478)]
+    stun_port: u16,
+    /// TURN server URL, e.g. turn:turn.example.org:3478 or turns:turn.example.org:5349
+    /// (?transport=tcp allowed). Repeat the flag, or separate URLs with commas in the variable.
+    /// Needs --turn-secret or --turn-secret-file.
+    #[arg(long = "turn-url", env = "TURN_URLS", value_delimiter = ',')]
+    turn_urls: Vec<String>,
+    /// The TURN server's shared secret (coturn's static-auth-secret), used to mint short-lived
+    /// credentials for each peer. It never reaches a page or a log.
+    #[arg(
+        long,
+        env = "TURN_SECRET",
+        hide_env_values = true,
+        conflicts_with = "turn_secret_file"
+    )]
+    turn_secret: Option<TurnSecret>,
+    /// File holding the TURN server's shared secret (keeps it out of the process list).
+    #[arg(long, env = "TURN_SECRET_FILE")]
+    turn_secret_file: Option<PathBuf>,
+    /// Seconds the TURN credentials given to a peer stay valid; fresh ones are sent at 80%.
+    #[arg(long, env = "TURN_TTL", default_value_t = 3600)]
+    turn_ttl: u64,
     /// Directory of the built client (`trunk build --release` writes it).
     #[arg(long, env = "DIST_DIR", default_value = "dist")]
     dist: PathBuf,
-    /// STUN or TURN URL handed to the browsers, e.g. stun:stun.l.google.com:19302. Repeat the
-    /// flag, or separate URLs with commas in the variable. Without one, calls connect only
-    /// between machines that can reach each other directly (the same network).
+    /// Another STUN or TURN URL handed to the browsers, e.g. stun:stun.example.org:3478, after
+    /// the relay's own STUN server. Repeat the flag, or separate URLs with commas in the
+    /// variable.
     #[arg(long = "ice-server", env = "ICE_SERVERS", value_delimiter = ',')]
     ice_servers: Vec<String>,
     /// The most people in one room (2 for a 1:1 call).
@@ -83,30 +126,55 @@ async fn main() -> anyhow::Result<()> {
             credential: None,
         })
         .collect();
-    if ice_servers.is_empty() {
-        tracing::info!(
-            "no ICE servers configured: calls connect on the same network only (see --ice-server)"
-        );
-    }
+    let secret = match (args.turn_secret, &args.turn_secret_file) {
+        (Some(secret), _) => Some(secret),
+        (None, Some(path)) => Some(TurnSecret::from_file(path)?),
+        (None, None) => None,
+    };
+    let turn = TurnConfig::new(args.turn_urls, secret, Duration::from_secs(args.turn_ttl))?;
     if !args.dist.join("index.html").is_file() {
         tracing::warn!(dist = %args.dist.display(), "no index.html in the client directory: build the client with `make run` or `trunk build --release`");
     }
 
-    let listener = tokio::net::TcpListener::bind((args.addr, args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.addr, args.port))?;
-    let local = listener.local_addr()?;
-    let host = if args.addr.is_unspecified() || args.addr.is_loopback() {
-        "localhost".to_owned()
+    let tls_on = !args.no_tls && args.tls_port != 0;
+    let tls = if tls_on {
+        let tls = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Tls::from_files(cert, key),
+            _ => Tls::self_signed(&args.data_dir.unwrap_or_else(server::tls::default_data_dir)),
+        };
+        Some(tls.context(
+            "cannot set up https: give --tls-cert and --tls-key, a writable --data-dir, or \
+             --no-tls behind a TLS proxy",
+        )?)
     } else {
-        local.ip().to_string()
+        None
     };
-    println!("Relay listening on {local}.");
-    println!(
-        "Open http://{host}:{} in one window and http://{host}:{}/#true in another.",
-        local.port(),
-        local.port()
-    );
+    let listeners = Listeners::bind(
+        args.addr,
+        args.port,
+        tls.is_some().then_some(args.tls_port),
+        (args.stun_port != 0).then_some(args.stun_port),
+    )
+    .await?;
+    let port = |listener: &tokio::net::TcpListener| listener.local_addr().map(|a| a.port());
+    let stun_port = match &listeners.stun {
+        Some(socket) => Some(socket.local_addr()?.port()),
+        None => None,
+    };
+    if stun_port.is_none() && ice_servers.is_empty() && turn.is_none() {
+        tracing::info!(
+            "no STUN or TURN server: calls connect on the same network only (see --stun-port, --turn-url)"
+        );
+    }
+    let info = Banner {
+        http_port: port(&listeners.http)?,
+        https_port: listeners.https.as_ref().map(port).transpose()?,
+        fingerprint: tls.as_ref().map(Tls::fingerprint),
+        lan: server::lan_addresses(args.addr),
+        stun_port,
+        loopback_only: args.addr.is_loopback(),
+    };
+    println!("{}", server::banner(&info));
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -130,8 +198,10 @@ async fn main() -> anyhow::Result<()> {
         room_capacity: usize::from(args.room_capacity),
         allowed_origins: args.allowed_origins,
         limits,
+        tls,
+        turn,
     };
-    server::run(listener, config, shutdown).await?;
+    server::serve(listeners, config, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -20,6 +20,10 @@ pub struct Metrics {
     pub messages_relayed: AtomicU64,
     /// Bytes of those signals.
     pub bytes_relayed: AtomicU64,
+    /// STUN Binding requests answered.
+    pub stun_requests: AtomicU64,
+    /// TLS handshakes that failed or timed out on the https port.
+    pub tls_handshakes_failed: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
 }
 
@@ -85,6 +89,18 @@ impl Metrics {
             "counter",
             "Bytes of signals delivered.",
             get(&self.bytes_relayed),
+        );
+        metric(
+            "relay_stun_requests_total",
+            "counter",
+            "STUN Binding requests answered.",
+            get(&self.stun_requests),
+        );
+        metric(
+            "relay_tls_handshakes_failed_total",
+            "counter",
+            "TLS handshakes on the https port that failed or timed out.",
+            get(&self.tls_handshakes_failed),
         );
         out.push_str("# HELP relay_errors_total Errors told to clients, by kind.\n");
         out.push_str("# TYPE relay_errors_total counter\n");

@@ -191,19 +191,16 @@ pub struct Registry {
     state: Mutex<State>,
     next_id: AtomicU64,
     room_capacity: usize,
-    ice_servers: Vec<IceServer>,
     timing: Timing,
 }
 
 impl Registry {
-    /// An empty registry whose rooms hold at most `room_capacity` peers, handing
-    /// `ice_servers` to every peer that joins.
-    pub fn new(room_capacity: usize, ice_servers: Vec<IceServer>, timing: Timing) -> Self {
+    /// An empty registry whose rooms hold at most `room_capacity` peers.
+    pub fn new(room_capacity: usize, timing: Timing) -> Self {
         Self {
             state: Mutex::default(),
             next_id: AtomicU64::new(1),
             room_capacity,
-            ice_servers,
             timing,
         }
     }
@@ -222,12 +219,14 @@ impl Registry {
     }
 
     /// Puts connection `conn` into a room, tells the members already there, and hands it the
-    /// messages held for it.
+    /// messages held for it. Its `welcome` carries `ice_servers(id)` for the id it joins as
+    /// (a resumed one, maybe).
     pub fn join(
         &self,
         conn: PeerId,
         request: JoinRequest,
         outbox: Outbox,
+        ice_servers: impl FnOnce(PeerId) -> Vec<IceServer>,
     ) -> Result<Joined, Refusal> {
         let JoinRequest {
             mut room,
@@ -302,7 +301,7 @@ impl Registry {
             id,
             room: room.clone(),
             peers,
-            ice_servers: self.ice_servers.clone(),
+            ice_servers: ice_servers(id),
             resume_token,
         };
         member.outbox.deliver(&welcome.to_json());
@@ -487,7 +486,7 @@ mod tests {
             hold: Duration::from_secs(10),
             resume_grace: Duration::from_secs(15),
         };
-        Registry::new(2, Vec::new(), timing)
+        Registry::new(2, timing)
     }
 
     fn join(registry: &Registry, id: u64, room: &str) -> (Joined, mpsc::Receiver<Message>) {
@@ -497,7 +496,9 @@ mod tests {
             ..JoinRequest::default()
         };
         (
-            registry.join(PeerId(id), request, outbox).expect("joins"),
+            registry
+                .join(PeerId(id), request, outbox, |_| Vec::new())
+                .expect("joins"),
             rx,
         )
     }
@@ -512,7 +513,9 @@ mod tests {
             room: "r".into(),
             ..JoinRequest::default()
         };
-        registry.join(PeerId(2), request, b).expect("joins");
+        registry
+            .join(PeerId(2), request, b, |_| Vec::new())
+            .expect("joins");
         // welcome took one place of four.
         for _ in 0..3 {
             registry
