@@ -455,7 +455,7 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 async fn bad_tls_clients_hold_up_nobody() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut tls = Tls::self_signed_for(dir.path(), &loopback_names()).expect("issues");
-    let handshake_timeout = Duration::from_secs(2);
+    let handshake_timeout = Duration::from_secs(3);
     tls.handshake_timeout = handshake_timeout;
     let relay = TlsRelay::start(tls).await;
     let client = trusting(&[&dir.path().join(tls::CERT_FILE)]);
