@@ -2,7 +2,7 @@
 # Prints the size of the built client (dist/): the .wasm and its JS glue, raw and gzipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d dist ] || { echo "no dist/: run 'trunk build --release' first" >&2; exit 1; }
+[ -d dist ] || { echo "no dist/: run 'make client' (scripts/build-client.sh) first" >&2; exit 1; }
 printf '%-12s %10s %10s\n' file raw gzip-9
 total_raw=0; total_gz=0
 for f in dist/*.wasm dist/*.js; do

@@ -1,42 +1,62 @@
 #!/usr/bin/env bash
-# Installs what building and running the product needs, only where it is missing.
+# Installs what building, running and testing the product needs, only where it is missing.
 # Idempotent: a second run checks and says so in a few lines.
-#   scripts/setup.sh          build tools (wasm32 target, wasm-bindgen-cli, trunk)
-#   scripts/setup.sh --test   the same plus Chromium and ChromeDriver for the browser tests
+#   scripts/setup.sh          what `make run` needs: the wasm32 target and wasm-bindgen-cli
+#                             (about 4 minutes the first time), and wasm-opt when apt is there
+#   scripts/setup.sh --test   the same plus what the tests start: Chromium and ChromeDriver,
+#                             iproute2 and iptables for the network labs, coturn for TURN
+#   scripts/setup.sh --dev    the same as the first plus trunk, for `make dev` (about 10 minutes
+#                             the first time: only the live-reload loop needs it)
 set -euo pipefail
 
 WASM_BINDGEN_VERSION=0.2.130
 TRUNK_VERSION=0.21.14
 
 say() { printf '[setup] %s\n' "$*"; }
+mode=${1:-}
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   say "adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
 fi
 
+# Debian packages: one apt-get for everything missing, so a new machine updates its lists once.
+packages=()
+need() { command -v "$1" >/dev/null || packages+=("$2"); }
+need wasm-opt binaryen
+if [ "$mode" = "--test" ]; then
+  need chromium chromium
+  need chromedriver chromium-driver
+  need ip iproute2
+  need iptables iptables
+  need turnserver coturn
+fi
+if [ ${#packages[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null; then
+    say "installing ${packages[*]} from Debian's packages"
+    if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+    # The Debian package starts coturn as a service; the tests start their own.
+    if [[ " ${packages[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null; then
+      $sudo systemctl disable --now coturn >/dev/null 2>&1 || true
+    fi
+  elif [ "$mode" = "--test" ]; then
+    say "cannot install ${packages[*]}: no apt-get here; install them by hand" >&2
+    exit 1
+  else
+    say "no apt-get: building without wasm-opt (a larger .wasm)"
+  fi
+fi
+
 if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION"; then
-  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (first time only: about 3 minutes on 2 cores)"
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (first time only: about 4 minutes on 2 cores)"
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
-if ! trunk --version 2>/dev/null | grep -q " $TRUNK_VERSION"; then
+if [ "$mode" = "--dev" ] && ! trunk --version 2>/dev/null | grep -q " $TRUNK_VERSION"; then
   say "installing trunk $TRUNK_VERSION (first time only: about 10 minutes on 2 cores)"
   cargo install trunk --version "$TRUNK_VERSION" --locked
 fi
 
-if [ "${1:-}" = "--test" ]; then
-  # The browser tests need Chromium and its driver; `ip` sets up their loopback-only namespace.
-  missing=()
-  command -v chromium >/dev/null || missing+=(chromium)
-  command -v chromedriver >/dev/null || missing+=(chromium-driver)
-  command -v ip >/dev/null || missing+=(iproute2)
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]} from Debian's packages"
-    if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-  fi
-fi
-
-say "tools ready: $(wasm-bindgen --version), $(trunk --version)"
+say "tools ready: $(wasm-bindgen --version)${mode:+ ($mode)}"

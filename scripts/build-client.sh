@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds the client into dist/ without Trunk: cargo for wasm32, wasm-bindgen for the JS glue,
+# wasm-opt (Debian's binaryen) when it is installed, and www/index.html with the Trunk lines
+# replaced by plain tags. File names carry a hash of the content, so a browser never runs a
+# stale bundle from its cache. Trunk stays the development loop (`make dev`); a first `make run`
+# does not have to compile it.
+#   scripts/build-client.sh            release build (what `make run` and `make test` serve)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[client] %s\n' "$*"; }
+out=dist
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+wasm="$target_dir/wasm32-unknown-unknown/release/client.wasm"
+
+say "cargo build --release --target wasm32-unknown-unknown -p client"
+cargo build --release --target wasm32-unknown-unknown -p client
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+if command -v wasm-opt >/dev/null; then
+  # Size first (-Oz), on rustc's output before wasm-bindgen: binaryen 108 (Debian's) does not
+  # know the externref table wasm-bindgen adds, and rewriting it breaks the module. The
+  # features are the ones rustc emits for wasm32 by default.
+  wasm-opt -Oz --enable-reference-types --enable-multivalue --enable-bulk-memory \
+    --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals \
+    "$wasm" -o "$stage/client.wasm"
+  wasm="$stage/client.wasm"
+else
+  say "wasm-opt not found (Debian package binaryen): the .wasm is not size-optimised"
+fi
+wasm-bindgen --target web --no-typescript --out-dir "$stage" --out-name client "$wasm"
+
+hash=$(cat "$stage/client_bg.wasm" "$stage/client.js" www/style.css | sha256sum | cut -c1-12)
+name="client-$hash"
+mkdir -p "$out.new"
+rm -rf "$out.new"/*
+# The glue names its .wasm after itself; keep the pair together under the hashed name.
+sed "s/client_bg\.wasm/${name}_bg.wasm/g" "$stage/client.js" > "$out.new/$name.js"
+cp "$stage/client_bg.wasm" "$out.new/${name}_bg.wasm"
+cp www/style.css "$out.new/style-$hash.css"
+# The Trunk lines of www/index.html become plain tags; the .wasm is fetched while the glue loads.
+python3 - "$name" "$hash" www/index.html "$out.new/index.html" <<'PY'
+import re, sys
+name, hash_, src, dst = sys.argv[1:]
+html = open(src, encoding="utf-8").read()
+css = f'<link rel="stylesheet" href="./style-{hash_}.css">'
+rust = (f'<link rel="preload" href="./{name}_bg.wasm" as="fetch" type="application/wasm" crossorigin>\n'
+        f'  <link rel="modulepreload" href="./{name}.js">\n'
+        f'  <script type="module">import init from "./{name}.js"; init();</script>')
+html, n_css = re.subn(r'<link data-trunk rel="css"[^>]*>', css, html)
+html, n_rust = re.subn(r'<link data-trunk rel="rust"[^>]*>', rust, html)
+if n_css != 1 or n_rust != 1:
+    sys.exit(f"www/index.html: expected one Trunk css and one rust link, found {n_css} and {n_rust}")
+open(dst, "w", encoding="utf-8").write(html)
+PY
+rm -rf "$out"
+mv "$out.new" "$out"
+say "built $out/ ($name)"
