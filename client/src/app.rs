@@ -14,6 +14,7 @@ use wasm_bindgen::{prelude::*, JsCast};
 use web_sys::{MediaStream, RtcPeerConnectionState};
 
 use crate::{
+    diagnose::{self, IceSetup, Path},
     media::{self, MediaError},
     peer::{Peer, PeerEvent},
     ui::{Button, Status, Ui},
@@ -39,6 +40,24 @@ pub enum Event {
     },
     /// A button was pressed.
     Click(Button),
+    /// Every [`TICK_MS`]: time to look at the call's statistics again.
+    Tick,
+}
+
+/// How often the page re-reads the call's path from `getStats()`.
+const TICK_MS: u32 = 2_000;
+
+/// What a problem on the page is about; each kind is cleared by what resolves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trouble {
+    /// No camera or microphone: cleared when they open.
+    Media,
+    /// The relay is unreachable: cleared by its next `welcome`.
+    Relay,
+    /// The relay refused a request (a full room): cleared by the next `welcome`.
+    Refused,
+    /// The call failed: cleared when a new call starts.
+    Call,
 }
 
 /// How the page was opened.
@@ -78,6 +97,10 @@ struct Call {
     id: u32,
     with: PeerId,
     peer: Peer,
+    /// The TURN server that refused our credentials during this call, if one did.
+    turn_refused: Option<String>,
+    /// Media flows: the path is worth reading.
+    connected: bool,
 }
 
 /// The page's whole state.
@@ -97,6 +120,11 @@ pub struct App {
     resume_token: Option<String>,
     /// Reconnection attempts since the relay last welcomed us.
     reconnects: u32,
+    /// What the status line says when nothing is wrong.
+    progress: Status,
+    /// What is wrong, newest last; the newest is shown until what resolves it happens, so
+    /// that progress ("Waiting…") never hides a problem the person has to act on.
+    problems: Vec<(Trouble, String)>,
     /// The button handlers; they live as long as the page's loop.
     _buttons: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
@@ -130,8 +158,20 @@ impl App {
             calls_made: 0,
             resume_token: None,
             reconnects: 0,
+            progress: Status::Starting,
+            problems: Vec::new(),
             _buttons: buttons,
         };
+        // Page-lifetime: ends when the loop below stops taking events.
+        let tick_tx = app.events_tx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            loop {
+                sleep_ms(TICK_MS).await;
+                if tick_tx.unbounded_send(Event::Tick).is_err() {
+                    break;
+                }
+            }
+        });
         app.show(Status::Starting);
         // Media first: the caller should have its camera before it can be called upon to call.
         let media = media::open_camera_and_microphone().await;
@@ -147,7 +187,7 @@ impl App {
         let socket = match WebSocket::open(&self.options.relay_url) {
             Ok(socket) => socket,
             Err(err) => {
-                self.show(Status::Error(format!("Cannot reach the relay: {err}")));
+                self.set_problem(Trouble::Relay, format!("Cannot reach the relay: {err}"));
                 return;
             }
         };
@@ -218,6 +258,7 @@ impl App {
     async fn handle(&mut self, event: Event) {
         match event {
             Event::Media(Ok(stream)) => {
+                self.clear_problem(Trouble::Media);
                 self.ui.show_local(Some(&stream));
                 self.local = Some(stream);
                 if self.call.is_some() {
@@ -230,7 +271,7 @@ impl App {
             }
             Event::Media(Err(err)) => {
                 web_sys::console::warn_1(&format!("getUserMedia: {err:?}").into());
-                self.show(Status::Error(err.to_string()));
+                self.set_problem(Trouble::Media, err.to_string());
             }
             Event::Relay(msg) => self.on_relay(msg).await,
             Event::RelayLost(why) => {
@@ -245,10 +286,11 @@ impl App {
                     sleep_ms(delay * 1000).await;
                     let _ = tx.unbounded_send(Event::Reconnect);
                 });
-                self.show(Status::Error(format!("{why} Reconnecting in {delay} s…")));
+                self.set_problem(Trouble::Relay, format!("{why} Reconnecting in {delay} s…"));
             }
             Event::Reconnect => self.connect_relay(),
-            Event::Peer { call, event } => self.on_peer(call, event),
+            Event::Peer { call, event } => self.on_peer(call, event).await,
+            Event::Tick => self.read_path().await,
             Event::Click(Button::Start) => {
                 let media = media::open_camera_and_microphone().await;
                 Box::pin(self.handle(Event::Media(media))).await;
@@ -281,12 +323,23 @@ impl App {
                 resume_token,
                 ..
             } => {
+                self.clear_problem(Trouble::Relay);
+                self.clear_problem(Trouble::Refused);
                 self.me = Some(id);
                 self.resume_token = Some(resume_token);
                 self.reconnects = 0;
                 self.ice_servers = ice_servers;
                 self.other = peers.first().map(|p| p.id);
                 self.on_other_present().await;
+            }
+            // Fresh TURN credentials before the old ones expire: for later ICE restarts too.
+            ServerMsg::IceServers { ice_servers } => {
+                if let Some(call) = &self.call {
+                    if let Err(err) = call.peer.set_ice_servers(&ice_servers) {
+                        web_sys::console::warn_2(&"setConfiguration".into(), &err);
+                    }
+                }
+                self.ice_servers = ice_servers;
             }
             ServerMsg::PeerJoined { peer } => {
                 self.other = Some(peer.id);
@@ -340,7 +393,7 @@ impl App {
                     ),
                     _ => format!("The relay refused a request: {message}"),
                 };
-                self.show(Status::Error(text));
+                self.set_problem(Trouble::Refused, text);
             }
         }
     }
@@ -365,6 +418,7 @@ impl App {
         let Some(call) = self.new_call(with) else {
             return;
         };
+        self.clear_problem(Trouble::Call);
         self.show(Status::Connecting);
         match call.peer.create_offer().await {
             Ok(sdp) => {
@@ -390,6 +444,7 @@ impl App {
         let Some(mut call) = self.new_call(from) else {
             return;
         };
+        self.clear_problem(Trouble::Call);
         self.show(Status::Connecting);
         match call.peer.accept_offer(sdp).await {
             Ok(answer) => {
@@ -413,7 +468,13 @@ impl App {
         match Peer::new(&self.ice_servers, report) {
             Ok(peer) => {
                 peer.send_media(self.local.as_ref());
-                Some(Call { id, with, peer })
+                Some(Call {
+                    id,
+                    with,
+                    peer,
+                    turn_refused: None,
+                    connected: false,
+                })
             }
             Err(err) => {
                 self.fail("Could not create a peer connection", &err);
@@ -422,8 +483,8 @@ impl App {
         }
     }
 
-    fn on_peer(&mut self, call_id: u32, event: PeerEvent) {
-        let Some(call) = self.call.as_ref().filter(|c| c.id == call_id) else {
+    async fn on_peer(&mut self, call_id: u32, event: PeerEvent) {
+        let Some(call) = self.call.as_mut().filter(|c| c.id == call_id) else {
             return; // An event from a call that has ended.
         };
         match event {
@@ -432,18 +493,51 @@ impl App {
                 self.send(ClientMsg::Candidate { to, candidate });
             }
             PeerEvent::Track(stream) => self.ui.show_remote(Some(&stream)),
-            PeerEvent::State(RtcPeerConnectionState::Connected) => self.show(Status::Connected),
+            PeerEvent::IceServerError(error) => {
+                web_sys::console::warn_1(
+                    &format!("ICE server {}: {} {}", error.url, error.code, error.text).into(),
+                );
+                if error.is_turn_auth() {
+                    call.turn_refused = Some(error.url);
+                }
+            }
+            PeerEvent::State(RtcPeerConnectionState::Connected) => {
+                call.connected = true;
+                self.clear_problem(Trouble::Call);
+                self.show(Status::Connected);
+                self.read_path().await;
+            }
             PeerEvent::State(RtcPeerConnectionState::Disconnected) => self.show(Status::Connecting),
             PeerEvent::State(RtcPeerConnectionState::Failed) => {
+                let advice = diagnose::ice_failure_advice(
+                    IceSetup::of(&self.ice_servers),
+                    call.turn_refused.as_deref(),
+                );
                 self.end_call();
-                self.show(Status::Error(
-                    "The connection failed (ICE failed): the two devices could not reach each \
-                     other directly. Networks like this need a STUN or TURN server: start the \
-                     relay with --ice-server. Press Call to try again."
-                        .to_owned(),
-                ));
+                self.set_problem(Trouble::Call, advice);
             }
             PeerEvent::State(_) => {}
+        }
+    }
+
+    /// Shows which path the connected call's media takes (`#connectionPath`).
+    async fn read_path(&mut self) {
+        let Some(call) = self.call.as_ref().filter(|c| c.connected) else {
+            return;
+        };
+        let id = call.id;
+        let path = match call.peer.stats().await {
+            Ok(stats) => diagnose::selected_path(&stats),
+            Err(err) => {
+                web_sys::console::warn_2(&"getStats".into(), &err);
+                None
+            }
+        };
+        // The call may have ended while the stats were read.
+        if self.call.as_ref().is_some_and(|c| c.id == id) {
+            if let Some(path) = path {
+                self.ui.show_path(Some(path));
+            }
         }
     }
 
@@ -451,6 +545,7 @@ impl App {
         // Dropping the call closes its peer connection and unregisters its handlers.
         self.call = None;
         self.ui.show_remote(None);
+        self.ui.show_path(None::<Path>);
     }
 
     fn send(&self, msg: ClientMsg) {
@@ -460,7 +555,7 @@ impl App {
         }
     }
 
-    fn show_waiting(&self) {
+    fn show_waiting(&mut self) {
         self.show(Status::Waiting(
             "Waiting for the other person to open the page…".to_owned(),
         ));
@@ -469,11 +564,35 @@ impl App {
     fn fail(&mut self, what: &str, err: &JsValue) {
         web_sys::console::error_2(&what.into(), err);
         self.end_call();
-        self.show(Status::Error(format!("{what}. Press Call to try again.")));
+        self.set_problem(Trouble::Call, format!("{what}. Press Call to try again."));
     }
 
-    fn show(&self, status: Status) {
-        self.ui.set_status(&status);
+    /// Records how the call is going; shown unless a problem is.
+    fn show(&mut self, status: Status) {
+        self.progress = status;
+        self.render_status();
+    }
+
+    /// Shows `text` until what resolves `kind` happens.
+    fn set_problem(&mut self, kind: Trouble, text: String) {
+        self.problems.retain(|(k, _)| *k != kind);
+        self.problems.push((kind, text));
+        self.render_status();
+    }
+
+    fn clear_problem(&mut self, kind: Trouble) {
+        let before = self.problems.len();
+        self.problems.retain(|(k, _)| *k != kind);
+        if self.problems.len() != before {
+            self.render_status();
+        }
+    }
+
+    fn render_status(&self) {
+        match self.problems.last() {
+            Some((_, text)) => self.ui.set_status(&Status::Error(text.clone())),
+            None => self.ui.set_status(&self.progress),
+        }
     }
 
     fn update_buttons(&self) {

@@ -5,6 +5,7 @@
 //! until the page is closed.
 
 pub mod app;
+pub mod diagnose;
 pub mod media;
 pub mod peer;
 pub mod ui;

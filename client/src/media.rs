@@ -28,8 +28,9 @@ impl fmt::Display for MediaError {
         match self {
             MediaError::InsecureContext => f.write_str(
                 "Camera and microphone are blocked because this page was opened over plain http \
-                 from another machine. Browsers allow them only on https:// or on localhost: \
-                 serve the relay behind https, or open it on this machine as localhost.",
+                 from another machine. Browsers allow them only on https:// or on localhost: open \
+                 the https:// address the relay printed when it started (accept its certificate \
+                 once). You can still see and hear the others.",
             ),
             MediaError::Denied => f.write_str(
                 "Camera and microphone access was denied. Allow it in the browser's address bar, \

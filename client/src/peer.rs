@@ -4,7 +4,8 @@
 //! state) as [`PeerEvent`]s and decides nothing itself. Dropping it unregisters its handlers and
 //! closes the connection, so a hang-up followed by a new call leaks neither.
 
-use js_sys::{Array, Reflect};
+use crate::diagnose::{IceServerError, StatEntry};
+use js_sys::{Array, Function, Reflect};
 use protocol::{IceCandidate, IceServer};
 use wasm_bindgen::{prelude::*, JsCast};
 use wasm_bindgen_futures::JsFuture;
@@ -23,6 +24,8 @@ pub enum PeerEvent {
     Track(MediaStream),
     /// The connection's overall state changed.
     State(RtcPeerConnectionState),
+    /// A STUN or TURN server could not be used (`icecandidateerror`).
+    IceServerError(IceServerError),
 }
 
 /// An `RTCPeerConnection` whose handlers live exactly as long as it does.
@@ -35,6 +38,7 @@ pub struct Peer {
     _on_candidate: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
     _on_track: Closure<dyn FnMut(RtcTrackEvent)>,
     _on_state: Closure<dyn FnMut(web_sys::Event)>,
+    _on_ice_error: Closure<dyn FnMut(web_sys::Event)>,
 }
 
 impl Peer {
@@ -43,22 +47,7 @@ impl Peer {
         ice_servers: &[IceServer],
         report: impl Fn(PeerEvent) + 'static,
     ) -> Result<Self, JsValue> {
-        let config = RtcConfiguration::new();
-        let servers = Array::new();
-        for server in ice_servers {
-            let entry = RtcIceServer::new();
-            let urls: Array = server.urls.iter().map(|u| JsValue::from_str(u)).collect();
-            entry.set_urls(&urls);
-            if let Some(username) = &server.username {
-                entry.set_username(username);
-            }
-            if let Some(credential) = &server.credential {
-                entry.set_credential(credential);
-            }
-            servers.push(&entry);
-        }
-        config.set_ice_servers(&servers);
-        let pc = RtcPeerConnection::new_with_configuration(&config)?;
+        let pc = RtcPeerConnection::new_with_configuration(&configuration(ice_servers))?;
 
         let report = std::rc::Rc::new(report);
         let on_candidate = {
@@ -91,20 +80,80 @@ impl Peer {
         };
         let on_state = {
             let pc = pc.clone();
+            let report = report.clone();
             Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
                 report(PeerEvent::State(pc.connection_state()));
             })
         };
+        // web-sys has no `onicecandidateerror` setter; the event's fields are read by name.
+        let on_ice_error = Closure::<dyn FnMut(_)>::new(move |event: web_sys::Event| {
+            let field = |name: &str| Reflect::get(&event, &JsValue::from_str(name)).ok();
+            let text = |name: &str| field(name).and_then(|v| v.as_string()).unwrap_or_default();
+            let code = field("errorCode").and_then(|v| v.as_f64()).unwrap_or(0.0);
+            report(PeerEvent::IceServerError(IceServerError {
+                url: text("url"),
+                code: code as u16,
+                text: text("errorText"),
+            }));
+        });
         pc.set_onicecandidate(Some(on_candidate.as_ref().unchecked_ref()));
         pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
         pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
+        pc.add_event_listener_with_callback(
+            ICE_ERROR_EVENT,
+            on_ice_error.as_ref().unchecked_ref(),
+        )?;
         Ok(Self {
             pc,
             pending: Vec::new(),
             _on_candidate: on_candidate,
             _on_track: on_track,
             _on_state: on_state,
+            _on_ice_error: on_ice_error,
         })
+    }
+
+    /// Uses `ice_servers` from now on (fresh TURN credentials, say) for later gathering and
+    /// ICE restarts.
+    pub fn set_ice_servers(&self, ice_servers: &[IceServer]) -> Result<(), JsValue> {
+        self.pc
+            .set_configuration_with_configuration(&configuration(ice_servers))
+    }
+
+    /// The connection's `getStats()` report, reduced to what [`crate::diagnose`] reads.
+    pub async fn stats(&self) -> Result<Vec<StatEntry>, JsValue> {
+        let report = JsFuture::from(self.pc.get_stats()).await?;
+        // RTCStatsReport is maplike: its values are the stats dictionaries.
+        let values: Function = Reflect::get(&report, &JsValue::from_str("values"))?.dyn_into()?;
+        let values = values.call0(&report)?;
+        let iter = js_sys::try_iter(&values)?.ok_or("the stats report is not iterable")?;
+        let mut entries = Vec::new();
+        for stat in iter {
+            let stat = stat?;
+            let text = |name: &str| {
+                Reflect::get(&stat, &JsValue::from_str(name))
+                    .ok()
+                    .and_then(|v| v.as_string())
+            };
+            let flag = |name: &str| {
+                Reflect::get(&stat, &JsValue::from_str(name))
+                    .ok()
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false)
+            };
+            entries.push(StatEntry {
+                id: text("id").unwrap_or_default(),
+                kind: text("type").unwrap_or_default(),
+                selected_pair_id: text("selectedCandidatePairId"),
+                local_candidate_id: text("localCandidateId"),
+                remote_candidate_id: text("remoteCandidateId"),
+                nominated: flag("nominated"),
+                selected: flag("selected"),
+                state: text("state"),
+                candidate_type: text("candidateType"),
+            });
+        }
+        Ok(entries)
     }
 
     /// The browser object, for inspection.
@@ -207,8 +256,34 @@ impl Drop for Peer {
         self.pc.set_onicecandidate(None);
         self.pc.set_ontrack(None);
         self.pc.set_onconnectionstatechange(None);
+        let _ = self.pc.remove_event_listener_with_callback(
+            ICE_ERROR_EVENT,
+            self._on_ice_error.as_ref().unchecked_ref(),
+        );
         self.pc.close();
     }
+}
+
+const ICE_ERROR_EVENT: &str = "icecandidateerror";
+
+/// An `RTCConfiguration` with `ice_servers`.
+fn configuration(ice_servers: &[IceServer]) -> RtcConfiguration {
+    let config = RtcConfiguration::new();
+    let servers = Array::new();
+    for server in ice_servers {
+        let entry = RtcIceServer::new();
+        let urls: Array = server.urls.iter().map(|u| JsValue::from_str(u)).collect();
+        entry.set_urls(&urls);
+        if let Some(username) = &server.username {
+            entry.set_username(username);
+        }
+        if let Some(credential) = &server.credential {
+            entry.set_credential(credential);
+        }
+        servers.push(&entry);
+    }
+    config.set_ice_servers(&servers);
+    config
 }
 
 /// The `sdp` field of an `RTCSessionDescription` (or its init dictionary).

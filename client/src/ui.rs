@@ -2,10 +2,13 @@
 //!
 //! The ids are the ones the original JavaScript pages used, so their scripts and tests still
 //! find them: `localVideo`, `remoteVideo`, `startButton`, `callButton`, `hangupButton`, and
-//! `status` for the line that tells the person what is happening.
+//! `status` for the line that tells the person what is happening, and `connectionPath` for the
+//! network path the call took.
 
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Document, HtmlButtonElement, HtmlElement, HtmlVideoElement, MediaStream};
+
+use crate::diagnose::Path;
 
 /// What the status line says, also exposed as its `data-state` attribute for scripts and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +79,7 @@ pub struct Ui {
     call: HtmlButtonElement,
     hang_up: HtmlButtonElement,
     status: HtmlElement,
+    path: HtmlElement,
 }
 
 impl Ui {
@@ -88,6 +92,7 @@ impl Ui {
             call: by_id(document, "callButton")?,
             hang_up: by_id(document, "hangupButton")?,
             status: by_id(document, "status")?,
+            path: by_id(document, "connectionPath")?,
         })
     }
 
@@ -104,6 +109,14 @@ impl Ui {
     pub fn set_status(&self, status: &Status) {
         self.status.set_text_content(Some(status.text()));
         let _ = self.status.set_attribute("data-state", status.state());
+    }
+
+    /// Shows the path of the call's media, with `data-path` set to `host`, `srflx`, `prflx`
+    /// or `relay`; `None` clears it.
+    pub fn show_path(&self, path: Option<Path>) {
+        let (text, value) = path.map_or((String::new(), ""), |p| (p.to_string(), p.as_str()));
+        self.path.set_text_content(Some(&text));
+        let _ = self.path.set_attribute("data-path", value);
     }
 
     /// Enables exactly the buttons that make sense now.

@@ -15,6 +15,7 @@
 
 use client::{
     app::Options,
+    diagnose::{self, IceServerError},
     media::open_camera_and_microphone,
     peer::{Peer, PeerEvent},
     ui::{Button, Status, Ui},
@@ -134,6 +135,8 @@ struct Side {
     states: Vec<RtcPeerConnectionState>,
     /// Every remote stream reported, in order.
     tracks: Vec<MediaStream>,
+    /// Every STUN/TURN server error reported, in order.
+    ice_errors: Vec<IceServerError>,
 }
 
 impl Side {
@@ -150,6 +153,7 @@ impl Side {
             candidates: Vec::new(),
             states: Vec::new(),
             tracks: Vec::new(),
+            ice_errors: Vec::new(),
         }
     }
 
@@ -160,6 +164,7 @@ impl Side {
                 PeerEvent::Candidate(candidate) => self.candidates.push(candidate),
                 PeerEvent::State(state) => self.states.push(state),
                 PeerEvent::Track(stream) => self.tracks.push(stream),
+                PeerEvent::IceServerError(error) => self.ice_errors.push(error),
             }
         }
     }
@@ -243,6 +248,18 @@ async fn two_peers_negotiate_connect_and_carry_video() {
         a.peer.connection().connection_state(),
         RtcPeerConnectionState::Connected
     );
+    // Two peers of one page talk over the machine's own addresses: the stats say so.
+    let stats = a.peer.stats().await.expect("getStats");
+    assert!(
+        stats.iter().any(|s| s.kind == "candidate-pair"),
+        "no candidate pairs in {stats:?}"
+    );
+    assert_eq!(
+        diagnose::selected_path(&stats).map(|p| p.as_str()),
+        Some("host"),
+        "{stats:?}"
+    );
+    assert!(a.ice_errors.is_empty() && b.ice_errors.is_empty());
     assert_eq!(
         b.peer.connection().connection_state(),
         RtcPeerConnectionState::Connected
@@ -466,7 +483,7 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
     };
     let complete = r#"<video id="localVideo"></video><video id="remoteVideo"></video>
         <button id="startButton"></button><button id="callButton"></button>
-        <button id="hangupButton"></button><p id="status"></p>"#;
+        <button id="hangupButton"></button><p id="status"></p><p id="connectionPath"></p>"#;
 
     assert_eq!(message(Ui::find(&page(""))), "the page has no #localVideo");
     assert_eq!(
