@@ -1,19 +1,25 @@
 # The two commands a new machine needs. Both install what is missing first (scripts/setup.sh).
-#   make run    build the client, start the relay, print the URL to open (PORT=9000 make run)
-#   make test   every test: format, lints on both targets, relay, browser client, end-to-end call
+#   make run    build the client, start the relay, print the URLs to open (PORT=9000 make run)
+#   make test   every test: format, lints on both targets, relay, browser client, end-to-end
+#               calls, calls across network namespaces (LAN, two NATs and TURN), benchmark smoke
+# And for working on the client: make dev (trunk serve with live reload beside the relay).
 
 SHELL := /bin/bash
 CHROMEDRIVER ?= /usr/bin/chromedriver
 export CHROMEDRIVER
 
-.PHONY: run test setup setup-test client lint test-native test-browser bench-smoke bench
+.PHONY: run test dev setup setup-test client lint test-native test-lab test-browser bench-smoke bench
 
 run: setup client
-	@echo "[run] building and starting the relay (first build takes a few minutes)"
+	@echo "[run] building and starting the relay (the first build takes a few minutes)"
 	cargo run --release -p server -- --dist dist
 
-test: setup-test lint client test-native test-browser bench-smoke
+test: setup-test lint client test-native test-lab test-browser bench-smoke
 	@echo "[test] all tests passed"
+
+dev:
+	@scripts/setup.sh --dev
+	scripts/dev.sh
 
 setup:
 	@scripts/setup.sh
@@ -22,8 +28,7 @@ setup-test:
 	@scripts/setup.sh --test
 
 client:
-	@echo "[client] trunk build --release"
-	trunk build --release
+	@scripts/build-client.sh
 
 lint:
 	@echo "[lint] rustfmt, clippy (native and wasm32)"
@@ -32,10 +37,18 @@ lint:
 	cargo clippy -p client -p protocol --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 # The relay tests and the end-to-end call. They talk to 127.0.0.1 only; the namespace makes
-# sure Chrome does too. Built outside it, because building may need the registry.
+# sure Chrome does too. Built outside it, because building may need the registry. The client's
+# decisions (client/src/core) are plain Rust and run here too, on the host.
 test-native:
 	cargo test --no-run
-	scripts/loopback-only.sh cargo test --offline -- --nocapture
+	scripts/loopback-only.sh cargo test --offline -- --nocapture --skip lab_
+	cargo test -p client --lib --offline
+
+# Calls across real network boundaries: network namespaces joined by veth pairs and bridges,
+# NAT routers, coturn. Needs root (CI runs as root); everything is torn down afterwards, and no
+# lab namespace has a route to the host's own network.
+test-lab:
+	cargo test -p e2e --test lab --offline -- --nocapture --test-threads=1
 
 # The client's own tests, in headless Chrome through wasm-bindgen-test-runner.
 test-browser:

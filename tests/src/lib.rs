@@ -1,1 +1,5 @@
-//! End-to-end tests live in `tests/`; this crate has no code of its own.
+//! Helpers for the end-to-end tests: real headless Chrome pages ([`browser`]) and a network
+//! lab of namespaces on this machine ([`lab`]).
+
+pub mod browser;
+pub mod lab;

@@ -5,21 +5,11 @@
 //! `chromium` (`scripts/setup.sh --test` installs them; `CHROMEDRIVER` / `CHROME` override the
 //! paths).
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, path::PathBuf, time::Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::{json, Value};
-use tokio::process::{Child, Command};
+use e2e::browser::{frames, frames_beyond, status_of, wait_for, Driver};
+use fantoccini::Locator;
 use tokio_util::sync::CancellationToken;
-
-/// How long any one thing may take before the test gives up on it. Generous: shared machines.
-const PATIENCE: Duration = Duration::from_secs(30);
 
 fn dist_dir() -> PathBuf {
     let dist = std::env::var_os("DIST_DIR").map_or_else(
@@ -59,137 +49,6 @@ async fn start_relay(
     (addr, shutdown, task)
 }
 
-/// A chromedriver on a free loopback port, killed when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    async fn start() -> Self {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            probe.local_addr().expect("port").port()
-        };
-        let path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
-        let child = Command::new(&path)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {path}: {e} (run scripts/setup.sh --test)"));
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// A new headless Chrome with a fake camera and microphone that grants them without asking.
-    async fn browser(&self) -> Client {
-        let chrome = std::env::var("CHROME").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-        let caps = json!({
-            "goog:chromeOptions": {
-                "binary": chrome,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu",
-                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                    "--autoplay-policy=no-user-gesture-required",
-                    // Gather candidates on loopback, with plain addresses rather than mDNS
-                    // names: the tests talk to 127.0.0.1 only.
-                    "--allow-loopback-in-peer-connection",
-                    "--disable-features=WebRtcHideLocalIpsWithMdns",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run",
-                ],
-            }
-        });
-        let Value::Object(caps) = caps else {
-            unreachable!()
-        };
-        let started = Instant::now();
-        loop {
-            let mut builder = ClientBuilder::new(HttpConnector::new());
-            match builder.capabilities(caps.clone()).connect(&self.url).await {
-                Ok(client) => return client,
-                // chromedriver takes a moment to listen.
-                Err(err) if started.elapsed() < PATIENCE => {
-                    let _ = err;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(err) => panic!("no browser session from chromedriver: {err}"),
-            }
-        }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-/// Evaluates `script` in `page` until it returns something truthy; returns that.
-async fn wait_for(page: &Client, what: &str, script: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let value = page.execute(script, vec![]).await.expect("script runs");
-        let truthy = match &value {
-            Value::Null | Value::Bool(false) => false,
-            Value::Number(n) => n.as_f64() != Some(0.0),
-            Value::String(s) => !s.is_empty(),
-            _ => true,
-        };
-        if truthy {
-            return value;
-        }
-        if started.elapsed() > PATIENCE {
-            let status = page
-                .execute(
-                    "return document.getElementById('status').textContent",
-                    vec![],
-                )
-                .await
-                .unwrap_or(Value::Null);
-            panic!("timed out waiting for {what}; the page says {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn status_of(page: &Client) -> (String, String) {
-    let v = page
-        .execute(
-            "const s = document.getElementById('status');
-             return [s.dataset.state, s.textContent];",
-            vec![],
-        )
-        .await
-        .expect("script runs");
-    (
-        v[0].as_str().unwrap_or_default().to_owned(),
-        v[1].as_str().unwrap_or_default().to_owned(),
-    )
-}
-
-async fn frames_beyond(page: &Client, before: u64) {
-    let script = format!("{REMOTE_FRAMES_FN} return frames() > {before};");
-    wait_for(page, "remote video frames", &script).await;
-}
-
-/// Defines `frames()`: decoded frames in the page's remote video so far (0 without a stream).
-const REMOTE_FRAMES_FN: &str = "const frames = () => {
-    const v = document.getElementById('remoteVideo');
-    return v.srcObject ? v.getVideoPlaybackQuality().totalVideoFrames : 0; };";
-
-async fn frames(page: &Client) -> u64 {
-    page.execute(&format!("{REMOTE_FRAMES_FN} return frames();"), vec![])
-        .await
-        .expect("script runs")
-        .as_u64()
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_see_each_other_hang_up_and_call_again() {
     let (relay, shutdown, relay_task) = start_relay(([127, 0, 0, 1], 0).into()).await;
@@ -226,6 +85,8 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
             "return document.getElementById('status').dataset.state === 'connected'",
         )
         .await;
+        // Two pages of one machine talk over its own addresses: a direct path.
+        assert_eq!(e2e::browser::connection_path(page).await, "host");
     }
 
     // A third person in the full room is told so and never gets the pair's media.

@@ -1,0 +1,209 @@
+//! Real headless Chrome pages driven through chromedriver, and what the tests read from them.
+
+use std::{
+    net::SocketAddr,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+/// How long any one thing may take before a test gives up on it. Generous: shared machines.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The flags every test browser gets: headless, a fake camera and microphone granted without
+/// asking, and none of Chrome's own traffic (updates, sync, safe browsing) on the network.
+pub const CHROME_ARGS: [&str; 10] = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+];
+
+/// Flags for calls over loopback only: gather candidates on loopback, with plain addresses
+/// rather than mDNS names.
+pub const LOOPBACK_ARGS: [&str; 2] = [
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+];
+
+/// A free TCP port on loopback (free when asked; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    probe.local_addr().expect("port").port()
+}
+
+/// A chromedriver on a free loopback port, killed when dropped.
+pub struct Driver {
+    child: Child,
+    url: String,
+}
+
+/// The chromedriver binary (`CHROMEDRIVER` overrides it).
+pub fn chromedriver_path() -> String {
+    std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned())
+}
+
+impl Driver {
+    /// Starts chromedriver on this machine's loopback.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let path = chromedriver_path();
+        let child = Command::new(&path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {path}: {e} (run scripts/setup.sh --test)"));
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A new headless Chrome with [`CHROME_ARGS`] and [`LOOPBACK_ARGS`].
+    pub async fn browser(&self) -> Client {
+        let mut args: Vec<String> = LOOPBACK_ARGS.iter().map(|a| a.to_string()).collect();
+        args.extend(CHROME_ARGS.iter().map(|a| a.to_string()));
+        connect_browser(&self.url, &args).await
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A new browser session from the chromedriver at `url`, with Chrome started with `args`.
+/// Waits for chromedriver to listen.
+pub async fn connect_browser(url: &str, args: &[String]) -> Client {
+    let chrome = std::env::var("CHROME").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    let caps = json!({ "goog:chromeOptions": { "binary": chrome, "args": args } });
+    let Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let started = Instant::now();
+    loop {
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        match builder.capabilities(caps.clone()).connect(url).await {
+            Ok(client) => return client,
+            // chromedriver takes a moment to listen.
+            Err(_) if started.elapsed() < PATIENCE => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => panic!("no browser session from chromedriver at {url}: {err}"),
+        }
+    }
+}
+
+/// Evaluates `script` in `page` until it returns something truthy, for up to `patience`;
+/// returns that. On time-out the test fails with the page's status line.
+pub async fn wait_long(page: &Client, what: &str, script: &str, patience: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let value = page.execute(script, vec![]).await.expect("script runs");
+        let truthy = match &value {
+            Value::Null | Value::Bool(false) => false,
+            Value::Number(n) => n.as_f64() != Some(0.0),
+            Value::String(s) => !s.is_empty(),
+            _ => true,
+        };
+        if truthy {
+            return value;
+        }
+        if started.elapsed() > patience {
+            let (state, text) = status_of(page).await;
+            panic!("timed out waiting for {what}; the page says [{state}] {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`wait_long`] with [`PATIENCE`].
+pub async fn wait_for(page: &Client, what: &str, script: &str) -> Value {
+    wait_long(page, what, script, PATIENCE).await
+}
+
+/// The status line: its `data-state` and its text.
+pub async fn status_of(page: &Client) -> (String, String) {
+    let v = page
+        .execute(
+            "const s = document.getElementById('status');
+             return s ? [s.dataset.state, s.textContent] : ['', 'no status line'];",
+            vec![],
+        )
+        .await
+        .unwrap_or(Value::Null);
+    (
+        v[0].as_str().unwrap_or_default().to_owned(),
+        v[1].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Defines `frames()`: decoded frames in the page's remote video so far (0 without a stream).
+pub const REMOTE_FRAMES_FN: &str = "const frames = () => {
+    const v = document.getElementById('remoteVideo');
+    return v.srcObject ? v.getVideoPlaybackQuality().totalVideoFrames : 0; };";
+
+/// Decoded frames in the page's remote video so far.
+pub async fn frames(page: &Client) -> u64 {
+    page.execute(&format!("{REMOTE_FRAMES_FN} return frames();"), vec![])
+        .await
+        .expect("script runs")
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Waits until the remote video has decoded more than `before` frames.
+pub async fn frames_beyond(page: &Client, before: u64) {
+    let script = format!("{REMOTE_FRAMES_FN} return frames() > {before};");
+    wait_for(page, "remote video frames", &script).await;
+}
+
+/// The `data-path` of `#connectionPath` once the page shows one: `host`, `srflx`, `prflx` or
+/// `relay`.
+pub async fn connection_path(page: &Client) -> String {
+    let value = wait_for(
+        page,
+        "the connection path",
+        "return document.getElementById('connectionPath').dataset.path",
+    )
+    .await;
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// Opens `/#true` on `caller` while `callee` waits at `url`; returns the milliseconds from
+/// opening the caller's page to decoded frames on both sides.
+pub async fn call(callee: &Client, caller: &Client, url: &str) -> u128 {
+    callee.goto(url).await.expect("open the callee page");
+    wait_for(
+        callee,
+        "the callee to wait in the room",
+        "return document.getElementById('status').dataset.state === 'waiting'",
+    )
+    .await;
+    let opened = Instant::now();
+    caller
+        .goto(&format!("{url}#true"))
+        .await
+        .expect("open the caller page");
+    frames_beyond(caller, 0).await;
+    frames_beyond(callee, 0).await;
+    opened.elapsed().as_millis()
+}
+
+/// The address of a relay to open pages at, as a URL base: `http://127.0.0.1:PORT`.
+pub fn base_url(scheme: &str, addr: SocketAddr) -> String {
+    format!("{scheme}://{addr}")
+}

@@ -1,0 +1,276 @@
+//! Calls across real network boundaries, on this machine: hosts are network namespaces, the
+//! relay is the real binary, the pages are real headless Chrome, and TURN is Debian's coturn.
+//!
+//! - A LAN: the relay on one host, two browsers on two others behind one switch, pages opened
+//!   at `https://<relay's LAN address>:8443/` with the certificate the relay generated trusted
+//!   as a person who accepted it would (its key pinned with
+//!   `--ignore-certificate-errors-spki-list`); plain http from the LAN is redirected to https.
+//! - Two homes behind two NAT routers whose firewalls forward only traffic to the server's
+//!   address: the call connects only through TURN; with a wrong secret the page says that the
+//!   TURN server refused the credentials.
+//!
+//! Needs root; `make test-lab` runs them (as root in CI). Every lab is torn down when its test
+//! ends, also when it fails.
+
+use std::{
+    io::{Read, Write},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use e2e::{
+    browser::{self, status_of, wait_long},
+    lab::Lab,
+};
+
+/// The relay binary, built beside this test (`cargo build -p server`; `SERVER_BIN` overrides).
+fn server_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SERVER_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/lab-<hash> -> target/debug/server
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("server");
+    assert!(
+        bin.is_file(),
+        "no relay binary at {}: run `cargo build -p server` (make test-lab does)",
+        bin.display()
+    );
+    bin
+}
+
+fn dist_dir() -> PathBuf {
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    assert!(
+        dist.join("index.html").is_file(),
+        "no client bundle in {}: run `make test`, which builds it first",
+        dist.display()
+    );
+    dist.canonicalize().expect("dist path")
+}
+
+/// Starts the relay binary in host `ns` with `args` after the common ones, and waits until its
+/// HTTPS port answers at `tls`.
+async fn start_relay(lab: &mut Lab, ns: &str, log: &str, tls: SocketAddr, args: &[&str]) {
+    let data = lab.dir().join("relay-data");
+    let mut all: Vec<String> = vec![
+        "--dist".into(),
+        dist_dir().display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    lab.spawn(ns, log, &server_bin().display().to_string(), &all);
+    lab.wait_listening(ns, tls, log).await;
+}
+
+/// The flag that makes Chrome trust the relay's generated certificate, as a person who
+/// accepted it once would.
+fn trust_relay_certificate(lab: &Lab) -> Vec<String> {
+    let cert = lab.dir().join("relay-data").join("cert.pem");
+    let pin = server::tls::spki_pin(&cert).expect("the relay wrote its certificate");
+    vec![format!("--ignore-certificate-errors-spki-list={pin}")]
+}
+
+/// A plain `GET path` over `stream`; returns the response head.
+fn http_get(mut stream: std::net::TcpStream, host: &str, path: &str) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_lan_call_over_https() {
+    let Some(mut lab) = Lab::new("lan") else {
+        return;
+    };
+    let srv = lab.host("srv");
+    let a = lab.host("a");
+    let b = lab.host("b");
+    lab.cable((&a, "eth0", Some("10.77.0.2/24")), (&srv, "pa", None));
+    lab.cable((&b, "eth0", Some("10.77.0.3/24")), (&srv, "pb", None));
+    lab.bridge(&srv, "br0", "10.77.0.1/24", &["pa", "pb"]);
+    for host in [&a, &b] {
+        // mDNS host candidates are resolved by multicast on the LAN.
+        lab.exec(host, &["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+    }
+    let tls: SocketAddr = "10.77.0.1:8443".parse().expect("address");
+    start_relay(&mut lab, &srv, "relay", tls, &[]).await;
+
+    // Plain http from another device is sent to https, path and query kept.
+    let plain = lab
+        .connect(&a, "10.77.0.1:8080".parse().expect("address"))
+        .await
+        .expect("connect over plain http");
+    let head = http_get(plain, "10.77.0.1:8080", "/?room=lan");
+    let first = head.lines().next().unwrap_or_default();
+    assert!(first.contains(" 308 "), "not a redirect: {head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("location: https://10.77.0.1:8443/?room=lan"),
+        "redirected elsewhere: {head}"
+    );
+
+    let trust = trust_relay_certificate(&lab);
+    let callee = lab.browser(&a, &trust).await;
+    let caller = lab.browser(&b, &trust).await;
+    let ms = browser::call(&callee, &caller, "https://10.77.0.1:8443/?room=lan").await;
+    println!("call setup (LAN lab, https): {ms} ms from opening /#true to frames on both sides");
+    for page in [&caller, &callee] {
+        let path = browser::connection_path(page).await;
+        assert!(
+            ["host", "srflx", "prflx"].contains(&path.as_str()),
+            "a LAN call took the path {path}"
+        );
+        println!("LAN lab path: {path}");
+    }
+    caller.close().await.expect("close the caller");
+    callee.close().await.expect("close the callee");
+}
+
+/// The shared secret of the lab's coturn.
+const TURN_SECRET: &str = "lab-turn-secret";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_two_homes_behind_nat_call_through_turn() {
+    let Some(mut lab) = Lab::new("nat") else {
+        return;
+    };
+    // The "internet": the server and the two routers' outside ends on one switch.
+    let srv = lab.host("srv");
+    let r1 = lab.host("r1");
+    let r2 = lab.host("r2");
+    let h1 = lab.host("h1");
+    let h2 = lab.host("h2");
+    lab.cable((&r1, "wan", Some("10.88.0.11/24")), (&srv, "r1w", None));
+    lab.cable((&r2, "wan", Some("10.88.0.12/24")), (&srv, "r2w", None));
+    lab.bridge(&srv, "br0", "10.88.0.1/24", &["r1w", "r2w"]);
+    for (router, home, net) in [(&r1, &h1, "10.91.0"), (&r2, &h2, "10.92.0")] {
+        lab.cable(
+            (router, "lan", Some(&format!("{net}.1/24"))),
+            (home, "eth0", Some(&format!("{net}.2/24"))),
+        );
+        lab.exec(
+            home,
+            &["ip", "route", "add", "default", "via", &format!("{net}.1")],
+        );
+        // A home router: masquerade, and a firewall that lets out only traffic to the
+        // server and lets in only the answers.
+        for rule in [
+            "sysctl -qw net.ipv4.ip_forward=1",
+            "iptables -t nat -A POSTROUTING -o wan -j MASQUERADE",
+            "iptables -P FORWARD DROP",
+            "iptables -A FORWARD -i lan -o wan -d 10.88.0.1 -j ACCEPT",
+            "iptables -A FORWARD -i wan -o lan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        ] {
+            lab.exec(router, &rule.split(' ').collect::<Vec<_>>());
+        }
+    }
+
+    let coturn: Vec<String> = [
+        "-n",
+        "--no-cli",
+        "--listening-ip=10.88.0.1",
+        "--relay-ip=10.88.0.1",
+        "--listening-port=3479",
+        "--min-port=49160",
+        "--max-port=49260",
+        "--use-auth-secret",
+        &format!("--static-auth-secret={TURN_SECRET}"),
+        "--realm=lab.test",
+        "--no-tls",
+        "--no-dtls",
+        "--fingerprint",
+        "--log-file=stdout",
+        "--simple-log",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    lab.spawn(&srv, "coturn", "turnserver", &coturn);
+
+    let tls: SocketAddr = "10.88.0.1:8443".parse().expect("address");
+    let turn = ["--turn-url", "turn:10.88.0.1:3479"];
+    let secret = ["--turn-secret", TURN_SECRET];
+    start_relay(
+        &mut lab,
+        &srv,
+        "relay",
+        tls,
+        &[&turn[..], &secret[..]].concat(),
+    )
+    .await;
+    assert!(
+        lab.running("coturn"),
+        "coturn exited: {:?}",
+        lab.log("coturn")
+    );
+
+    let trust = trust_relay_certificate(&lab);
+    let callee = lab.browser(&h1, &trust).await;
+    let caller = lab.browser(&h2, &trust).await;
+    let ms = browser::call(&callee, &caller, "https://10.88.0.1:8443/?room=nat").await;
+    println!(
+        "call setup (NAT lab, through TURN): {ms} ms from opening /#true to frames on both sides"
+    );
+    for page in [&caller, &callee] {
+        assert_eq!(browser::connection_path(page).await, "relay");
+        // Frames keep flowing through the relay, both ways.
+        let now = browser::frames(page).await;
+        browser::frames_beyond(page, now).await;
+    }
+
+    // A relay whose secret is not coturn's: the page says the TURN server refused it.
+    let wrong_tls: SocketAddr = "10.88.0.1:8444".parse().expect("address");
+    let wrong = [
+        "--port",
+        "8081",
+        "--tls-port",
+        "8444",
+        "--stun-port",
+        "0",
+        "--turn-secret",
+        "not-the-secret",
+    ];
+    start_relay(
+        &mut lab,
+        &srv,
+        "relay-wrong-secret",
+        wrong_tls,
+        &[&turn[..], &wrong[..]].concat(),
+    )
+    .await;
+    let url = "https://10.88.0.1:8444/?room=wrong";
+    callee.goto(url).await.expect("open the callee page");
+    caller
+        .goto(&format!("{url}#true"))
+        .await
+        .expect("open the caller page");
+    for page in [&caller, &callee] {
+        wait_long(
+            page,
+            "the page to say that TURN refused the credentials",
+            "const s = document.getElementById('status');
+             return s.dataset.state === 'error' && s.textContent.includes('refused the credentials');",
+            Duration::from_secs(90),
+        )
+        .await;
+        assert_eq!(browser::frames(page).await, 0, "media without a path");
+    }
+    println!("NAT lab, wrong TURN secret: {}", status_of(&caller).await.1);
+    caller.close().await.expect("close the caller");
+    callee.close().await.expect("close the callee");
+}
