@@ -76,6 +76,10 @@ pub struct PeerInfo {
     /// The display name it joined with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The session it joined with, if any: the same page keeps it across reconnections and
+    /// relay restarts, while its `id` may change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// A request from a peer to the relay.
@@ -100,6 +104,11 @@ pub enum ClientMsg {
         /// that connection's id and name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<String>,
+        /// A random id the page keeps for its lifetime (1 to [`MAX_ROOM_LEN`] bytes), passed on
+        /// to the others in [`PeerInfo`]: after a relay restart has forgotten every id and
+        /// token, the pages still recognise each other and keep their calls.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
     },
     /// An SDP offer for the addressed peer.
     Offer {
@@ -184,6 +193,8 @@ pub enum Request {
         name: Option<String>,
         /// A resume token from an earlier `welcome`.
         resume: Option<String>,
+        /// The page's session id.
+        session: Option<String>,
     },
     /// Forward a signal to a peer of the sender's room.
     Relay {
@@ -197,7 +208,19 @@ pub enum Request {
 impl From<ClientMsg> for Request {
     fn from(msg: ClientMsg) -> Self {
         let (to, signal) = match msg {
-            ClientMsg::Join { room, name, resume } => return Request::Join { room, name, resume },
+            ClientMsg::Join {
+                room,
+                name,
+                resume,
+                session,
+            } => {
+                return Request::Join {
+                    room,
+                    name,
+                    resume,
+                    session,
+                }
+            }
             ClientMsg::Offer { to, sdp } => (to, Signal::Offer(sdp)),
             ClientMsg::Answer { to, sdp } => (to, Signal::Answer(sdp)),
             ClientMsg::Candidate { to, candidate } => (to, Signal::Candidate(candidate)),
@@ -238,6 +261,16 @@ impl ParseError {
 }
 
 impl ClientMsg {
+    /// A plain `join` of `room`: no name, no resume token, no session.
+    pub fn join(room: impl Into<String>) -> Self {
+        ClientMsg::Join {
+            room: room.into(),
+            name: None,
+            resume: None,
+            session: None,
+        }
+    }
+
     /// Parses one text frame, telling apart bad JSON, an unknown type and a malformed message.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         // The well-formed case is the common one: one pass, no intermediate tree.
@@ -378,6 +411,10 @@ pub enum ServerMsg {
     PeerLeft {
         /// Who.
         peer: PeerId,
+        /// Their connection dropped without a goodbye: they may come back within the resume
+        /// grace period, and a call whose media still flows need not end.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reconnecting: bool,
     },
     /// An SDP offer from `from`.
     Offer {
@@ -462,6 +499,11 @@ pub fn validate_room(room: &str) -> Result<(), String> {
 /// Checks a display name: the same rules as a room name.
 pub fn validate_name(name: &str) -> Result<(), String> {
     validate_label("name", name)
+}
+
+/// Checks a session id: the same rules as a room name.
+pub fn validate_session(session: &str) -> Result<(), String> {
+    validate_label("session id", session)
 }
 
 fn validate_label(what: &str, label: &str) -> Result<(), String> {

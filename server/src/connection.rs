@@ -286,8 +286,18 @@ impl Connection {
                 ErrorKind::AlreadyJoined,
                 "this connection has already joined a room",
             )),
-            Request::Join { room, name, resume } => {
-                let request = JoinRequest { room, name, resume };
+            Request::Join {
+                room,
+                name,
+                resume,
+                session,
+            } => {
+                let request = JoinRequest {
+                    room,
+                    name,
+                    resume,
+                    session,
+                };
                 let (ice, host) = (&self.relay.ice, self.host.as_deref());
                 let servers = |id| ice.for_peer(host, id, SystemTime::now());
                 match registry.join(self.id, request, self.outbox.clone(), servers) {

@@ -85,6 +85,8 @@ pub struct JoinRequest {
     pub name: Option<String>,
     /// A resume token from an earlier `welcome`.
     pub resume: Option<String>,
+    /// The page's session id, passed on to the others.
+    pub session: Option<String>,
 }
 
 /// A successful `join`; `welcome` is already on its way.
@@ -119,6 +121,7 @@ pub struct Timing {
 struct Member {
     room: String,
     name: Option<String>,
+    session: Option<String>,
     resume_token: String,
     outbox: Outbox,
 }
@@ -128,6 +131,7 @@ impl Member {
         PeerInfo {
             id,
             name: self.name.clone(),
+            session: self.session.clone(),
         }
     }
 }
@@ -137,6 +141,7 @@ struct Reservation {
     id: PeerId,
     room: String,
     name: Option<String>,
+    session: Option<String>,
     until: Instant,
 }
 
@@ -232,10 +237,15 @@ impl Registry {
             mut room,
             mut name,
             resume,
+            mut session,
         } = request;
         protocol::validate_room(&room).map_err(|why| Refusal::new(ErrorKind::InvalidRoom, why))?;
         if let Some(name) = &name {
             protocol::validate_name(name)
+                .map_err(|why| Refusal::new(ErrorKind::InvalidMessage, why))?;
+        }
+        if let Some(session) = &session {
+            protocol::validate_session(session)
                 .map_err(|why| Refusal::new(ErrorKind::InvalidMessage, why))?;
         }
         let resume_token = new_token();
@@ -254,6 +264,7 @@ impl Registry {
                 reservation.room.clone(),
                 reservation.name.clone(),
             );
+            session = session.or_else(|| reservation.session.clone());
         } else if let Some(name) = name.as_deref().filter(|n| state.name_taken(&room, n)) {
             return Err(Refusal::new(
                 ErrorKind::NameTaken,
@@ -277,6 +288,7 @@ impl Registry {
         let member = Member {
             room: room.clone(),
             name,
+            session,
             resume_token: resume_token.clone(),
             outbox,
         };
@@ -425,6 +437,7 @@ impl Registry {
                     id,
                     room: member.room.clone(),
                     name: member.name,
+                    session: member.session,
                     until: Instant::now() + self.timing.resume_grace,
                 },
             );
@@ -438,7 +451,11 @@ impl Registry {
             state.held.retain(|_, h| h.room != member.room);
             return;
         }
-        let left = ServerMsg::PeerLeft { peer: id }.to_json();
+        let left = ServerMsg::PeerLeft {
+            peer: id,
+            reconnecting: reserve,
+        }
+        .to_json();
         for other in &state.rooms[&member.room] {
             if let Some(m) = state.members.get(other) {
                 m.outbox.deliver(&left);

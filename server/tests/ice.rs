@@ -132,11 +132,7 @@ async fn recv_within(ws: &mut Ws, within: Duration) -> ServerMsg {
 
 /// Joins `room`; returns the id and the ICE servers of the welcome.
 async fn join(ws: &mut Ws, room: &str) -> (PeerId, Vec<IceServer>) {
-    let msg = ClientMsg::Join {
-        room: room.into(),
-        name: None,
-        resume: None,
-    };
+    let msg = ClientMsg::join(room);
     ws.send(Message::text(msg.to_json())).await.expect("sends");
     match recv(ws).await {
         ServerMsg::Welcome {

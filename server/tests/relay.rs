@@ -303,6 +303,7 @@ fn join_msg(room: &str, name: Option<&str>, resume: Option<&str>) -> ClientMsg {
         room: room.into(),
         name: name.map(Into::into),
         resume: resume.map(Into::into),
+        session: None,
     }
 }
 
@@ -375,7 +376,24 @@ fn peer_joined(id: PeerId, name: Option<&str>) -> ServerMsg {
         peer: PeerInfo {
             id,
             name: name.map(Into::into),
+            session: None,
         },
+    }
+}
+
+/// `peer-left` for a peer that said goodbye.
+fn left(peer: PeerId) -> ServerMsg {
+    ServerMsg::PeerLeft {
+        peer,
+        reconnecting: false,
+    }
+}
+
+/// `peer-left` for a peer whose connection dropped: it may still resume.
+fn dropped(peer: PeerId) -> ServerMsg {
+    ServerMsg::PeerLeft {
+        peer,
+        reconnecting: true,
     }
 }
 
@@ -459,7 +477,8 @@ async fn peers_pair_up_in_a_room() {
         b_welcome.peers,
         vec![PeerInfo {
             id: a_welcome.id,
-            name: Some("Alice".into())
+            name: Some("Alice".into()),
+            session: None,
         }]
     );
     assert_eq!(recv(&mut a).await, peer_joined(b_welcome.id, None));
@@ -552,7 +571,7 @@ async fn a_closed_peer_leaves_its_room() {
 
     // The relay answers the closing handshake.
     close(b).await;
-    assert_eq!(recv(&mut a).await, ServerMsg::PeerLeft { peer: b_id });
+    assert_eq!(recv(&mut a).await, left(b_id));
 
     // The slot is free again.
     let (c, c_id) = relay.join("r").await;
@@ -560,7 +579,7 @@ async fn a_closed_peer_leaves_its_room() {
 
     // A connection that drops without a closing handshake leaves too.
     drop(c);
-    assert_eq!(recv(&mut a).await, ServerMsg::PeerLeft { peer: c_id });
+    assert_eq!(recv(&mut a).await, dropped(c_id));
     let (_d, d_id) = relay.join("r").await;
     assert_eq!(recv(&mut a).await, peer_joined(d_id, None));
     assert_silent(&mut a).await;
@@ -656,7 +675,7 @@ async fn an_oversized_message_closes_only_its_connection() {
     assert_eq!(too_big.len(), MAX_MESSAGE_BYTES + 1);
     send_text(&mut b, &too_big).await;
     recv_close(&mut b, CLOSE_MESSAGE_TOO_BIG).await;
-    assert_eq!(recv(&mut a).await, ServerMsg::PeerLeft { peer: b_id });
+    assert_eq!(recv(&mut a).await, dropped(b_id));
     assert_silent(&mut a).await;
 
     // The relay keeps serving: the slot is free and signals flow.
@@ -700,7 +719,8 @@ async fn names_are_unique_in_a_room_and_stamp_signals() {
         bob_welcome.peers,
         vec![PeerInfo {
             id: ann_id,
-            name: Some("ann".into())
+            name: Some("ann".into()),
+            session: None,
         }]
     );
     assert_eq!(recv(&mut ann).await, peer_joined(bob_id, Some("bob")));
@@ -854,7 +874,7 @@ async fn a_dropped_peer_resumes_its_id_and_name() {
 
     // A's connection drops without a closing handshake.
     drop(a);
-    assert_eq!(recv(&mut b).await, ServerMsg::PeerLeft { peer: a_id });
+    assert_eq!(recv(&mut b).await, dropped(a_id));
 
     // During the grace period A's name is kept for it...
     let mut c = relay.connect().await;
@@ -884,7 +904,8 @@ async fn a_dropped_peer_resumes_its_id_and_name() {
         resumed.peers,
         vec![PeerInfo {
             id: b_id,
-            name: Some("bob".into())
+            name: Some("bob".into()),
+            session: None,
         }]
     );
     assert_ne!(
@@ -919,7 +940,7 @@ async fn a_resume_token_is_refused_after_the_grace_period() {
     let (mut b, _) = relay.join_as("r", "bob").await;
     let a_id = a_welcome.id;
     drop(a);
-    assert_eq!(recv(&mut b).await, ServerMsg::PeerLeft { peer: a_id });
+    assert_eq!(recv(&mut b).await, dropped(a_id));
     tokio::time::sleep(grace + Duration::from_millis(300)).await;
 
     // The dropped peer is gone for good: a signal for it is refused rather than held.
@@ -1046,7 +1067,7 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     assert_eq!(peers, vec![a_id]);
     let b_joined = Instant::now();
     // B reads, and so answers pings: it hears that A is gone...
-    assert_eq!(recv(&mut b).await, ServerMsg::PeerLeft { peer: a_id });
+    assert_eq!(recv(&mut b).await, dropped(a_id));
     let (since_start, since_b) = (started.elapsed(), b_joined.elapsed());
     assert!(
         since_start >= idle,
@@ -1200,7 +1221,7 @@ async fn a_flood_closes_the_connection_with_policy_violation() {
     loop {
         match recv(&mut b).await {
             ServerMsg::HangUp { from, .. } if from == a_id => hang_ups += 1,
-            ServerMsg::PeerLeft { peer } if peer == a_id => break,
+            ServerMsg::PeerLeft { peer, .. } if peer == a_id => break,
             other => panic!("expected hang-ups then peer-left, got {other:?}"),
         }
     }
@@ -1232,10 +1253,7 @@ async fn connections_beyond_max_sessions_get_503_until_one_closes() {
     assert_eq!(recv(&mut first).await, peer_joined(second_id, None));
 
     close(first).await;
-    assert_eq!(
-        recv(&mut second).await,
-        ServerMsg::PeerLeft { peer: first_id }
-    );
+    assert_eq!(recv(&mut second).await, left(first_id));
     let mut third = relay
         .connect_once_freed(StatusCode::SERVICE_UNAVAILABLE)
         .await;
@@ -1346,7 +1364,7 @@ async fn a_peer_that_does_not_read_is_dropped() {
         while let Ok(frame) = tokio::time::timeout(Duration::from_millis(1), a.next()).await {
             match frame {
                 Some(Ok(Message::Text(text))) => match parse_event(text.as_str()) {
-                    ServerMsg::PeerLeft { peer } if peer == b_id => b_left = true,
+                    ServerMsg::PeerLeft { peer, .. } if peer == b_id => b_left = true,
                     // What A sends once B is gone waits for a next peer, up to a point.
                     ServerMsg::Error {
                         kind: ErrorKind::NoPeer,
@@ -1732,4 +1750,57 @@ async fn the_client_bundle_is_served() {
     let (mut ws, response) = connect_async(request).await.expect("upgrades");
     assert_eq!(response.headers().get("content-encoding"), None);
     join_on(&mut ws, "r").await;
+}
+
+#[tokio::test]
+async fn sessions_are_passed_on_so_pages_know_each_other_after_a_relay_restart() {
+    let relay = TestRelay::start().await;
+    let join = |session: &str| ClientMsg::Join {
+        room: if session.starts_with("page-") {
+            "r"
+        } else {
+            "s"
+        }
+        .into(),
+        name: None,
+        resume: None,
+        session: Some(session.into()),
+    };
+    let mut a = relay.connect().await;
+    send_text(&mut a, &join("page-a").to_json()).await;
+    let a_id = match recv(&mut a).await {
+        ServerMsg::Welcome { id, .. } => id,
+        other => panic!("expected a welcome, got {other:?}"),
+    };
+    let mut b = relay.connect().await;
+    send_text(&mut b, &join("page-b").to_json()).await;
+    match recv(&mut b).await {
+        ServerMsg::Welcome { peers, .. } => assert_eq!(
+            peers,
+            vec![PeerInfo {
+                id: a_id,
+                name: None,
+                session: Some("page-a".into()),
+            }]
+        ),
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+    match recv(&mut a).await {
+        ServerMsg::PeerJoined { peer } => assert_eq!(peer.session.as_deref(), Some("page-b")),
+        other => panic!("expected peer-joined, got {other:?}"),
+    }
+
+    // A session id is checked like a name: bad input gets a clear error, the socket stays
+    // usable (in a room of its own: this test relay's rooms hold two).
+    let mut c = relay.connect().await;
+    send_text(&mut c, &join("bad\u{7}session").to_json()).await;
+    match recv(&mut c).await {
+        ServerMsg::Error { kind, message } => {
+            assert_eq!(kind, ErrorKind::InvalidMessage);
+            assert!(message.contains("session id"), "{message}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    send_text(&mut c, &join("other-page").to_json()).await;
+    assert!(matches!(recv(&mut c).await, ServerMsg::Welcome { .. }));
 }

@@ -215,11 +215,7 @@ async fn recv(ws: &mut Wss) -> ServerMsg {
 
 /// Joins `room` and returns the id of the welcome.
 async fn join(ws: &mut Wss, room: &str) -> PeerId {
-    let msg = ClientMsg::Join {
-        room: room.into(),
-        name: None,
-        resume: None,
-    };
+    let msg = ClientMsg::join(room);
     ws.send(Message::text(msg.to_json())).await.expect("sends");
     match recv(ws).await {
         ServerMsg::Welcome { id, room: got, .. } => {
@@ -542,11 +538,7 @@ async fn this_machine_is_served_plain_http_without_a_redirect() {
     .await
     .expect("in time")
     .expect("upgrades");
-    let msg = ClientMsg::Join {
-        room: "plain".into(),
-        name: None,
-        resume: None,
-    };
+    let msg = ClientMsg::join("plain");
     ws.send(Message::text(msg.to_json())).await.expect("sends");
     // The relay pings at once: skip to the first text frame.
     let welcome = loop {
