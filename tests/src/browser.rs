@@ -42,7 +42,9 @@ pub fn free_port() -> u16 {
     probe.local_addr().expect("port").port()
 }
 
-/// A chromedriver on a free loopback port, killed when dropped.
+/// A chromedriver on a free loopback port. It runs in a process group of its own, which the
+/// Chrome instances it starts share: dropping the driver kills the whole group, so a failing
+/// test leaves no browser behind.
 pub struct Driver {
     child: Child,
     url: String,
@@ -62,6 +64,7 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {path}: {e} (run scripts/setup.sh --test)"));
@@ -81,6 +84,10 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let group = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
         let _ = self.child.start_kill();
     }
 }
@@ -124,6 +131,14 @@ pub async fn wait_long(page: &Client, what: &str, script: &str, patience: Durati
         }
         if started.elapsed() > patience {
             let (state, text) = status_of(page).await;
+            let log = page
+                .execute("return (window.__callLog || []).join('\\n')", vec![])
+                .await
+                .unwrap_or(Value::Null);
+            eprintln!(
+                "[page] the call engine's last steps:\n{}",
+                log.as_str().unwrap_or("")
+            );
             panic!("timed out waiting for {what}; the page says [{state}] {text}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

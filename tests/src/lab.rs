@@ -118,6 +118,31 @@ impl Lab {
         }
     }
 
+    /// Gives host `ns` a default route that leads nowhere: packets for addresses nobody in the
+    /// lab has are dropped silently, as the internet drops packets for private addresses,
+    /// instead of failing at once with "network unreachable". The route goes into a veth pair
+    /// whose two ends are both in `ns` (this kernel may have no dummy interfaces): what comes
+    /// out of one end arrives at the other, for no local address, and is dropped there.
+    pub fn blackhole_default_route(&self, ns: &str) {
+        run(
+            "ip",
+            &[
+                "-n", ns, "link", "add", "nowhere0", "type", "veth", "peer", "name", "nowhere1",
+            ],
+        );
+        for (iface, addr) in [
+            ("nowhere0", "10.255.255.1/30"),
+            ("nowhere1", "10.255.255.2/30"),
+        ] {
+            self.exec(ns, &["ip", "addr", "add", addr, "dev", iface]);
+            self.exec(ns, &["ip", "link", "set", iface, "up"]);
+        }
+        self.exec(
+            ns,
+            &["ip", "route", "add", "default", "via", "10.255.255.2"],
+        );
+    }
+
     /// Starts a program in host `ns`, its output in `<lab dir>/<log>.log`. It runs in a
     /// process group of its own, so that what it starts (Chrome under chromedriver) is stopped
     /// with it.
