@@ -1,69 +1,63 @@
-//! The call's state and the one loop that changes it.
+//! The browser side of the call engine: turns browser callbacks into [`Input`]s for
+//! [`Engine`], carries out its [`Effect`]s, and shows its state.
 //!
-//! Browser callbacks (buttons, the relay socket, peer connection handlers) only push an
-//! [`Event`] into a channel; [`App::run`] takes them one at a time and decides. Nothing else
-//! holds the state, so no callback can re-enter it halfway through a step.
+//! Callbacks (buttons, the relay socket, peer connection handlers, timers) only push an
+//! [`Event`] into a channel; [`App::run`] takes them one at a time. The outcome of an effect on
+//! a peer connection is fed back to the engine before the next event, so the engine always
+//! knows where each negotiation stands. Nothing decides here: `core.rs` does.
+
+use std::collections::{BTreeMap, VecDeque};
 
 use futures::{
     channel::mpsc::{self, UnboundedSender},
-    SinkExt, StreamExt,
+    future::{self, Either, LocalBoxFuture, Shared},
+    FutureExt, SinkExt, StreamExt,
 };
 use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
-use protocol::{ClientMsg, ErrorKind, IceServer, PeerId, ServerMsg};
+use protocol::ServerMsg;
 use wasm_bindgen::{prelude::*, JsCast};
 use web_sys::{MediaStream, RtcPeerConnectionState};
 
 use crate::{
-    diagnose::{self, IceSetup, Path},
+    core::{self, ConnId, ConnState, Effect, Engine, Input, PeerInput, Timer, Timing},
+    diagnose::{self, Path},
     media::{self, MediaError},
     peer::{Peer, PeerEvent},
-    ui::{Button, Status, Ui},
+    ui::{Button, Ui},
 };
+
+/// How long opening a call waits for the camera before it goes ahead without (the tracks are
+/// added when it opens, with a renegotiation).
+const MEDIA_WAIT_MS: u32 = 1_500;
+
+/// How often the page re-reads each call's path from `getStats()`.
+const TICK_MS: u32 = 2_000;
 
 /// Something that happened, for the loop to act on.
 #[derive(Debug)]
 pub enum Event {
     /// The camera and microphone request finished.
     Media(Result<MediaStream, MediaError>),
-    /// A message from the relay.
-    Relay(ServerMsg),
-    /// The relay connection closed or failed, with words for the person.
-    RelayLost(String),
-    /// Time to try the relay again.
-    Reconnect,
-    /// A peer connection reported something; `call` tells stale calls' events apart.
-    Peer {
-        /// Which call it belongs to.
-        call: u32,
-        /// What it said.
-        event: PeerEvent,
-    },
+    /// A message from relay connection number `.0`.
+    Relay(u32, ServerMsg),
+    /// Relay connection number `.0` closed or failed, with words for the person.
+    RelayLost(u32, String),
+    /// A peer connection reported something.
+    Peer(ConnId, PeerEvent),
+    /// A timer went off.
+    Timer(Timer),
+    /// The browser is online again after a network change.
+    Online,
     /// A button was pressed.
     Click(Button),
-    /// Every [`TICK_MS`]: time to look at the call's statistics again.
+    /// Time to look at the calls' statistics.
     Tick,
-}
-
-/// How often the page re-reads the call's path from `getStats()`.
-const TICK_MS: u32 = 2_000;
-
-/// What a problem on the page is about; each kind is cleared by what resolves it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Trouble {
-    /// No camera or microphone: cleared when they open.
-    Media,
-    /// The relay is unreachable: cleared by its next `welcome`.
-    Relay,
-    /// The relay refused a request (a full room): cleared by the next `welcome`.
-    Refused,
-    /// The call failed: cleared when a new call starts.
-    Call,
 }
 
 /// How the page was opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// `#true`: call the other person as soon as both are in the room.
+    /// `#true`: call the others as soon as they are in the room.
     pub caller: bool,
     /// The room to join (`?room=NAME`).
     pub room: String,
@@ -92,78 +86,92 @@ impl Options {
     }
 }
 
-/// The call in progress.
-struct Call {
-    id: u32,
-    with: PeerId,
-    peer: Peer,
-    /// The TURN server that refused our credentials during this call, if one did.
-    turn_refused: Option<String>,
-    /// Media flows: the path is worth reading.
-    connected: bool,
+/// A `setTimeout` that is cleared when dropped, with the closure it calls.
+struct Timeout {
+    handle: i32,
+    _callback: Closure<dyn FnMut()>,
 }
 
-/// The page's whole state.
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        if let Some(window) = web_sys::window() {
+            window.clear_timeout_with_handle(self.handle);
+        }
+    }
+}
+
+type MediaRequest = Shared<LocalBoxFuture<'static, Result<MediaStream, MediaError>>>;
+
+/// The page: the engine, and the browser objects that carry out its effects.
 pub struct App {
-    options: Options,
+    engine: Engine,
     ui: Ui,
+    options: Options,
     events_tx: UnboundedSender<Event>,
     /// Frames for the relay, sent in order by the socket's writer task once it is open.
     relay: Option<UnboundedSender<String>>,
-    me: Option<PeerId>,
-    ice_servers: Vec<IceServer>,
-    other: Option<PeerId>,
+    /// The number of the current relay connection: news from older ones is stale.
+    relay_generation: u32,
+    peers: BTreeMap<ConnId, Peer>,
+    streams: BTreeMap<ConnId, MediaStream>,
+    timers: BTreeMap<Timer, Timeout>,
     local: Option<MediaStream>,
-    call: Option<Call>,
-    calls_made: u32,
-    /// From the last `welcome`: gives our id back if the relay connection drops.
-    resume_token: Option<String>,
-    /// Reconnection attempts since the relay last welcomed us.
-    reconnects: u32,
-    /// What the status line says when nothing is wrong.
-    progress: Status,
-    /// What is wrong, newest last; the newest is shown until what resolves it happens, so
-    /// that progress ("Waiting…") never hides a problem the person has to act on.
-    problems: Vec<(Trouble, String)>,
-    /// The button handlers; they live as long as the page's loop.
-    _buttons: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+    media: MediaRequest,
+    /// Page-lifetime handlers: the buttons and `online`.
+    _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
 
 impl App {
     /// Sets the page up and runs until the page goes away.
     pub async fn run(options: Options, ui: Ui) -> Result<(), JsValue> {
+        let window = web_sys::window().ok_or("no window")?;
         let (events_tx, mut events_rx) = mpsc::unbounded();
-        let buttons = Button::ALL
-            .iter()
-            .map(|&(button, _)| {
-                let tx = events_tx.clone();
-                let handler = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
-                    let _ = tx.unbounded_send(Event::Click(button));
-                });
-                ui.button(button)
-                    .set_onclick(Some(handler.as_ref().unchecked_ref()));
-                handler
+        let mut listeners = Vec::new();
+        for &(button, _) in &Button::ALL {
+            let tx = events_tx.clone();
+            let handler = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+                let _ = tx.unbounded_send(Event::Click(button));
+            });
+            ui.button(button)
+                .set_onclick(Some(handler.as_ref().unchecked_ref()));
+            listeners.push(handler);
+        }
+        let online = {
+            let tx = events_tx.clone();
+            Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+                let _ = tx.unbounded_send(Event::Online);
             })
-            .collect();
-        let mut app = App {
-            options,
-            ui,
-            events_tx,
-            relay: None,
-            me: None,
-            ice_servers: Vec::new(),
-            other: None,
-            local: None,
-            call: None,
-            calls_made: 0,
-            resume_token: None,
-            reconnects: 0,
-            progress: Status::Starting,
-            problems: Vec::new(),
-            _buttons: buttons,
         };
+        window.add_event_listener_with_callback("online", online.as_ref().unchecked_ref())?;
+        listeners.push(online);
+
+        let config = core::Config {
+            caller: options.caller,
+            room: options.room.clone(),
+            name: None,
+            session: random_session(),
+            seed: (js_sys::Math::random() * 2f64.powi(53)) as u64,
+            timing: Timing::default(),
+        };
+        // The camera and the relay are asked for at the same time: neither waits for the other.
+        let media = media::open_camera_and_microphone().boxed_local().shared();
+        let mut app = App {
+            engine: Engine::new(config),
+            ui,
+            options,
+            events_tx: events_tx.clone(),
+            relay: None,
+            relay_generation: 0,
+            peers: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            local: None,
+            media: media.clone(),
+            _listeners: listeners,
+        };
+        app.watch_media(media);
         // Page-lifetime: ends when the loop below stops taking events.
-        let tick_tx = app.events_tx.clone();
+        let tick_tx = events_tx.clone();
         wasm_bindgen_futures::spawn_local(async move {
             loop {
                 sleep_ms(TICK_MS).await;
@@ -172,22 +180,233 @@ impl App {
                 }
             }
         });
-        app.show(Status::Starting);
-        // Media first: the caller should have its camera before it can be called upon to call.
-        let media = media::open_camera_and_microphone().await;
-        app.handle(Event::Media(media)).await;
-        app.connect_relay();
+        app.input(Input::Start).await;
         while let Some(event) = events_rx.next().await {
             app.handle(event).await;
         }
         Ok(())
     }
 
+    /// Reports the outcome of a camera request as [`Event::Media`].
+    fn watch_media(&self, request: MediaRequest) {
+        let tx = self.events_tx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = tx.unbounded_send(Event::Media(request.await));
+        });
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Media(Ok(stream)) => {
+                let first = self.local.is_none();
+                self.ui.show_local(Some(&stream));
+                self.local = Some(stream);
+                if first {
+                    self.input(Input::Media(Ok(()))).await;
+                }
+            }
+            Event::Media(Err(err)) => {
+                web_sys::console::warn_1(&format!("getUserMedia: {err:?}").into());
+                self.input(Input::Media(Err(err.to_string()))).await;
+            }
+            Event::Relay(generation, msg) if generation == self.relay_generation => {
+                self.input(Input::Relay(msg)).await;
+            }
+            Event::RelayLost(generation, why) if generation == self.relay_generation => {
+                self.relay = None;
+                self.input(Input::RelayLost(why)).await;
+            }
+            Event::Relay(..) | Event::RelayLost(..) => {} // From a socket already replaced.
+            Event::Peer(conn, event) => self.on_peer(conn, event).await,
+            Event::Timer(timer) => {
+                if self.timers.remove(&timer).is_some() {
+                    self.input(Input::Timer(timer)).await;
+                }
+            }
+            Event::Online => self.input(Input::Online).await,
+            Event::Click(Button::Start) => {
+                let request = media::open_camera_and_microphone().boxed_local().shared();
+                self.media = request.clone();
+                self.watch_media(request);
+            }
+            Event::Click(Button::Call) => self.input(Input::Call).await,
+            Event::Click(Button::HangUp) => self.input(Input::HangUp).await,
+            Event::Tick => self.read_paths().await,
+        }
+        self.render();
+    }
+
+    async fn on_peer(&mut self, conn: ConnId, event: PeerEvent) {
+        let news = match event {
+            PeerEvent::Track(stream) => {
+                self.streams.insert(conn, stream);
+                return;
+            }
+            PeerEvent::IceServerError(error) => {
+                web_sys::console::warn_1(
+                    &format!("ICE server {}: {} {}", error.url, error.code, error.text).into(),
+                );
+                PeerInput::IceServerError(error)
+            }
+            PeerEvent::Candidate(candidate) => PeerInput::Candidate(candidate),
+            PeerEvent::NegotiationNeeded => PeerInput::NegotiationNeeded,
+            PeerEvent::State(state) => {
+                let state = conn_state(state);
+                let connected = state == ConnState::Connected;
+                self.input(Input::Peer(conn, PeerInput::State(state))).await;
+                if connected {
+                    self.read_paths().await;
+                }
+                return;
+            }
+        };
+        self.input(Input::Peer(conn, news)).await;
+    }
+
+    /// Gives `input` to the engine and carries out what it says, feeding the outcome of each
+    /// effect back before anything else happens.
+    async fn input(&mut self, input: Input) {
+        let mut queue = VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            trace(&format!("in  {input:?}"));
+            for effect in self.engine.handle(input) {
+                trace(&format!("out {effect:?}"));
+                if let Some(outcome) = self.carry_out(effect).await {
+                    queue.push_back(outcome);
+                }
+            }
+        }
+    }
+
+    async fn carry_out(&mut self, effect: Effect) -> Option<Input> {
+        match effect {
+            Effect::ConnectRelay => self.connect_relay(),
+            Effect::Send(msg) => {
+                if let Some(relay) = &self.relay {
+                    let _ = relay.unbounded_send(msg.to_json());
+                }
+            }
+            Effect::Open { conn } => return self.open(conn).await,
+            Effect::Close { conn } => {
+                // Dropping the peer closes its connection and unregisters its handlers.
+                self.peers.remove(&conn);
+                self.streams.remove(&conn);
+            }
+            Effect::MakeOffer { conn } => {
+                let peer = self.peers.get(&conn)?;
+                let outcome = match peer.create_offer().await {
+                    Ok(sdp) => PeerInput::LocalDescription { offer: true, sdp },
+                    Err(err) => PeerInput::Failed(describe(&err)),
+                };
+                return Some(Input::Peer(conn, outcome));
+            }
+            Effect::ApplyOffer { conn, sdp } => {
+                let peer = self.peers.get_mut(&conn)?;
+                let outcome = match peer.answer_offer(&sdp).await {
+                    Ok(sdp) => PeerInput::LocalDescription { offer: false, sdp },
+                    Err(err) => PeerInput::Failed(describe(&err)),
+                };
+                return Some(Input::Peer(conn, outcome));
+            }
+            Effect::ApplyAnswer { conn, sdp } => {
+                let peer = self.peers.get_mut(&conn)?;
+                let outcome = match peer.accept_answer(&sdp).await {
+                    Ok(()) => PeerInput::AnswerApplied,
+                    Err(err) => PeerInput::Failed(describe(&err)),
+                };
+                return Some(Input::Peer(conn, outcome));
+            }
+            Effect::AddCandidate { conn, candidate } => {
+                if let Some(peer) = self.peers.get_mut(&conn) {
+                    // A candidate of an offer we ignored (perfect negotiation) fails here: that
+                    // is expected, and harmless.
+                    if let Err(err) = peer.add_candidate(candidate).await {
+                        web_sys::console::debug_2(&"addIceCandidate".into(), &err);
+                    }
+                }
+            }
+            Effect::RestartIce { conn } => {
+                if let Some(Err(err)) = self.peers.get(&conn).map(Peer::restart_ice) {
+                    web_sys::console::warn_2(&"restartIce".into(), &err);
+                }
+            }
+            Effect::AddMedia { conn } => {
+                if let (Some(peer), Some(local)) = (self.peers.get(&conn), &self.local) {
+                    if let Err(err) = peer.add_media(local).await {
+                        web_sys::console::warn_2(&"adding the camera to a call".into(), &err);
+                    }
+                }
+            }
+            Effect::SetIceServers(servers) => {
+                for peer in self.peers.values() {
+                    if let Err(err) = peer.set_ice_servers(&servers) {
+                        web_sys::console::warn_2(&"setConfiguration".into(), &err);
+                    }
+                }
+            }
+            Effect::StartTimer { timer, ms } => {
+                let tx = self.events_tx.clone();
+                let callback = Closure::<dyn FnMut()>::new(move || {
+                    let _ = tx.unbounded_send(Event::Timer(timer));
+                });
+                let handle = web_sys::window().and_then(|w| {
+                    w.set_timeout_with_callback_and_timeout_and_arguments_0(
+                        callback.as_ref().unchecked_ref(),
+                        i32::try_from(ms).unwrap_or(i32::MAX),
+                    )
+                    .ok()
+                });
+                if let Some(handle) = handle {
+                    // Replacing a running timer drops (and so clears) the old one.
+                    self.timers.insert(
+                        timer,
+                        Timeout {
+                            handle,
+                            _callback: callback,
+                        },
+                    );
+                }
+            }
+            Effect::CancelTimer(timer) => {
+                self.timers.remove(&timer);
+            }
+        }
+        None
+    }
+
+    /// Opens the peer connection `conn`, with the camera if it opens soon enough.
+    async fn open(&mut self, conn: ConnId) -> Option<Input> {
+        if self.local.is_none() {
+            let wait = sleep_ms(MEDIA_WAIT_MS).boxed_local();
+            if let Either::Left((Ok(stream), _)) = future::select(self.media.clone(), wait).await {
+                self.ui.show_local(Some(&stream));
+                self.local = Some(stream);
+            }
+        }
+        let tx = self.events_tx.clone();
+        let report = move |event| {
+            let _ = tx.unbounded_send(Event::Peer(conn, event));
+        };
+        match Peer::new(self.engine.ice_servers(), report) {
+            Ok(peer) => {
+                peer.send_media(self.local.as_ref());
+                self.peers.insert(conn, peer);
+                None
+            }
+            Err(err) => Some(Input::Peer(conn, PeerInput::Failed(describe(&err)))),
+        }
+    }
+
     fn connect_relay(&mut self) {
+        self.relay_generation += 1;
+        let generation = self.relay_generation;
         let socket = match WebSocket::open(&self.options.relay_url) {
             Ok(socket) => socket,
             Err(err) => {
-                self.set_problem(Trouble::Relay, format!("Cannot reach the relay: {err}"));
+                let _ = self.events_tx.unbounded_send(Event::RelayLost(
+                    generation,
+                    format!("Cannot reach the relay: {err}."),
+                ));
                 return;
             }
         };
@@ -209,399 +428,150 @@ impl App {
             while let Some(item) = stream.next().await {
                 let event = match item {
                     Ok(Message::Text(text)) => match ServerMsg::parse(&text) {
-                        Ok(msg) => Event::Relay(msg),
+                        Ok(msg) => Event::Relay(generation, msg),
                         Err(err) => {
                             web_sys::console::warn_1(&format!("relay sent {text:?}: {err}").into());
                             continue;
                         }
                     },
                     Ok(Message::Bytes(_)) => continue,
-                    Err(WebSocketError::ConnectionClose(close)) => {
-                        Event::RelayLost(match close.code {
-                            1001 => "The relay is shutting down.".to_owned(),
-                            1009 => {
-                                "The relay closed the connection: a message was too big.".to_owned()
-                            }
-                            code if close.reason.is_empty() => {
-                                format!("The relay closed the connection (code {code}).")
-                            }
-                            code => format!(
-                                "The relay closed the connection (code {code}: {}).",
-                                close.reason
-                            ),
-                        })
-                    }
-                    Err(WebSocketError::ConnectionError) => Event::RelayLost(
-                        "Cannot reach the relay: is the server running?".to_owned(),
-                    ),
-                    Err(err) => Event::RelayLost(format!("Relay connection error: {err}")),
+                    Err(err) => Event::RelayLost(generation, relay_lost_words(&err)),
                 };
-                let lost = matches!(event, Event::RelayLost(_));
+                let lost = matches!(event, Event::RelayLost(..));
                 if tx.unbounded_send(event).is_err() || lost {
-                    break;
+                    return;
                 }
             }
-        });
-        let resume = self.resume_token.take();
-        self.join(resume);
-    }
-
-    fn join(&self, resume: Option<String>) {
-        self.send(ClientMsg::Join {
-            room: self.options.room.clone(),
-            name: None,
-            resume,
+            let _ = tx.unbounded_send(Event::RelayLost(
+                generation,
+                "The relay closed the connection.".to_owned(),
+            ));
         });
     }
 
-    /// Acts on one event.
-    async fn handle(&mut self, event: Event) {
-        match event {
-            Event::Media(Ok(stream)) => {
-                self.clear_problem(Trouble::Media);
-                self.ui.show_local(Some(&stream));
-                self.local = Some(stream);
-                if self.call.is_some() {
-                    self.show(Status::Waiting(
-                        "Camera on. Hang up and call again to send it.".to_owned(),
-                    ));
-                } else if self.relay.is_some() {
-                    self.show_waiting();
-                }
+    /// Reads the path each connected call takes; `#connectionPath` shows the first one's.
+    async fn read_paths(&mut self) {
+        let tiles = self.engine.tiles();
+        let mut first: Option<Path> = None;
+        for (index, tile) in tiles.iter().enumerate() {
+            if tile.state != core::TileState::Connected {
+                continue;
             }
-            Event::Media(Err(err)) => {
-                web_sys::console::warn_1(&format!("getUserMedia: {err:?}").into());
-                self.set_problem(Trouble::Media, err.to_string());
-            }
-            Event::Relay(msg) => self.on_relay(msg).await,
-            Event::RelayLost(why) => {
-                self.relay = None;
-                self.me = None;
-                self.other = None;
-                // 1, 2, 4, 8 then every 10 seconds: a restarting relay is back within a few.
-                let delay = (1u32 << self.reconnects.min(4)).min(10);
-                self.reconnects += 1;
-                let tx = self.events_tx.clone();
-                wasm_bindgen_futures::spawn_local(async move {
-                    sleep_ms(delay * 1000).await;
-                    let _ = tx.unbounded_send(Event::Reconnect);
-                });
-                self.set_problem(Trouble::Relay, format!("{why} Reconnecting in {delay} s…"));
-            }
-            Event::Reconnect => self.connect_relay(),
-            Event::Peer { call, event } => self.on_peer(call, event).await,
-            Event::Tick => self.read_path().await,
-            Event::Click(Button::Start) => {
-                let media = media::open_camera_and_microphone().await;
-                Box::pin(self.handle(Event::Media(media))).await;
-            }
-            Event::Click(Button::Call) => {
-                if let Some(other) = self.other.filter(|_| self.call.is_none()) {
-                    self.start_call(other).await;
-                }
-            }
-            Event::Click(Button::HangUp) => {
-                if let Some(call) = &self.call {
-                    let to = Some(call.with);
-                    self.send(ClientMsg::HangUp { to });
-                    self.end_call();
-                    self.show(Status::Ended(
-                        "Call ended. Press Call to call again.".to_owned(),
-                    ));
-                }
-            }
-        }
-        self.update_buttons();
-    }
-
-    async fn on_relay(&mut self, msg: ServerMsg) {
-        match msg {
-            ServerMsg::Welcome {
-                id,
-                peers,
-                ice_servers,
-                resume_token,
-                ..
-            } => {
-                self.clear_problem(Trouble::Relay);
-                self.clear_problem(Trouble::Refused);
-                self.me = Some(id);
-                self.resume_token = Some(resume_token);
-                self.reconnects = 0;
-                self.ice_servers = ice_servers;
-                self.other = peers.first().map(|p| p.id);
-                self.on_other_present().await;
-            }
-            // Fresh TURN credentials before the old ones expire: for later ICE restarts too.
-            ServerMsg::IceServers { ice_servers } => {
-                if let Some(call) = &self.call {
-                    if let Err(err) = call.peer.set_ice_servers(&ice_servers) {
-                        web_sys::console::warn_2(&"setConfiguration".into(), &err);
+            let Some(peer) = self.peers.get(&tile.conn) else {
+                continue;
+            };
+            match peer.stats().await {
+                Ok(stats) => {
+                    if let Some(path) = diagnose::selected_path(&stats) {
+                        self.ui.show_tile_path(tile.conn, path);
+                        if index == 0 {
+                            first = Some(path);
+                        }
                     }
                 }
-                self.ice_servers = ice_servers;
+                Err(err) => web_sys::console::warn_2(&"getStats".into(), &err),
             }
-            ServerMsg::PeerJoined { peer } => {
-                self.other = Some(peer.id);
-                self.on_other_present().await;
-            }
-            ServerMsg::PeerLeft { peer } => {
-                if self.other == Some(peer) {
-                    self.other = None;
-                    self.end_call();
-                    self.show(Status::Waiting(
-                        "The other person left. Waiting for them to come back…".to_owned(),
-                    ));
-                }
-            }
-            ServerMsg::Offer { from, sdp, .. } => self.on_offer(from, &sdp).await,
-            ServerMsg::Answer { from, sdp, .. } => {
-                if let Some(call) = self.call.as_mut().filter(|c| c.with == from) {
-                    if let Err(err) = call.peer.accept_answer(&sdp).await {
-                        self.fail("Could not apply the answer", &err);
-                    }
-                }
-            }
-            ServerMsg::Candidate {
-                from, candidate, ..
-            } => {
-                if let Some(call) = self.call.as_mut().filter(|c| c.with == from) {
-                    if let Err(err) = call.peer.add_candidate(candidate).await {
-                        web_sys::console::warn_1(&err);
-                    }
-                }
-            }
-            ServerMsg::HangUp { from, .. } => {
-                if self.call.as_ref().is_some_and(|c| c.with == from) {
-                    self.end_call();
-                    self.show(Status::Ended(
-                        "The other person hung up. Press Call to call again.".to_owned(),
-                    ));
-                }
-            }
-            // Our place expired while we were away: join as someone new.
-            ServerMsg::Error {
-                kind: ErrorKind::InvalidResume,
-                ..
-            } => self.join(None),
-            ServerMsg::Error { kind, message } => {
-                web_sys::console::warn_1(&format!("relay: {kind}: {message}").into());
-                let text = match kind {
-                    ErrorKind::RoomFull => format!(
-                        "This room is full: two people are already in a call. \
-                         Add ?room=NAME to the address to use another room. ({message})"
-                    ),
-                    _ => format!("The relay refused a request: {message}"),
-                };
-                self.set_problem(Trouble::Refused, text);
-            }
+        }
+        if first.is_some() || tiles.is_empty() {
+            self.ui.show_path(first);
         }
     }
 
-    /// The other person is in the room: the caller calls, the other waits to be called.
-    async fn on_other_present(&mut self) {
-        // Back on the relay after losing it, with a call still up: the other side may have
-        // ended it when we vanished, so start afresh rather than keep a call only one side has.
-        if self.call.is_some() {
-            self.end_call();
+    fn render(&mut self) {
+        self.ui.set_status(&self.engine.status());
+        let tiles = self.engine.tiles();
+        self.ui.sync_tiles(&tiles, &self.streams);
+        if tiles.is_empty() {
+            self.ui.show_path(None);
         }
-        match self.other {
-            Some(other) if self.options.caller => self.start_call(other).await,
-            Some(_) => self.show(Status::Waiting(
-                "The other person is here. Waiting for their call, or press Call.".to_owned(),
-            )),
-            None => self.show_waiting(),
-        }
-    }
-
-    async fn start_call(&mut self, with: PeerId) {
-        let Some(call) = self.new_call(with) else {
-            return;
-        };
-        self.clear_problem(Trouble::Call);
-        self.show(Status::Connecting);
-        match call.peer.create_offer().await {
-            Ok(sdp) => {
-                self.send(ClientMsg::Offer {
-                    to: Some(with),
-                    sdp,
-                });
-                self.call = Some(call);
-            }
-            Err(err) => self.fail("Could not create an offer", &err),
-        }
-    }
-
-    async fn on_offer(&mut self, from: PeerId, sdp: &str) {
-        if let Some(call) = &self.call {
-            // Both sides called at once ("glare"). The peer with the lower id keeps its offer;
-            // the other drops its own and answers, so exactly one call survives.
-            if call.peer.has_local_offer() && self.me.is_some_and(|me| me < from) {
-                return;
-            }
-            self.end_call();
-        }
-        let Some(mut call) = self.new_call(from) else {
-            return;
-        };
-        self.clear_problem(Trouble::Call);
-        self.show(Status::Connecting);
-        match call.peer.accept_offer(sdp).await {
-            Ok(answer) => {
-                self.send(ClientMsg::Answer {
-                    to: Some(from),
-                    sdp: answer,
-                });
-                self.call = Some(call);
-            }
-            Err(err) => self.fail("Could not answer the call", &err),
-        }
-    }
-
-    fn new_call(&mut self, with: PeerId) -> Option<Call> {
-        self.calls_made += 1;
-        let id = self.calls_made;
-        let tx = self.events_tx.clone();
-        let report = move |event| {
-            let _ = tx.unbounded_send(Event::Peer { call: id, event });
-        };
-        match Peer::new(&self.ice_servers, report) {
-            Ok(peer) => {
-                peer.send_media(self.local.as_ref());
-                Some(Call {
-                    id,
-                    with,
-                    peer,
-                    turn_refused: None,
-                    connected: false,
-                })
-            }
-            Err(err) => {
-                self.fail("Could not create a peer connection", &err);
-                None
-            }
-        }
-    }
-
-    async fn on_peer(&mut self, call_id: u32, event: PeerEvent) {
-        let Some(call) = self.call.as_mut().filter(|c| c.id == call_id) else {
-            return; // An event from a call that has ended.
-        };
-        match event {
-            PeerEvent::Candidate(candidate) => {
-                let to = Some(call.with);
-                self.send(ClientMsg::Candidate { to, candidate });
-            }
-            PeerEvent::Track(stream) => self.ui.show_remote(Some(&stream)),
-            PeerEvent::IceServerError(error) => {
-                web_sys::console::warn_1(
-                    &format!("ICE server {}: {} {}", error.url, error.code, error.text).into(),
-                );
-                if error.is_turn_auth() {
-                    call.turn_refused = Some(error.url);
-                }
-            }
-            PeerEvent::State(RtcPeerConnectionState::Connected) => {
-                call.connected = true;
-                self.clear_problem(Trouble::Call);
-                self.show(Status::Connected);
-                self.read_path().await;
-            }
-            PeerEvent::State(RtcPeerConnectionState::Disconnected) => self.show(Status::Connecting),
-            PeerEvent::State(RtcPeerConnectionState::Failed) => {
-                let advice = diagnose::ice_failure_advice(
-                    IceSetup::of(&self.ice_servers),
-                    call.turn_refused.as_deref(),
-                );
-                self.end_call();
-                self.set_problem(Trouble::Call, advice);
-            }
-            PeerEvent::State(_) => {}
-        }
-    }
-
-    /// Shows which path the connected call's media takes (`#connectionPath`).
-    async fn read_path(&mut self) {
-        let Some(call) = self.call.as_ref().filter(|c| c.connected) else {
-            return;
-        };
-        let id = call.id;
-        let path = match call.peer.stats().await {
-            Ok(stats) => diagnose::selected_path(&stats),
-            Err(err) => {
-                web_sys::console::warn_2(&"getStats".into(), &err);
-                None
-            }
-        };
-        // The call may have ended while the stats were read.
-        if self.call.as_ref().is_some_and(|c| c.id == id) {
-            if let Some(path) = path {
-                self.ui.show_path(Some(path));
-            }
-        }
-    }
-
-    fn end_call(&mut self) {
-        // Dropping the call closes its peer connection and unregisters its handlers.
-        self.call = None;
-        self.ui.show_remote(None);
-        self.ui.show_path(None::<Path>);
-    }
-
-    fn send(&self, msg: ClientMsg) {
-        // Without a relay there is nobody to tell; `RelayLost` already told the person.
-        if let Some(relay) = &self.relay {
-            let _ = relay.unbounded_send(msg.to_json());
-        }
-    }
-
-    fn show_waiting(&mut self) {
-        self.show(Status::Waiting(
-            "Waiting for the other person to open the page…".to_owned(),
-        ));
-    }
-
-    fn fail(&mut self, what: &str, err: &JsValue) {
-        web_sys::console::error_2(&what.into(), err);
-        self.end_call();
-        self.set_problem(Trouble::Call, format!("{what}. Press Call to try again."));
-    }
-
-    /// Records how the call is going; shown unless a problem is.
-    fn show(&mut self, status: Status) {
-        self.progress = status;
-        self.render_status();
-    }
-
-    /// Shows `text` until what resolves `kind` happens.
-    fn set_problem(&mut self, kind: Trouble, text: String) {
-        self.problems.retain(|(k, _)| *k != kind);
-        self.problems.push((kind, text));
-        self.render_status();
-    }
-
-    fn clear_problem(&mut self, kind: Trouble) {
-        let before = self.problems.len();
-        self.problems.retain(|(k, _)| *k != kind);
-        if self.problems.len() != before {
-            self.render_status();
-        }
-    }
-
-    fn render_status(&self) {
-        match self.problems.last() {
-            Some((_, text)) => self.ui.set_status(&Status::Error(text.clone())),
-            None => self.ui.set_status(&self.progress),
-        }
-    }
-
-    fn update_buttons(&self) {
-        let joined = self.me.is_some();
         self.ui.enable(
             self.local.is_none(),
-            joined && self.other.is_some() && self.call.is_none(),
-            self.call.is_some(),
+            self.engine.can_call(),
+            self.engine.can_hang_up(),
         );
+    }
+}
+
+/// What the person is told when the relay connection ends.
+fn relay_lost_words(err: &WebSocketError) -> String {
+    match err {
+        WebSocketError::ConnectionClose(close) => match close.code {
+            1001 => "The relay is shutting down.".to_owned(),
+            1009 => "The relay closed the connection: a message was too big.".to_owned(),
+            code if close.reason.is_empty() => {
+                format!("The relay closed the connection (code {code}).")
+            }
+            code => format!(
+                "The relay closed the connection (code {code}: {}).",
+                close.reason
+            ),
+        },
+        WebSocketError::ConnectionError => {
+            "Cannot reach the relay: is the server running?".to_owned()
+        }
+        other => format!("Relay connection error: {other}."),
+    }
+}
+
+fn conn_state(state: RtcPeerConnectionState) -> ConnState {
+    match state {
+        RtcPeerConnectionState::New => ConnState::New,
+        RtcPeerConnectionState::Connected => ConnState::Connected,
+        RtcPeerConnectionState::Disconnected => ConnState::Disconnected,
+        RtcPeerConnectionState::Failed => ConnState::Failed,
+        RtcPeerConnectionState::Closed => ConnState::Closed,
+        _ => ConnState::Connecting,
+    }
+}
+
+/// A browser error in words (a DOMException's message, say).
+fn describe(err: &JsValue) -> String {
+    js_sys::Reflect::get(err, &JsValue::from_str("message"))
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| err.as_string())
+        .unwrap_or_else(|| format!("{err:?}"))
+}
+
+/// A random session id for this page: 16 hex digits from `crypto.getRandomValues` where there
+/// is one (any secure context), else from `Math.random`.
+fn random_session() -> String {
+    let mut bytes = [0u8; 8];
+    let filled = web_sys::window()
+        .and_then(|w| w.crypto().ok())
+        .and_then(|c| c.get_random_values_with_u8_array(&mut bytes).ok())
+        .is_some();
+    if !filled {
+        for byte in &mut bytes {
+            *byte = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How many lines [`trace`] keeps.
+const TRACE_LINES: u32 = 400;
+
+/// Keeps the last [`TRACE_LINES`] engine inputs and effects, shortened, in `window.__callLog`:
+/// what a person can copy into a bug report, and what the tests print when a call fails.
+fn trace(line: &str) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let key = JsValue::from_str("__callLog");
+    let log = match js_sys::Reflect::get(&window, &key).map(JsCast::dyn_into::<js_sys::Array>) {
+        Ok(Ok(log)) => log,
+        _ => {
+            let log = js_sys::Array::new();
+            let _ = js_sys::Reflect::set(&window, &key, &log);
+            log
+        }
+    };
+    let short: String = line.chars().take(160).collect();
+    let stamp = js_sys::Date::now() as u64 % 100_000_000;
+    log.push(&JsValue::from_str(&format!("{stamp} {short}")));
+    if log.length() > TRACE_LINES {
+        log.shift();
     }
 }
 

@@ -5,6 +5,7 @@
 //! until the page is closed.
 
 pub mod app;
+pub mod core;
 pub mod diagnose;
 pub mod media;
 pub mod peer;

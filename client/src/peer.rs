@@ -10,9 +10,10 @@ use protocol::{IceCandidate, IceServer};
 use wasm_bindgen::{prelude::*, JsCast};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    MediaStream, RtcConfiguration, RtcIceCandidateInit, RtcIceServer, RtcPeerConnection,
-    RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcRtpTransceiverDirection,
-    RtcRtpTransceiverInit, RtcSdpType, RtcSessionDescriptionInit, RtcSignalingState, RtcTrackEvent,
+    MediaStream, MediaStreamTrack, RtcConfiguration, RtcIceCandidateInit, RtcIceServer,
+    RtcPeerConnection, RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcRtpTransceiver,
+    RtcRtpTransceiverDirection, RtcRtpTransceiverInit, RtcSdpType, RtcSessionDescriptionInit,
+    RtcSignalingState, RtcTrackEvent,
 };
 
 /// What a peer connection reports.
@@ -26,6 +27,8 @@ pub enum PeerEvent {
     State(RtcPeerConnectionState),
     /// A STUN or TURN server could not be used (`icecandidateerror`).
     IceServerError(IceServerError),
+    /// `negotiationneeded`: tracks changed or an ICE restart was asked for.
+    NegotiationNeeded,
 }
 
 /// An `RTCPeerConnection` whose handlers live exactly as long as it does.
@@ -39,6 +42,7 @@ pub struct Peer {
     _on_track: Closure<dyn FnMut(RtcTrackEvent)>,
     _on_state: Closure<dyn FnMut(web_sys::Event)>,
     _on_ice_error: Closure<dyn FnMut(web_sys::Event)>,
+    _on_negotiation: Closure<dyn FnMut(web_sys::Event)>,
 }
 
 impl Peer {
@@ -85,6 +89,12 @@ impl Peer {
                 report(PeerEvent::State(pc.connection_state()));
             })
         };
+        let on_negotiation = {
+            let report = report.clone();
+            Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+                report(PeerEvent::NegotiationNeeded);
+            })
+        };
         // web-sys has no `onicecandidateerror` setter; the event's fields are read by name.
         let on_ice_error = Closure::<dyn FnMut(_)>::new(move |event: web_sys::Event| {
             let field = |name: &str| Reflect::get(&event, &JsValue::from_str(name)).ok();
@@ -99,6 +109,7 @@ impl Peer {
         pc.set_onicecandidate(Some(on_candidate.as_ref().unchecked_ref()));
         pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
         pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
+        pc.set_onnegotiationneeded(Some(on_negotiation.as_ref().unchecked_ref()));
         pc.add_event_listener_with_callback(
             ICE_ERROR_EVENT,
             on_ice_error.as_ref().unchecked_ref(),
@@ -110,7 +121,59 @@ impl Peer {
             _on_track: on_track,
             _on_state: on_state,
             _on_ice_error: on_ice_error,
+            _on_negotiation: on_negotiation,
         })
+    }
+
+    /// Applies the other side's offer, rolling back an offer of ours first (the polite side of
+    /// perfect negotiation), and answers it; returns the answer's SDP.
+    pub async fn answer_offer(&mut self, sdp: &str) -> Result<String, JsValue> {
+        if self.has_local_offer() {
+            let rollback = RtcSessionDescriptionInit::new(RtcSdpType::Rollback);
+            JsFuture::from(self.pc.set_local_description(&rollback)).await?;
+        }
+        self.accept_offer(sdp).await
+    }
+
+    /// `restartIce()`: the next offer gathers new candidates (web-sys has no binding for it).
+    pub fn restart_ice(&self) -> Result<(), JsValue> {
+        let restart: Function =
+            Reflect::get(&self.pc, &JsValue::from_str("restartIce"))?.dyn_into()?;
+        restart.call0(&self.pc)?;
+        Ok(())
+    }
+
+    /// Starts sending the tracks of `stream` on a connection that was opened without them: a
+    /// receive-only transceiver of the same kind takes the track (and becomes send-receive),
+    /// so that no new m-line is needed; otherwise the track is added. Either way the browser
+    /// asks for a renegotiation.
+    pub async fn add_media(&self, stream: &MediaStream) -> Result<(), JsValue> {
+        let transceivers = self.pc.get_transceivers();
+        for track in stream.get_tracks() {
+            let track: MediaStreamTrack = track.dyn_into()?;
+            let free = transceivers.iter().find_map(|t| {
+                let t: RtcRtpTransceiver = t.dyn_into().ok()?;
+                let kind_matches = t.receiver().track().kind() == track.kind();
+                (kind_matches && t.sender().track().is_none()).then_some(t)
+            });
+            match free {
+                Some(transceiver) => {
+                    JsFuture::from(transceiver.sender().replace_track(Some(&track))).await?;
+                    transceiver.set_direction(RtcRtpTransceiverDirection::Sendrecv);
+                    let streams = Array::of1(stream);
+                    // setStreams keeps the remote side's `streams[0]` the same as with addTrack.
+                    if let Ok(set) = Reflect::get(&transceiver.sender(), &"setStreams".into())
+                        .and_then(|f| f.dyn_into::<Function>())
+                    {
+                        let _ = set.apply(&transceiver.sender(), &streams);
+                    }
+                }
+                None => {
+                    self.pc.add_track_0(&track, stream);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Uses `ice_servers` from now on (fresh TURN credentials, say) for later gathering and
@@ -256,6 +319,7 @@ impl Drop for Peer {
         self.pc.set_onicecandidate(None);
         self.pc.set_ontrack(None);
         self.pc.set_onconnectionstatechange(None);
+        self.pc.set_onnegotiationneeded(None);
         let _ = self.pc.remove_event_listener_with_callback(
             ICE_ERROR_EVENT,
             self._on_ice_error.as_ref().unchecked_ref(),

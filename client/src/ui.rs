@@ -1,62 +1,29 @@
-//! The page's elements: two videos, three buttons and a status line.
+//! The page's elements: your video, one tile per other person, three buttons, a status line.
 //!
 //! The ids are the ones the original JavaScript pages used, so their scripts and tests still
-//! find them: `localVideo`, `remoteVideo`, `startButton`, `callButton`, `hangupButton`, and
-//! `status` for the line that tells the person what is happening, and `connectionPath` for the
-//! network path the call took.
+//! find them: `localVideo`, `remoteVideo` (the first other person's video), `startButton`,
+//! `callButton`, `hangupButton`; `status` for the line that tells the person what is happening,
+//! `connectionPath` for the network path of the call, and `remotes` holding one tile per other
+//! person: a `<figure data-peer data-conn data-state>` with a `<video data-peer>` and a caption.
+
+use std::collections::BTreeMap;
 
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{Document, HtmlButtonElement, HtmlElement, HtmlVideoElement, MediaStream};
+use web_sys::{Document, Element, HtmlButtonElement, HtmlElement, HtmlVideoElement, MediaStream};
 
-use crate::diagnose::Path;
-
-/// What the status line says, also exposed as its `data-state` attribute for scripts and tests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// Asking for camera and microphone, or joining the room.
-    Starting,
-    /// In the room alone, or with someone who has not called yet.
-    Waiting(String),
-    /// Negotiating a call.
-    Connecting,
-    /// Media flows both ways.
-    Connected,
-    /// The call was hung up.
-    Ended(String),
-    /// Something the person must know about.
-    Error(String),
-}
-
-impl Status {
-    fn state(&self) -> &'static str {
-        match self {
-            Status::Starting => "starting",
-            Status::Waiting(_) => "waiting",
-            Status::Connecting => "connecting",
-            Status::Connected => "connected",
-            Status::Ended(_) => "ended",
-            Status::Error(_) => "error",
-        }
-    }
-
-    fn text(&self) -> &str {
-        match self {
-            Status::Starting => "Starting: asking for camera and microphone…",
-            Status::Connecting => "Connecting…",
-            Status::Connected => "Connected.",
-            Status::Waiting(text) | Status::Ended(text) | Status::Error(text) => text,
-        }
-    }
-}
+use crate::{
+    core::{ConnId, Status, Tile, TileState},
+    diagnose::Path,
+};
 
 /// The buttons of the page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Button {
     /// Ask for camera and microphone again.
     Start,
-    /// Call the other person.
+    /// Call the people in the room.
     Call,
-    /// End the call.
+    /// End the calls.
     HangUp,
 }
 
@@ -69,30 +36,43 @@ impl Button {
     ];
 }
 
+/// One person's tile on the page.
+struct TileView {
+    figure: Element,
+    video: HtmlVideoElement,
+    caption: Element,
+}
+
 /// Handles to the page's elements.
 pub struct Ui {
+    document: Document,
     /// The local camera preview.
     pub local_video: HtmlVideoElement,
-    /// The other person.
+    /// The first other person's video; it stays in the page (empty) while nobody is there.
     pub remote_video: HtmlVideoElement,
+    remotes: Element,
     start: HtmlButtonElement,
     call: HtmlButtonElement,
     hang_up: HtmlButtonElement,
     status: HtmlElement,
     path: HtmlElement,
+    tiles: BTreeMap<ConnId, TileView>,
 }
 
 impl Ui {
     /// Finds the elements in `document`.
     pub fn find(document: &Document) -> Result<Self, JsValue> {
         Ok(Self {
+            document: document.clone(),
             local_video: by_id(document, "localVideo")?,
             remote_video: by_id(document, "remoteVideo")?,
+            remotes: by_id(document, "remotes")?,
             start: by_id(document, "startButton")?,
             call: by_id(document, "callButton")?,
             hang_up: by_id(document, "hangupButton")?,
             status: by_id(document, "status")?,
             path: by_id(document, "connectionPath")?,
+            tiles: BTreeMap::new(),
         })
     }
 
@@ -105,9 +85,11 @@ impl Ui {
         }
     }
 
-    /// Shows `status` on the status line.
+    /// Shows `status` on the status line, with its `data-state`.
     pub fn set_status(&self, status: &Status) {
-        self.status.set_text_content(Some(status.text()));
+        if self.status.text_content().as_deref() != Some(status.text()) {
+            self.status.set_text_content(Some(status.text()));
+        }
         let _ = self.status.set_attribute("data-state", status.state());
     }
 
@@ -119,6 +101,13 @@ impl Ui {
         let _ = self.path.set_attribute("data-path", value);
     }
 
+    /// Marks a person's tile with the path their media takes.
+    pub fn show_tile_path(&self, conn: ConnId, path: Path) {
+        if let Some(view) = self.tiles.get(&conn) {
+            let _ = view.figure.set_attribute("data-path", path.as_str());
+        }
+    }
+
     /// Enables exactly the buttons that make sense now.
     pub fn enable(&self, start: bool, call: bool, hang_up: bool) {
         self.start.set_disabled(!start);
@@ -126,14 +115,129 @@ impl Ui {
         self.hang_up.set_disabled(!hang_up);
     }
 
-    /// Shows `stream` in the remote video, or clears it.
-    pub fn show_remote(&self, stream: Option<&MediaStream>) {
-        self.remote_video.set_src_object(stream);
-    }
-
     /// Shows `stream` as the local preview.
     pub fn show_local(&self, stream: Option<&MediaStream>) {
         self.local_video.set_src_object(stream);
+    }
+
+    /// Makes the tiles on the page match `tiles` (in that order), showing each connection's
+    /// stream from `streams`. The first tile's video is `#remoteVideo`; with nobody there, the
+    /// page's own (hidden, empty) placeholder video is.
+    pub fn sync_tiles(&mut self, tiles: &[Tile], streams: &BTreeMap<ConnId, MediaStream>) {
+        let gone: Vec<ConnId> = self
+            .tiles
+            .keys()
+            .filter(|conn| !tiles.iter().any(|t| t.conn == **conn))
+            .copied()
+            .collect();
+        for conn in gone {
+            if let Some(view) = self.tiles.remove(&conn) {
+                view.video.set_src_object(None);
+                if view.video.is_same_node(Some(&self.remote_video)) {
+                    // The placeholder stays in the page for the original scripts.
+                    for name in ["data-peer", "data-conn", "data-state", "data-path"] {
+                        let _ = view.figure.remove_attribute(name);
+                    }
+                    let _ = view.video.remove_attribute("data-peer");
+                    view.caption.set_text_content(None);
+                } else {
+                    view.figure.remove();
+                }
+            }
+        }
+        for (index, tile) in tiles.iter().enumerate() {
+            if !self.tiles.contains_key(&tile.conn) {
+                match self.new_tile() {
+                    Ok(view) => {
+                        self.tiles.insert(tile.conn, view);
+                    }
+                    Err(err) => {
+                        web_sys::console::warn_2(&"cannot add a tile".into(), &err);
+                        continue;
+                    }
+                }
+            }
+            let Some(view) = self.tiles.get(&tile.conn) else {
+                continue;
+            };
+            let peer = tile.peer.to_string();
+            let _ = view.figure.set_attribute("data-peer", &peer);
+            let _ = view
+                .figure
+                .set_attribute("data-conn", &tile.conn.0.to_string());
+            let _ = view.figure.set_attribute("data-state", tile.state.as_str());
+            let _ = view.figure.remove_attribute("hidden");
+            let _ = view.video.set_attribute("data-peer", &peer);
+            let who = tile.name.as_deref().unwrap_or("Someone");
+            let caption = match tile.state {
+                TileState::Connecting => format!("{who} (connecting…)"),
+                TileState::Connected => who.to_owned(),
+                TileState::Reconnecting => format!("{who} (reconnecting…)"),
+                TileState::Lost => format!("{who} (connection lost)"),
+            };
+            if view.caption.text_content().as_deref() != Some(caption.as_str()) {
+                view.caption.set_text_content(Some(&caption));
+            }
+            let stream = streams.get(&tile.conn);
+            let shown = view.video.src_object().map(JsValue::from);
+            if shown != stream.cloned().map(JsValue::from) {
+                view.video.set_src_object(stream);
+            }
+            view.video
+                .set_id(if index == 0 { "remoteVideo" } else { "" });
+            // In the order of `tiles`.
+            let _ = self.remotes.append_child(&view.figure);
+        }
+        let placeholder_used = self
+            .tiles
+            .values()
+            .any(|v| v.video.is_same_node(Some(&self.remote_video)));
+        if !placeholder_used {
+            self.remote_video
+                .set_id(if tiles.is_empty() { "remoteVideo" } else { "" });
+            if let Some(figure) = self.remote_video.parent_element() {
+                let _ = figure.set_attribute("hidden", "");
+            }
+        }
+    }
+
+    /// A new tile at the end of `#remotes`. The first one reuses the placeholder's elements.
+    fn new_tile(&mut self) -> Result<TileView, JsValue> {
+        let placeholder_free = !self
+            .tiles
+            .values()
+            .any(|v| v.video.is_same_node(Some(&self.remote_video)));
+        if placeholder_free {
+            if let Some(figure) = self.remote_video.parent_element() {
+                let caption = match figure.query_selector("figcaption")? {
+                    Some(caption) => caption,
+                    None => {
+                        let caption = self.document.create_element("figcaption")?;
+                        figure.append_child(&caption)?;
+                        caption
+                    }
+                };
+                return Ok(TileView {
+                    figure,
+                    video: self.remote_video.clone(),
+                    caption,
+                });
+            }
+        }
+        let figure = self.document.create_element("figure")?;
+        figure.set_class_name("tile");
+        let video: HtmlVideoElement = self.document.create_element("video")?.dyn_into()?;
+        video.set_autoplay(true);
+        let _ = video.set_attribute("playsinline", "");
+        let caption = self.document.create_element("figcaption")?;
+        figure.append_child(&video)?;
+        figure.append_child(&caption)?;
+        self.remotes.append_child(&figure)?;
+        Ok(TileView {
+            figure,
+            video,
+            caption,
+        })
     }
 }
 

@@ -15,10 +15,11 @@
 
 use client::{
     app::Options,
+    core::Status,
     diagnose::{self, IceServerError},
     media::open_camera_and_microphone,
     peer::{Peer, PeerEvent},
-    ui::{Button, Status, Ui},
+    ui::{Button, Ui},
 };
 use futures::channel::mpsc::{self, TryRecvError, UnboundedReceiver};
 use js_sys::{Date, Promise};
@@ -137,6 +138,8 @@ struct Side {
     tracks: Vec<MediaStream>,
     /// Every STUN/TURN server error reported, in order.
     ice_errors: Vec<IceServerError>,
+    /// How many times the connection asked for a negotiation.
+    negotiations: u32,
 }
 
 impl Side {
@@ -154,6 +157,7 @@ impl Side {
             states: Vec::new(),
             tracks: Vec::new(),
             ice_errors: Vec::new(),
+            negotiations: 0,
         }
     }
 
@@ -165,6 +169,7 @@ impl Side {
                 PeerEvent::State(state) => self.states.push(state),
                 PeerEvent::Track(stream) => self.tracks.push(stream),
                 PeerEvent::IceServerError(error) => self.ice_errors.push(error),
+                PeerEvent::NegotiationNeeded => self.negotiations += 1,
             }
         }
     }
@@ -481,7 +486,8 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         document.body().expect("a body").set_inner_html(body);
         document
     };
-    let complete = r#"<video id="localVideo"></video><video id="remoteVideo"></video>
+    let complete = r#"<video id="localVideo"></video>
+        <div id="remotes"><figure><video id="remoteVideo"></video></figure></div>
         <button id="startButton"></button><button id="callButton"></button>
         <button id="hangupButton"></button><p id="status"></p><p id="connectionPath"></p>"#;
 
@@ -515,4 +521,77 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         .map(|&(button, _)| ui.button(button).disabled())
         .collect();
     assert_eq!(disabled, [true, false, true]);
+}
+
+/// Perfect negotiation in the browser: both sides offer at once (glare); the polite side rolls
+/// its offer back and answers, the impolite side keeps its offer and takes the answer. Then a
+/// side that had no camera adds it mid-call and renegotiates: the other side receives that
+/// video, all on the same two connections.
+#[wasm_bindgen_test]
+async fn glare_is_settled_by_rollback_and_media_can_be_added_mid_call() {
+    let local = open_camera_and_microphone()
+        .await
+        .expect("the fake camera and microphone");
+    let mut impolite = Side::new("impolite");
+    let mut polite = Side::new("polite");
+    impolite.peer.send_media(None);
+    polite.peer.send_media(None);
+    let impolite_offer = impolite.peer.create_offer().await.expect("offer");
+    let _polite_offer = polite.peer.create_offer().await.expect("offer");
+    assert!(polite.peer.has_local_offer() && impolite.peer.has_local_offer());
+    // The impolite side ignores the polite side's offer; the polite side answers.
+    let answer = polite
+        .peer
+        .answer_offer(&impolite_offer)
+        .await
+        .expect("the polite side rolls back and answers");
+    impolite
+        .peer
+        .accept_answer(&answer)
+        .await
+        .expect("the impolite side takes the answer");
+    connect(&mut impolite, &mut polite).await;
+
+    // The polite side's camera opens now. (The browser wants a negotiation: it raised
+    // negotiationneeded when the flag went up, which after a rollback may already have been.)
+    polite.collect();
+    polite.peer.add_media(&local).await.expect("add the camera");
+    polite.collect();
+    assert!(polite.negotiations > 0, "no negotiationneeded at all");
+    let offer = polite
+        .peer
+        .create_offer()
+        .await
+        .expect("renegotiation offer");
+    let answer = impolite
+        .peer
+        .answer_offer(&offer)
+        .await
+        .expect("answer the renegotiation");
+    polite
+        .peer
+        .accept_answer(&answer)
+        .await
+        .expect("apply the answer");
+    let deadline = Deadline::start();
+    let video = loop {
+        impolite.collect();
+        if let Some(stream) = impolite
+            .tracks
+            .iter()
+            .find(|s| s.get_video_tracks().length() > 0)
+        {
+            break video_showing(stream);
+        }
+        deadline
+            .tick(|| "the added camera's track on the other side".to_owned())
+            .await;
+    };
+    wait_for_frames(&video, "the added camera's").await;
+    assert_eq!(
+        impolite.peer.connection().connection_state(),
+        RtcPeerConnectionState::Connected
+    );
+    video.remove();
+    stop(&local);
 }

@@ -85,8 +85,10 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
             "return document.getElementById('status').dataset.state === 'connected'",
         )
         .await;
-        // Two pages of one machine talk over its own addresses: a direct path.
-        assert_eq!(e2e::browser::connection_path(page).await, "host");
+        // Two pages of one machine talk over its own addresses: a direct path (prflx when the
+        // connectivity checks arrive before the trickled candidate).
+        let path = e2e::browser::connection_path(page).await;
+        assert!(["host", "prflx"].contains(&path.as_str()), "path {path}");
     }
 
     // A third person in the full room is told so and never gets the pair's media.

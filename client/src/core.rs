@@ -1,0 +1,1116 @@
+//! The call engine: the room's state and every decision, as `state + input -> effects`.
+//!
+//! Nothing here touches the browser. The browser layer (`app.rs`) turns callbacks into
+//! [`Input`]s, hands them to [`Engine::handle`], and carries out the [`Effect`]s it gets back,
+//! in order; the outcome of an effect on a peer connection (a local description made, an answer
+//! applied, a failure) comes back as the next input. The page then shows [`Engine::status`] and
+//! [`Engine::tiles`]. Every decision is unit-tested on the host (`cargo test -p client --lib`).
+//!
+//! - **Mesh.** One peer connection ([`ConnId`]) per other person. A `#true` page calls everyone;
+//!   otherwise, in a room of three or more, the newer page of each pair calls the older one, so
+//!   `/` plus `/#true` is still the 1:1 call where the page without the hash waits to be called.
+//! - **Perfect negotiation.** Offers come only from `negotiationneeded`; of two colliding offers
+//!   the impolite side ignores the other's and the polite side rolls its own back (the browser's
+//!   implicit rollback in `setRemoteDescription`). Politeness comes from the session ids, which
+//!   both sides know and which outlive relay restarts.
+//! - **Calls survive.** Losing the relay keeps every peer connection: the page reconnects with
+//!   jittered exponential backoff, resumes with its token or joins again with its session id,
+//!   and recognises the others by theirs. A connection that fails, or stays disconnected for
+//!   [`Timing::disconnected_ms`], or a network change, gets an ICE restart; one not back within
+//!   [`Timing::lost_ms`] is shown as lost.
+
+use std::collections::BTreeSet;
+
+use protocol::{ClientMsg, ErrorKind, IceCandidate, IceServer, PeerId, PeerInfo, ServerMsg};
+
+use crate::diagnose::{self, IceServerError, IceSetup};
+
+/// One peer connection, numbered by the engine. Inputs about a connection that has been closed
+/// are stale and ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u32);
+
+/// The timers the engine owns. Starting one that runs replaces it; the engine cancels each when
+/// its reason goes away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// Try the relay again.
+    Reconnect,
+    /// The connection stayed disconnected this long: restart ICE.
+    Disconnected(ConnId),
+    /// The connection was not restored in time: the person is lost.
+    Lost(ConnId),
+}
+
+/// `RTCPeerConnection.connectionState`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Not started.
+    New,
+    /// ICE and DTLS are under way.
+    Connecting,
+    /// Media can flow.
+    Connected,
+    /// Lost contact; may come back by itself.
+    Disconnected,
+    /// Gave up; only an ICE restart brings it back.
+    Failed,
+    /// Closed.
+    Closed,
+}
+
+/// What a peer connection reported, or how an effect on it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerInput {
+    /// `negotiationneeded`: tracks or an ICE restart want a new offer.
+    NegotiationNeeded,
+    /// [`Effect::MakeOffer`] or [`Effect::ApplyOffer`] made this local description.
+    LocalDescription {
+        /// An offer (from `MakeOffer`), or an answer (from `ApplyOffer`).
+        offer: bool,
+        /// Its SDP.
+        sdp: String,
+    },
+    /// [`Effect::ApplyAnswer`] succeeded.
+    AnswerApplied,
+    /// An effect on the connection failed, with the browser's words.
+    Failed(String),
+    /// A local ICE candidate to send.
+    Candidate(IceCandidate),
+    /// The connection's state changed.
+    State(ConnState),
+    /// A STUN or TURN server could not be used (`icecandidateerror`).
+    IceServerError(IceServerError),
+}
+
+/// Something that happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// The page started: join the room.
+    Start,
+    /// A message from the relay.
+    Relay(ServerMsg),
+    /// The relay connection closed or could not open, with words for the person.
+    RelayLost(String),
+    /// A timer went off.
+    Timer(Timer),
+    /// The browser reports a network change (`online`).
+    Online,
+    /// Camera and microphone opened (`Ok`), or why not.
+    Media(Result<(), String>),
+    /// The person pressed Call.
+    Call,
+    /// The person pressed Hang up.
+    HangUp,
+    /// A peer connection's news.
+    Peer(ConnId, PeerInput),
+}
+
+/// Something for the browser layer to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Open a new relay connection. Later [`Effect::Send`]s go to it once it is open.
+    ConnectRelay,
+    /// Send a message to the relay.
+    Send(ClientMsg),
+    /// Create a peer connection with the current ICE servers and add the local media (or
+    /// receive-only transceivers without any); report its news as [`Input::Peer`].
+    Open {
+        /// The new connection.
+        conn: ConnId,
+    },
+    /// Close the connection and drop its handlers.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// `setLocalDescription()` for an offer; report [`PeerInput::LocalDescription`].
+    MakeOffer {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// `setRemoteDescription(offer)` (which rolls back an offer of ours), then
+    /// `setLocalDescription()` for the answer; report [`PeerInput::LocalDescription`].
+    ApplyOffer {
+        /// The connection.
+        conn: ConnId,
+        /// The offer.
+        sdp: String,
+    },
+    /// `setRemoteDescription(answer)`; report [`PeerInput::AnswerApplied`].
+    ApplyAnswer {
+        /// The connection.
+        conn: ConnId,
+        /// The answer.
+        sdp: String,
+    },
+    /// `addIceCandidate`. Only issued once a remote description is in place.
+    AddCandidate {
+        /// The connection.
+        conn: ConnId,
+        /// The remote candidate.
+        candidate: IceCandidate,
+    },
+    /// `restartIce()`: the next offer gathers new candidates.
+    RestartIce {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Add the local media that just opened to the connection (a renegotiation follows).
+    AddMedia {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Use these ICE servers from now on, on every open connection too.
+    SetIceServers(Vec<IceServer>),
+    /// Start (or restart) a timer.
+    StartTimer {
+        /// Which.
+        timer: Timer,
+        /// After how long.
+        ms: u32,
+    },
+    /// Cancel a timer.
+    CancelTimer(Timer),
+}
+
+/// How one remote person's tile looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TileState {
+    /// The call with them is being set up.
+    Connecting,
+    /// Media flows.
+    Connected,
+    /// The connection dropped; an ICE restart is under way.
+    Reconnecting,
+    /// Not restored in time.
+    Lost,
+}
+
+impl TileState {
+    /// The tile's `data-state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Reconnecting => "reconnecting",
+            Self::Lost => "lost",
+        }
+    }
+}
+
+/// One remote person's tile, as the page should show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tile {
+    /// The connection whose media it shows.
+    pub conn: ConnId,
+    /// The person's relay id (`data-peer`); it changes if the relay restarts.
+    pub peer: PeerId,
+    /// The person's display name.
+    pub name: Option<String>,
+    /// How it is going.
+    pub state: TileState,
+}
+
+/// What the status line says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Asking for camera and microphone, or joining the room.
+    Starting,
+    /// In the room alone, or with people who have not called yet.
+    Waiting(String),
+    /// Setting up a call.
+    Connecting,
+    /// Media flows with everybody called.
+    Connected,
+    /// The person hung up, or was hung up on.
+    Ended(String),
+    /// Something the person must know about; stays until what resolves it happens.
+    Error(String),
+}
+
+impl Status {
+    /// The status line's `data-state`.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Waiting(_) => "waiting",
+            Status::Connecting => "connecting",
+            Status::Connected => "connected",
+            Status::Ended(_) => "ended",
+            Status::Error(_) => "error",
+        }
+    }
+
+    /// The status line's text.
+    pub fn text(&self) -> &str {
+        match self {
+            Status::Starting => "Starting: asking for camera and microphone…",
+            Status::Connecting => "Connecting…",
+            Status::Connected => "Connected.",
+            Status::Waiting(text) | Status::Ended(text) | Status::Error(text) => text,
+        }
+    }
+}
+
+/// How long the engine waits for things.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// First relay reconnection delay; it doubles per attempt.
+    pub reconnect_base_ms: u32,
+    /// The longest relay reconnection delay.
+    pub reconnect_max_ms: u32,
+    /// A connection disconnected this long gets an ICE restart.
+    pub disconnected_ms: u32,
+    /// A connection not restored this long after it dropped is lost.
+    pub lost_ms: u32,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            reconnect_base_ms: 500,
+            reconnect_max_ms: 10_000,
+            disconnected_ms: 3_000,
+            lost_ms: 30_000,
+        }
+    }
+}
+
+/// How the page was opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `#true`: call everybody in the room.
+    pub caller: bool,
+    /// The room to join.
+    pub room: String,
+    /// The display name to join with.
+    pub name: Option<String>,
+    /// This page's session id: random, kept for the page's lifetime.
+    pub session: String,
+    /// A seed for the reconnection jitter.
+    pub seed: u64,
+    /// Timers.
+    pub timing: Timing,
+}
+
+/// What a problem on the page is about; each kind is cleared by what resolves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trouble {
+    /// No camera or microphone: cleared when they open.
+    Media,
+    /// The relay refused a request (a full room): cleared by the next `welcome`.
+    Refused,
+    /// A call failed: cleared when a call connects or a new one starts.
+    Call,
+}
+
+/// The state of the relay connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RelayState {
+    /// Not asked to start yet.
+    Idle,
+    /// A socket is opening and `join` is on its way.
+    Joining,
+    /// In the room.
+    Joined,
+    /// Lost; [`Timer::Reconnect`] runs.
+    Down,
+}
+
+/// Where a connection's offer/answer exchange stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signaling {
+    /// Nothing outstanding.
+    Stable,
+    /// [`Effect::MakeOffer`] issued.
+    MakingOffer,
+    /// Our offer is out; waiting for the answer.
+    HaveLocalOffer,
+    /// [`Effect::ApplyOffer`] issued.
+    Answering,
+    /// [`Effect::ApplyAnswer`] issued.
+    ApplyingAnswer,
+}
+
+/// A call with one person.
+#[derive(Debug)]
+struct Link {
+    conn: ConnId,
+    polite: bool,
+    signaling: Signaling,
+    /// `negotiationneeded` came while the exchange was busy: offer once it is stable.
+    negotiation_wanted: bool,
+    /// A remote description is in place: candidates can be added.
+    remote_set: bool,
+    /// Our ICE restart offer is out: the other side's new candidates wait for its answer.
+    restarting: bool,
+    /// Remote candidates waiting for a remote description (or the restart's answer).
+    pending: Vec<IceCandidate>,
+    /// Our last offer, sent again if the relay may have lost it.
+    last_offer: Option<String>,
+    state: ConnState,
+    tile: TileState,
+    /// The call connected once: losing it is "lost", never having it is "failed".
+    ever_connected: bool,
+    /// The TURN server that refused our credentials, if one did.
+    turn_refused: Option<String>,
+}
+
+/// Another person of the room, as far as we know.
+#[derive(Debug)]
+struct Remote {
+    id: PeerId,
+    session: Option<String>,
+    name: Option<String>,
+    /// They joined after us (we heard of them by `peer-joined`).
+    newer: bool,
+    /// In the room as far as the relay says.
+    present: bool,
+    link: Option<Link>,
+}
+
+/// The room's whole state.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    relay: RelayState,
+    me: Option<PeerId>,
+    resume_token: Option<String>,
+    ice_servers: Vec<IceServer>,
+    reconnects: u32,
+    /// Why the relay was lost, while it is.
+    relay_lost: Option<String>,
+    /// Whether we take part in calls: false after Hang up, until Call or an incoming offer.
+    active: bool,
+    /// The remote people, in the order we heard of them.
+    remotes: Vec<Remote>,
+    problems: Vec<(Trouble, String)>,
+    /// The last call ended (hang-up), with words for the person.
+    ended: Option<String>,
+    next_conn: u32,
+    timers: BTreeSet<Timer>,
+    rng: u64,
+    /// Connections opened in the page's lifetime, for the tests' "no new call" checks.
+    opened: u32,
+}
+
+impl Engine {
+    /// An engine that has not joined yet; give it [`Input::Start`].
+    pub fn new(config: Config) -> Self {
+        // splitmix64 of the seed: xorshift's first outputs from a small seed are all near 0.
+        let mut z = config.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let rng = (z ^ (z >> 31)) | 1;
+        Self {
+            config,
+            relay: RelayState::Idle,
+            me: None,
+            resume_token: None,
+            ice_servers: Vec::new(),
+            reconnects: 0,
+            relay_lost: None,
+            active: true,
+            remotes: Vec::new(),
+            problems: Vec::new(),
+            ended: None,
+            next_conn: 0,
+            timers: BTreeSet::new(),
+            rng,
+            opened: 0,
+        }
+    }
+
+    /// Acts on one input; returns what the browser layer must do, in order.
+    pub fn handle(&mut self, input: Input) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match input {
+            Input::Start => {
+                self.relay = RelayState::Joining;
+                out.push(Effect::ConnectRelay);
+                out.push(Effect::Send(self.join_msg(None)));
+            }
+            Input::Relay(msg) => self.on_relay(msg, &mut out),
+            Input::RelayLost(why) => self.on_relay_lost(why, &mut out),
+            Input::Timer(timer) => self.on_timer(timer, &mut out),
+            Input::Online => {
+                // The device's addresses may have changed: every connection looks again.
+                for conn in self.links().map(|l| l.conn).collect::<Vec<_>>() {
+                    self.restart_ice(conn, &mut out);
+                }
+            }
+            Input::Media(Ok(())) => {
+                self.clear_problem(Trouble::Media);
+                for conn in self.links().map(|l| l.conn).collect::<Vec<_>>() {
+                    out.push(Effect::AddMedia { conn });
+                }
+            }
+            Input::Media(Err(why)) => self.set_problem(Trouble::Media, why),
+            Input::Call => {
+                self.active = true;
+                self.ended = None;
+                let ids: Vec<PeerId> = self
+                    .remotes
+                    .iter()
+                    .filter(|r| r.present && r.link.is_none())
+                    .map(|r| r.id)
+                    .collect();
+                for id in ids {
+                    self.open_link(id, &mut out);
+                }
+            }
+            Input::HangUp => {
+                let linked: Vec<(PeerId, ConnId)> = self
+                    .remotes
+                    .iter()
+                    .filter_map(|r| Some((r.id, r.link.as_ref()?.conn)))
+                    .collect();
+                if !linked.is_empty() {
+                    for (id, conn) in linked {
+                        self.send(&mut out, ClientMsg::HangUp { to: Some(id) });
+                        self.close_link(conn, &mut out);
+                    }
+                    self.active = false;
+                    self.ended = Some("Call ended. Press Call to call again.".to_owned());
+                }
+            }
+            Input::Peer(conn, news) => self.on_peer(conn, news, &mut out),
+        }
+        out
+    }
+
+    /// What the status line should say now.
+    pub fn status(&self) -> Status {
+        if let Some((_, text)) = self.problems.last() {
+            return Status::Error(text.clone());
+        }
+        if let Some(why) = &self.relay_lost {
+            if self.relay == RelayState::Down {
+                let calls = self.links().count();
+                let keep = if calls > 0 {
+                    " The call goes on meanwhile."
+                } else {
+                    ""
+                };
+                return Status::Error(format!("{why} Reconnecting to the relay…{keep}"));
+            }
+        }
+        if self.relay != RelayState::Joined && self.me.is_none() {
+            return Status::Starting;
+        }
+        let links: Vec<&Link> = self.links().collect();
+        if links.is_empty() {
+            if let Some(ended) = &self.ended {
+                return Status::Ended(ended.clone());
+            }
+            return match self.remotes.iter().filter(|r| r.present).count() {
+                0 => Status::Waiting("Waiting for the other person to open the page…".to_owned()),
+                _ => Status::Waiting(
+                    "The other person is here. Waiting for their call, or press Call.".to_owned(),
+                ),
+            };
+        }
+        if links.iter().all(|l| l.tile == TileState::Connected) {
+            Status::Connected
+        } else {
+            Status::Connecting
+        }
+    }
+
+    /// The remote people's tiles, in the order they came.
+    pub fn tiles(&self) -> Vec<Tile> {
+        self.remotes
+            .iter()
+            .filter_map(|r| {
+                let link = r.link.as_ref()?;
+                Some(Tile {
+                    conn: link.conn,
+                    peer: r.id,
+                    name: r.name.clone(),
+                    state: link.tile,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether Call makes sense now (someone is here we have no call with).
+    pub fn can_call(&self) -> bool {
+        self.relay == RelayState::Joined
+            && self.remotes.iter().any(|r| r.present && r.link.is_none())
+    }
+
+    /// Whether Hang up makes sense now.
+    pub fn can_hang_up(&self) -> bool {
+        self.links().next().is_some()
+    }
+
+    /// Our relay id, once joined.
+    pub fn me(&self) -> Option<PeerId> {
+        self.me
+    }
+
+    /// The ICE servers new connections get.
+    pub fn ice_servers(&self) -> &[IceServer] {
+        &self.ice_servers
+    }
+
+    /// How many peer connections the page has opened in its lifetime.
+    pub fn connections_opened(&self) -> u32 {
+        self.opened
+    }
+
+    /// The timers running now.
+    pub fn timers(&self) -> impl Iterator<Item = Timer> + '_ {
+        self.timers.iter().copied()
+    }
+
+    fn links(&self) -> impl Iterator<Item = &Link> {
+        self.remotes.iter().filter_map(|r| r.link.as_ref())
+    }
+
+    fn join_msg(&self, resume: Option<String>) -> ClientMsg {
+        ClientMsg::Join {
+            room: self.config.room.clone(),
+            name: self.config.name.clone(),
+            resume,
+            session: Some(self.config.session.clone()),
+        }
+    }
+
+    fn send(&self, out: &mut Vec<Effect>, msg: ClientMsg) {
+        // Without the relay there is nobody to tell; what matters is sent again on rejoin.
+        if self.relay == RelayState::Joined {
+            out.push(Effect::Send(msg));
+        }
+    }
+
+    fn set_problem(&mut self, kind: Trouble, text: String) {
+        self.problems.retain(|(k, _)| *k != kind);
+        self.problems.push((kind, text));
+    }
+
+    fn clear_problem(&mut self, kind: Trouble) {
+        self.problems.retain(|(k, _)| *k != kind);
+    }
+
+    fn start_timer(&mut self, timer: Timer, ms: u32, out: &mut Vec<Effect>) {
+        self.timers.insert(timer);
+        out.push(Effect::StartTimer { timer, ms });
+    }
+
+    fn cancel_timer(&mut self, timer: Timer, out: &mut Vec<Effect>) {
+        if self.timers.remove(&timer) {
+            out.push(Effect::CancelTimer(timer));
+        }
+    }
+
+    /// A number in `0..1`, from a xorshift generator: the jitter of the reconnection delays.
+    fn random(&mut self) -> f64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn remote_by_id(&mut self, id: PeerId) -> Option<&mut Remote> {
+        self.remotes.iter_mut().find(|r| r.id == id)
+    }
+
+    fn link_mut(&mut self, conn: ConnId) -> Option<(&mut Link, PeerId)> {
+        self.remotes.iter_mut().find_map(|r| {
+            let id = r.id;
+            r.link.as_mut().filter(|l| l.conn == conn).map(|l| (l, id))
+        })
+    }
+
+    fn on_relay(&mut self, msg: ServerMsg, out: &mut Vec<Effect>) {
+        match msg {
+            ServerMsg::Welcome {
+                id,
+                peers,
+                ice_servers,
+                resume_token,
+                ..
+            } => self.on_welcome(id, peers, ice_servers, resume_token, out),
+            ServerMsg::IceServers { ice_servers } => {
+                self.ice_servers = ice_servers.clone();
+                out.push(Effect::SetIceServers(ice_servers));
+            }
+            ServerMsg::PeerJoined { peer } => {
+                self.learn(peer, true);
+                self.call_whom_we_should(out);
+            }
+            ServerMsg::PeerLeft { peer, reconnecting } => {
+                let Some(remote) = self.remote_by_id(peer) else {
+                    return;
+                };
+                remote.present = false;
+                let keep = reconnecting && remote.link.is_some();
+                if !keep {
+                    // Gone for good (or we had no call with them): the tile goes.
+                    let conn = remote.link.as_ref().map(|l| l.conn);
+                    if let Some(conn) = conn {
+                        self.close_link(conn, out);
+                    }
+                    self.remotes.retain(|r| r.id != peer);
+                }
+                // A dropped connection may come back: the call stays while its media flows,
+                // and the Lost timer ends it if the media stops too.
+            }
+            ServerMsg::Offer { from, sdp, .. } => self.on_offer(from, sdp, out),
+            ServerMsg::Answer { from, sdp, .. } => {
+                let Some(link) = self.remote_by_id(from).and_then(|r| r.link.as_mut()) else {
+                    return;
+                };
+                if link.signaling == Signaling::HaveLocalOffer {
+                    link.signaling = Signaling::ApplyingAnswer;
+                    out.push(Effect::ApplyAnswer {
+                        conn: link.conn,
+                        sdp,
+                    });
+                }
+                // Otherwise a stale answer (to an offer rolled back or already answered).
+            }
+            ServerMsg::Candidate {
+                from, candidate, ..
+            } => {
+                let Some(link) = self.remote_by_id(from).and_then(|r| r.link.as_mut()) else {
+                    return;
+                };
+                if link.remote_set && !link.restarting {
+                    out.push(Effect::AddCandidate {
+                        conn: link.conn,
+                        candidate,
+                    });
+                } else {
+                    link.pending.push(candidate);
+                }
+            }
+            ServerMsg::HangUp { from, .. } => {
+                let conn = self
+                    .remote_by_id(from)
+                    .and_then(|r| r.link.as_ref())
+                    .map(|l| l.conn);
+                if let Some(conn) = conn {
+                    self.close_link(conn, out);
+                    if self.links().next().is_none() {
+                        self.ended =
+                            Some("The other person hung up. Press Call to call again.".to_owned());
+                    }
+                }
+            }
+            // Our place expired while we were away: join as someone new, same session.
+            ServerMsg::Error {
+                kind: ErrorKind::InvalidResume,
+                ..
+            } => out.push(Effect::Send(self.join_msg(None))),
+            ServerMsg::Error { kind, message } => {
+                let text = match kind {
+                    ErrorKind::RoomFull => format!(
+                        "This room is full. Add ?room=NAME to the address to use another room. \
+                         ({message})"
+                    ),
+                    _ => format!("The relay refused a request: {message}"),
+                };
+                self.set_problem(Trouble::Refused, text);
+            }
+        }
+    }
+
+    fn on_welcome(
+        &mut self,
+        id: PeerId,
+        peers: Vec<PeerInfo>,
+        ice_servers: Vec<IceServer>,
+        resume_token: String,
+        out: &mut Vec<Effect>,
+    ) {
+        self.me = Some(id);
+        self.relay = RelayState::Joined;
+        self.relay_lost = None;
+        self.resume_token = Some(resume_token);
+        self.reconnects = 0;
+        self.cancel_timer(Timer::Reconnect, out);
+        self.clear_problem(Trouble::Refused);
+        if self.ice_servers != ice_servers {
+            self.ice_servers = ice_servers.clone();
+            if self.links().next().is_some() {
+                out.push(Effect::SetIceServers(ice_servers));
+            }
+        }
+        // Who is here now; anyone we knew who is not may still come back (a relay restart
+        // brings everybody back one by one), and keeps their call while its media flows.
+        for remote in &mut self.remotes {
+            remote.present = false;
+        }
+        for peer in peers {
+            self.learn(peer, false);
+        }
+        self.remotes.retain(|r| r.present || r.link.is_some());
+        // An offer of ours may have been lost with the relay: send it again, to the id its
+        // addressee has now. Politeness settles it if they offered too.
+        let resend: Vec<(PeerId, String)> = self
+            .remotes
+            .iter()
+            .filter(|r| r.present)
+            .filter_map(|r| {
+                let link = r.link.as_ref()?;
+                (link.signaling == Signaling::HaveLocalOffer)
+                    .then(|| Some((r.id, link.last_offer.clone()?)))
+                    .flatten()
+            })
+            .collect();
+        for (to, sdp) in resend {
+            self.send(out, ClientMsg::Offer { to: Some(to), sdp });
+        }
+        self.call_whom_we_should(out);
+    }
+
+    /// Records `peer` as in the room: a person we know (by session, or by id) gets their new
+    /// id; anyone else is new to us. `newer`: heard of by `peer-joined`.
+    fn learn(&mut self, peer: PeerInfo, newer: bool) {
+        let known = self
+            .remotes
+            .iter_mut()
+            .find(|r| match (&r.session, &peer.session) {
+                (Some(a), Some(b)) => a == b,
+                _ => r.id == peer.id,
+            });
+        match known {
+            Some(remote) => {
+                remote.id = peer.id;
+                remote.name = peer.name;
+                remote.present = true;
+            }
+            None => self.remotes.push(Remote {
+                id: peer.id,
+                session: peer.session,
+                name: peer.name,
+                newer,
+                present: true,
+                link: None,
+            }),
+        }
+    }
+
+    /// Opens a call with everyone we should call and have none with: a `#true` page calls
+    /// everybody; in a room of three or more the newer page of each pair calls.
+    fn call_whom_we_should(&mut self, out: &mut Vec<Effect>) {
+        if !self.active || self.relay != RelayState::Joined {
+            return;
+        }
+        let people = 1 + self.remotes.iter().filter(|r| r.present).count();
+        let caller = self.config.caller;
+        let to_call: Vec<PeerId> = self
+            .remotes
+            .iter()
+            .filter(|r| r.present && r.link.is_none())
+            .filter(|r| caller || (people >= 3 && !r.newer))
+            .map(|r| r.id)
+            .collect();
+        for id in to_call {
+            self.open_link(id, out);
+        }
+    }
+
+    /// Whether we are the polite side towards `remote`: the one with the greater session id
+    /// (or relay id, for a client that sends no session).
+    fn polite_towards(&self, remote: &Remote) -> bool {
+        match &remote.session {
+            Some(theirs) => self.config.session > *theirs,
+            None => self.me.is_some_and(|me| me > remote.id),
+        }
+    }
+
+    /// Opens a connection to `id`; its `negotiationneeded` makes the offer.
+    fn open_link(&mut self, id: PeerId, out: &mut Vec<Effect>) -> Option<ConnId> {
+        self.ended = None;
+        self.clear_problem(Trouble::Call);
+        let conn = ConnId(self.next_conn);
+        let polite = {
+            let remote = self.remotes.iter().find(|r| r.id == id)?;
+            self.polite_towards(remote)
+        };
+        self.next_conn += 1;
+        self.opened += 1;
+        let remote = self.remote_by_id(id)?;
+        remote.link = Some(Link {
+            conn,
+            polite,
+            signaling: Signaling::Stable,
+            negotiation_wanted: false,
+            remote_set: false,
+            restarting: false,
+            pending: Vec::new(),
+            last_offer: None,
+            state: ConnState::New,
+            tile: TileState::Connecting,
+            ever_connected: false,
+            turn_refused: None,
+        });
+        out.push(Effect::Open { conn });
+        Some(conn)
+    }
+
+    fn close_link(&mut self, conn: ConnId, out: &mut Vec<Effect>) {
+        for remote in &mut self.remotes {
+            if remote.link.as_ref().is_some_and(|l| l.conn == conn) {
+                remote.link = None;
+            }
+        }
+        self.cancel_timer(Timer::Disconnected(conn), out);
+        self.cancel_timer(Timer::Lost(conn), out);
+        out.push(Effect::Close { conn });
+    }
+
+    fn on_offer(&mut self, from: PeerId, sdp: String, out: &mut Vec<Effect>) {
+        if self.remote_by_id(from).is_none() {
+            // An offer from someone we have not heard of (their peer-joined is behind it only
+            // if the relay restarted in between): take them in.
+            self.remotes.push(Remote {
+                id: from,
+                session: None,
+                name: None,
+                newer: true,
+                present: true,
+                link: None,
+            });
+        }
+        let has_link = self.remote_by_id(from).is_some_and(|r| r.link.is_some());
+        if !has_link {
+            // Being called makes us take part again, even after a hang-up.
+            self.active = true;
+            self.open_link(from, out);
+        }
+        let Some(link) = self.remote_by_id(from).and_then(|r| r.link.as_mut()) else {
+            return;
+        };
+        let collision = link.signaling != Signaling::Stable;
+        if collision && !link.polite {
+            // Perfect negotiation: the impolite side keeps its own offer; the other side will
+            // roll back and answer it.
+            return;
+        }
+        link.signaling = Signaling::Answering;
+        link.restarting = false;
+        out.push(Effect::ApplyOffer {
+            conn: link.conn,
+            sdp,
+        });
+    }
+
+    fn on_peer(&mut self, conn: ConnId, news: PeerInput, out: &mut Vec<Effect>) {
+        let relay_up = self.relay == RelayState::Joined;
+        let Some((link, peer)) = self.link_mut(conn) else {
+            return; // News from a connection that has been closed.
+        };
+        match news {
+            PeerInput::NegotiationNeeded => {
+                if link.signaling == Signaling::Stable {
+                    link.signaling = Signaling::MakingOffer;
+                    link.negotiation_wanted = false;
+                    out.push(Effect::MakeOffer { conn });
+                } else {
+                    link.negotiation_wanted = true;
+                }
+            }
+            PeerInput::LocalDescription { offer: true, sdp } => {
+                if link.signaling != Signaling::MakingOffer {
+                    return;
+                }
+                link.signaling = Signaling::HaveLocalOffer;
+                link.last_offer = Some(sdp.clone());
+                if relay_up {
+                    out.push(Effect::Send(ClientMsg::Offer {
+                        to: Some(peer),
+                        sdp,
+                    }));
+                }
+            }
+            PeerInput::LocalDescription { offer: false, sdp } => {
+                if link.signaling != Signaling::Answering {
+                    return;
+                }
+                link.signaling = Signaling::Stable;
+                link.remote_set = true;
+                link.last_offer = None;
+                let pending = std::mem::take(&mut link.pending);
+                let again = std::mem::take(&mut link.negotiation_wanted);
+                if relay_up {
+                    out.push(Effect::Send(ClientMsg::Answer {
+                        to: Some(peer),
+                        sdp,
+                    }));
+                }
+                out.extend(
+                    pending
+                        .into_iter()
+                        .map(|candidate| Effect::AddCandidate { conn, candidate }),
+                );
+                if again {
+                    link.signaling = Signaling::MakingOffer;
+                    out.push(Effect::MakeOffer { conn });
+                }
+            }
+            PeerInput::AnswerApplied => {
+                if link.signaling != Signaling::ApplyingAnswer {
+                    return;
+                }
+                link.signaling = Signaling::Stable;
+                link.remote_set = true;
+                link.restarting = false;
+                link.last_offer = None;
+                let pending = std::mem::take(&mut link.pending);
+                let again = std::mem::take(&mut link.negotiation_wanted);
+                out.extend(
+                    pending
+                        .into_iter()
+                        .map(|candidate| Effect::AddCandidate { conn, candidate }),
+                );
+                if again {
+                    link.signaling = Signaling::MakingOffer;
+                    out.push(Effect::MakeOffer { conn });
+                }
+            }
+            PeerInput::Failed(why) => {
+                // The exchange cannot go on: end this call and say so; Call starts a new one.
+                self.close_link(conn, out);
+                self.set_problem(
+                    Trouble::Call,
+                    format!("The call could not be set up ({why}). Press Call to try again."),
+                );
+            }
+            PeerInput::Candidate(candidate) => {
+                if relay_up {
+                    out.push(Effect::Send(ClientMsg::Candidate {
+                        to: Some(peer),
+                        candidate,
+                    }));
+                }
+            }
+            PeerInput::State(state) => self.on_conn_state(conn, state, out),
+            PeerInput::IceServerError(error) => {
+                if error.is_turn_auth() {
+                    link.turn_refused = Some(error.url);
+                }
+            }
+        }
+    }
+
+    fn on_conn_state(&mut self, conn: ConnId, state: ConnState, out: &mut Vec<Effect>) {
+        let timing = self.config.timing;
+        let setup = IceSetup::of(&self.ice_servers);
+        let Some((link, _)) = self.link_mut(conn) else {
+            return;
+        };
+        link.state = state;
+        match state {
+            ConnState::Connected => {
+                link.tile = TileState::Connected;
+                link.ever_connected = true;
+                self.clear_problem(Trouble::Call);
+                self.cancel_timer(Timer::Disconnected(conn), out);
+                self.cancel_timer(Timer::Lost(conn), out);
+            }
+            ConnState::Disconnected => {
+                if link.tile == TileState::Connected {
+                    link.tile = TileState::Reconnecting;
+                }
+                self.start_timer(Timer::Disconnected(conn), timing.disconnected_ms, out);
+                if !self.timers.contains(&Timer::Lost(conn)) {
+                    self.start_timer(Timer::Lost(conn), timing.lost_ms, out);
+                }
+            }
+            ConnState::Failed => {
+                let advice = (!link.ever_connected)
+                    .then(|| diagnose::ice_failure_advice(setup, link.turn_refused.as_deref()));
+                if link.ever_connected {
+                    link.tile = TileState::Reconnecting;
+                }
+                if let Some(advice) = advice {
+                    // Never connected: no path exists. Say why, and what to do next; the
+                    // ICE restart below tries once more meanwhile.
+                    self.set_problem(Trouble::Call, advice);
+                }
+                self.cancel_timer(Timer::Disconnected(conn), out);
+                if !self.timers.contains(&Timer::Lost(conn)) {
+                    self.start_timer(Timer::Lost(conn), timing.lost_ms, out);
+                }
+                self.restart_ice(conn, out);
+            }
+            ConnState::New | ConnState::Connecting | ConnState::Closed => {}
+        }
+    }
+
+    fn restart_ice(&mut self, conn: ConnId, out: &mut Vec<Effect>) {
+        let Some((link, _)) = self.link_mut(conn) else {
+            return;
+        };
+        if link.tile == TileState::Lost {
+            return;
+        }
+        link.restarting = true;
+        out.push(Effect::RestartIce { conn });
+    }
+
+    fn on_timer(&mut self, timer: Timer, out: &mut Vec<Effect>) {
+        if !self.timers.remove(&timer) {
+            return; // Cancelled after it fired.
+        }
+        match timer {
+            Timer::Reconnect => {
+                self.relay = RelayState::Joining;
+                out.push(Effect::ConnectRelay);
+                let resume = self.resume_token.take();
+                out.push(Effect::Send(self.join_msg(resume)));
+            }
+            Timer::Disconnected(conn) => {
+                if self
+                    .link_mut(conn)
+                    .is_some_and(|(l, _)| l.state == ConnState::Disconnected)
+                {
+                    self.restart_ice(conn, out);
+                }
+            }
+            Timer::Lost(conn) => {
+                let setup = IceSetup::of(&self.ice_servers);
+                let Some((link, _)) = self.link_mut(conn) else {
+                    return;
+                };
+                link.tile = TileState::Lost;
+                let text = if link.ever_connected {
+                    "Lost the connection with someone: it could not be restored. They may have \
+                     lost their network or closed the page; ask them to reload it, or check \
+                     your own network."
+                        .to_owned()
+                } else {
+                    diagnose::ice_failure_advice(setup, link.turn_refused.as_deref())
+                };
+                self.cancel_timer(Timer::Disconnected(conn), out);
+                self.set_problem(Trouble::Call, text);
+            }
+        }
+    }
+
+    fn on_relay_lost(&mut self, why: String, out: &mut Vec<Effect>) {
+        if self.relay == RelayState::Down {
+            return;
+        }
+        self.relay = RelayState::Down;
+        self.relay_lost = Some(why);
+        // Jittered exponential backoff ("equal jitter"): half the delay fixed, half random,
+        // so that a restarted relay is not hit by every page at the same instant.
+        let timing = self.config.timing;
+        let exp = timing
+            .reconnect_base_ms
+            .saturating_mul(1 << self.reconnects.min(16))
+            .min(timing.reconnect_max_ms);
+        let ms = exp / 2 + (f64::from(exp / 2) * self.random()) as u32;
+        self.reconnects += 1;
+        self.start_timer(Timer::Reconnect, ms, out);
+    }
+}
+
+#[cfg(test)]
+mod tests;

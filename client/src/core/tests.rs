@@ -1,0 +1,905 @@
+//! The engine's decisions, on the host: single inputs against expected effects, and whole rooms
+//! of engines wired to a simulated relay and simulated peer connections ([`World`]).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::*;
+
+fn config(caller: bool, session: &str) -> Config {
+    Config {
+        caller,
+        room: "r".into(),
+        name: None,
+        session: session.into(),
+        seed: 7,
+        timing: Timing::default(),
+    }
+}
+
+fn info(id: u64, session: &str) -> PeerInfo {
+    PeerInfo {
+        id: PeerId(id),
+        name: None,
+        session: Some(session.into()),
+    }
+}
+
+fn welcome(id: u64, peers: Vec<PeerInfo>) -> Input {
+    Input::Relay(ServerMsg::Welcome {
+        id: PeerId(id),
+        room: "r".into(),
+        peers,
+        ice_servers: vec![],
+        resume_token: format!("token-{id}"),
+    })
+}
+
+fn opened(effects: &[Effect]) -> Vec<ConnId> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Open { conn } => Some(*conn),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_page_without_the_hash_waits_and_the_caller_calls() {
+    let mut waiter = Engine::new(config(false, "a"));
+    assert_eq!(
+        waiter.handle(Input::Start),
+        vec![
+            Effect::ConnectRelay,
+            Effect::Send(ClientMsg::Join {
+                room: "r".into(),
+                name: None,
+                resume: None,
+                session: Some("a".into()),
+            })
+        ]
+    );
+    assert_eq!(waiter.status(), Status::Starting);
+    assert!(waiter.handle(welcome(1, vec![])).is_empty());
+    assert_eq!(waiter.status().state(), "waiting");
+    let joined = Input::Relay(ServerMsg::PeerJoined { peer: info(2, "b") });
+    assert!(
+        opened(&waiter.handle(joined)).is_empty(),
+        "no hash: no call"
+    );
+    assert!(waiter.can_call());
+
+    let mut caller = Engine::new(config(true, "b"));
+    caller.handle(Input::Start);
+    let effects = caller.handle(welcome(2, vec![info(1, "a")]));
+    assert_eq!(effects, vec![Effect::Open { conn: ConnId(0) }]);
+    assert_eq!(caller.status(), Status::Connecting);
+    // The offer comes from negotiationneeded, and goes to the one we called.
+    let effects = caller.handle(Input::Peer(ConnId(0), PeerInput::NegotiationNeeded));
+    assert_eq!(effects, vec![Effect::MakeOffer { conn: ConnId(0) }]);
+    let effects = caller.handle(Input::Peer(
+        ConnId(0),
+        PeerInput::LocalDescription {
+            offer: true,
+            sdp: "offer".into(),
+        },
+    ));
+    assert_eq!(
+        effects,
+        vec![Effect::Send(ClientMsg::Offer {
+            to: Some(PeerId(1)),
+            sdp: "offer".into()
+        })]
+    );
+}
+
+#[test]
+fn candidates_wait_for_the_remote_description() {
+    let mut callee = Engine::new(config(false, "a"));
+    callee.handle(Input::Start);
+    callee.handle(welcome(1, vec![]));
+    callee.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "b") }));
+    let candidate = IceCandidate {
+        candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    };
+    let early = Input::Relay(ServerMsg::Candidate {
+        from: PeerId(2),
+        from_name: None,
+        candidate: candidate.clone(),
+    });
+    assert!(callee.handle(early.clone()).is_empty(), "no call yet");
+    let effects = callee.handle(Input::Relay(ServerMsg::Offer {
+        from: PeerId(2),
+        from_name: None,
+        sdp: "offer".into(),
+    }));
+    let conn = opened(&effects)[0];
+    assert_eq!(
+        effects[1],
+        Effect::ApplyOffer {
+            conn,
+            sdp: "offer".into()
+        }
+    );
+    // A candidate that comes while the offer is being applied waits for it.
+    assert!(callee.handle(early.clone()).is_empty());
+    let effects = callee.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: false,
+            sdp: "answer".into(),
+        },
+    ));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Send(ClientMsg::Answer {
+                to: Some(PeerId(2)),
+                sdp: "answer".into()
+            }),
+            Effect::AddCandidate {
+                conn,
+                candidate: candidate.clone()
+            },
+        ]
+    );
+    assert_eq!(
+        callee.handle(early),
+        vec![Effect::AddCandidate { conn, candidate }]
+    );
+}
+
+#[test]
+fn news_from_a_closed_connection_is_ignored() {
+    let mut caller = Engine::new(config(true, "b"));
+    caller.handle(Input::Start);
+    caller.handle(welcome(2, vec![info(1, "a")]));
+    let conn = ConnId(0);
+    let effects = caller.handle(Input::HangUp);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Send(ClientMsg::HangUp {
+                to: Some(PeerId(1))
+            }),
+            Effect::Close { conn }
+        ]
+    );
+    assert_eq!(caller.status().state(), "ended");
+    for news in [
+        PeerInput::NegotiationNeeded,
+        PeerInput::State(ConnState::Failed),
+        PeerInput::LocalDescription {
+            offer: true,
+            sdp: "late".into(),
+        },
+    ] {
+        assert!(caller.handle(Input::Peer(conn, news)).is_empty());
+    }
+    assert_eq!(caller.timers().count(), 0);
+    // After hanging up, a newcomer is not called; Call calls everybody here.
+    assert!(
+        opened(&caller.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(3, "c") })))
+            .is_empty()
+    );
+    assert_eq!(opened(&caller.handle(Input::Call)).len(), 2);
+}
+
+#[test]
+fn a_peer_leaving_mid_negotiation_ends_only_their_call() {
+    let mut caller = Engine::new(config(true, "c"));
+    caller.handle(Input::Start);
+    caller.handle(welcome(3, vec![info(1, "a"), info(2, "b")]));
+    assert_eq!(caller.tiles().len(), 2);
+    caller.handle(Input::Peer(ConnId(0), PeerInput::NegotiationNeeded));
+    let effects = caller.handle(Input::Relay(ServerMsg::PeerLeft {
+        peer: PeerId(1),
+        reconnecting: false,
+    }));
+    assert_eq!(effects, vec![Effect::Close { conn: ConnId(0) }]);
+    let tiles = caller.tiles();
+    assert_eq!(tiles.len(), 1);
+    assert_eq!(tiles[0].peer, PeerId(2));
+    // The offer it was making finds nobody.
+    let late = caller.handle(Input::Peer(
+        ConnId(0),
+        PeerInput::LocalDescription {
+            offer: true,
+            sdp: "o".into(),
+        },
+    ));
+    assert!(late.is_empty());
+}
+
+#[test]
+fn a_dropped_socket_keeps_a_call_whose_media_flows() {
+    let mut caller = Engine::new(config(true, "b"));
+    caller.handle(Input::Start);
+    caller.handle(welcome(2, vec![info(1, "a")]));
+    caller.handle(Input::Peer(
+        ConnId(0),
+        PeerInput::State(ConnState::Connected),
+    ));
+    let effects = caller.handle(Input::Relay(ServerMsg::PeerLeft {
+        peer: PeerId(1),
+        reconnecting: true,
+    }));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(caller.tiles()[0].state, TileState::Connected);
+    // They come back (resumed: same id) and nothing is redone.
+    let effects = caller.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(1, "a") }));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(caller.connections_opened(), 1);
+}
+
+#[test]
+fn ice_restarts_on_failure_and_after_a_long_disconnection_then_the_person_is_lost() {
+    let mut caller = Engine::new(config(true, "b"));
+    caller.handle(Input::Start);
+    caller.handle(welcome(2, vec![info(1, "a")]));
+    let conn = ConnId(0);
+    caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+    let timing = Timing::default();
+    let effects = caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Disconnected)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::StartTimer {
+                timer: Timer::Disconnected(conn),
+                ms: timing.disconnected_ms
+            },
+            Effect::StartTimer {
+                timer: Timer::Lost(conn),
+                ms: timing.lost_ms
+            },
+        ]
+    );
+    assert_eq!(caller.tiles()[0].state, TileState::Reconnecting);
+    assert_eq!(
+        caller.handle(Input::Timer(Timer::Disconnected(conn))),
+        vec![Effect::RestartIce { conn }]
+    );
+    // The restart's offer; the other side's new candidates wait for its answer.
+    caller.handle(Input::Peer(conn, PeerInput::NegotiationNeeded));
+    caller.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: true,
+            sdp: "restart".into(),
+        },
+    ));
+    let candidate = IceCandidate {
+        candidate: "candidate:2 1 udp 1 192.0.2.9 9 typ host".into(),
+        sdp_mid: None,
+        sdp_m_line_index: Some(0),
+    };
+    let from_them = Input::Relay(ServerMsg::Candidate {
+        from: PeerId(1),
+        from_name: None,
+        candidate: candidate.clone(),
+    });
+    assert!(caller.handle(from_them).is_empty());
+    caller.handle(Input::Relay(ServerMsg::Answer {
+        from: PeerId(1),
+        from_name: None,
+        sdp: "answer".into(),
+    }));
+    assert_eq!(
+        caller.handle(Input::Peer(conn, PeerInput::AnswerApplied)),
+        vec![Effect::AddCandidate { conn, candidate }]
+    );
+    // Connected again: the timers go.
+    let effects = caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+    assert_eq!(effects, vec![Effect::CancelTimer(Timer::Lost(conn))]);
+    assert_eq!(caller.tiles()[0].state, TileState::Connected);
+
+    // Failed: restart at once; not back in time: lost, with what to try.
+    let effects = caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Failed)));
+    assert!(
+        effects.contains(&Effect::RestartIce { conn }),
+        "{effects:?}"
+    );
+    caller.handle(Input::Timer(Timer::Lost(conn)));
+    assert_eq!(caller.tiles()[0].state, TileState::Lost);
+    let status = caller.status();
+    assert_eq!(status.state(), "error");
+    assert!(status.text().contains("reload"), "{status:?}");
+    assert_eq!(caller.timers().count(), 0);
+}
+
+#[test]
+fn a_network_change_restarts_every_connection() {
+    let mut caller = Engine::new(config(true, "c"));
+    caller.handle(Input::Start);
+    caller.handle(welcome(3, vec![info(1, "a"), info(2, "b")]));
+    assert_eq!(
+        caller.handle(Input::Online),
+        vec![
+            Effect::RestartIce { conn: ConnId(0) },
+            Effect::RestartIce { conn: ConnId(1) }
+        ]
+    );
+}
+
+#[test]
+fn relay_reconnection_backs_off_with_jitter_and_resumes() {
+    let mut page = Engine::new(config(false, "a"));
+    page.handle(Input::Start);
+    page.handle(welcome(1, vec![]));
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let effects = page.handle(Input::RelayLost("gone".into()));
+        let Some(Effect::StartTimer {
+            timer: Timer::Reconnect,
+            ms,
+        }) = effects.first()
+        else {
+            panic!("no reconnection timer: {effects:?}");
+        };
+        delays.push(*ms);
+        assert!(page.status().text().contains("Reconnecting"));
+        let effects = page.handle(Input::Timer(Timer::Reconnect));
+        assert_eq!(effects[0], Effect::ConnectRelay);
+    }
+    let timing = Timing::default();
+    for (attempt, ms) in delays.iter().enumerate() {
+        let cap = (timing.reconnect_base_ms << attempt).min(timing.reconnect_max_ms);
+        assert!(*ms >= cap / 2 && *ms <= cap, "attempt {attempt}: {ms} ms");
+    }
+    assert!(delays[3] > delays[0], "{delays:?}");
+    // Two pages with different seeds do not come back at the same instant.
+    let mut other = Engine::new(Config {
+        seed: 99,
+        ..config(false, "b")
+    });
+    other.handle(Input::Start);
+    other.handle(welcome(2, vec![]));
+    let theirs = other.handle(Input::RelayLost("gone".into()));
+    let mut first = Engine::new(config(false, "a"));
+    first.handle(Input::Start);
+    first.handle(welcome(1, vec![]));
+    assert_ne!(theirs, first.handle(Input::RelayLost("gone".into())));
+
+    // The first join after a loss carries the resume token; an expired one joins afresh.
+    let mut page = Engine::new(config(false, "a"));
+    page.handle(Input::Start);
+    page.handle(welcome(1, vec![]));
+    page.handle(Input::RelayLost("gone".into()));
+    let effects = page.handle(Input::Timer(Timer::Reconnect));
+    assert!(matches!(
+        &effects[1],
+        Effect::Send(ClientMsg::Join { resume: Some(t), .. }) if t == "token-1"
+    ));
+    let effects = page.handle(Input::Relay(ServerMsg::Error {
+        kind: ErrorKind::InvalidResume,
+        message: "expired".into(),
+    }));
+    assert!(matches!(
+        &effects[0],
+        Effect::Send(ClientMsg::Join { resume: None, session: Some(s), .. }) if s == "a"
+    ));
+    page.handle(welcome(5, vec![]));
+    assert_eq!(page.me(), Some(PeerId(5)));
+    assert_eq!(page.status().state(), "waiting");
+    assert_eq!(page.timers().count(), 0);
+}
+
+#[test]
+fn a_full_room_stays_on_the_page_until_a_welcome() {
+    let mut page = Engine::new(config(false, "a"));
+    page.handle(Input::Start);
+    page.handle(Input::Media(Err("Camera blocked.".into())));
+    page.handle(Input::Relay(ServerMsg::Error {
+        kind: ErrorKind::RoomFull,
+        message: "6 of 6".into(),
+    }));
+    assert!(page.status().text().contains("full"));
+    page.handle(welcome(1, vec![]));
+    // The room problem is resolved; the camera one is still there.
+    assert_eq!(page.status(), Status::Error("Camera blocked.".into()));
+    page.handle(Input::Media(Ok(())));
+    assert_eq!(page.status().state(), "waiting");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A simulated world: engines, a relay, and peer connections that behave like the browser's as
+// far as the engine can tell (signaling states, implicit rollback, negotiationneeded).
+
+/// A simulated `RTCPeerConnection`.
+#[derive(Debug)]
+struct FakePc {
+    signaling: &'static str,
+    local: Option<String>,
+    remote: Option<String>,
+    /// Tracks to negotiate (set by Open / AddMedia, cleared by a completed exchange).
+    needs_negotiation: bool,
+    closed: bool,
+}
+
+/// One page: its engine, its peer connections, and its inbox of inputs.
+struct Page {
+    engine: Engine,
+    pcs: BTreeMap<ConnId, FakePc>,
+    inbox: VecDeque<Input>,
+    /// The relay connection is up (a `ConnectRelay` was carried out and the relay runs).
+    online: bool,
+    id: Option<PeerId>,
+    timers: BTreeMap<Timer, u32>,
+}
+
+/// Pages, a relay, and a clock-free scheduler that delivers one input at a time.
+struct World {
+    pages: Vec<Page>,
+    next_id: u64,
+    relay_up: bool,
+    /// (page index, message) in flight from the relay.
+    counter: u32,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            pages: Vec::new(),
+            next_id: 1,
+            relay_up: true,
+            counter: 0,
+        }
+    }
+
+    fn open(&mut self, caller: bool) -> usize {
+        let n = self.pages.len();
+        let mut engine = Engine::new(Config {
+            seed: n as u64 + 1,
+            ..config(caller, &format!("session-{n:02}"))
+        });
+        let effects = engine.handle(Input::Start);
+        self.pages.push(Page {
+            engine,
+            pcs: BTreeMap::new(),
+            inbox: VecDeque::new(),
+            online: false,
+            id: None,
+            timers: BTreeMap::new(),
+        });
+        self.carry_out(n, effects);
+        n
+    }
+
+    fn index_of(&self, id: PeerId) -> Option<usize> {
+        self.pages.iter().position(|p| p.online && p.id == Some(id))
+    }
+
+    /// The relay's side of a message from page `from`.
+    fn relay_receive(&mut self, from: usize, msg: ClientMsg) {
+        if !self.relay_up || !self.pages[from].online {
+            return;
+        }
+        match msg {
+            ClientMsg::Join { session, .. } => {
+                let id = PeerId(self.next_id);
+                self.next_id += 1;
+                let peers: Vec<PeerInfo> = self
+                    .pages
+                    .iter()
+                    .filter(|p| p.online && p.id.is_some())
+                    .map(|p| PeerInfo {
+                        id: p.id.expect("joined"),
+                        name: None,
+                        session: Some(p.engine.config.session.clone()),
+                    })
+                    .collect();
+                for page in self.pages.iter_mut().filter(|p| p.online && p.id.is_some()) {
+                    page.inbox.push_back(Input::Relay(ServerMsg::PeerJoined {
+                        peer: PeerInfo {
+                            id,
+                            name: None,
+                            session: session.clone(),
+                        },
+                    }));
+                }
+                self.pages[from].id = Some(id);
+                self.pages[from].inbox.push_back(welcome(id.0, peers));
+            }
+            ClientMsg::Offer { to, sdp } => self.forward(from, to, |f| ServerMsg::Offer {
+                from: f,
+                from_name: None,
+                sdp,
+            }),
+            ClientMsg::Answer { to, sdp } => self.forward(from, to, |f| ServerMsg::Answer {
+                from: f,
+                from_name: None,
+                sdp,
+            }),
+            ClientMsg::Candidate { to, candidate } => {
+                self.forward(from, to, |f| ServerMsg::Candidate {
+                    from: f,
+                    from_name: None,
+                    candidate,
+                })
+            }
+            ClientMsg::HangUp { to } => self.forward(from, to, |f| ServerMsg::HangUp {
+                from: f,
+                from_name: None,
+            }),
+        }
+    }
+
+    fn forward(&mut self, from: usize, to: Option<PeerId>, msg: impl FnOnce(PeerId) -> ServerMsg) {
+        let sender = self.pages[from].id.expect("joined before signaling");
+        let to = to.expect("the engine always addresses signals");
+        if let Some(target) = self.index_of(to) {
+            self.pages[target]
+                .inbox
+                .push_back(Input::Relay(msg(sender)));
+        }
+    }
+
+    /// What the browser layer does with the effects of page `n`.
+    fn carry_out(&mut self, n: usize, effects: Vec<Effect>) {
+        for effect in effects {
+            self.counter += 1;
+            let count = self.counter;
+            let page = &mut self.pages[n];
+            match effect {
+                Effect::ConnectRelay => {
+                    if self.relay_up {
+                        page.online = true;
+                    } else {
+                        page.inbox.push_back(Input::RelayLost("no relay".into()));
+                    }
+                }
+                Effect::Send(msg) => self.relay_receive(n, msg),
+                Effect::Open { conn } => {
+                    page.pcs.insert(
+                        conn,
+                        FakePc {
+                            signaling: "stable",
+                            local: None,
+                            remote: None,
+                            needs_negotiation: true,
+                            closed: false,
+                        },
+                    );
+                    page.inbox
+                        .push_back(Input::Peer(conn, PeerInput::NegotiationNeeded));
+                }
+                Effect::Close { conn } => {
+                    if let Some(pc) = page.pcs.get_mut(&conn) {
+                        pc.closed = true;
+                    }
+                }
+                Effect::MakeOffer { conn } => {
+                    let pc = page.pcs.get_mut(&conn).expect("open pc");
+                    assert_eq!(pc.signaling, "stable", "offer made off stable");
+                    let sdp = format!("offer-{n}-{count}");
+                    pc.signaling = "have-local-offer";
+                    pc.local = Some(sdp.clone());
+                    page.inbox.push_front(Input::Peer(
+                        conn,
+                        PeerInput::LocalDescription { offer: true, sdp },
+                    ));
+                }
+                Effect::ApplyOffer { conn, sdp } => {
+                    let pc = page.pcs.get_mut(&conn).expect("open pc");
+                    // setRemoteDescription(offer) rolls back our own offer.
+                    assert!(
+                        pc.signaling == "stable" || pc.signaling == "have-local-offer",
+                        "offer applied in {}",
+                        pc.signaling
+                    );
+                    pc.remote = Some(sdp);
+                    pc.signaling = "stable";
+                    let answer = format!("answer-{n}-{count}");
+                    pc.local = Some(answer.clone());
+                    page.inbox.push_front(Input::Peer(
+                        conn,
+                        PeerInput::LocalDescription {
+                            offer: false,
+                            sdp: answer,
+                        },
+                    ));
+                }
+                Effect::ApplyAnswer { conn, sdp } => {
+                    let pc = page.pcs.get_mut(&conn).expect("open pc");
+                    assert_eq!(pc.signaling, "have-local-offer", "answer without offer");
+                    pc.remote = Some(sdp);
+                    pc.signaling = "stable";
+                    pc.needs_negotiation = false;
+                    page.inbox
+                        .push_front(Input::Peer(conn, PeerInput::AnswerApplied));
+                }
+                Effect::AddCandidate { conn, .. } => {
+                    let pc = page.pcs.get(&conn).expect("open pc");
+                    assert!(
+                        pc.remote.is_some(),
+                        "candidate before the remote description"
+                    );
+                }
+                Effect::RestartIce { conn } => {
+                    page.inbox
+                        .push_back(Input::Peer(conn, PeerInput::NegotiationNeeded));
+                }
+                Effect::AddMedia { conn } => {
+                    page.inbox
+                        .push_back(Input::Peer(conn, PeerInput::NegotiationNeeded));
+                }
+                Effect::SetIceServers(_) => {}
+                Effect::StartTimer { timer, ms } => {
+                    page.timers.insert(timer, ms);
+                }
+                Effect::CancelTimer(timer) => {
+                    page.timers.remove(&timer);
+                }
+            }
+        }
+    }
+
+    /// Delivers inputs (round robin over the pages, one each) until nothing moves; then marks
+    /// connected every pair of connections that completed an exchange.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for n in 0..self.pages.len() {
+                if let Some(input) = self.pages[n].inbox.pop_front() {
+                    let effects = self.pages[n].engine.handle(input);
+                    self.carry_out(n, effects);
+                    moved = true;
+                }
+            }
+            if !moved {
+                self.connect_pairs();
+                if self.pages.iter().all(|p| p.inbox.is_empty()) {
+                    return;
+                }
+            }
+        }
+        panic!("the world never settled");
+    }
+
+    /// ICE and DTLS: two open connections whose local and remote descriptions match each
+    /// other's report `connected`.
+    fn connect_pairs(&mut self) {
+        let mut connected = Vec::new();
+        for (a, pa) in self.pages.iter().enumerate() {
+            for (ca, pca) in &pa.pcs {
+                if pca.closed || pca.signaling != "stable" {
+                    continue;
+                }
+                let matched = self.pages.iter().enumerate().any(|(b, pb)| {
+                    b != a
+                        && pb.pcs.values().any(|pcb| {
+                            !pcb.closed
+                                && pcb.signaling == "stable"
+                                && pcb.local.is_some()
+                                && pcb.local == pca.remote
+                                && pcb.remote == pca.local
+                        })
+                });
+                if matched {
+                    connected.push((a, *ca));
+                }
+            }
+        }
+        for (a, conn) in connected {
+            let page = &mut self.pages[a];
+            let already = page
+                .engine
+                .tiles()
+                .iter()
+                .any(|t| t.conn == conn && t.state == TileState::Connected);
+            if !already {
+                page.inbox
+                    .push_back(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+            }
+        }
+    }
+
+    /// Whether every online page has a connected tile for every other online page.
+    fn everyone_connected(&self) -> bool {
+        let online: Vec<&Page> = self.pages.iter().filter(|p| p.online).collect();
+        online.iter().all(|p| {
+            let tiles = p.engine.tiles();
+            tiles.len() == online.len() - 1 && tiles.iter().all(|t| t.state == TileState::Connected)
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.pages
+            .iter()
+            .map(|p| {
+                format!(
+                    "id {:?} caller {} tiles {:?} status {:?}\n",
+                    p.id,
+                    p.engine.config.caller,
+                    p.engine.tiles(),
+                    p.engine.status()
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn one_to_one_as_before_either_order() {
+    for callee_first in [true, false] {
+        let mut world = World::new();
+        if callee_first {
+            world.open(false);
+            world.settle();
+            world.open(true);
+        } else {
+            world.open(true);
+            world.settle();
+            world.open(false);
+        }
+        world.settle();
+        assert!(world.everyone_connected(), "{}", world.describe());
+        for page in &world.pages {
+            assert_eq!(page.engine.status(), Status::Connected);
+            assert_eq!(page.engine.connections_opened(), 1);
+        }
+    }
+    // Two pages without the hash: both wait, as today.
+    let mut world = World::new();
+    world.open(false);
+    world.open(false);
+    world.settle();
+    assert!(world.pages.iter().all(|p| p.engine.tiles().is_empty()));
+    assert!(world.pages.iter().all(|p| p.engine.can_call()));
+}
+
+#[test]
+fn any_number_of_pages_in_any_order_end_up_all_connected() {
+    // Every pattern of #true / no hash for 3 to 6 pages, opened one by one.
+    for size in 3..=6usize {
+        for pattern in 0..(1u32 << size) {
+            let mut world = World::new();
+            for n in 0..size {
+                world.open(pattern & (1 << n) != 0);
+                // Sometimes let the room settle between arrivals, sometimes not.
+                if (pattern >> n) & 1 == 0 {
+                    world.settle();
+                }
+            }
+            world.settle();
+            assert!(
+                world.everyone_connected(),
+                "size {size} pattern {pattern:b}:\n{}",
+                world.describe()
+            );
+        }
+    }
+}
+
+#[test]
+fn glare_many_times_the_call_survives_without_a_new_connection() {
+    for round in 0..50 {
+        let mut world = World::new();
+        world.open(true);
+        world.open(true);
+        world.settle();
+        assert!(
+            world.everyone_connected(),
+            "round {round}: {}",
+            world.describe()
+        );
+        // Both sides renegotiate at the same moment (a track added on each side).
+        for page in &mut world.pages {
+            let conn = *page.pcs.keys().next().expect("a connection");
+            page.pcs.get_mut(&conn).expect("pc").needs_negotiation = true;
+            page.inbox
+                .push_back(Input::Peer(conn, PeerInput::NegotiationNeeded));
+        }
+        // Both offers are made before either arrives.
+        for n in 0..2 {
+            let input = world.pages[n].inbox.pop_front().expect("negotiationneeded");
+            let effects = world.pages[n].engine.handle(input);
+            world.carry_out(n, effects);
+        }
+        world.settle();
+        assert!(
+            world.everyone_connected(),
+            "round {round}: {}",
+            world.describe()
+        );
+        for page in &world.pages {
+            assert_eq!(
+                page.engine.connections_opened(),
+                1,
+                "glare tore the call down"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_relay_restart_keeps_every_call_and_the_pages_find_each_other_again() {
+    let mut world = World::new();
+    for caller in [false, true, false, false] {
+        world.open(caller);
+    }
+    world.settle();
+    assert!(world.everyone_connected(), "{}", world.describe());
+
+    // The relay dies: every page hears it, the calls go on.
+    world.relay_up = false;
+    for page in &mut world.pages {
+        page.online = false;
+        page.inbox
+            .push_back(Input::RelayLost("The relay is shutting down.".into()));
+    }
+    world.settle();
+    for page in &world.pages {
+        assert_eq!(page.engine.status().state(), "error");
+        assert!(page
+            .engine
+            .tiles()
+            .iter()
+            .all(|t| t.state == TileState::Connected));
+    }
+    // A reconnection attempt while it is still down backs off again.
+    for page in &mut world.pages {
+        page.inbox.push_back(Input::Timer(Timer::Reconnect));
+    }
+    world.settle();
+
+    // It comes back with no memory: new ids for everybody, tokens refused.
+    world.relay_up = true;
+    for n in 0..world.pages.len() {
+        world.pages[n].id = None;
+        world.pages[n]
+            .inbox
+            .push_back(Input::Timer(Timer::Reconnect));
+    }
+    // The relay refuses the resume tokens it no longer knows.
+    for _ in 0..50 {
+        let mut moved = false;
+        for n in 0..world.pages.len() {
+            if let Some(input) = world.pages[n].inbox.pop_front() {
+                let effects = world.pages[n].engine.handle(input);
+                for effect in effects {
+                    match effect {
+                        Effect::Send(ClientMsg::Join {
+                            resume: Some(_), ..
+                        }) => world.pages[n]
+                            .inbox
+                            .push_back(Input::Relay(ServerMsg::Error {
+                                kind: ErrorKind::InvalidResume,
+                                message: "unknown".into(),
+                            })),
+                        other => world.carry_out(n, vec![other]),
+                    }
+                }
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    world.settle();
+    assert!(world.everyone_connected(), "{}", world.describe());
+    for page in &world.pages {
+        assert_eq!(page.engine.connections_opened(), 3, "a call was rebuilt");
+        assert_eq!(page.engine.status(), Status::Connected);
+        // The tiles name the peers by their new ids.
+        for tile in page.engine.tiles() {
+            assert!(tile.peer.0 > 4, "stale id {:?}", tile.peer);
+        }
+    }
+}
+
+#[test]
+fn a_page_joining_a_call_in_progress_joins_it() {
+    let mut world = World::new();
+    world.open(false);
+    world.open(true);
+    world.settle();
+    assert!(world.everyone_connected());
+    world.open(false);
+    world.settle();
+    assert!(world.everyone_connected(), "{}", world.describe());
+    assert_eq!(world.pages[2].engine.tiles().len(), 2);
+}
