@@ -72,7 +72,7 @@ impl Default for Config {
         Self {
             dist: PathBuf::from("dist"),
             ice_servers: Vec::new(),
-            room_capacity: 2,
+            room_capacity: 6,
             allowed_origins: Vec::new(),
             limits: Limits::default(),
             tls: None,

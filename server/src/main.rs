@@ -69,8 +69,8 @@ struct Args {
     /// variable.
     #[arg(long = "ice-server", env = "ICE_SERVERS", value_delimiter = ',')]
     ice_servers: Vec<String>,
-    /// The most people in one room (2 for a 1:1 call).
-    #[arg(long, env = "ROOM_CAPACITY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    /// The most people in one room; each talks to every other over a connection of its own.
+    #[arg(long, env = "ROOM_CAPACITY", default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..))]
     room_capacity: u16,
     /// Origin whose pages may open a WebSocket, e.g. https://call.example.org (repeat, or
     /// separate with commas; `*` for any). Without one: pages from the relay's own host name.
