@@ -281,6 +281,12 @@ impl App {
     async fn carry_out(&mut self, effect: Effect) -> Option<Input> {
         match effect {
             Effect::ConnectRelay => self.connect_relay(),
+            Effect::DropRelay => {
+                // Ending the writer drops the socket; whatever its reader still reports
+                // carries an old generation and is ignored.
+                self.relay = None;
+                self.relay_generation += 1;
+            }
             Effect::Send(msg) => {
                 if let Some(relay) = &self.relay {
                     let _ = relay.unbounded_send(msg.to_json());

@@ -40,6 +40,10 @@ pub enum Timer {
     Disconnected(ConnId),
     /// The connection was not restored in time: the person is lost.
     Lost(ConnId),
+    /// Time to ask the relay whether it is still there.
+    Heartbeat,
+    /// The relay did not answer the last `ping` in time.
+    PongDue,
 }
 
 /// `RTCPeerConnection.connectionState`.
@@ -111,6 +115,9 @@ pub enum Input {
 pub enum Effect {
     /// Open a new relay connection. Later [`Effect::Send`]s go to it once it is open.
     ConnectRelay,
+    /// Give up the current relay connection (it stopped answering): close it and ignore
+    /// whatever it still reports.
+    DropRelay,
     /// Send a message to the relay.
     Send(ClientMsg),
     /// Create a peer connection with the current ICE servers and add the local media (or
@@ -264,6 +271,10 @@ pub struct Timing {
     pub disconnected_ms: u32,
     /// A connection not restored this long after it dropped is lost.
     pub lost_ms: u32,
+    /// How often the page asks the relay whether it is still there.
+    pub heartbeat_ms: u32,
+    /// How long a `pong` may take before the relay connection counts as dead.
+    pub pong_timeout_ms: u32,
 }
 
 impl Default for Timing {
@@ -273,6 +284,8 @@ impl Default for Timing {
             reconnect_max_ms: 10_000,
             disconnected_ms: 3_000,
             lost_ms: 30_000,
+            heartbeat_ms: 10_000,
+            pong_timeout_ms: 3_000,
         }
     }
 }
@@ -435,7 +448,9 @@ impl Engine {
             Input::RelayLost(why) => self.on_relay_lost(why, &mut out),
             Input::Timer(timer) => self.on_timer(timer, &mut out),
             Input::Online => {
-                // The device's addresses may have changed: every connection looks again.
+                // The device's addresses may have changed: the relay socket may be dead, and
+                // every connection looks for a path again.
+                self.probe_relay(&mut out);
                 for conn in self.links().map(|l| l.conn).collect::<Vec<_>>() {
                     self.restart_ice(conn, &mut out);
                 }
@@ -633,6 +648,11 @@ impl Engine {
                 resume_token,
                 ..
             } => self.on_welcome(id, peers, ice_servers, resume_token, out),
+            ServerMsg::Pong => {
+                self.cancel_timer(Timer::PongDue, out);
+                let ms = self.config.timing.heartbeat_ms;
+                self.start_timer(Timer::Heartbeat, ms, out);
+            }
             ServerMsg::IceServers { ice_servers } => {
                 self.ice_servers = ice_servers.clone();
                 out.push(Effect::SetIceServers(ice_servers));
@@ -732,6 +752,8 @@ impl Engine {
         self.resume_token = Some(resume_token);
         self.reconnects = 0;
         self.cancel_timer(Timer::Reconnect, out);
+        let heartbeat = self.config.timing.heartbeat_ms;
+        self.start_timer(Timer::Heartbeat, heartbeat, out);
         self.clear_problem(Trouble::Refused);
         if self.ice_servers != ice_servers {
             self.ice_servers = ice_servers.clone();
@@ -1017,12 +1039,19 @@ impl Engine {
                 if link.tile == TileState::Connected {
                     link.tile = TileState::Reconnecting;
                 }
+                // The network may have changed under us: the restart's offer needs a relay
+                // connection that works.
+                self.probe_relay(out);
                 self.start_timer(Timer::Disconnected(conn), timing.disconnected_ms, out);
                 if !self.timers.contains(&Timer::Lost(conn)) {
                     self.start_timer(Timer::Lost(conn), timing.lost_ms, out);
                 }
             }
             ConnState::Failed => {
+                self.probe_relay(out);
+                let Some((link, _)) = self.link_mut(conn) else {
+                    return;
+                };
                 let advice = (!link.ever_connected)
                     .then(|| diagnose::ice_failure_advice(setup, link.turn_refused.as_deref()));
                 if link.ever_connected {
@@ -1041,6 +1070,17 @@ impl Engine {
             }
             ConnState::New | ConnState::Connecting | ConnState::Closed => {}
         }
+    }
+
+    /// Asks the relay now whether it is still there, unless a question is already out.
+    fn probe_relay(&mut self, out: &mut Vec<Effect>) {
+        if self.relay != RelayState::Joined || self.timers.contains(&Timer::PongDue) {
+            return;
+        }
+        self.cancel_timer(Timer::Heartbeat, out);
+        out.push(Effect::Send(ClientMsg::Ping));
+        let ms = self.config.timing.pong_timeout_ms;
+        self.start_timer(Timer::PongDue, ms, out);
     }
 
     fn restart_ice(&mut self, conn: ConnId, out: &mut Vec<Effect>) {
@@ -1064,6 +1104,16 @@ impl Engine {
                 out.push(Effect::ConnectRelay);
                 let resume = self.resume_token.take();
                 out.push(Effect::Send(self.join_msg(resume)));
+            }
+            Timer::Heartbeat => self.probe_relay(out),
+            Timer::PongDue => {
+                // A socket whose network went away can stay "open" for minutes: drop it and
+                // connect again, from wherever this device is now.
+                out.push(Effect::DropRelay);
+                self.on_relay_lost(
+                    "The relay stopped answering (the network may have changed).".to_owned(),
+                    out,
+                );
             }
             Timer::Disconnected(conn) => {
                 if self
@@ -1099,6 +1149,8 @@ impl Engine {
         }
         self.relay = RelayState::Down;
         self.relay_lost = Some(why);
+        self.cancel_timer(Timer::Heartbeat, out);
+        self.cancel_timer(Timer::PongDue, out);
         // Jittered exponential backoff ("equal jitter"): half the delay fixed, half random,
         // so that a restarted relay is not hit by every page at the same instant.
         let timing = self.config.timing;

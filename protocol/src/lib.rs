@@ -140,10 +140,13 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<PeerId>,
     },
+    /// Is the relay still there? Answered by [`ServerMsg::Pong`], joined or not. A page needs
+    /// it after a network change: its old socket may be dead without its knowing.
+    Ping,
 }
 
 /// The message types a client may send, as they appear in `"type"`.
-pub const CLIENT_MSG_TYPES: [&str; 5] = ["join", "offer", "answer", "candidate", "hang-up"];
+pub const CLIENT_MSG_TYPES: [&str; 6] = ["join", "offer", "answer", "candidate", "hang-up", "ping"];
 
 /// The part of a signaling message that the relay forwards untouched.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +206,8 @@ pub enum Request {
         /// What to forward.
         signal: Signal,
     },
+    /// Answer with `pong`.
+    Ping,
 }
 
 impl From<ClientMsg> for Request {
@@ -225,6 +230,7 @@ impl From<ClientMsg> for Request {
             ClientMsg::Answer { to, sdp } => (to, Signal::Answer(sdp)),
             ClientMsg::Candidate { to, candidate } => (to, Signal::Candidate(candidate)),
             ClientMsg::HangUp { to } => (to, Signal::HangUp),
+            ClientMsg::Ping => return Request::Ping,
         };
         Request::Relay { to, signal }
     }
@@ -462,6 +468,8 @@ pub enum ServerMsg {
         /// The whole list, as in `welcome`.
         ice_servers: Vec<IceServer>,
     },
+    /// The answer to `ping`.
+    Pong,
     /// Your last request could not be carried out; the connection stays open.
     Error {
         /// What went wrong, for programs.

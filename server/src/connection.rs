@@ -282,6 +282,7 @@ impl Connection {
         };
         let registry = &self.relay.registry;
         let result = match Request::from(msg) {
+            Request::Ping => Some(ServerMsg::Pong),
             Request::Join { .. } if self.joined => Some(ServerMsg::error(
                 ErrorKind::AlreadyJoined,
                 "this connection has already joined a room",

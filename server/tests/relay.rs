@@ -1804,3 +1804,15 @@ async fn sessions_are_passed_on_so_pages_know_each_other_after_a_relay_restart()
     send_text(&mut c, &join("other-page").to_json()).await;
     assert!(matches!(recv(&mut c).await, ServerMsg::Welcome { .. }));
 }
+
+#[tokio::test]
+async fn ping_is_answered_before_and_after_joining() {
+    let relay = TestRelay::start().await;
+    let mut ws = relay.connect().await;
+    send_text(&mut ws, &ClientMsg::Ping.to_json()).await;
+    assert_eq!(recv(&mut ws).await, ServerMsg::Pong);
+    join_on(&mut ws, "r").await;
+    send_text(&mut ws, r#"{"type":"ping"}"#).await;
+    assert_eq!(recv(&mut ws).await, ServerMsg::Pong);
+    assert_eq!(ServerMsg::Pong.to_json(), r#"{"type":"pong"}"#);
+}

@@ -92,11 +92,9 @@ fn http_get(mut stream: std::net::TcpStream, host: &str, path: &str) -> String {
     response
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lab_lan_call_over_https() {
-    let Some(mut lab) = Lab::new("lan") else {
-        return;
-    };
+/// A LAN: the relay's host `srv` (10.77.0.1) and two devices `a` (10.77.0.2) and `b`
+/// (10.77.0.3) on one switch; the relay runs with its defaults (https on 8443, STUN).
+async fn lan(lab: &mut Lab) -> (String, String, String) {
     let srv = lab.host("srv");
     let a = lab.host("a");
     let b = lab.host("b");
@@ -108,7 +106,16 @@ async fn lab_lan_call_over_https() {
         lab.exec(host, &["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"]);
     }
     let tls: SocketAddr = "10.77.0.1:8443".parse().expect("address");
-    start_relay(&mut lab, &srv, "relay", tls, &[]).await;
+    start_relay(lab, &srv, "relay", tls, &[]).await;
+    (srv, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_lan_call_over_https() {
+    let Some(mut lab) = Lab::new("lan") else {
+        return;
+    };
+    let (_srv, a, b) = lan(&mut lab).await;
 
     // Plain http from another device is sent to https, path and query kept.
     let plain = lab
@@ -290,6 +297,64 @@ async fn lab_two_homes_behind_nat_call_through_turn() {
         assert_eq!(browser::frames(page).await, 0, "media without a path");
     }
     println!("NAT lab, wrong TURN secret: {}", status_of(&caller).await.1);
+    caller.close().await.expect("close the caller");
+    callee.close().await.expect("close the callee");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_address_change_mid_call_recovers_by_ice_restart() {
+    let Some(mut lab) = Lab::new("move") else {
+        return;
+    };
+    let (_srv, a, b) = lan(&mut lab).await;
+    let trust = trust_relay_certificate(&lab);
+    let callee = lab.browser(&a, &trust).await;
+    let caller = lab.browser(&b, &trust).await;
+    browser::call(&callee, &caller, "https://10.77.0.1:8443/?room=move").await;
+
+    // A's device gets another address on the network (a new DHCP lease, another Wi-Fi): its
+    // candidates, and its socket to the relay, are gone with the old one.
+    let moved = std::time::Instant::now();
+    // (Old one out first: deleting a subnet's primary address takes its secondaries with it.)
+    lab.exec(&a, &["ip", "addr", "del", "10.77.0.2/24", "dev", "eth0"]);
+    lab.exec(&a, &["ip", "addr", "add", "10.77.0.12/24", "dev", "eth0"]);
+    wait_long(
+        &callee,
+        "an ICE restart on the page that moved",
+        "return (window.__callLog || []).some(l => l.includes('RestartIce'));",
+        Duration::from_secs(60),
+    )
+    .await;
+    for page in [&callee, &caller] {
+        let now = browser::frames(page).await;
+        wait_long(
+            page,
+            "frames again after the address change",
+            &format!(
+                "{} return frames() > {} && document.querySelector('#remotes figure[data-conn]')
+                    .dataset.state === 'connected';",
+                browser::REMOTE_FRAMES_FN,
+                now + 10
+            ),
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    println!(
+        "address change: frames flowing again both ways {} ms after the device moved (ICE restart, no reload)",
+        moved.elapsed().as_millis()
+    );
+    // The same call, not a new one: still the first connection on both pages.
+    for page in [&callee, &caller] {
+        let conn = page
+            .execute(
+                "return document.querySelector('#remotes figure[data-conn]').dataset.conn",
+                vec![],
+            )
+            .await
+            .expect("script runs");
+        assert_eq!(conn.as_str(), Some("0"), "the call was rebuilt");
+    }
     caller.close().await.expect("close the caller");
     callee.close().await.expect("close the callee");
 }

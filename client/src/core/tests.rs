@@ -34,6 +34,32 @@ fn welcome(id: u64, peers: Vec<PeerInfo>) -> Input {
     })
 }
 
+/// `effects` without the relay heartbeat's (tested on its own).
+fn calls_only(effects: Vec<Effect>) -> Vec<Effect> {
+    effects
+        .into_iter()
+        .filter(|e| {
+            !matches!(
+                e,
+                Effect::Send(ClientMsg::Ping)
+                    | Effect::StartTimer {
+                        timer: Timer::Heartbeat | Timer::PongDue,
+                        ..
+                    }
+                    | Effect::CancelTimer(Timer::Heartbeat | Timer::PongDue)
+            )
+        })
+        .collect()
+}
+
+/// The timers running, without the relay heartbeat's.
+fn call_timers(engine: &Engine) -> usize {
+    engine
+        .timers()
+        .filter(|t| !matches!(t, Timer::Heartbeat | Timer::PongDue))
+        .count()
+}
+
 fn opened(effects: &[Effect]) -> Vec<ConnId> {
     effects
         .iter()
@@ -60,7 +86,7 @@ fn the_page_without_the_hash_waits_and_the_caller_calls() {
         ]
     );
     assert_eq!(waiter.status(), Status::Starting);
-    assert!(waiter.handle(welcome(1, vec![])).is_empty());
+    assert!(calls_only(waiter.handle(welcome(1, vec![]))).is_empty());
     assert_eq!(waiter.status().state(), "waiting");
     let joined = Input::Relay(ServerMsg::PeerJoined { peer: info(2, "b") });
     assert!(
@@ -71,7 +97,7 @@ fn the_page_without_the_hash_waits_and_the_caller_calls() {
 
     let mut caller = Engine::new(config(true, "b"));
     caller.handle(Input::Start);
-    let effects = caller.handle(welcome(2, vec![info(1, "a")]));
+    let effects = calls_only(caller.handle(welcome(2, vec![info(1, "a")])));
     assert_eq!(effects, vec![Effect::Open { conn: ConnId(0) }]);
     assert_eq!(caller.status(), Status::Connecting);
     // The offer comes from negotiationneeded, and goes to the one we called.
@@ -178,7 +204,7 @@ fn news_from_a_closed_connection_is_ignored() {
     ] {
         assert!(caller.handle(Input::Peer(conn, news)).is_empty());
     }
-    assert_eq!(caller.timers().count(), 0);
+    assert_eq!(call_timers(&caller), 0);
     // After hanging up, a newcomer is not called; Call calls everybody here.
     assert!(
         opened(&caller.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(3, "c") })))
@@ -242,7 +268,8 @@ fn ice_restarts_on_failure_and_after_a_long_disconnection_then_the_person_is_los
     let conn = ConnId(0);
     caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
     let timing = Timing::default();
-    let effects = caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Disconnected)));
+    let effects =
+        calls_only(caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Disconnected))));
     assert_eq!(
         effects,
         vec![
@@ -306,7 +333,7 @@ fn ice_restarts_on_failure_and_after_a_long_disconnection_then_the_person_is_los
     let status = caller.status();
     assert_eq!(status.state(), "error");
     assert!(status.text().contains("reload"), "{status:?}");
-    assert_eq!(caller.timers().count(), 0);
+    assert_eq!(call_timers(&caller), 0);
 }
 
 #[test]
@@ -315,7 +342,7 @@ fn a_network_change_restarts_every_connection() {
     caller.handle(Input::Start);
     caller.handle(welcome(3, vec![info(1, "a"), info(2, "b")]));
     assert_eq!(
-        caller.handle(Input::Online),
+        calls_only(caller.handle(Input::Online)),
         vec![
             Effect::RestartIce { conn: ConnId(0) },
             Effect::RestartIce { conn: ConnId(1) }
@@ -330,7 +357,7 @@ fn relay_reconnection_backs_off_with_jitter_and_resumes() {
     page.handle(welcome(1, vec![]));
     let mut delays = Vec::new();
     for _ in 0..8 {
-        let effects = page.handle(Input::RelayLost("gone".into()));
+        let effects = calls_only(page.handle(Input::RelayLost("gone".into())));
         let Some(Effect::StartTimer {
             timer: Timer::Reconnect,
             ms,
@@ -383,7 +410,8 @@ fn relay_reconnection_backs_off_with_jitter_and_resumes() {
     page.handle(welcome(5, vec![]));
     assert_eq!(page.me(), Some(PeerId(5)));
     assert_eq!(page.status().state(), "waiting");
-    assert_eq!(page.timers().count(), 0);
+    // Only the heartbeat runs: nothing of the reconnection is left behind.
+    assert_eq!(page.timers().collect::<Vec<_>>(), vec![Timer::Heartbeat]);
 }
 
 #[test]
@@ -523,6 +551,9 @@ impl World {
                 from: f,
                 from_name: None,
             }),
+            ClientMsg::Ping => self.pages[from]
+                .inbox
+                .push_back(Input::Relay(ServerMsg::Pong)),
         }
     }
 
@@ -551,6 +582,7 @@ impl World {
                     }
                 }
                 Effect::Send(msg) => self.relay_receive(n, msg),
+                Effect::DropRelay => page.online = false,
                 Effect::Open { conn } => {
                     page.pcs.insert(
                         conn,
@@ -902,4 +934,56 @@ fn a_page_joining_a_call_in_progress_joins_it() {
     world.settle();
     assert!(world.everyone_connected(), "{}", world.describe());
     assert_eq!(world.pages[2].engine.tiles().len(), 2);
+}
+
+#[test]
+fn a_relay_socket_that_stops_answering_is_replaced() {
+    let mut page = Engine::new(config(true, "b"));
+    page.handle(Input::Start);
+    let timing = Timing::default();
+    let effects = page.handle(welcome(2, vec![info(1, "a")]));
+    assert!(effects.contains(&Effect::StartTimer {
+        timer: Timer::Heartbeat,
+        ms: timing.heartbeat_ms
+    }));
+    // The heartbeat asks; the answer schedules the next one.
+    assert_eq!(
+        page.handle(Input::Timer(Timer::Heartbeat)),
+        vec![
+            Effect::Send(ClientMsg::Ping),
+            Effect::StartTimer {
+                timer: Timer::PongDue,
+                ms: timing.pong_timeout_ms
+            }
+        ]
+    );
+    assert_eq!(
+        page.handle(Input::Relay(ServerMsg::Pong)),
+        vec![
+            Effect::CancelTimer(Timer::PongDue),
+            Effect::StartTimer {
+                timer: Timer::Heartbeat,
+                ms: timing.heartbeat_ms
+            }
+        ]
+    );
+    // A call drops (the network changed): the relay is asked at once, not at the next beat.
+    let conn = ConnId(0);
+    page.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+    let effects = page.handle(Input::Peer(conn, PeerInput::State(ConnState::Disconnected)));
+    assert_eq!(effects[0], Effect::CancelTimer(Timer::Heartbeat));
+    assert_eq!(effects[1], Effect::Send(ClientMsg::Ping));
+    // No answer: the socket is given up and a new one opened, the call kept.
+    let effects = page.handle(Input::Timer(Timer::PongDue));
+    assert_eq!(effects[0], Effect::DropRelay);
+    assert!(matches!(
+        effects[1],
+        Effect::StartTimer {
+            timer: Timer::Reconnect,
+            ..
+        }
+    ));
+    assert!(page.status().text().contains("stopped answering"));
+    assert_eq!(page.tiles().len(), 1);
+    assert!(!page.timers().any(|t| t == Timer::Heartbeat));
 }
