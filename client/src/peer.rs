@@ -144,9 +144,8 @@ impl Peer {
     }
 
     /// Starts sending the tracks of `stream` on a connection that was opened without them: a
-    /// receive-only transceiver of the same kind takes the track (and becomes send-receive),
-    /// so that no new m-line is needed; otherwise the track is added. Either way the browser
-    /// asks for a renegotiation.
+    /// transceiver of the same kind with no track takes it (no new m-line), otherwise the track
+    /// is added; either way the browser asks for a renegotiation.
     pub async fn add_media(&self, stream: &MediaStream) -> Result<(), JsValue> {
         let transceivers = self.pc.get_transceivers();
         for track in stream.get_tracks() {
@@ -159,13 +158,16 @@ impl Peer {
             match free {
                 Some(transceiver) => {
                     JsFuture::from(transceiver.sender().replace_track(Some(&track))).await?;
-                    transceiver.set_direction(RtcRtpTransceiverDirection::Sendrecv);
-                    let streams = Array::of1(stream);
-                    // setStreams keeps the remote side's `streams[0]` the same as with addTrack.
-                    if let Ok(set) = Reflect::get(&transceiver.sender(), &"setStreams".into())
-                        .and_then(|f| f.dyn_into::<Function>())
-                    {
-                        let _ = set.apply(&transceiver.sender(), &streams);
+                    // A receive-only transceiver must start sending, under `stream` as addTrack
+                    // would do.
+                    if transceiver.direction() == RtcRtpTransceiverDirection::Recvonly {
+                        transceiver.set_direction(RtcRtpTransceiverDirection::Sendrecv);
+                        // setStreams keeps the remote side's `streams[0]` as with addTrack.
+                        if let Ok(set) = Reflect::get(&transceiver.sender(), &"setStreams".into())
+                            .and_then(|f| f.dyn_into::<Function>())
+                        {
+                            let _ = set.apply(&transceiver.sender(), &Array::of1(stream));
+                        }
                     }
                 }
                 None => {

@@ -11,6 +11,10 @@ use e2e::browser::{frames, frames_beyond, status_of, wait_for, Driver};
 use fantoccini::Locator;
 use tokio_util::sync::CancellationToken;
 
+/// The tests of this file take turns: each runs several Chromes, and on two cores two tests'
+/// worth at once would make their timings meaningless (and their waits flaky).
+static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn dist_dir() -> PathBuf {
     let dist = std::env::var_os("DIST_DIR").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist"),
@@ -53,6 +57,7 @@ async fn start_relay(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_see_each_other_hang_up_and_call_again() {
+    let _turn = CHROME_TURN.lock().await;
     // Rooms of two, as for a 1:1 call: a third page is told the room is full.
     let (relay, shutdown, relay_task) = start_relay(([127, 0, 0, 1], 0).into(), 2).await;
     let driver = Driver::start().await;
@@ -236,6 +241,7 @@ async fn room_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
+    let _turn = CHROME_TURN.lock().await;
     let (relay, shutdown, relay_task) = start_relay(([127, 0, 0, 1], 0).into(), 6).await;
     let driver = Driver::start().await;
 

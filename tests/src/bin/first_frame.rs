@@ -1,0 +1,383 @@
+//! First frame, side by side: our page through our relay beside the original JavaScript page
+//! through its socket.io relay (`../shared/anchors/seed-socketio`), in one run, alternating.
+//!
+//! Each run opens two fresh headless Chromes: the callee page first, then, once it waits in the
+//! room, the caller page (`/#true`). The time is from opening the caller's page to decoded
+//! frames in the remote video of both. The same script, injected into both pages before they
+//! load, marks when each page reached each step (through the browser APIs both use: the
+//! WebSocket, `getUserMedia`, `RTCPeerConnection`), so the two timelines are comparable.
+//!
+//! `bench/first-frame.sh` installs the seed relay's packages and runs this in a loopback-only
+//! network namespace: `first-frame --seed-dir DIR [--runs N]`.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use e2e::browser::{self, Driver};
+use fantoccini::{wd::WebDriverCompatibleCommand, Client};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+/// Marks each step a page reaches, in ms since its navigation started (`performance.now()`),
+/// in `window.__marks`; runs before any script of the page.
+const MARKS_JS: &str = r#"(() => {
+  const marks = {};
+  window.__marks = marks;
+  const mark = (name) => { if (!(name in marks)) marks[name] = performance.now(); };
+  document.addEventListener('DOMContentLoaded', () => mark('page loaded'));
+  const media = navigator.mediaDevices;
+  if (media) {
+    const gum = media.getUserMedia.bind(media);
+    media.getUserMedia = (c) => gum(c).then((s) => { mark('camera'); return s; });
+  }
+  const WS = window.WebSocket;
+  const Wrapped = function (...args) {
+    const ws = new WS(...args);
+    ws.addEventListener('message', () => mark('joined'));
+    return ws;
+  };
+  Wrapped.prototype = WS.prototype;
+  Object.setPrototypeOf(Wrapped, WS);
+  window.WebSocket = Wrapped;
+  const PC = window.RTCPeerConnection;
+  const description = (set, which) => function (...args) {
+    return set.apply(this, args).then((r) => {
+      const d = this[which];
+      if (d) mark(d.type === 'offer' ? 'offer' : 'answer');
+      return r;
+    });
+  };
+  PC.prototype.setLocalDescription = description(PC.prototype.setLocalDescription, 'localDescription');
+  PC.prototype.setRemoteDescription = description(PC.prototype.setRemoteDescription, 'remoteDescription');
+  const Pc = function (...args) {
+    const pc = new PC(...args);
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState === 'connected') mark('ICE connected');
+    });
+    return pc;
+  };
+  Pc.prototype = PC.prototype;
+  Object.setPrototypeOf(Pc, PC);
+  window.RTCPeerConnection = Pc;
+  const poll = () => {
+    const v = document.getElementById('remoteVideo');
+    if (v && v.srcObject && v.getVideoPlaybackQuality().totalVideoFrames > 0) {
+      mark('first frame');
+    } else {
+      setTimeout(poll, 5);
+    }
+  };
+  poll();
+})();"#;
+
+/// The steps, in the order a call goes through them.
+const STEPS: [&str; 7] = [
+    "page loaded",
+    "camera",
+    "joined",
+    "offer",
+    "answer",
+    "ICE connected",
+    "first frame",
+];
+
+/// A Chrome DevTools command, through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Which page and relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Ours,
+    Seed,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Ours => "ours",
+            Side::Seed => "seed (JS + socket.io)",
+        }
+    }
+}
+
+/// One call: the setup time, and each page's steps in ms since the caller's page was opened.
+struct Run {
+    setup_ms: f64,
+    caller: Vec<Option<f64>>,
+    callee: Vec<Option<f64>>,
+}
+
+/// A fresh Chrome with the marks script installed.
+async fn page(driver: &Driver) -> Client {
+    let client = driver.browser().await;
+    client
+        .issue_cmd(Cdp {
+            cmd: "Page.addScriptToEvaluateOnNewDocument",
+            params: json!({ "source": MARKS_JS }),
+        })
+        .await
+        .expect("install the marks script");
+    client
+}
+
+/// `performance.timeOrigin` and the marks of `page`.
+async fn marks(page: &Client) -> (f64, Value) {
+    let v = page
+        .execute(
+            "return [performance.timeOrigin, window.__marks || {}];",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    (v[0].as_f64().unwrap_or(0.0), v[1].clone())
+}
+
+async fn run_once(driver: &Driver, base: &str, side: Side) -> Run {
+    let callee = page(driver).await;
+    let caller = page(driver).await;
+    callee
+        .goto(&format!("{base}/"))
+        .await
+        .expect("open the callee");
+    // Ready to be called: camera open and connected to its relay.
+    browser::wait_for(
+        &callee,
+        "the callee to be ready",
+        "const m = window.__marks || {}; return 'camera' in m && 'joined' in m;",
+    )
+    .await;
+    if side == Side::Ours {
+        browser::wait_for(
+            &callee,
+            "the callee to wait in the room",
+            "return document.getElementById('status').dataset.state === 'waiting'",
+        )
+        .await;
+    }
+    let opened = Instant::now();
+    caller
+        .goto(&format!("{base}/#true"))
+        .await
+        .expect("open the caller");
+    for p in [&caller, &callee] {
+        browser::wait_for(
+            p,
+            "the first frame",
+            "return 'first frame' in (window.__marks || {});",
+        )
+        .await;
+    }
+    let (caller_origin, caller_marks) = marks(&caller).await;
+    let (callee_origin, callee_marks) = marks(&callee).await;
+    let at = |marks: &Value, origin: f64| -> Vec<Option<f64>> {
+        STEPS
+            .iter()
+            .map(|s| marks[*s].as_f64().map(|t| origin + t - caller_origin))
+            .collect()
+    };
+    let caller_steps = at(&caller_marks, caller_origin);
+    let callee_steps = at(&callee_marks, callee_origin);
+    // From opening the caller (its time origin) to the later of the two first frames.
+    let setup_ms = caller_steps[6]
+        .zip(callee_steps[6])
+        .map(|(a, b)| a.max(b))
+        .unwrap_or_else(|| opened.elapsed().as_secs_f64() * 1000.0);
+    let _ = caller.close().await;
+    let _ = callee.close().await;
+    Run {
+        setup_ms,
+        caller: caller_steps,
+        callee: callee_steps,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The median of each step over `runs`, for one page.
+fn timeline(runs: &[&Run], caller: bool) -> Vec<String> {
+    (0..STEPS.len())
+        .map(|i| {
+            let values: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| if caller { r.caller[i] } else { r.callee[i] })
+                .collect();
+            if values.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.0}", median(values))
+            }
+        })
+        .collect()
+}
+
+async fn start_ours() -> (SocketAddr, CancellationToken) {
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    assert!(
+        dist.join("index.html").is_file(),
+        "no client bundle in {}: run `make client` first",
+        dist.display()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the relay");
+    let addr = listener.local_addr().expect("address");
+    let shutdown = CancellationToken::new();
+    let config = server::Config {
+        dist,
+        ..server::Config::default()
+    };
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        server::run(listener, config, token)
+            .await
+            .expect("the relay runs");
+    });
+    (addr, shutdown)
+}
+
+fn start_seed(dir: &PathBuf) -> (SocketAddr, tokio::process::Child) {
+    let port = browser::free_port();
+    let child = tokio::process::Command::new("node")
+        .arg("server.js")
+        .current_dir(dir)
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start node in {}: {e}", dir.display()));
+    (SocketAddr::from(([127, 0, 0, 1], port)), child)
+}
+
+async fn wait_http(addr: SocketAddr) {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            started.elapsed() < browser::PATIENCE,
+            "nothing listens on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut seed_dir = None;
+    let mut runs = 8usize;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seed-dir" => seed_dir = args.next().map(PathBuf::from),
+            "--runs" => runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(runs),
+            other => {
+                panic!("unknown argument {other}; usage: first-frame --seed-dir DIR [--runs N]")
+            }
+        }
+    }
+    let seed_dir = seed_dir.expect("--seed-dir: the seed-socketio relay, its packages installed");
+    let (ours, shutdown) = start_ours().await;
+    let (seed, _seed_child) = start_seed(&seed_dir);
+    wait_http(seed).await;
+    let driver = Driver::start().await;
+    // One warm-up call each, not counted: the first Chrome of a run pays for its disk cache.
+    run_once(&driver, &format!("http://{ours}"), Side::Ours).await;
+    run_once(&driver, &format!("http://{seed}"), Side::Seed).await;
+
+    let mut results: Vec<(Side, Run)> = Vec::new();
+    for i in 0..runs * 2 {
+        // Alternate, starting with the other side every other pair.
+        let side = if (i + i / 2) % 2 == 0 {
+            Side::Seed
+        } else {
+            Side::Ours
+        };
+        let base = match side {
+            Side::Ours => format!("http://{ours}"),
+            Side::Seed => format!("http://{seed}"),
+        };
+        let run = run_once(&driver, &base, side).await;
+        println!(
+            "run {:>2} {:<22} {:>6.0} ms",
+            i + 1,
+            side.name(),
+            run.setup_ms
+        );
+        results.push((side, run));
+    }
+    println!();
+    println!(
+        "Median ms since the caller's page was opened ({runs} runs each, alternating, fresh Chromes):"
+    );
+    println!(
+        "{:<24}{}",
+        "",
+        STEPS.iter().map(|s| format!("{s:>15}")).collect::<String>()
+    );
+    let mut setups = Vec::new();
+    for side in [Side::Seed, Side::Ours] {
+        let mine: Vec<&Run> = results
+            .iter()
+            .filter(|(s, _)| *s == side)
+            .map(|(_, r)| r)
+            .collect();
+        for (caller, who) in [(true, "caller"), (false, "callee")] {
+            let line: String = timeline(&mine, caller)
+                .iter()
+                .map(|v| format!("{v:>15}"))
+                .collect();
+            println!("{:<24}{line}", format!("{} {who}", side.name()));
+        }
+        let setup = median(mine.iter().map(|r| r.setup_ms).collect());
+        setups.push(setup);
+        println!(
+            "{:<24}{setup:.0} ms (median), range {:.0}..{:.0}",
+            format!("{} setup", side.name()),
+            mine.iter()
+                .map(|r| r.setup_ms)
+                .fold(f64::INFINITY, f64::min),
+            mine.iter().map(|r| r.setup_ms).fold(0.0, f64::max),
+        );
+    }
+    println!(
+        "\nours / seed: {:.2}x the seed page's time to first frame on both sides",
+        setups[1] / setups[0]
+    );
+    shutdown.cancel();
+}
