@@ -5,7 +5,10 @@
 #   bench/run.sh            full run, all four relays (about 3 minutes; needs node and npm)
 #   bench/run.sh --smoke    our relay and the forwarder, a tiny workload, every frame checked;
 #                           exits non-zero if a message is lost or misrouted (about 15 s)
-#   bench/run.sh --help     every option (rates, pairs, which relays, --out FILE, ...)
+#   bench/run.sh --relays ours --phases accept,wss
+#                           our relay's accept bursts only: ws, then wss (full TLS handshakes,
+#                           then resumed sessions), as in docs/benchmarks.md "HTTPS accept"
+#   bench/run.sh --help     every option (rates, pairs, which relays, phases, --out FILE, ...)
 #
 # The full run builds in release mode; --smoke uses the dev profile, which `cargo test` has
 # mostly built already. Honours CARGO_TARGET_DIR.

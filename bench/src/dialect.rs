@@ -6,15 +6,20 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::{bail, ensure, Context};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientMsg, IceCandidate, PeerId, ServerMsg};
+use rustls::HandshakeKind;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::{
     client_async_with_config,
     tungstenite::{protocol::WebSocketConfig, Message},
     WebSocketStream,
 };
 
-use crate::workload::{Kind, Payload};
+use crate::{
+    tls,
+    workload::{Kind, Payload},
+};
 
 /// One client WebSocket of the generator.
 pub type Ws = WebSocketStream<TcpStream>;
@@ -95,22 +100,55 @@ pub enum Ident {
     Anonymous,
 }
 
-/// Opens a WebSocket to `addr` at `path`, with Nagle's algorithm off as browsers have it.
-pub async fn open(addr: SocketAddr, path: &str) -> anyhow::Result<Ws> {
+/// One client WebSocket over TLS (wss).
+pub type Wss = WebSocketStream<TlsStream<TcpStream>>;
+
+/// Small buffers: the generator holds up to 10k sockets, and the relays' memory is measured, not
+/// the generator's.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+}
+
+/// A TCP connection to `addr`, with Nagle's algorithm off as browsers have it.
+async fn connect_tcp(addr: SocketAddr) -> anyhow::Result<TcpStream> {
     let tcp = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// Opens a WebSocket to `addr` at `path`.
+pub async fn open(addr: SocketAddr, path: &str) -> anyhow::Result<Ws> {
+    let tcp = connect_tcp(addr).await?;
     let url = format!("ws://{addr}{path}");
-    // Small buffers: the generator holds up to 10k sockets, and the relays' memory is measured,
-    // not the generator's.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(0);
-    let (ws, _response) = client_async_with_config(url.as_str(), tcp, Some(config))
+    let (ws, _response) = client_async_with_config(url.as_str(), tcp, Some(ws_config()))
         .await
         .with_context(|| format!("WebSocket handshake with {url}"))?;
     Ok(ws)
+}
+
+/// Opens a wss WebSocket to `addr` (the relay's https port) at `path`: TCP, the TLS handshake
+/// as `client` does it, then the HTTP upgrade inside. Says whether TLS resumed a session.
+pub async fn open_tls(
+    addr: SocketAddr,
+    path: &str,
+    client: &tls::Client,
+) -> anyhow::Result<(Wss, bool)> {
+    let tcp = connect_tcp(addr).await?;
+    let stream = client
+        .connector
+        .connect(client.server_name.clone(), tcp)
+        .await
+        .with_context(|| format!("TLS handshake with {addr}"))?;
+    let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+    let url = format!("wss://{}:{}{path}", tls::SERVER_NAME, addr.port());
+    let (ws, _response) = client_async_with_config(url.as_str(), stream, Some(ws_config()))
+        .await
+        .with_context(|| format!("WebSocket handshake with {url}"))?;
+    Ok((ws, resumed))
 }
 
 /// The next text frame, skipping control frames; an error on close, failure or timeout.

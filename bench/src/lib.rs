@@ -11,4 +11,5 @@ pub mod load;
 pub mod procfs;
 pub mod relay;
 pub mod report;
+pub mod tls;
 pub mod workload;

@@ -24,8 +24,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    dialect::{self, Ident, RelayKind, Ws},
+    dialect::{self, Ident, RelayKind, Ws, Wss},
     procfs::{self, CpuSample},
+    tls,
     workload::{Marker, Script, Side},
 };
 
@@ -832,29 +833,63 @@ pub struct Accept {
     pub opened: usize,
     /// Sockets that failed to open.
     pub failed: usize,
+    /// Of those opened over TLS, how many resumed an earlier session.
+    pub resumed: usize,
     /// Handshakes completed per second.
     pub conns_per_sec: f64,
     /// Relay CPU time per accepted socket, microseconds.
     pub cpu_us_per_conn: f64,
+    /// Generator CPU time per opened socket, microseconds (the client's side of the handshakes).
+    pub generator_us_per_conn: f64,
+    /// The relay's share of its core during the burst.
+    pub relay_util: f64,
+    /// The generator's share of its core during the burst.
+    pub generator_util: f64,
     /// The share of a core used by everything else on the machine meanwhile.
     pub others_util: f64,
+    /// The first error of a socket that failed to open.
+    pub first_error: Option<String>,
 }
 
-/// Opens `count` WebSockets, `concurrency` handshakes at a time, and times it; then closes them.
+/// How the accept burst opens its sockets.
+#[derive(Clone, Copy, Debug)]
+pub enum Transport<'a> {
+    /// Plain ws: TCP, then the HTTP upgrade.
+    Ws,
+    /// wss: TCP, the TLS handshake as the client does it, then the HTTP upgrade inside.
+    Wss(&'a tls::Client),
+}
+
+/// Opens `count` WebSockets over `transport`, `concurrency` handshakes at a time, and times it;
+/// then closes them.
 pub async fn accept(
     kind: RelayKind,
     addr: SocketAddr,
     relay_pid: u32,
     count: usize,
     concurrency: usize,
+    transport: Transport<'_>,
 ) -> anyhow::Result<Accept> {
     let ticks = procfs::clock_ticks_per_sec();
     let cpu_start = CpuSample::take(relay_pid)?;
     let gen_start = CpuSample::take(std::process::id())?;
     let machine_start = procfs::machine_busy_ticks().unwrap_or(0);
     let start = Instant::now();
-    let results: Vec<anyhow::Result<Ws>> = stream::iter(0..count)
-        .map(|_| dialect::open(addr, kind.path()))
+    // Every socket stays open until the burst is over; only whether TLS resumed is read.
+    type Opened = anyhow::Result<(Box<dyn std::any::Any>, bool)>;
+    let results: Vec<Opened> = stream::iter(0..count)
+        .map(|_| async move {
+            match transport {
+                Transport::Ws => {
+                    let ws = dialect::open(addr, kind.path()).await?;
+                    Ok((Box::new(ws) as Box<dyn std::any::Any>, false))
+                }
+                Transport::Wss(client) => {
+                    let (ws, resumed) = dialect::open_tls(addr, kind.path(), client).await?;
+                    Ok((Box::new(ws) as Box<dyn std::any::Any>, resumed))
+                }
+            }
+        })
         .buffer_unordered(concurrency)
         .collect()
         .await;
@@ -868,15 +903,52 @@ pub async fn accept(
         .saturating_sub(cpu_end.ticks() - cpu_start.ticks())
         .saturating_sub(gen_end.ticks() - gen_start.ticks());
     let opened = results.iter().filter(|r| r.is_ok()).count();
+    let resumed = results
+        .iter()
+        .filter(|r| matches!(r, Ok((_, true))))
+        .count();
+    let first_error = results
+        .iter()
+        .find_map(|r| r.as_ref().err())
+        .map(|err| format!("{err:#}"));
     drop(results);
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let per_conn = |start: &CpuSample, end: &CpuSample| {
+        start.cpu_secs(end, ticks) * 1e6 / opened.max(1) as f64
+    };
     Ok(Accept {
         opened,
         failed: count - opened,
+        resumed,
         conns_per_sec: opened as f64 / elapsed,
-        cpu_us_per_conn: cpu_start.cpu_secs(&cpu_end, ticks) * 1e6 / opened.max(1) as f64,
+        cpu_us_per_conn: per_conn(&cpu_start, &cpu_end),
+        generator_us_per_conn: per_conn(&gen_start, &gen_end),
+        relay_util: cpu_start.utilisation(&cpu_end, ticks),
+        generator_util: gen_start.utilisation(&gen_end, ticks),
         others_util: others as f64 / ticks as f64 / elapsed,
+        first_error,
     })
+}
+
+/// Opens and closes `count` wss sockets with `client`, a few at a time, so that it holds tickets
+/// before a burst that resumes sessions: without them the burst's first wave could not resume.
+pub async fn prime_tickets(
+    kind: RelayKind,
+    addr: SocketAddr,
+    client: &tls::Client,
+    count: usize,
+) -> anyhow::Result<()> {
+    let results: Vec<anyhow::Result<(Wss, bool)>> = stream::iter(0..count)
+        .map(|_| dialect::open_tls(addr, kind.path(), client))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for result in results {
+        result.context("opening a wss socket for its session tickets")?;
+    }
+    // Let the relay close them before anything is measured.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
 }
 
 #[cfg(test)]

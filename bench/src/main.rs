@@ -4,6 +4,7 @@
 
 use std::{
     fs,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
     time::{Duration, Instant},
@@ -12,10 +13,11 @@ use std::{
 use anyhow::Context;
 use bench::{
     dialect::{self, Ident, RelayKind},
-    load::{self, Pairs},
+    load::{self, Accept, Pairs, Transport},
     procfs,
     relay::{RelayProcess, RelaySetup},
-    report::{self, RelayReport},
+    report::{self, Phases, RelayReport},
+    tls,
     workload::{Script, Side},
 };
 use clap::Parser;
@@ -59,6 +61,10 @@ struct Args {
     /// Handshakes in flight at once during the burst.
     #[arg(long, default_value_t = 64)]
     accept_concurrency: usize,
+    /// The phases to run: all, or some of idle, closed, open, accept, wss (our relay's accept
+    /// burst over wss, with full TLS handshakes and with resumed sessions).
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    phases: Vec<String>,
     /// Parse and check every relayed frame (always on with --smoke).
     #[arg(long)]
     verify: bool,
@@ -107,6 +113,9 @@ struct Plan {
     idle: Vec<usize>,
     accept: usize,
     accept_concurrency: usize,
+    /// WebSockets to open in each of our relay's wss bursts.
+    wss_accept: usize,
+    phases: Phases,
     verify: bool,
     /// Wait for a quiet machine before each phase: (threshold, longest wait).
     quiet: Option<(f64, Duration)>,
@@ -125,6 +134,7 @@ impl Plan {
         }
         let mut idle = args.idle.clone();
         idle.sort_unstable();
+        let phases = Phases::parse(&args.phases).map_err(anyhow::Error::msg)?;
         let plan = Plan {
             relays,
             pairs: args.pairs.max(1),
@@ -137,6 +147,8 @@ impl Plan {
             idle,
             accept: args.accept,
             accept_concurrency: args.accept_concurrency.max(1),
+            wss_accept: args.accept,
+            phases,
             verify: args.verify,
             quiet: (args.quiet_wait > 0.0).then(|| {
                 (
@@ -157,6 +169,8 @@ impl Plan {
             open_count: Some(300),
             idle: vec![100],
             accept: 100,
+            // Enough that the TLS path never rots; a debug build's handshakes are slow.
+            wss_accept: 20,
             verify: true,
             quiet: None,
             ..plan
@@ -270,6 +284,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut text = header(&plan, &setup, &reports);
     text.push('\n');
     text.push_str(&report::table(&reports, plan.rate, &plan.idle, plan.accept));
+    for report in &reports {
+        if let Some(https) = report::https_table(report, plan.accept_concurrency) {
+            text.push('\n');
+            text.push_str(&https);
+        }
+    }
     let notes = report::notes(&reports);
     if !notes.is_empty() {
         text.push_str("\nNotes from this run:\n\n");
@@ -295,7 +315,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     if failed.is_empty() {
         if args.smoke {
-            eprintln!("[bench] smoke passed: every message arrived once, in order, at its peer");
+            eprintln!(
+                "[bench] smoke passed: every message arrived once, in order, at its peer; every ws and wss socket opened"
+            );
         }
         Ok(ExitCode::SUCCESS)
     } else {
@@ -304,8 +326,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs every phase against `kind`: idle sockets on a fresh process, then the message phases
-/// and the accept burst on another fresh one.
+/// Runs every phase of the plan against `kind`: idle sockets on a fresh process, then the
+/// message phases and the accept bursts (for our relay over ws, then over wss) on another fresh
+/// one.
 async fn run_relay(kind: RelayKind, plan: &Plan, setup: &RelaySetup, needed: u64) -> RelayReport {
     // A broadcasting relay delivers each message to every other socket: with one pair, each
     // message reaches exactly its intended peer, as with the others. Keep as many messages in
@@ -315,116 +338,71 @@ async fn run_relay(kind: RelayKind, plan: &Plan, setup: &RelaySetup, needed: u64
     } else {
         (plan.pairs, plan.window)
     };
-    let mut report = RelayReport::new(kind, pairs, window);
+    let phases = plan.phases;
+    let mut report = RelayReport::new(kind, pairs, window, phases);
     let name = kind.name();
 
-    quiet(plan, &mut report, None, "the idle sockets").await;
-    eprintln!("[bench] {name}: idle sockets {:?}", plan.idle);
-    match RelayProcess::start(kind, setup, "idle") {
-        Ok(relay) => {
-            report.nofile = relay.nofile;
-            if relay.nofile < needed {
-                let warning = format!(
-                    "the relay may open only {} files, the run needs about {needed}: raise the hard limit (ulimit -Hn)",
-                    relay.nofile
-                );
-                eprintln!("[bench] {name}: {warning}");
-                report.warnings.push(warning);
+    if phases.idle {
+        quiet(plan, &mut report, None, "the idle sockets").await;
+        eprintln!("[bench] {name}: idle sockets {:?}", plan.idle);
+        match RelayProcess::start(kind, setup, "idle", false) {
+            Ok(relay) => {
+                report.nofile = relay.nofile;
+                if relay.nofile < needed {
+                    let warning = format!(
+                        "the relay may open only {} files, the run needs about {needed}: raise the hard limit (ulimit -Hn)",
+                        relay.nofile
+                    );
+                    eprintln!("[bench] {name}: {warning}");
+                    report.warnings.push(warning);
+                }
+                match load::idle(kind, relay.addr, relay.pid, &plan.idle).await {
+                    Ok(idle) => report.idle = Some(idle),
+                    Err(err) => report.failures.push(format!("idle sockets: {err:#}")),
+                }
+                if let Err(err) = relay.stop() {
+                    report.failures.push(format!("stopping: {err:#}"));
+                }
             }
-            match load::idle(kind, relay.addr, relay.pid, &plan.idle).await {
-                Ok(idle) => report.idle = Some(idle),
-                Err(err) => report.failures.push(format!("idle sockets: {err:#}")),
+            Err(err) => {
+                report.failures.push(format!("cannot start: {err:#}"));
+                return report;
             }
-            if let Err(err) = relay.stop() {
-                report.failures.push(format!("stopping: {err:#}"));
-            }
-        }
-        Err(err) => {
-            report.failures.push(format!("cannot start: {err:#}"));
-            return report;
         }
     }
 
-    let mut relay = match RelayProcess::start(kind, setup, "messages") {
+    let wss = phases.wss && kind == RelayKind::Ours;
+    if !(phases.messages() || phases.accept || wss) {
+        return report;
+    }
+    let mut relay = match RelayProcess::start(kind, setup, "messages", wss) {
         Ok(relay) => relay,
         Err(err) => {
             report.failures.push(format!("cannot start: {err:#}"));
             return report;
         }
     };
-    eprintln!("[bench] {name}: connecting {pairs} pairs");
-    match Pairs::connect(kind, relay.addr, relay.pid, pairs, window, plan.verify).await {
-        Ok(set) => {
-            report.mean_frame = set.mean_frame_len();
-            for attempt in 1..=ATTEMPTS {
-                quiet(plan, &mut report, Some(relay.pid), "the closed loop").await;
-                eprintln!("[bench] {name}: closed loop");
-                match set
-                    .closed_loop(plan.warmup, plan.measure, plan.closed_per_peer)
-                    .await
-                {
-                    Ok(closed) => {
-                        let others = closed.others_util;
-                        report.closed = Some(closed);
-                        if !disturbed(plan, &mut report, others, "closed loop", attempt) {
-                            break;
-                        }
-                    }
-                    Err(err) => {
-                        report.failures.push(format!("closed loop: {err:#}"));
-                        break;
-                    }
-                }
-            }
-            for attempt in 1..=ATTEMPTS {
-                quiet(plan, &mut report, Some(relay.pid), "the open loop").await;
-                eprintln!("[bench] {name}: open loop at {} msg/s", plan.rate);
-                match set
-                    .open_loop(plan.rate, plan.warmup, plan.measure, plan.open_count)
-                    .await
-                {
-                    Ok(open) => {
-                        let others = open.others_util;
-                        report.open = Some(open);
-                        if !disturbed(plan, &mut report, others, "open loop", attempt) {
-                            break;
-                        }
-                    }
-                    Err(err) => {
-                        report.failures.push(format!("open loop: {err:#}"));
-                        break;
-                    }
-                }
-            }
-            report.faults = Some(set.close().await);
-        }
-        Err(err) => report.failures.push(format!("connecting pairs: {err:#}")),
+    if report.nofile == 0 {
+        report.nofile = relay.nofile;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for attempt in 1..=ATTEMPTS {
-        quiet(plan, &mut report, Some(relay.pid), "the accept burst").await;
-        eprintln!("[bench] {name}: accepting {} WebSockets", plan.accept);
-        match load::accept(
-            kind,
+    if phases.messages() {
+        message_phases(plan, &mut report, &relay, pairs, window).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if phases.accept {
+        report.accept = burst(
+            plan,
+            &mut report,
+            &relay,
             relay.addr,
-            relay.pid,
             plan.accept,
-            plan.accept_concurrency,
+            Transport::Ws,
+            "accept burst",
         )
-        .await
-        {
-            Ok(accept) => {
-                let others = accept.others_util;
-                report.accept = Some(accept);
-                if !disturbed(plan, &mut report, others, "accept burst", attempt) {
-                    break;
-                }
-            }
-            Err(err) => {
-                report.failures.push(format!("accept burst: {err:#}"));
-                break;
-            }
-        }
+        .await;
+    }
+    if wss {
+        wss_bursts(plan, &mut report, &relay).await;
     }
     if !relay.is_running() {
         report
@@ -435,6 +413,160 @@ async fn run_relay(kind: RelayKind, plan: &Plan, setup: &RelaySetup, needed: u64
         report.failures.push(format!("stopping: {err:#}"));
     }
     report
+}
+
+/// Connects the pairs and runs the closed and the open loop the plan asks for.
+async fn message_phases(
+    plan: &Plan,
+    report: &mut RelayReport,
+    relay: &RelayProcess,
+    pairs: u32,
+    window: usize,
+) {
+    let (kind, name) = (report.kind, report.kind.name());
+    eprintln!("[bench] {name}: connecting {pairs} pairs");
+    let set = match Pairs::connect(kind, relay.addr, relay.pid, pairs, window, plan.verify).await {
+        Ok(set) => set,
+        Err(err) => {
+            report.failures.push(format!("connecting pairs: {err:#}"));
+            return;
+        }
+    };
+    report.mean_frame = set.mean_frame_len();
+    for attempt in 1..=ATTEMPTS {
+        if !plan.phases.closed {
+            break;
+        }
+        quiet(plan, report, Some(relay.pid), "the closed loop").await;
+        eprintln!("[bench] {name}: closed loop");
+        match set
+            .closed_loop(plan.warmup, plan.measure, plan.closed_per_peer)
+            .await
+        {
+            Ok(closed) => {
+                let others = closed.others_util;
+                report.closed = Some(closed);
+                if !disturbed(plan, report, others, "closed loop", attempt) {
+                    break;
+                }
+            }
+            Err(err) => {
+                report.failures.push(format!("closed loop: {err:#}"));
+                break;
+            }
+        }
+    }
+    for attempt in 1..=ATTEMPTS {
+        if !plan.phases.open {
+            break;
+        }
+        quiet(plan, report, Some(relay.pid), "the open loop").await;
+        eprintln!("[bench] {name}: open loop at {} msg/s", plan.rate);
+        match set
+            .open_loop(plan.rate, plan.warmup, plan.measure, plan.open_count)
+            .await
+        {
+            Ok(open) => {
+                let others = open.others_util;
+                report.open = Some(open);
+                if !disturbed(plan, report, others, "open loop", attempt) {
+                    break;
+                }
+            }
+            Err(err) => {
+                report.failures.push(format!("open loop: {err:#}"));
+                break;
+            }
+        }
+    }
+    report.faults = Some(set.close().await);
+}
+
+/// Our relay's accept burst over wss, right after the ws one on the same process: first with a
+/// full TLS handshake per socket (the client keeps no sessions), then resuming sessions with
+/// the tickets the relay hands out.
+async fn wss_bursts(plan: &Plan, report: &mut RelayReport, relay: &RelayProcess) {
+    let (Some(addr), Some(cert)) = (relay.tls_addr, relay.cert.as_deref()) else {
+        report
+            .failures
+            .push("wss burst: the relay was started without TLS".into());
+        return;
+    };
+    for handshake in [tls::Handshake::Full, tls::Handshake::Resumed] {
+        let client = match tls::Client::new(cert, handshake) {
+            Ok(client) => client,
+            Err(err) => {
+                report.failures.push(format!("wss burst: {err:#}"));
+                return;
+            }
+        };
+        if handshake == tls::Handshake::Resumed {
+            let prime = plan.wss_accept.min(plan.accept_concurrency);
+            if let Err(err) = load::prime_tickets(report.kind, addr, &client, prime).await {
+                report.failures.push(format!("wss burst: {err:#}"));
+                return;
+            }
+        }
+        let phase = format!("wss burst, {}", handshake.label());
+        let accept = burst(
+            plan,
+            report,
+            relay,
+            addr,
+            plan.wss_accept,
+            Transport::Wss(&client),
+            &phase,
+        )
+        .await;
+        match handshake {
+            tls::Handshake::Full => report.accept_wss = accept,
+            tls::Handshake::Resumed => report.accept_wss_resumed = accept,
+        }
+    }
+}
+
+/// One accept burst of `count` sockets to `addr` over `transport`, run again once if other
+/// processes disturbed it.
+async fn burst(
+    plan: &Plan,
+    report: &mut RelayReport,
+    relay: &RelayProcess,
+    addr: SocketAddr,
+    count: usize,
+    transport: Transport<'_>,
+    phase: &str,
+) -> Option<Accept> {
+    let mut result = None;
+    for attempt in 1..=ATTEMPTS {
+        quiet(plan, report, Some(relay.pid), &format!("the {phase}")).await;
+        eprintln!(
+            "[bench] {}: {phase}: opening {count} WebSockets",
+            report.kind.name()
+        );
+        match load::accept(
+            report.kind,
+            addr,
+            relay.pid,
+            count,
+            plan.accept_concurrency,
+            transport,
+        )
+        .await
+        {
+            Ok(accept) => {
+                let others = accept.others_util;
+                result = Some(accept);
+                if !disturbed(plan, report, others, phase, attempt) {
+                    break;
+                }
+            }
+            Err(err) => {
+                report.failures.push(format!("{phase}: {err:#}"));
+                break;
+            }
+        }
+    }
+    result
 }
 
 /// How many times a phase runs at most when other processes disturb it.
@@ -549,11 +681,24 @@ fn header(plan: &Plan, setup: &RelaySetup, reports: &[RelayReport]) -> String {
     } else {
         ""
     };
+    let phases = if plan.phases == Phases::ALL {
+        String::new()
+    } else {
+        format!(" Phases run: {}.", plan.phases.names().join(", "))
+    };
+    let wss = if plan.phases.wss && plan.relays.contains(&RelayKind::Ours) {
+        format!(
+            "; ours also over wss, {} WebSockets with a full TLS handshake each, then {} resuming sessions",
+            plan.wss_accept, plan.wss_accept
+        )
+    } else {
+        String::new()
+    };
     format!(
         "Machine: {online} CPUs ({model}), Linux {kernel}, Node {node}; {pinning}.\n\
          Open-file limit of each relay: {}.\n\
          Workload: {} pairs{}; per exchange 1 offer + 1 answer (SDP 3.2–5.8 KB, frames {sdp_min}–{sdp_max} B) + 10 candidates (frames {cand_min}–{cand_max} B).\n\
-         Closed loop: {closed}, window {} per direction. Open loop: {open}. Idle sockets: {:?}. Accept burst: {} WebSockets, {} handshakes at a time.{}\n",
+         Closed loop: {closed}, window {} per direction. Open loop: {open}. Idle sockets: {:?}. Accept burst: {} WebSockets, {} handshakes at a time{wss}.{}{phases}\n",
         nofile.join(", "),
         plan.pairs,
         if plan.relays.iter().any(|k| k.broadcasts()) {

@@ -84,10 +84,17 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A free port on 127.0.0.1 (the relay binds it right after; nothing else here races for it).
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
+/// `N` different free ports on 127.0.0.1 (the relay binds them right after; nothing else here
+/// races for them). All are held until all are found, so that none is handed out twice.
+fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 /// One running relay process.
@@ -97,8 +104,12 @@ pub struct RelayProcess {
     pub kind: RelayKind,
     /// Its process id (the relay itself: `taskset` and `bash` exec into it).
     pub pid: u32,
-    /// Where it listens.
+    /// Where it listens (plain http and ws).
     pub addr: SocketAddr,
+    /// Where our relay listens for https and wss, when it was started with TLS.
+    pub tls_addr: Option<SocketAddr>,
+    /// The certificate our relay issued itself (`cert.pem` in its data directory), with TLS.
+    pub cert: Option<PathBuf>,
     /// Its open-file limit.
     pub nofile: u64,
     /// Where its output goes.
@@ -108,10 +119,27 @@ pub struct RelayProcess {
 
 impl RelayProcess {
     /// Starts `kind` on a free port and waits until it accepts connections. `tag` names the log.
-    pub fn start(kind: RelayKind, setup: &RelaySetup, tag: &str) -> anyhow::Result<RelayProcess> {
-        let port = free_port()?;
+    /// With `tls`, our relay also serves https and wss on a second free port, with the
+    /// certificate it issues itself into `work_dir/relay-data`; without, its TLS is off. Its
+    /// STUN server is always off (two relays of one run would want the same UDP port).
+    pub fn start(
+        kind: RelayKind,
+        setup: &RelaySetup,
+        tag: &str,
+        tls: bool,
+    ) -> anyhow::Result<RelayProcess> {
+        let [port, tls_port] = free_ports()?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let port_text = port.to_string();
+        let tls = tls && kind == RelayKind::Ours;
+        let tls_port_text = if tls {
+            tls_port.to_string()
+        } else {
+            "0".into()
+        };
+        let tls_addr = tls.then(|| SocketAddr::from((Ipv4Addr::LOCALHOST, tls_port)));
+        let data_dir = setup.work_dir.join("relay-data");
+        let data_dir_text = data_dir.to_string_lossy().into_owned();
         let (program, args, dir): (PathBuf, Vec<&str>, Option<PathBuf>) = match kind {
             RelayKind::Ours => (
                 setup.server_bin.clone(),
@@ -120,6 +148,12 @@ impl RelayProcess {
                     "127.0.0.1",
                     "--port",
                     &port_text,
+                    "--tls-port",
+                    &tls_port_text,
+                    "--data-dir",
+                    &data_dir_text,
+                    "--stun-port",
+                    "0",
                     "--dist",
                     "/nonexistent",
                     "--room-capacity",
@@ -159,6 +193,10 @@ impl RelayProcess {
             .arg(&program)
             .args(&args)
             .env_remove("RUST_LOG")
+            // Our relay reads these too; the flags above win, but say nothing else.
+            .env_remove("TLS_CERT")
+            .env_remove("TLS_KEY")
+            .env_remove("NO_TLS")
             // Our relay's refusal limits (64 sockets per address, 50 messages a second per
             // socket, 10k sockets) would turn the load away: lift them, so that the checks
             // still run but never refuse. Variables, not flags: a relay without those limits
@@ -183,6 +221,8 @@ impl RelayProcess {
             kind,
             pid,
             addr,
+            tls_addr,
+            cert: tls.then(|| data_dir.join("cert.pem")),
             nofile: 0,
             log,
             child: Some(child),
@@ -205,14 +245,20 @@ impl RelayProcess {
                     );
                 }
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            let waiting: Vec<SocketAddr> = [Some(self.addr), self.tls_addr]
+                .into_iter()
+                .flatten()
+                .filter(|addr| {
+                    TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_err()
+                })
+                .collect();
+            if waiting.is_empty() {
                 return Ok(());
             }
             ensure!(
                 Instant::now() < deadline,
-                "{} is not listening on {} after 20 s; see {}",
+                "{} is not listening on {waiting:?} after 20 s; see {}",
                 self.kind.name(),
-                self.addr,
                 self.log.display()
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -7,6 +7,79 @@ use crate::{
     load::{Accept, ClosedLoop, Faults, Idle, OpenLoop},
 };
 
+/// The phases a run measures (`--phases`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Phases {
+    /// Idle sockets on a fresh process.
+    pub idle: bool,
+    /// Closed loop.
+    pub closed: bool,
+    /// Open loop.
+    pub open: bool,
+    /// The ws accept burst.
+    pub accept: bool,
+    /// Our relay only: the same burst over wss, with full TLS handshakes and with resumed
+    /// sessions.
+    pub wss: bool,
+}
+
+impl Phases {
+    /// Every phase's name on the command line, in the order they run.
+    pub const NAMES: [&'static str; 5] = ["idle", "closed", "open", "accept", "wss"];
+
+    /// Every phase.
+    pub const ALL: Phases = Phases {
+        idle: true,
+        closed: true,
+        open: true,
+        accept: true,
+        wss: true,
+    };
+
+    /// The phases named in `names` (see [`Phases::NAMES`]; `all` for every one).
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Phases, String> {
+        let mut phases = Phases {
+            idle: false,
+            closed: false,
+            open: false,
+            accept: false,
+            wss: false,
+        };
+        for name in names {
+            match name.as_ref().trim() {
+                "all" => phases = Phases::ALL,
+                "idle" => phases.idle = true,
+                "closed" => phases.closed = true,
+                "open" => phases.open = true,
+                "accept" => phases.accept = true,
+                "wss" => phases.wss = true,
+                other => {
+                    return Err(format!(
+                        "unknown phase {other:?}; expected all or some of {}",
+                        Phases::NAMES.join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(phases)
+    }
+
+    /// Whether a message phase runs (the pairs are connected only then).
+    pub fn messages(self) -> bool {
+        self.closed || self.open
+    }
+
+    /// The phases' names, for the header.
+    pub fn names(self) -> Vec<&'static str> {
+        let on = [self.idle, self.closed, self.open, self.accept, self.wss];
+        Phases::NAMES
+            .into_iter()
+            .zip(on)
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect()
+    }
+}
+
 /// Everything measured of one relay in one run.
 #[derive(Clone, Debug)]
 pub struct RelayReport {
@@ -28,6 +101,12 @@ pub struct RelayReport {
     pub idle: Option<Idle>,
     /// Connection accept rate.
     pub accept: Option<Accept>,
+    /// Our relay only: the same burst over wss, with a full TLS handshake per socket.
+    pub accept_wss: Option<Accept>,
+    /// Our relay only: the same burst over wss, resuming TLS sessions where the client can.
+    pub accept_wss_resumed: Option<Accept>,
+    /// The phases that were to run.
+    pub phases: Phases,
     /// Message faults over the message phases.
     pub faults: Option<Faults>,
     /// Phases that could not run, and why.
@@ -37,8 +116,8 @@ pub struct RelayReport {
 }
 
 impl RelayReport {
-    /// An empty report for `kind`.
-    pub fn new(kind: RelayKind, pairs: u32, window: usize) -> RelayReport {
+    /// An empty report for `kind`, which is to run `phases`.
+    pub fn new(kind: RelayKind, pairs: u32, window: usize, phases: Phases) -> RelayReport {
         RelayReport {
             kind,
             pairs,
@@ -49,24 +128,31 @@ impl RelayReport {
             open: None,
             idle: None,
             accept: None,
+            accept_wss: None,
+            accept_wss_resumed: None,
+            phases,
             faults: None,
             failures: Vec::new(),
             warnings: Vec::new(),
         }
     }
 
-    /// Whether every phase ran, and every message arrived once, in order, where it was sent,
-    /// and every idle socket stayed open.
+    /// Whether every phase that was to run ran, every message arrived once, in order, where it
+    /// was sent, every idle socket stayed open, and every socket of the accept bursts opened.
     pub fn is_clean(&self) -> bool {
+        let phases = self.phases;
         let idle_ok = self.idle.as_ref().is_some_and(|idle| {
             idle.steps
                 .last()
                 .is_some_and(|&(count, _, _)| idle.alive == count as u64)
         });
+        let accepted = |a: &Option<Accept>| a.as_ref().is_some_and(|a| a.failed == 0);
+        let wss = phases.wss && self.kind == RelayKind::Ours;
         self.failures.is_empty()
-            && self.faults.as_ref().is_some_and(Faults::is_clean)
-            && idle_ok
-            && self.accept.as_ref().is_some_and(|a| a.failed == 0)
+            && (!phases.messages() || self.faults.as_ref().is_some_and(Faults::is_clean))
+            && (!phases.idle || idle_ok)
+            && (!phases.accept || accepted(&self.accept))
+            && (!wss || (accepted(&self.accept_wss) && accepted(&self.accept_wss_resumed)))
     }
 
     fn idle_step(&self, index: usize) -> Option<f64> {
@@ -257,7 +343,11 @@ pub fn table(reports: &[RelayReport], rate: f64, idle_counts: &[usize], accepts:
         out.push_str("---:|");
     }
     out.push('\n');
-    for row in &rows {
+    // Rows of phases that did not run (`--phases`) say nothing.
+    for row in rows
+        .iter()
+        .filter(|row| reports.iter().any(|r| (row.value)(r).is_some()))
+    {
         let _ = write!(out, "| {}{} |", row.name, row.better.arrow());
         let base = ours.and_then(|o| (row.value)(o));
         for report in reports {
@@ -282,6 +372,9 @@ pub fn table(reports: &[RelayReport], rate: f64, idle_counts: &[usize], accepts:
         out.push('\n');
     }
     // Rows that are words, not figures.
+    if !reports.iter().any(|r| r.faults.is_some()) {
+        return out;
+    }
     let _ = write!(out, "| pairs × window per direction |");
     for report in reports {
         let _ = write!(out, " {} × {} |", report.pairs, report.window);
@@ -312,6 +405,69 @@ pub fn table(reports: &[RelayReport], rate: f64, idle_counts: &[usize], accepts:
     }
     out.push('\n');
     out
+}
+
+/// Our relay's accept bursts side by side: plain ws, then wss with a full TLS handshake per
+/// socket, then wss resuming sessions; each wss figure also as a ratio to the ws one. `None`
+/// when our relay ran no wss burst.
+pub fn https_table(report: &RelayReport, concurrency: usize) -> Option<String> {
+    if report.accept_wss.is_none() && report.accept_wss_resumed.is_none() {
+        return None;
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "HTTPS accept, {}: {concurrency} handshakes at a time, one burst after another on the same process.\n",
+        report.kind.name(),
+    );
+    out.push_str(
+        "| burst | opened | accepted/s ↑ | relay CPU µs per socket ↓ | relay core busy (%) | generator CPU µs per socket | generator core busy (%) | other processes (% of a core) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let ws = report.accept.as_ref();
+    let ratio = |value: f64, base: Option<f64>| match base {
+        Some(base) if base > 0.0 && value.is_finite() => format!(" (×{:.2})", value / base),
+        _ => String::new(),
+    };
+    let resumed = report.accept_wss_resumed.as_ref().map_or_else(
+        || "wss, resumed TLS sessions".to_owned(),
+        |a| {
+            format!(
+                "wss, resumed TLS sessions ({} resumed)",
+                thousands(a.resumed)
+            )
+        },
+    );
+    let bursts = [
+        ("ws".to_owned(), report.accept.as_ref(), None),
+        (
+            "wss, full TLS handshakes".to_owned(),
+            report.accept_wss.as_ref(),
+            ws,
+        ),
+        (resumed, report.accept_wss_resumed.as_ref(), ws),
+    ];
+    for (name, accept, base) in bursts {
+        let Some(a) = accept else {
+            let _ = writeln!(out, "| {name} | – | – | – | – | – | – | – |");
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {}{} | {}{} | {:.0} | {} | {:.0} | {:.0} |",
+            thousands(a.opened),
+            thousands(a.conns_per_sec.round() as usize),
+            ratio(a.conns_per_sec, base.map(|w| w.conns_per_sec)),
+            format_value(a.cpu_us_per_conn, 0),
+            ratio(a.cpu_us_per_conn, base.map(|w| w.cpu_us_per_conn)),
+            a.relay_util * 100.0,
+            format_value(a.generator_us_per_conn, 0),
+            a.generator_util * 100.0,
+            a.others_util * 100.0,
+        );
+    }
+    out.push_str("\n(×N) is the wss figure divided by the ws one of the same run.\n");
+    Some(out)
 }
 
 fn format_value(value: f64, decimals: usize) -> String {
@@ -359,13 +515,23 @@ pub fn notes(reports: &[RelayReport]) -> String {
                 }
             }
         }
-        if let Some(accept) = &report.accept {
-            if accept.failed > 0 {
-                let _ = writeln!(
-                    out,
-                    "- {name}: {} WebSockets failed to open in the accept burst",
-                    accept.failed
-                );
+        for (burst, accept) in [
+            ("the accept burst", &report.accept),
+            ("the wss burst (full handshakes)", &report.accept_wss),
+            (
+                "the wss burst (resumed sessions)",
+                &report.accept_wss_resumed,
+            ),
+        ] {
+            if let Some(accept) = accept {
+                if accept.failed > 0 {
+                    let _ = writeln!(
+                        out,
+                        "- {name}: {} WebSockets failed to open in {burst}; the first: {}",
+                        accept.failed,
+                        accept.first_error.as_deref().unwrap_or("?")
+                    );
+                }
             }
         }
         if let Some(open) = &report.open {
@@ -382,7 +548,16 @@ pub fn notes(reports: &[RelayReport]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::thousands;
+    use super::{thousands, Phases};
+
+    #[test]
+    fn phases_are_parsed() {
+        assert_eq!(Phases::parse(&["all"]), Ok(Phases::ALL));
+        let some = Phases::parse(&["accept", " wss"]).unwrap();
+        assert!(some.accept && some.wss && !some.idle && !some.messages());
+        assert_eq!(some.names(), ["accept", "wss"]);
+        assert!(Phases::parse(&["tls"]).is_err());
+    }
 
     #[test]
     fn thousands_are_grouped() {
