@@ -48,7 +48,8 @@ test-native:
 # NAT routers, coturn. Needs root (CI runs as root); everything is torn down afterwards, and no
 # lab namespace has a route to the host's own network.
 test-lab:
-	cargo test -p e2e --test lab --offline -- --nocapture --test-threads=1
+	cargo build -p server
+	cargo test -p e2e --test lab -- --nocapture --test-threads=1
 
 # The client's own tests, in headless Chrome through wasm-bindgen-test-runner.
 test-browser:

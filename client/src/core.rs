@@ -370,6 +370,26 @@ struct Link {
     turn_refused: Option<String>,
 }
 
+impl Link {
+    /// The exchange is back to stable with a remote description in place: the candidates that
+    /// waited for it go in, and a negotiation asked for meanwhile starts now.
+    fn stable_again(&mut self, out: &mut Vec<Effect>) {
+        let conn = self.conn;
+        self.signaling = Signaling::Stable;
+        self.remote_set = true;
+        self.last_offer = None;
+        out.extend(
+            std::mem::take(&mut self.pending)
+                .into_iter()
+                .map(|candidate| Effect::AddCandidate { conn, candidate }),
+        );
+        if std::mem::take(&mut self.negotiation_wanted) {
+            self.signaling = Signaling::MakingOffer;
+            out.push(Effect::MakeOffer { conn });
+        }
+    }
+}
+
 /// Another person of the room, as far as we know.
 #[derive(Debug)]
 struct Remote {
@@ -954,46 +974,20 @@ impl Engine {
                 if link.signaling != Signaling::Answering {
                     return;
                 }
-                link.signaling = Signaling::Stable;
-                link.remote_set = true;
-                link.last_offer = None;
-                let pending = std::mem::take(&mut link.pending);
-                let again = std::mem::take(&mut link.negotiation_wanted);
                 if relay_up {
                     out.push(Effect::Send(ClientMsg::Answer {
                         to: Some(peer),
                         sdp,
                     }));
                 }
-                out.extend(
-                    pending
-                        .into_iter()
-                        .map(|candidate| Effect::AddCandidate { conn, candidate }),
-                );
-                if again {
-                    link.signaling = Signaling::MakingOffer;
-                    out.push(Effect::MakeOffer { conn });
-                }
+                link.stable_again(out);
             }
             PeerInput::AnswerApplied => {
                 if link.signaling != Signaling::ApplyingAnswer {
                     return;
                 }
-                link.signaling = Signaling::Stable;
-                link.remote_set = true;
                 link.restarting = false;
-                link.last_offer = None;
-                let pending = std::mem::take(&mut link.pending);
-                let again = std::mem::take(&mut link.negotiation_wanted);
-                out.extend(
-                    pending
-                        .into_iter()
-                        .map(|candidate| Effect::AddCandidate { conn, candidate }),
-                );
-                if again {
-                    link.signaling = Signaling::MakingOffer;
-                    out.push(Effect::MakeOffer { conn });
-                }
+                link.stable_again(out);
             }
             PeerInput::Failed(why) => {
                 // The exchange cannot go on: end this call and say so; Call starts a new one.

@@ -5,61 +5,23 @@
 //! `chromium` (`scripts/setup.sh --test` installs them; `CHROMEDRIVER` / `CHROME` override the
 //! paths).
 
-use std::{net::SocketAddr, path::PathBuf, time::Instant};
+use std::{net::SocketAddr, time::Instant};
 
-use e2e::browser::{frames, frames_beyond, status_of, wait_for, Driver};
+use e2e::{
+    browser::{frames, frames_beyond, status_of, wait_for, Driver},
+    relay,
+};
 use fantoccini::Locator;
-use tokio_util::sync::CancellationToken;
 
 /// The tests of this file take turns: each runs several Chromes, and on two cores two tests'
 /// worth at once would make their timings meaningless (and their waits flaky).
 static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn dist_dir() -> PathBuf {
-    let dist = std::env::var_os("DIST_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist"),
-        PathBuf::from,
-    );
-    assert!(
-        dist.join("index.html").is_file(),
-        "no client bundle in {}: run `make test`, which builds it first",
-        dist.display()
-    );
-    dist
-}
-
-/// Starts the relay on `addr` (port 0: any free port). Returns its address, its shutdown
-/// token, and the task that ends when it has stopped.
-async fn start_relay(
-    addr: SocketAddr,
-    room_capacity: usize,
-) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("bind the relay");
-    let addr = listener.local_addr().expect("relay address");
-    let shutdown = CancellationToken::new();
-    let config = server::Config {
-        dist: dist_dir(),
-        room_capacity,
-        ..server::Config::default()
-    };
-    let task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            server::run(listener, config, shutdown)
-                .await
-                .expect("the relay runs");
-        }
-    });
-    (addr, shutdown, task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_see_each_other_hang_up_and_call_again() {
     let _turn = CHROME_TURN.lock().await;
     // Rooms of two, as for a 1:1 call: a third page is told the room is full.
-    let (relay, shutdown, relay_task) = start_relay(([127, 0, 0, 1], 0).into(), 2).await;
+    let (relay, shutdown, relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 2).await;
     let driver = Driver::start().await;
     let callee = driver.browser().await;
     let caller = driver.browser().await;
@@ -152,7 +114,7 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
         )
         .await;
     }
-    let (_, shutdown, _relay_task) = start_relay(relay, 2).await;
+    let (_, shutdown, _relay_task) = relay::start(relay, 2).await;
     for page in [&caller, &callee] {
         wait_for(
             page,
@@ -242,7 +204,7 @@ async fn room_of(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
     let _turn = CHROME_TURN.lock().await;
-    let (relay, shutdown, relay_task) = start_relay(([127, 0, 0, 1], 0).into(), 6).await;
+    let (relay, shutdown, relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
     let driver = Driver::start().await;
 
     // Rooms of 2 and 3 pages opened at once (and 6 with E2E_ROOM_OF_SIX=1: on two cores its
@@ -307,7 +269,7 @@ async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
 
     // It comes back having forgotten everybody: the pages rejoin the same room and keep the
     // same calls (the same connections), without a new negotiation from scratch.
-    let (_, shutdown, _relay_task) = start_relay(relay, 6).await;
+    let (_, shutdown, _relay_task) = relay::start(relay, 6).await;
     for (page, conns) in pages.iter().zip(&conns) {
         wait_for(
             page,

@@ -44,23 +44,13 @@ fn server_bin() -> PathBuf {
     bin
 }
 
-fn dist_dir() -> PathBuf {
-    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
-    assert!(
-        dist.join("index.html").is_file(),
-        "no client bundle in {}: run `make test`, which builds it first",
-        dist.display()
-    );
-    dist.canonicalize().expect("dist path")
-}
-
 /// Starts the relay binary in host `ns` with `args` after the common ones, and waits until its
 /// HTTPS port answers at `tls`.
 async fn start_relay(lab: &mut Lab, ns: &str, log: &str, tls: SocketAddr, args: &[&str]) {
     let data = lab.dir().join("relay-data");
     let mut all: Vec<String> = vec![
         "--dist".into(),
-        dist_dir().display().to_string(),
+        e2e::relay::dist_dir().display().to_string(),
         "--data-dir".into(),
         data.display().to_string(),
     ];

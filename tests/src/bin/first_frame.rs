@@ -20,7 +20,6 @@ use std::{
 use e2e::browser::{self, Driver};
 use fantoccini::{wd::WebDriverCompatibleCommand, Client};
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 /// Marks each step a page reaches, in ms since its navigation started (`performance.now()`),
 /// in `window.__marks`; runs before any script of the page.
@@ -247,31 +246,6 @@ fn timeline(runs: &[&Run], caller: bool) -> Vec<String> {
         .collect()
 }
 
-async fn start_ours() -> (SocketAddr, CancellationToken) {
-    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
-    assert!(
-        dist.join("index.html").is_file(),
-        "no client bundle in {}: run `make client` first",
-        dist.display()
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the relay");
-    let addr = listener.local_addr().expect("address");
-    let shutdown = CancellationToken::new();
-    let config = server::Config {
-        dist,
-        ..server::Config::default()
-    };
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        server::run(listener, config, token)
-            .await
-            .expect("the relay runs");
-    });
-    (addr, shutdown)
-}
-
 fn start_seed(dir: &PathBuf) -> (SocketAddr, tokio::process::Child) {
     let port = browser::free_port();
     let child = tokio::process::Command::new("node")
@@ -312,7 +286,7 @@ async fn main() {
         }
     }
     let seed_dir = seed_dir.expect("--seed-dir: the seed-socketio relay, its packages installed");
-    let (ours, shutdown) = start_ours().await;
+    let (ours, shutdown, _relay) = e2e::relay::start(([127, 0, 0, 1], 0).into(), 2).await;
     let (seed, _seed_child) = start_seed(&seed_dir);
     wait_http(seed).await;
     let driver = Driver::start().await;
