@@ -526,7 +526,8 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
 /// Perfect negotiation in the browser: both sides offer at once (glare); the polite side rolls
 /// its offer back and answers, the impolite side keeps its offer and takes the answer. Then a
 /// side that had no camera adds it mid-call and renegotiates: the other side receives that
-/// video, all on the same two connections.
+/// video. Then ten more rounds of glare on the live call, frames checked after each, all on the
+/// same two connections.
 #[wasm_bindgen_test]
 async fn glare_is_settled_by_rollback_and_media_can_be_added_mid_call() {
     let local = open_camera_and_microphone()
@@ -588,10 +589,41 @@ async fn glare_is_settled_by_rollback_and_media_can_be_added_mid_call() {
             .await;
     };
     wait_for_frames(&video, "the added camera's").await;
-    assert_eq!(
-        impolite.peer.connection().connection_state(),
-        RtcPeerConnectionState::Connected
-    );
+
+    // Glare again and again on the live call: both sides offer at the same moment, the polite
+    // side rolls back and answers. The call never goes down, and its frames keep coming.
+    for round in 0..10 {
+        let impolite_offer = impolite.peer.create_offer().await.expect("offer");
+        let _ = polite.peer.create_offer().await.expect("offer");
+        let answer = polite
+            .peer
+            .answer_offer(&impolite_offer)
+            .await
+            .unwrap_or_else(|err| panic!("round {round}: the polite side answers: {err:?}"));
+        impolite
+            .peer
+            .accept_answer(&answer)
+            .await
+            .unwrap_or_else(|err| panic!("round {round}: the answer applies: {err:?}"));
+        let frames = decoded_frames(&video);
+        wait_until(&format!("frames after glare round {round}"), || {
+            decoded_frames(&video) > frames
+        })
+        .await;
+        for side in [&impolite, &polite] {
+            assert_eq!(
+                side.peer.connection().connection_state(),
+                RtcPeerConnectionState::Connected,
+                "round {round}: {}",
+                side.describe()
+            );
+        }
+    }
     video.remove();
     stop(&local);
+}
+
+/// Frames `video` has decoded so far.
+fn decoded_frames(video: &HtmlVideoElement) -> u32 {
+    video.get_video_playback_quality().total_video_frames()
 }

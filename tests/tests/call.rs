@@ -304,3 +304,26 @@ async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
     }
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_callers_at_the_same_instant_settle_glare_without_a_new_call() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let a = driver.browser().await;
+    let b = driver.browser().await;
+    for round in 0..5 {
+        // Both pages call: both offer at once, and perfect negotiation settles it.
+        let url = format!("http://{relay}/?room=glare{round}#true");
+        let (opened_a, opened_b) = tokio::join!(a.goto(&url), b.goto(&url));
+        opened_a.expect("open page a");
+        opened_b.expect("open page b");
+        for page in [&a, &b] {
+            let conns = decoding_everyone(page, 1).await;
+            assert_eq!(conns, ["0"], "round {round}: glare rebuilt the call");
+        }
+    }
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+    shutdown.cancel();
+}
