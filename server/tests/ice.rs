@@ -31,10 +31,10 @@ use tokio_tungstenite::{
 };
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+mod common;
+use common::RECV_TIMEOUT;
 
-/// How long a message that should arrive may take.
-const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const SECRET: &str = "test-shared-secret";
 

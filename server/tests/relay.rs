@@ -39,10 +39,10 @@ use tokio_tungstenite::{
 };
 use tokio_util::sync::CancellationToken;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+mod common;
+use common::{next_frame, parse_event, recv, RECV_TIMEOUT};
 
-/// How long a message that should arrive may take.
-const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a peer that should receive nothing is watched.
 const SILENCE: Duration = Duration::from_millis(300);
@@ -221,32 +221,6 @@ async fn send(ws: &mut Ws, msg: &ClientMsg) {
 
 async fn send_text(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.expect("sends");
-}
-
-/// The next frame that is not a ping or pong, or a failure after [`RECV_TIMEOUT`].
-async fn next_frame(ws: &mut Ws) -> Message {
-    loop {
-        let frame = tokio::time::timeout(RECV_TIMEOUT, ws.next())
-            .await
-            .expect("a frame arrives in time")
-            .expect("the connection is still open")
-            .expect("the frame reads");
-        if !matches!(frame, Message::Ping(_) | Message::Pong(_)) {
-            return frame;
-        }
-    }
-}
-
-fn parse_event(text: &str) -> ServerMsg {
-    ServerMsg::parse(text).unwrap_or_else(|err| panic!("not a ServerMsg ({err}): {text}"))
-}
-
-/// The next event from the relay.
-async fn recv(ws: &mut Ws) -> ServerMsg {
-    match next_frame(ws).await {
-        Message::Text(text) => parse_event(text.as_str()),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
 }
 
 /// The next event, which must be an error of `kind`.

@@ -36,10 +36,10 @@ use tokio_tungstenite::{
 };
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-type Wss = WebSocketStream<TlsStream<TcpStream>>;
+mod common;
+use common::{next_frame, recv, RECV_TIMEOUT};
 
-/// How long a message or a handshake that should happen may take.
-const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+type Wss = WebSocketStream<TlsStream<TcpStream>>;
 
 /// How often the reload test's relay looks at its certificate files.
 const RELOAD_INTERVAL: Duration = Duration::from_millis(50);
@@ -190,27 +190,6 @@ async fn wss(addr: SocketAddr, connector: &TlsConnector) -> Wss {
     try_wss(addr, connector, None, None)
         .await
         .expect("the WebSocket handshake succeeds")
-}
-
-/// The next frame that is not a ping or pong.
-async fn next_frame(ws: &mut Wss) -> Message {
-    loop {
-        let frame = tokio::time::timeout(RECV_TIMEOUT, ws.next())
-            .await
-            .expect("a frame arrives in time")
-            .expect("the connection is still open")
-            .expect("the frame reads");
-        if !matches!(frame, Message::Ping(_) | Message::Pong(_)) {
-            return frame;
-        }
-    }
-}
-
-async fn recv(ws: &mut Wss) -> ServerMsg {
-    match next_frame(ws).await {
-        Message::Text(text) => ServerMsg::parse(text.as_str()).expect("a ServerMsg"),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
 }
 
 /// Joins `room` and returns the id of the welcome.

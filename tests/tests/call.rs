@@ -27,27 +27,9 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
     let caller = driver.browser().await;
     let base = format!("http://{relay}/?room=e2e");
 
-    callee.goto(&base).await.expect("open the callee page");
-    wait_for(
-        &callee,
-        "the callee to wait in the room",
-        "return document.getElementById('status').dataset.state === 'waiting'",
-    )
-    .await;
-
     // The time a person waits: from opening the caller's page to seeing each other.
-    let opened = Instant::now();
-    caller
-        .goto(&format!("{base}#true"))
-        .await
-        .expect("open the caller page");
-    frames_beyond(&caller, 0).await;
-    frames_beyond(&callee, 0).await;
-    let setup = opened.elapsed();
-    println!(
-        "call setup: {} ms from opening /#true to decoded frames on both sides",
-        setup.as_millis()
-    );
+    let setup = e2e::browser::call(&callee, &caller, &base).await;
+    println!("call setup: {setup} ms from opening /#true to decoded frames on both sides");
     for page in [&caller, &callee] {
         wait_for(
             page,
