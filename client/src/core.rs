@@ -17,11 +17,21 @@
 //!   jittered exponential backoff, resumes with its token or joins again with its session id,
 //!   and recognises the others by theirs. A connection that fails, or stays disconnected for
 //!   [`Timing::disconnected_ms`], or a network change, gets an ICE restart; one not back within
-//!   [`Timing::lost_ms`] is shown as lost.
+//!   [`Timing::lost_ms`] is shown as lost. The impolite side restarts; the polite side gives
+//!   it [`Timing::restart_grace_ms`] first, because two restarts that cross make the polite
+//!   side roll its own back, and Chrome's video into the page that rolled back a restart offer
+//!   stalls after a few frames (seen in the address-change lab test).
+//! - **No lost signals.** A socket can die without a word (the device moved): what went into it
+//!   is gone. An offer without an answer is sent again, with our candidates, after
+//!   [`Timing::answer_due_ms`] (doubling), on rejoining the relay, and when its addressee comes
+//!   back under a new id; a repeated offer we already answered gets the same answer again; what
+//!   we had to say while the relay was away goes out on rejoining.
 
 use std::collections::BTreeSet;
 
-use protocol::{ClientMsg, ErrorKind, IceCandidate, IceServer, PeerId, PeerInfo, ServerMsg};
+use protocol::{
+    ClientMsg, ErrorKind, IceCandidate, IceServer, PeerId, PeerInfo, ServerMsg, Signal,
+};
 
 use crate::diagnose::{self, IceServerError, IceSetup};
 
@@ -44,6 +54,10 @@ pub enum Timer {
     Heartbeat,
     /// The relay did not answer the last `ping` in time.
     PongDue,
+    /// Our offer got no answer in time: send it again.
+    AnswerDue(ConnId),
+    /// The polite side left an ICE restart to the other side this long; its turn now.
+    RestartDue(ConnId),
 }
 
 /// `RTCPeerConnection.connectionState`.
@@ -275,6 +289,11 @@ pub struct Timing {
     pub heartbeat_ms: u32,
     /// How long a `pong` may take before the relay connection counts as dead.
     pub pong_timeout_ms: u32,
+    /// An offer unanswered this long is sent again; the wait doubles each time, up to 8 times
+    /// this.
+    pub answer_due_ms: u32,
+    /// How long the polite side of a dropped connection leaves the ICE restart to the other.
+    pub restart_grace_ms: u32,
 }
 
 impl Default for Timing {
@@ -286,6 +305,8 @@ impl Default for Timing {
             lost_ms: 30_000,
             heartbeat_ms: 10_000,
             pong_timeout_ms: 3_000,
+            answer_due_ms: 3_000,
+            restart_grace_ms: 6_000,
         }
     }
 }
@@ -358,10 +379,23 @@ struct Link {
     remote_set: bool,
     /// Our ICE restart offer is out: the other side's new candidates wait for its answer.
     restarting: bool,
+    /// We rolled back our ICE restart offer for theirs, which restarts ICE for both sides: the
+    /// `negotiationneeded` the browser still owes our restart asks for nothing more.
+    restart_superseded: bool,
     /// Remote candidates waiting for a remote description (or the restart's answer).
     pending: Vec<IceCandidate>,
     /// Our last offer, sent again if the relay may have lost it.
     last_offer: Option<String>,
+    /// How many times [`Self::last_offer`] was sent again.
+    offer_resends: u32,
+    /// The last offer we applied, and our answer to it once made: the same offer again means
+    /// that the answer was lost.
+    remote_offer: Option<String>,
+    last_answer: Option<String>,
+    /// Our candidates since our last ICE restart, sent again with a repeated offer or answer.
+    local_candidates: Vec<IceCandidate>,
+    /// What we had to tell them while the relay (or they) were away, in order.
+    unsent: Vec<Signal>,
     state: ConnState,
     tile: TileState,
     /// The call connected once: losing it is "lost", never having it is "failed".
@@ -378,6 +412,7 @@ impl Link {
         self.signaling = Signaling::Stable;
         self.remote_set = true;
         self.last_offer = None;
+        self.offer_resends = 0;
         out.extend(
             std::mem::take(&mut self.pending)
                 .into_iter()
@@ -387,6 +422,41 @@ impl Link {
             self.signaling = Signaling::MakingOffer;
             out.push(Effect::MakeOffer { conn });
         }
+    }
+}
+
+impl Link {
+    /// Our unanswered offer again, with the candidates gathered for it so far.
+    fn repeat_offer(&self) -> Vec<Signal> {
+        self.repeat(self.last_offer.clone().map(Signal::Offer))
+    }
+
+    /// Our last answer again, with our candidates.
+    fn repeat_answer(&self) -> Vec<Signal> {
+        self.repeat(self.last_answer.clone().map(Signal::Answer))
+    }
+
+    fn repeat(&self, description: Option<Signal>) -> Vec<Signal> {
+        let Some(description) = description else {
+            return Vec::new();
+        };
+        std::iter::once(description)
+            .chain(self.local_candidates.iter().cloned().map(Signal::Candidate))
+            .collect()
+    }
+}
+
+/// The most of our candidates kept to be sent again, and of signals kept while the relay is away.
+const KEPT_SIGNALS: usize = 64;
+
+/// `signal`, addressed to `to`.
+fn addressed(to: PeerId, signal: Signal) -> ClientMsg {
+    let to = Some(to);
+    match signal {
+        Signal::Offer(sdp) => ClientMsg::Offer { to, sdp },
+        Signal::Answer(sdp) => ClientMsg::Answer { to, sdp },
+        Signal::Candidate(candidate) => ClientMsg::Candidate { to, candidate },
+        Signal::HangUp => ClientMsg::HangUp { to },
     }
 }
 
@@ -477,8 +547,12 @@ impl Engine {
             }
             Input::Media(Ok(())) => {
                 self.clear_problem(Trouble::Media);
-                for conn in self.links().map(|l| l.conn).collect::<Vec<_>>() {
-                    out.push(Effect::AddMedia { conn });
+                for remote in &mut self.remotes {
+                    if let Some(link) = remote.link.as_mut() {
+                        // This one's negotiation is needed.
+                        link.restart_superseded = false;
+                        out.push(Effect::AddMedia { conn: link.conn });
+                    }
                 }
             }
             Input::Media(Err(why)) => self.set_problem(Trouble::Media, why),
@@ -678,7 +752,11 @@ impl Engine {
                 out.push(Effect::SetIceServers(ice_servers));
             }
             ServerMsg::PeerJoined { peer } => {
+                let id = peer.id;
                 self.learn(peer, true);
+                // Someone we have a call with, back (maybe under a new id): what we told them
+                // meanwhile may not have reached them.
+                self.catch_up(id, out);
                 self.call_whom_we_should(out);
             }
             ServerMsg::PeerLeft { peer, reconnecting } => {
@@ -740,6 +818,11 @@ impl Engine {
                     }
                 }
             }
+            // A signal to someone who has just left: their `peer-left` is on its way.
+            ServerMsg::Error {
+                kind: ErrorKind::NoPeer,
+                ..
+            } => {}
             // Our place expired while we were away: join as someone new, same session.
             ServerMsg::Error {
                 kind: ErrorKind::InvalidResume,
@@ -790,21 +873,16 @@ impl Engine {
             self.learn(peer, false);
         }
         self.remotes.retain(|r| r.present || r.link.is_some());
-        // An offer of ours may have been lost with the relay: send it again, to the id its
-        // addressee has now. Politeness settles it if they offered too.
-        let resend: Vec<(PeerId, String)> = self
+        // What we said may have been lost with the relay, and what we had to say waited for
+        // it: send it now, to the ids the others have now.
+        let linked: Vec<PeerId> = self
             .remotes
             .iter()
-            .filter(|r| r.present)
-            .filter_map(|r| {
-                let link = r.link.as_ref()?;
-                (link.signaling == Signaling::HaveLocalOffer)
-                    .then(|| Some((r.id, link.last_offer.clone()?)))
-                    .flatten()
-            })
+            .filter(|r| r.link.is_some())
+            .map(|r| r.id)
             .collect();
-        for (to, sdp) in resend {
-            self.send(out, ClientMsg::Offer { to: Some(to), sdp });
+        for id in linked {
+            self.catch_up(id, out);
         }
         self.call_whom_we_should(out);
     }
@@ -812,6 +890,10 @@ impl Engine {
     /// Records `peer` as in the room: a person we know (by session, or by id) gets their new
     /// id; anyone else is new to us. `newer`: heard of by `peer-joined`.
     fn learn(&mut self, peer: PeerInfo, newer: bool) {
+        if peer.session.as_deref() == Some(self.config.session.as_str()) {
+            // Ourselves, by an older socket the relay has not yet noticed is dead.
+            return;
+        }
         let known = self
             .remotes
             .iter_mut()
@@ -884,8 +966,14 @@ impl Engine {
             negotiation_wanted: false,
             remote_set: false,
             restarting: false,
+            restart_superseded: false,
             pending: Vec::new(),
             last_offer: None,
+            offer_resends: 0,
+            remote_offer: None,
+            last_answer: None,
+            local_candidates: Vec::new(),
+            unsent: Vec::new(),
             state: ConnState::New,
             tile: TileState::Connecting,
             ever_connected: false,
@@ -903,6 +991,8 @@ impl Engine {
         }
         self.cancel_timer(Timer::Disconnected(conn), out);
         self.cancel_timer(Timer::Lost(conn), out);
+        self.cancel_timer(Timer::AnswerDue(conn), out);
+        self.cancel_timer(Timer::RestartDue(conn), out);
         out.push(Effect::Close { conn });
     }
 
@@ -928,14 +1018,32 @@ impl Engine {
         let Some(link) = self.remote_by_id(from).and_then(|r| r.link.as_mut()) else {
             return;
         };
+        if link.remote_offer.as_deref() == Some(sdp.as_str()) {
+            // The same offer again: they did not get our answer (or are making sure).
+            match link.signaling {
+                Signaling::Answering => return, // The answer is on its way.
+                Signaling::Stable if link.last_answer.is_some() => {
+                    for signal in link.repeat_answer() {
+                        self.send(out, addressed(from, signal));
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
         let collision = link.signaling != Signaling::Stable;
         if collision && !link.polite {
             // Perfect negotiation: the impolite side keeps its own offer; the other side will
             // roll back and answer it.
             return;
         }
+        // Polite, and our restart offer collided with theirs: theirs restarts ICE (a collision
+        // while restarting is both sides noticing the same drop), so ours need not follow.
+        link.restart_superseded = collision && link.restarting;
         link.signaling = Signaling::Answering;
         link.restarting = false;
+        link.remote_offer = Some(sdp.clone());
+        link.last_answer = None;
         out.push(Effect::ApplyOffer {
             conn: link.conn,
             sdp,
@@ -943,12 +1051,16 @@ impl Engine {
     }
 
     fn on_peer(&mut self, conn: ConnId, news: PeerInput, out: &mut Vec<Effect>) {
-        let relay_up = self.relay == RelayState::Joined;
-        let Some((link, peer)) = self.link_mut(conn) else {
+        let answer_due = self.config.timing.answer_due_ms;
+        let Some((link, _)) = self.link_mut(conn) else {
             return; // News from a connection that has been closed.
         };
         match news {
             PeerInput::NegotiationNeeded => {
+                if std::mem::take(&mut link.restart_superseded) {
+                    // Two ICE restarts in a row leave Chrome with one-way media.
+                    return;
+                }
                 if link.signaling == Signaling::Stable {
                     link.signaling = Signaling::MakingOffer;
                     link.negotiation_wanted = false;
@@ -963,31 +1075,24 @@ impl Engine {
                 }
                 link.signaling = Signaling::HaveLocalOffer;
                 link.last_offer = Some(sdp.clone());
-                if relay_up {
-                    out.push(Effect::Send(ClientMsg::Offer {
-                        to: Some(peer),
-                        sdp,
-                    }));
-                }
+                link.offer_resends = 0;
+                self.signal(conn, Signal::Offer(sdp), out);
+                self.start_timer(Timer::AnswerDue(conn), answer_due, out);
             }
             PeerInput::LocalDescription { offer: false, sdp } => {
                 if link.signaling != Signaling::Answering {
                     return;
                 }
-                if relay_up {
-                    out.push(Effect::Send(ClientMsg::Answer {
-                        to: Some(peer),
-                        sdp,
-                    }));
-                }
-                link.stable_again(out);
+                link.last_answer = Some(sdp.clone());
+                self.signal(conn, Signal::Answer(sdp), out);
+                self.stable_again(conn, out);
             }
             PeerInput::AnswerApplied => {
                 if link.signaling != Signaling::ApplyingAnswer {
                     return;
                 }
                 link.restarting = false;
-                link.stable_again(out);
+                self.stable_again(conn, out);
             }
             PeerInput::Failed(why) => {
                 // The exchange cannot go on: end this call and say so; Call starts a new one.
@@ -998,12 +1103,11 @@ impl Engine {
                 );
             }
             PeerInput::Candidate(candidate) => {
-                if relay_up {
-                    out.push(Effect::Send(ClientMsg::Candidate {
-                        to: Some(peer),
-                        candidate,
-                    }));
+                if link.local_candidates.len() >= KEPT_SIGNALS {
+                    link.local_candidates.remove(0);
                 }
+                link.local_candidates.push(candidate.clone());
+                self.signal(conn, Signal::Candidate(candidate), out);
             }
             PeerInput::State(state) => self.on_conn_state(conn, state, out),
             PeerInput::IceServerError(error) => {
@@ -1028,6 +1132,7 @@ impl Engine {
                 self.clear_problem(Trouble::Call);
                 self.cancel_timer(Timer::Disconnected(conn), out);
                 self.cancel_timer(Timer::Lost(conn), out);
+                self.cancel_timer(Timer::RestartDue(conn), out);
             }
             ConnState::Disconnected => {
                 if link.tile == TileState::Connected {
@@ -1066,6 +1171,57 @@ impl Engine {
         }
     }
 
+    /// Tells the person on `conn` something now, or as soon as the relay and they are back.
+    fn signal(&mut self, conn: ConnId, signal: Signal, out: &mut Vec<Effect>) {
+        let relay_up = self.relay == RelayState::Joined;
+        let Some(remote) = self
+            .remotes
+            .iter_mut()
+            .find(|r| r.link.as_ref().is_some_and(|l| l.conn == conn))
+        else {
+            return;
+        };
+        if relay_up && remote.present {
+            out.push(Effect::Send(addressed(remote.id, signal)));
+        } else if let Some(link) = remote.link.as_mut() {
+            if link.unsent.len() >= KEPT_SIGNALS {
+                link.unsent.remove(0);
+            }
+            link.unsent.push(signal);
+        }
+    }
+
+    /// Sends `id` what may not have reached them: our unanswered offer with its candidates
+    /// (anything older is moot), or else what waited for the relay.
+    fn catch_up(&mut self, id: PeerId, out: &mut Vec<Effect>) {
+        if self.relay != RelayState::Joined {
+            return;
+        }
+        let Some(remote) = self.remote_by_id(id).filter(|r| r.present) else {
+            return;
+        };
+        let Some(link) = remote.link.as_mut() else {
+            return;
+        };
+        let signals = if link.signaling == Signaling::HaveLocalOffer {
+            link.unsent.clear();
+            link.repeat_offer()
+        } else {
+            std::mem::take(&mut link.unsent)
+        };
+        for signal in signals {
+            out.push(Effect::Send(addressed(id, signal)));
+        }
+    }
+
+    /// The exchange on `conn` is over: see [`Link::stable_again`]; our offer needs no resending.
+    fn stable_again(&mut self, conn: ConnId, out: &mut Vec<Effect>) {
+        self.cancel_timer(Timer::AnswerDue(conn), out);
+        if let Some((link, _)) = self.link_mut(conn) {
+            link.stable_again(out);
+        }
+    }
+
     /// Asks the relay now whether it is still there, unless a question is already out.
     fn probe_relay(&mut self, out: &mut Vec<Effect>) {
         if self.relay != RelayState::Joined || self.timers.contains(&Timer::PongDue) {
@@ -1077,14 +1233,34 @@ impl Engine {
         self.start_timer(Timer::PongDue, ms, out);
     }
 
+    /// Restarts ICE on `conn` now if we are the impolite side (or `now`); the polite side gives
+    /// the other side [`Timing::restart_grace_ms`] to do it first.
     fn restart_ice(&mut self, conn: ConnId, out: &mut Vec<Effect>) {
+        self.restart_ice_now(conn, false, out);
+    }
+
+    fn restart_ice_now(&mut self, conn: ConnId, now: bool, out: &mut Vec<Effect>) {
+        let grace = self.config.timing.restart_grace_ms;
         let Some((link, _)) = self.link_mut(conn) else {
             return;
         };
         if link.tile == TileState::Lost {
             return;
         }
+        if link.polite && !now {
+            if !self.timers.contains(&Timer::RestartDue(conn)) {
+                self.start_timer(Timer::RestartDue(conn), grace, out);
+            }
+            return;
+        }
+        self.cancel_timer(Timer::RestartDue(conn), out);
+        let Some((link, _)) = self.link_mut(conn) else {
+            return;
+        };
         link.restarting = true;
+        link.restart_superseded = false;
+        // The restart gathers new candidates; the old ones are of no use to the other side.
+        link.local_candidates.clear();
         out.push(Effect::RestartIce { conn });
     }
 
@@ -1100,6 +1276,27 @@ impl Engine {
                 out.push(Effect::Send(self.join_msg(resume)));
             }
             Timer::Heartbeat => self.probe_relay(out),
+            Timer::RestartDue(conn) => {
+                let connected = self
+                    .link_mut(conn)
+                    .is_some_and(|(l, _)| l.state == ConnState::Connected);
+                if !connected {
+                    self.restart_ice_now(conn, true, out);
+                }
+            }
+            Timer::AnswerDue(conn) => {
+                let base = self.config.timing.answer_due_ms;
+                let Some((link, id)) = self.link_mut(conn) else {
+                    return;
+                };
+                if link.signaling != Signaling::HaveLocalOffer {
+                    return;
+                }
+                link.offer_resends += 1;
+                let ms = base.saturating_mul(1 << link.offer_resends.min(3));
+                self.catch_up(id, out);
+                self.start_timer(Timer::AnswerDue(conn), ms, out);
+            }
             Timer::PongDue => {
                 // A socket whose network went away can stay "open" for minutes: drop it and
                 // connect again, from wherever this device is now.
@@ -1132,6 +1329,7 @@ impl Engine {
                     diagnose::ice_failure_advice(setup, link.turn_refused.as_deref())
                 };
                 self.cancel_timer(Timer::Disconnected(conn), out);
+                self.cancel_timer(Timer::RestartDue(conn), out);
                 self.set_problem(Trouble::Call, text);
             }
         }

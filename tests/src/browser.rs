@@ -115,33 +115,77 @@ pub async fn connect_browser(url: &str, args: &[String]) -> Client {
 }
 
 /// Evaluates `script` in `page` until it returns something truthy, for up to `patience`;
-/// returns that. On time-out the test fails with the page's status line.
+/// returns that. On time-out the test fails with the page's status line and its call trace.
 pub async fn wait_long(page: &Client, what: &str, script: &str, patience: Duration) -> Value {
+    let mut values = wait_pages(&[("page", page)], what, script, patience).await;
+    values.pop().unwrap_or(Value::Null)
+}
+
+/// [`wait_long`] on several pages at once, until `script` is truthy on every one of them. On
+/// time-out every page's status line and call trace is printed (and kept in a file: a test
+/// run's output may be cut), so that both sides of a call can be read.
+pub async fn wait_pages(
+    pages: &[(&str, &Client)],
+    what: &str,
+    script: &str,
+    patience: Duration,
+) -> Vec<Value> {
     let started = Instant::now();
+    let mut values = vec![Value::Null; pages.len()];
     loop {
-        let value = page.execute(script, vec![]).await.expect("script runs");
-        let truthy = match &value {
-            Value::Null | Value::Bool(false) => false,
-            Value::Number(n) => n.as_f64() != Some(0.0),
-            Value::String(s) => !s.is_empty(),
-            _ => true,
-        };
-        if truthy {
-            return value;
+        for ((_, page), value) in pages.iter().zip(values.iter_mut()) {
+            if truthy(value) {
+                continue;
+            }
+            *value = page.execute(script, vec![]).await.expect("script runs");
+        }
+        if values.iter().all(truthy) {
+            return values;
         }
         if started.elapsed() > patience {
-            let (state, text) = status_of(page).await;
-            let log = page
-                .execute("return (window.__callLog || []).join('\\n')", vec![])
-                .await
-                .unwrap_or(Value::Null);
-            eprintln!(
-                "[page] the call engine's last steps:\n{}",
-                log.as_str().unwrap_or("")
-            );
-            panic!("timed out waiting for {what}; the page says [{state}] {text}");
+            let mut says = Vec::new();
+            for ((label, page), value) in pages.iter().zip(&values) {
+                let (state, text) = status_of(page).await;
+                let log = page
+                    .execute("return (window.__callLog || []).join('\\n')", vec![])
+                    .await
+                    .unwrap_or(Value::Null);
+                let log = log.as_str().unwrap_or("");
+                let kept = std::env::temp_dir()
+                    .join(format!("e2e-call-log-{}-{label}.txt", std::process::id()));
+                let _ = std::fs::write(&kept, log);
+                eprintln!(
+                    "[{label}] the call engine's last steps (all of them in {}):\n{log}",
+                    kept.display()
+                );
+                let video = page
+                    .execute(VIDEO_FACTS, vec![])
+                    .await
+                    .unwrap_or(Value::Null);
+                eprintln!("[{label}] remote videos: {video}");
+                let done = if truthy(value) { "done" } else { "waiting" };
+                says.push(format!("{label} ({done}) says [{state}] {text}"));
+            }
+            panic!("timed out waiting for {what}; {}", says.join("; "));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What each remote `<video>` shows, for a failing test's report.
+const VIDEO_FACTS: &str = "return [...document.querySelectorAll('video')].map(v => ({
+    id: v.id, peer: v.dataset.peer, paused: v.paused, ready: v.readyState,
+    frames: v.getVideoPlaybackQuality().totalVideoFrames,
+    stream: v.srcObject && v.srcObject.id,
+    tracks: v.srcObject ? v.srcObject.getTracks().map(t => t.kind + ':' + t.readyState
+        + (t.muted ? ':muted' : '')) : [] }));";
+
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => false,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
     }
 }
 

@@ -112,10 +112,16 @@ fn the_page_without_the_hash_waits_and_the_caller_calls() {
     ));
     assert_eq!(
         effects,
-        vec![Effect::Send(ClientMsg::Offer {
-            to: Some(PeerId(1)),
-            sdp: "offer".into()
-        })]
+        vec![
+            Effect::Send(ClientMsg::Offer {
+                to: Some(PeerId(1)),
+                sdp: "offer".into()
+            }),
+            Effect::StartTimer {
+                timer: Timer::AnswerDue(ConnId(0)),
+                ms: Timing::default().answer_due_ms
+            }
+        ]
     );
 }
 
@@ -262,7 +268,8 @@ fn a_dropped_socket_keeps_a_call_whose_media_flows() {
 
 #[test]
 fn ice_restarts_on_failure_and_after_a_long_disconnection_then_the_person_is_lost() {
-    let mut caller = Engine::new(config(true, "b"));
+    // The impolite side (the smaller session id) restarts at once.
+    let mut caller = Engine::new(config(true, "0"));
     caller.handle(Input::Start);
     caller.handle(welcome(2, vec![info(1, "a")]));
     let conn = ConnId(0);
@@ -315,7 +322,10 @@ fn ice_restarts_on_failure_and_after_a_long_disconnection_then_the_person_is_los
     }));
     assert_eq!(
         caller.handle(Input::Peer(conn, PeerInput::AnswerApplied)),
-        vec![Effect::AddCandidate { conn, candidate }]
+        vec![
+            Effect::CancelTimer(Timer::AnswerDue(conn)),
+            Effect::AddCandidate { conn, candidate }
+        ]
     );
     // Connected again: the timers go.
     let effects = caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
@@ -338,15 +348,67 @@ fn ice_restarts_on_failure_and_after_a_long_disconnection_then_the_person_is_los
 
 #[test]
 fn a_network_change_restarts_every_connection() {
-    let mut caller = Engine::new(config(true, "c"));
-    caller.handle(Input::Start);
-    caller.handle(welcome(3, vec![info(1, "a"), info(2, "b")]));
+    // Polite towards "a", impolite towards "c": one restart now, one after the grace period.
+    let mut page = Engine::new(config(true, "b"));
+    page.handle(Input::Start);
+    page.handle(welcome(2, vec![info(1, "a"), info(3, "c")]));
+    let grace = Timing::default().restart_grace_ms;
     assert_eq!(
-        calls_only(caller.handle(Input::Online)),
+        calls_only(page.handle(Input::Online)),
         vec![
-            Effect::RestartIce { conn: ConnId(0) },
+            Effect::StartTimer {
+                timer: Timer::RestartDue(ConnId(0)),
+                ms: grace
+            },
             Effect::RestartIce { conn: ConnId(1) }
         ]
+    );
+    assert_eq!(
+        page.handle(Input::Timer(Timer::RestartDue(ConnId(0)))),
+        vec![Effect::RestartIce { conn: ConnId(0) }]
+    );
+}
+
+#[test]
+fn the_polite_side_leaves_the_restart_to_the_other_and_does_it_only_if_that_fails() {
+    let mut polite = Engine::new(config(false, "b"));
+    polite.handle(Input::Start);
+    polite.handle(welcome(2, vec![]));
+    polite.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(3, "a") }));
+    polite.handle(Input::Relay(ServerMsg::Offer {
+        from: PeerId(3),
+        from_name: None,
+        sdp: "offer".into(),
+    }));
+    let conn = ConnId(0);
+    polite.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: false,
+            sdp: "answer".into(),
+        },
+    ));
+    polite.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+    // It fails: no restart of our own yet.
+    let effects = polite.handle(Input::Peer(conn, PeerInput::State(ConnState::Failed)));
+    assert!(
+        !effects.contains(&Effect::RestartIce { conn }),
+        "{effects:?}"
+    );
+    assert!(polite.timers().any(|t| t == Timer::RestartDue(conn)));
+    // The other side's restart offer comes and works: the grace timer goes.
+    polite.handle(Input::Relay(ServerMsg::Offer {
+        from: PeerId(3),
+        from_name: None,
+        sdp: "restart".into(),
+    }));
+    let effects = polite.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+    assert!(effects.contains(&Effect::CancelTimer(Timer::RestartDue(conn))));
+    // It fails again and nothing comes: our turn.
+    polite.handle(Input::Peer(conn, PeerInput::State(ConnState::Failed)));
+    assert_eq!(
+        polite.handle(Input::Timer(Timer::RestartDue(conn))),
+        vec![Effect::RestartIce { conn }]
     );
 }
 
@@ -453,6 +515,9 @@ struct Page {
     inbox: VecDeque<Input>,
     /// The relay connection is up (a `ConnectRelay` was carried out and the relay runs).
     online: bool,
+    /// Its socket died without a word: what it sends, and what is sent to it, is lost, and
+    /// neither it nor the relay knows yet.
+    deaf: bool,
     id: Option<PeerId>,
     timers: BTreeMap<Timer, u32>,
 }
@@ -464,6 +529,9 @@ struct World {
     relay_up: bool,
     /// (page index, message) in flight from the relay.
     counter: u32,
+    /// Descriptions whose candidates no longer reach each other (a device moved): only new
+    /// ones, from an ICE restart, connect.
+    stale: std::collections::BTreeSet<String>,
 }
 
 impl World {
@@ -473,6 +541,7 @@ impl World {
             next_id: 1,
             relay_up: true,
             counter: 0,
+            stale: Default::default(),
         }
     }
 
@@ -488,6 +557,7 @@ impl World {
             pcs: BTreeMap::new(),
             inbox: VecDeque::new(),
             online: false,
+            deaf: false,
             id: None,
             timers: BTreeMap::new(),
         });
@@ -501,7 +571,7 @@ impl World {
 
     /// The relay's side of a message from page `from`.
     fn relay_receive(&mut self, from: usize, msg: ClientMsg) {
-        if !self.relay_up || !self.pages[from].online {
+        if !self.relay_up || !self.pages[from].online || self.pages[from].deaf {
             return;
         }
         match msg {
@@ -560,7 +630,7 @@ impl World {
     fn forward(&mut self, from: usize, to: Option<PeerId>, msg: impl FnOnce(PeerId) -> ServerMsg) {
         let sender = self.pages[from].id.expect("joined before signaling");
         let to = to.expect("the engine always addresses signals");
-        if let Some(target) = self.index_of(to) {
+        if let Some(target) = self.index_of(to).filter(|t| !self.pages[*t].deaf) {
             self.pages[target]
                 .inbox
                 .push_back(Input::Relay(msg(sender)));
@@ -582,7 +652,10 @@ impl World {
                     }
                 }
                 Effect::Send(msg) => self.relay_receive(n, msg),
-                Effect::DropRelay => page.online = false,
+                Effect::DropRelay => {
+                    page.online = false;
+                    page.deaf = false;
+                }
                 Effect::Open { conn } => {
                     page.pcs.insert(
                         conn,
@@ -696,7 +769,13 @@ impl World {
         let mut connected = Vec::new();
         for (a, pa) in self.pages.iter().enumerate() {
             for (ca, pca) in &pa.pcs {
-                if pca.closed || pca.signaling != "stable" {
+                let stale =
+                    |sdp: &Option<String>| sdp.as_ref().is_some_and(|s| self.stale.contains(s));
+                if pca.closed
+                    || pca.signaling != "stable"
+                    || stale(&pca.local)
+                    || stale(&pca.remote)
+                {
                     continue;
                 }
                 let matched = self.pages.iter().enumerate().any(|(b, pb)| {
@@ -986,4 +1065,224 @@ fn a_relay_socket_that_stops_answering_is_replaced() {
     assert!(page.status().text().contains("stopped answering"));
     assert_eq!(page.tiles().len(), 1);
     assert!(!page.timers().any(|t| t == Timer::Heartbeat));
+}
+
+impl World {
+    /// Fires timer `timer` of page `n`, if it runs.
+    fn fire(&mut self, n: usize, timer: Timer) {
+        if self.pages[n].timers.remove(&timer).is_some() {
+            self.pages[n].inbox.push_back(Input::Timer(timer));
+        }
+    }
+
+    /// Fires every running timer of every page that matches `which`.
+    fn fire_all(&mut self, which: impl Fn(&Timer) -> bool) {
+        for n in 0..self.pages.len() {
+            let due: Vec<Timer> = self.pages[n]
+                .timers
+                .keys()
+                .copied()
+                .filter(&which)
+                .collect();
+            for timer in due {
+                self.fire(n, timer);
+            }
+        }
+    }
+}
+
+#[test]
+fn signals_lost_in_a_silently_dead_socket_are_sent_again() {
+    // Either page may be the one whose socket dies, so either may be the polite one.
+    for moved in [0, 1] {
+        let mut world = World::new();
+        world.open(false);
+        world.open(true);
+        world.settle();
+        assert!(world.everyone_connected());
+
+        // The device moved: its socket is dead, its calls drop, both sides restart ICE, and
+        // both restart offers are lost (one sent into the dead socket, one sent to it).
+        world.pages[moved].deaf = true;
+        for page in &world.pages {
+            world
+                .stale
+                .extend(page.pcs.values().filter_map(|pc| pc.local.clone()));
+        }
+        for n in 0..2 {
+            world.pages[n].inbox.push_back(Input::Peer(
+                ConnId(0),
+                PeerInput::State(ConnState::Disconnected),
+            ));
+        }
+        world.settle();
+        world.fire_all(|t| matches!(t, Timer::Disconnected(_)));
+        world.settle();
+        assert!(!world.everyone_connected());
+
+        // The moved page notices that the relay stopped answering and joins again from its new
+        // address, under a new id (the relay still holds its old, silent socket).
+        world.fire(moved, Timer::PongDue);
+        world.settle();
+        world.fire(moved, Timer::Reconnect);
+        world.settle();
+        // Resent offers that crossed the rejoin are answered; any left unanswered go again.
+        for _ in 0..3 {
+            world.fire_all(|t| matches!(t, Timer::AnswerDue(_)));
+            world.settle();
+        }
+        assert!(
+            world.everyone_connected(),
+            "moved {moved}: {}",
+            world.describe()
+        );
+        for page in &world.pages {
+            assert_eq!(page.engine.connections_opened(), 1, "a call was rebuilt");
+            assert!(
+                !page
+                    .engine
+                    .timers()
+                    .any(|t| matches!(t, Timer::AnswerDue(_))),
+                "an answered offer is still being resent"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_offer_without_an_answer_is_sent_again_and_a_repeated_offer_gets_the_same_answer() {
+    let timing = Timing::default();
+    let mut caller = Engine::new(config(true, "b"));
+    caller.handle(Input::Start);
+    caller.handle(welcome(2, vec![info(1, "a")]));
+    let conn = ConnId(0);
+    caller.handle(Input::Peer(conn, PeerInput::NegotiationNeeded));
+    let candidate = IceCandidate {
+        candidate: "candidate:1 1 udp 1 192.0.2.2 9 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    };
+    caller.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: true,
+            sdp: "offer".into(),
+        },
+    ));
+    caller.handle(Input::Peer(conn, PeerInput::Candidate(candidate.clone())));
+    // No answer: the offer goes again with its candidate, and the next wait is longer.
+    let offer_again = vec![
+        Effect::Send(ClientMsg::Offer {
+            to: Some(PeerId(1)),
+            sdp: "offer".into(),
+        }),
+        Effect::Send(ClientMsg::Candidate {
+            to: Some(PeerId(1)),
+            candidate: candidate.clone(),
+        }),
+    ];
+    let mut expected = offer_again.clone();
+    expected.push(Effect::StartTimer {
+        timer: Timer::AnswerDue(conn),
+        ms: timing.answer_due_ms * 2,
+    });
+    assert_eq!(
+        caller.handle(Input::Timer(Timer::AnswerDue(conn))),
+        expected
+    );
+
+    // The callee answers the offer; it comes again (the answer was lost): the same answer
+    // goes again, with the callee's candidates, and nothing is applied twice.
+    let mut callee = Engine::new(config(false, "a"));
+    callee.handle(Input::Start);
+    callee.handle(welcome(1, vec![]));
+    callee.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "b") }));
+    let offer = Input::Relay(ServerMsg::Offer {
+        from: PeerId(2),
+        from_name: None,
+        sdp: "offer".into(),
+    });
+    let effects = callee.handle(offer.clone());
+    assert!(effects.contains(&Effect::ApplyOffer {
+        conn,
+        sdp: "offer".into()
+    }));
+    assert!(callee.handle(offer.clone()).is_empty(), "answer under way");
+    callee.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: false,
+            sdp: "answer".into(),
+        },
+    ));
+    callee.handle(Input::Peer(conn, PeerInput::Candidate(candidate.clone())));
+    assert_eq!(
+        callee.handle(offer),
+        vec![
+            Effect::Send(ClientMsg::Answer {
+                to: Some(PeerId(2)),
+                sdp: "answer".into(),
+            }),
+            Effect::Send(ClientMsg::Candidate {
+                to: Some(PeerId(2)),
+                candidate,
+            }),
+        ]
+    );
+}
+
+#[test]
+fn what_is_said_while_the_relay_is_away_goes_out_on_rejoining() {
+    let mut callee = Engine::new(config(false, "a"));
+    callee.handle(Input::Start);
+    callee.handle(welcome(1, vec![]));
+    callee.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "b") }));
+    let conn = ConnId(0);
+    callee.handle(Input::Relay(ServerMsg::Offer {
+        from: PeerId(2),
+        from_name: None,
+        sdp: "offer".into(),
+    }));
+    callee.handle(Input::RelayLost("gone".into()));
+    // The answer and a candidate are made while the relay is away: nothing is sent yet.
+    let candidate = IceCandidate {
+        candidate: "candidate:1 1 udp 1 192.0.2.3 9 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    };
+    let answered = callee.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: false,
+            sdp: "answer".into(),
+        },
+    ));
+    assert!(!answered.iter().any(|e| matches!(e, Effect::Send(_))));
+    let gathered = callee.handle(Input::Peer(conn, PeerInput::Candidate(candidate.clone())));
+    assert!(gathered.is_empty());
+    // Back, and the caller is there under a new id: both go to it, in order.
+    callee.handle(Input::Timer(Timer::Reconnect));
+    let effects = callee.handle(welcome(3, vec![info(4, "b")]));
+    let sent: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::Send(ClientMsg::Answer { .. } | ClientMsg::Candidate { .. })
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            &Effect::Send(ClientMsg::Answer {
+                to: Some(PeerId(4)),
+                sdp: "answer".into(),
+            }),
+            &Effect::Send(ClientMsg::Candidate {
+                to: Some(PeerId(4)),
+                candidate,
+            }),
+        ]
+    );
 }
