@@ -449,17 +449,6 @@ impl Link {
 /// The most of our candidates kept to be sent again, and of signals kept while the relay is away.
 const KEPT_SIGNALS: usize = 64;
 
-/// `signal`, addressed to `to`.
-fn addressed(to: PeerId, signal: Signal) -> ClientMsg {
-    let to = Some(to);
-    match signal {
-        Signal::Offer(sdp) => ClientMsg::Offer { to, sdp },
-        Signal::Answer(sdp) => ClientMsg::Answer { to, sdp },
-        Signal::Candidate(candidate) => ClientMsg::Candidate { to, candidate },
-        Signal::HangUp => ClientMsg::HangUp { to },
-    }
-}
-
 /// Another person of the room, as far as we know.
 #[derive(Debug)]
 struct Remote {
@@ -1024,7 +1013,7 @@ impl Engine {
                 Signaling::Answering => return, // The answer is on its way.
                 Signaling::Stable if link.last_answer.is_some() => {
                     for signal in link.repeat_answer() {
-                        self.send(out, addressed(from, signal));
+                        self.send(out, signal.to_peer(from));
                     }
                     return;
                 }
@@ -1058,7 +1047,8 @@ impl Engine {
         match news {
             PeerInput::NegotiationNeeded => {
                 if std::mem::take(&mut link.restart_superseded) {
-                    // Two ICE restarts in a row leave Chrome with one-way media.
+                    // The remote's restart offer, which we answered, already restarted ICE:
+                    // a second restart right after it would only add a renegotiation.
                     return;
                 }
                 if link.signaling == Signaling::Stable {
@@ -1182,7 +1172,7 @@ impl Engine {
             return;
         };
         if relay_up && remote.present {
-            out.push(Effect::Send(addressed(remote.id, signal)));
+            out.push(Effect::Send(signal.to_peer(remote.id)));
         } else if let Some(link) = remote.link.as_mut() {
             if link.unsent.len() >= KEPT_SIGNALS {
                 link.unsent.remove(0);
@@ -1210,7 +1200,7 @@ impl Engine {
             std::mem::take(&mut link.unsent)
         };
         for signal in signals {
-            out.push(Effect::Send(addressed(id, signal)));
+            out.push(Effect::Send(signal.to_peer(id)));
         }
     }
 

@@ -162,6 +162,17 @@ pub enum Signal {
 }
 
 impl Signal {
+    /// The message a client sends to have the relay forward this to peer `to`.
+    pub fn to_peer(self, to: PeerId) -> ClientMsg {
+        let to = Some(to);
+        match self {
+            Signal::Offer(sdp) => ClientMsg::Offer { to, sdp },
+            Signal::Answer(sdp) => ClientMsg::Answer { to, sdp },
+            Signal::Candidate(candidate) => ClientMsg::Candidate { to, candidate },
+            Signal::HangUp => ClientMsg::HangUp { to },
+        }
+    }
+
     /// The event the addressed peer receives, stamped with the sender the relay knows.
     pub fn from_peer(self, from: PeerId, from_name: Option<String>) -> ServerMsg {
         match self {
@@ -530,6 +541,29 @@ fn validate_label(what: &str, label: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signal_sent_to_a_peer_is_the_request_to_relay_it() {
+        let candidate = IceCandidate {
+            candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host".into(),
+            sdp_mid: Some("0".into()),
+            sdp_m_line_index: Some(0),
+        };
+        for signal in [
+            Signal::Offer("o".into()),
+            Signal::Answer("a".into()),
+            Signal::Candidate(candidate),
+            Signal::HangUp,
+        ] {
+            assert_eq!(
+                Request::from(signal.clone().to_peer(PeerId(4))),
+                Request::Relay {
+                    to: Some(PeerId(4)),
+                    signal
+                }
+            );
+        }
+    }
 
     #[test]
     fn signals_round_trip_with_the_documented_shape() {
