@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use futures::{
     channel::mpsc::{self, UnboundedSender},
-    future::{self, Either, LocalBoxFuture, Shared},
+    future::{LocalBoxFuture, Shared},
     FutureExt, SinkExt, StreamExt,
 };
 use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
@@ -25,10 +25,6 @@ use crate::{
     peer::{Peer, PeerEvent},
     ui::{Button, Ui},
 };
-
-/// How long opening a call waits for the camera before it goes ahead without (the tracks are
-/// added when it opens, with a renegotiation).
-const MEDIA_WAIT_MS: u32 = 1_500;
 
 /// How often the page re-reads each call's path from `getStats()`.
 const TICK_MS: u32 = 2_000;
@@ -154,7 +150,7 @@ impl App {
             timing: Timing::default(),
         };
         // The camera and the relay are asked for at the same time: neither waits for the other.
-        let media = media::open_camera_and_microphone().boxed_local().shared();
+        let media = media::first_camera_request().boxed_local().shared();
         let mut app = App {
             engine: Engine::new(config),
             ui,
@@ -292,7 +288,7 @@ impl App {
                     let _ = relay.unbounded_send(msg.to_json());
                 }
             }
-            Effect::Open { conn } => return self.open(conn).await,
+            Effect::Open { conn, answering } => return self.open(conn, answering),
             Effect::Close { conn } => {
                 // Dropping the peer closes its connection and unregisters its handlers.
                 self.peers.remove(&conn);
@@ -308,7 +304,7 @@ impl App {
             }
             Effect::ApplyOffer { conn, sdp } => {
                 let peer = self.peers.get_mut(&conn)?;
-                let outcome = match peer.answer_offer(&sdp).await {
+                let outcome = match peer.answer_offer(&sdp, self.local.as_ref()).await {
                     Ok(sdp) => PeerInput::LocalDescription { offer: false, sdp },
                     Err(err) => PeerInput::Failed(describe(&err)),
                 };
@@ -381,21 +377,17 @@ impl App {
     }
 
     /// Opens the peer connection `conn`, with the camera if it opens soon enough.
-    async fn open(&mut self, conn: ConnId) -> Option<Input> {
-        if self.local.is_none() {
-            let wait = sleep_ms(MEDIA_WAIT_MS).boxed_local();
-            if let Either::Left((Ok(stream), _)) = future::select(self.media.clone(), wait).await {
-                self.ui.show_local(Some(&stream));
-                self.local = Some(stream);
-            }
-        }
+    /// Creates connection `conn`; see [`Effect::Open`]. The camera is not waited for.
+    fn open(&mut self, conn: ConnId, answering: bool) -> Option<Input> {
         let tx = self.events_tx.clone();
         let report = move |event| {
             let _ = tx.unbounded_send(Event::Peer(conn, event));
         };
         match Peer::new(self.engine.ice_servers(), report) {
             Ok(peer) => {
-                peer.send_media(self.local.as_ref());
+                if !answering {
+                    peer.send_media(self.local.as_ref());
+                }
                 self.peers.insert(conn, peer);
                 None
             }

@@ -134,11 +134,16 @@ pub enum Effect {
     DropRelay,
     /// Send a message to the relay.
     Send(ClientMsg),
-    /// Create a peer connection with the current ICE servers and add the local media (or
-    /// receive-only transceivers without any); report its news as [`Input::Peer`].
+    /// Create a peer connection with the current ICE servers; report its news as
+    /// [`Input::Peer`]. A connection we call on gets send-receive audio and video at once,
+    /// with the camera's tracks if it is open (it is not waited for: its tracks go onto those
+    /// transceivers when it opens, without a new negotiation). One opened to answer an offer
+    /// gets nothing until the offer is applied, so that the offer's m-lines carry our media.
     Open {
         /// The new connection.
         conn: ConnId,
+        /// An offer is about to be applied to it ([`Effect::ApplyOffer`]).
+        answering: bool,
     },
     /// Close the connection and drop its handlers.
     Close {
@@ -555,7 +560,7 @@ impl Engine {
                     .map(|r| r.id)
                     .collect();
                 for id in ids {
-                    self.open_link(id, &mut out);
+                    self.open_link(id, false, &mut out);
                 }
             }
             Input::HangUp => {
@@ -923,7 +928,7 @@ impl Engine {
             .map(|r| r.id)
             .collect();
         for id in to_call {
-            self.open_link(id, out);
+            self.open_link(id, false, out);
         }
     }
 
@@ -937,7 +942,7 @@ impl Engine {
     }
 
     /// Opens a connection to `id`; its `negotiationneeded` makes the offer.
-    fn open_link(&mut self, id: PeerId, out: &mut Vec<Effect>) -> Option<ConnId> {
+    fn open_link(&mut self, id: PeerId, answering: bool, out: &mut Vec<Effect>) -> Option<ConnId> {
         self.ended = None;
         self.clear_problem(Trouble::Call);
         let conn = ConnId(self.next_conn);
@@ -968,7 +973,7 @@ impl Engine {
             ever_connected: false,
             turn_refused: None,
         });
-        out.push(Effect::Open { conn });
+        out.push(Effect::Open { conn, answering });
         Some(conn)
     }
 
@@ -1002,7 +1007,7 @@ impl Engine {
         if !has_link {
             // Being called makes us take part again, even after a hang-up.
             self.active = true;
-            self.open_link(from, out);
+            self.open_link(from, true, out);
         }
         let Some(link) = self.remote_by_id(from).and_then(|r| r.link.as_mut()) else {
             return;

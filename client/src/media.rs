@@ -48,6 +48,27 @@ impl fmt::Display for MediaError {
     }
 }
 
+/// The page's first camera request: the one `index.html` started before this code loaded
+/// (`window.__earlyMedia`, a `getUserMedia` promise for both devices), if it succeeded;
+/// otherwise [`open_camera_and_microphone`], which sorts out a missing device or a refusal.
+pub async fn first_camera_request() -> Result<MediaStream, MediaError> {
+    let early = web_sys::window().and_then(|window| {
+        let key = JsValue::from_str("__earlyMedia");
+        let promise = Reflect::get(&window, &key)
+            .ok()?
+            .dyn_into::<js_sys::Promise>()
+            .ok()?;
+        let _ = Reflect::set(&window, &key, &JsValue::NULL);
+        Some(promise)
+    });
+    if let Some(promise) = early {
+        if let Ok(stream) = JsFuture::from(promise).await.and_then(|s| s.dyn_into()) {
+            return Ok(stream);
+        }
+    }
+    open_camera_and_microphone().await
+}
+
 /// Asks for camera and microphone; with only one of the two present, takes that one.
 pub async fn open_camera_and_microphone() -> Result<MediaStream, MediaError> {
     let window = web_sys::window().ok_or_else(|| MediaError::Other("no window".into()))?;

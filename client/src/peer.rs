@@ -67,19 +67,19 @@ impl Peer {
                 }
             })
         };
+        // Every track this connection receives goes into one stream of ours, whatever streams
+        // the sender named (none, when its camera came after the offer): the person's video
+        // element keeps one stream for the whole call, through renegotiations and restarts.
+        let remote = MediaStream::new()?;
         let on_track = {
             let report = report.clone();
+            let remote = remote.clone();
             Closure::<dyn FnMut(_)>::new(move |event: RtcTrackEvent| {
-                let stream = match event.streams().get(0).dyn_into::<MediaStream>() {
-                    Ok(stream) => Some(stream),
-                    // A track sent without a stream: wrap it in one of our own.
-                    Err(_) => MediaStream::new()
-                        .ok()
-                        .inspect(|s| s.add_track(&event.track())),
-                };
-                if let Some(stream) = stream {
-                    report(PeerEvent::Track(stream));
+                let track = event.track();
+                if remote.get_track_by_id(&track.id()).is_none() {
+                    remote.add_track(&track);
                 }
+                report(PeerEvent::Track(remote.clone()));
             })
         };
         let on_state = {
@@ -127,12 +127,16 @@ impl Peer {
 
     /// Applies the other side's offer, rolling back an offer of ours first (the polite side of
     /// perfect negotiation), and answers it; returns the answer's SDP.
-    pub async fn answer_offer(&mut self, sdp: &str) -> Result<String, JsValue> {
+    pub async fn answer_offer(
+        &mut self,
+        sdp: &str,
+        local: Option<&MediaStream>,
+    ) -> Result<String, JsValue> {
         if self.has_local_offer() {
             let rollback = RtcSessionDescriptionInit::new(RtcSdpType::Rollback);
             JsFuture::from(self.pc.set_local_description(&rollback)).await?;
         }
-        self.accept_offer(sdp).await
+        self.accept_offer(sdp, local).await
     }
 
     /// `restartIce()`: the next offer gathers new candidates (web-sys has no binding for it).
@@ -143,35 +147,80 @@ impl Peer {
         Ok(())
     }
 
-    /// Starts sending the tracks of `stream` on a connection that was opened without them: a
-    /// transceiver of the same kind with no track takes it (no new m-line), otherwise the track
-    /// is added; either way the browser asks for a renegotiation.
+    /// Starts sending the tracks of `stream` (the camera opened after the call started): a
+    /// transceiver of the same kind with no track takes it, which needs no new negotiation
+    /// when it is already send-receive; otherwise the track is added and the browser asks for
+    /// one.
     pub async fn add_media(&self, stream: &MediaStream) -> Result<(), JsValue> {
-        let transceivers = self.pc.get_transceivers();
         for track in stream.get_tracks() {
             let track: MediaStreamTrack = track.dyn_into()?;
-            let free = transceivers.iter().find_map(|t| {
-                let t: RtcRtpTransceiver = t.dyn_into().ok()?;
-                let kind_matches = t.receiver().track().kind() == track.kind();
-                (kind_matches && t.sender().track().is_none()).then_some(t)
-            });
-            match free {
+            match self.free_transceiver(&track.kind()) {
                 Some(transceiver) => {
                     JsFuture::from(transceiver.sender().replace_track(Some(&track))).await?;
-                    // A receive-only transceiver must start sending, under `stream` as addTrack
-                    // would do.
                     if transceiver.direction() == RtcRtpTransceiverDirection::Recvonly {
                         transceiver.set_direction(RtcRtpTransceiverDirection::Sendrecv);
-                        // setStreams keeps the remote side's `streams[0]` as with addTrack.
-                        if let Ok(set) = Reflect::get(&transceiver.sender(), &"setStreams".into())
-                            .and_then(|f| f.dyn_into::<Function>())
-                        {
-                            let _ = set.apply(&transceiver.sender(), &Array::of1(stream));
-                        }
                     }
                 }
                 None => {
                     self.pc.add_track_0(&track, stream);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A live transceiver of `kind` that sends nothing yet.
+    fn free_transceiver(&self, kind: &str) -> Option<RtcRtpTransceiver> {
+        self.transceivers().into_iter().find(|t| {
+            t.direction() != RtcRtpTransceiverDirection::Stopped
+                && t.receiver().track().kind() == kind
+                && t.sender().track().is_none()
+        })
+    }
+
+    fn transceivers(&self) -> Vec<RtcRtpTransceiver> {
+        self.pc
+            .get_transceivers()
+            .iter()
+            .filter_map(|t| t.dyn_into().ok())
+            .collect()
+    }
+
+    /// After an offer is applied: our media rides on its m-lines. Each kind's first transceiver
+    /// sends (our track, if we have one; send-receive either way, so that a camera opened later
+    /// needs no new negotiation). Transceivers of ours that the offer left without an m-line
+    /// (added for an offer of our own that was rolled back) are stopped: they would only ask for
+    /// another negotiation.
+    async fn take_part(&self, local: Option<&MediaStream>) -> Result<(), JsValue> {
+        let mut sending: Vec<String> = Vec::new();
+        for transceiver in self.transceivers() {
+            if transceiver.direction() == RtcRtpTransceiverDirection::Stopped {
+                continue;
+            }
+            let kind = transceiver.receiver().track().kind();
+            if transceiver.mid().is_none() {
+                if transceiver.sender().track().is_none() {
+                    transceiver.stop();
+                }
+                continue;
+            }
+            if sending.contains(&kind) {
+                continue;
+            }
+            sending.push(kind.clone());
+            if transceiver.direction() == RtcRtpTransceiverDirection::Recvonly {
+                transceiver.set_direction(RtcRtpTransceiverDirection::Sendrecv);
+            }
+            if transceiver.sender().track().is_none() {
+                let track = local.and_then(|stream| {
+                    stream
+                        .get_tracks()
+                        .iter()
+                        .filter_map(|t| t.dyn_into::<MediaStreamTrack>().ok())
+                        .find(|t| t.kind() == kind)
+                });
+                if let Some(track) = track {
+                    JsFuture::from(transceiver.sender().replace_track(Some(&track))).await?;
                 }
             }
         }
@@ -226,20 +275,27 @@ impl Peer {
         &self.pc
     }
 
-    /// Sends every track of `stream`, or, without one, asks to receive audio and video anyway.
+    /// Readies a connection we call on: send-receive audio and video, with the tracks of
+    /// `stream` where it has them (added as tracks, so that an offer of the other side's that
+    /// wins a collision can carry them), and without a track otherwise (the camera's goes on
+    /// when it opens; see [`Peer::add_media`]).
     pub fn send_media(&self, stream: Option<&MediaStream>) {
-        match stream {
-            Some(stream) => {
-                for track in stream.get_tracks() {
-                    if let Ok(track) = track.dyn_into() {
-                        self.pc.add_track_0(&track, stream);
-                    }
+        let tracks: Vec<MediaStreamTrack> = stream
+            .map(|s| {
+                s.get_tracks()
+                    .iter()
+                    .filter_map(|t| t.dyn_into().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for kind in ["audio", "video"] {
+            match (tracks.iter().find(|t| t.kind() == kind), stream) {
+                (Some(track), Some(stream)) => {
+                    self.pc.add_track_0(track, stream);
                 }
-            }
-            None => {
-                let init = RtcRtpTransceiverInit::new();
-                init.set_direction(RtcRtpTransceiverDirection::Recvonly);
-                for kind in ["audio", "video"] {
+                _ => {
+                    let init = RtcRtpTransceiverInit::new();
+                    init.set_direction(RtcRtpTransceiverDirection::Sendrecv);
                     self.pc.add_transceiver_with_str_and_init(kind, &init);
                 }
             }
@@ -253,8 +309,13 @@ impl Peer {
     }
 
     /// Applies the other side's offer and answers it; returns the answer's SDP.
-    pub async fn accept_offer(&mut self, sdp: &str) -> Result<String, JsValue> {
+    pub async fn accept_offer(
+        &mut self,
+        sdp: &str,
+        local: Option<&MediaStream>,
+    ) -> Result<String, JsValue> {
         self.set_remote(RtcSdpType::Offer, sdp).await?;
+        self.take_part(local).await?;
         let answer = JsFuture::from(self.pc.create_answer()).await?;
         self.set_local(RtcSdpType::Answer, &sdp_of(&answer)?).await
     }

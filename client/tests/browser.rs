@@ -228,7 +228,7 @@ async fn two_peers_negotiate_connect_and_carry_video() {
     let mut a = Side::new("A");
     let mut b = Side::new("B");
     a.peer.send_media(Some(&local));
-    b.peer.send_media(None);
+    // B answers: its connection takes the offer's transceivers (as the page does).
 
     let offer = a.peer.create_offer().await.expect("A creates an offer");
     assert!(
@@ -236,8 +236,14 @@ async fn two_peers_negotiate_connect_and_carry_video() {
         "the offer has no video:\n{offer}"
     );
     assert!(a.peer.has_local_offer(), "A should wait for an answer");
-    let answer = b.peer.accept_offer(&offer).await.expect("B answers");
+    let answer = b.peer.accept_offer(&offer, None).await.expect("B answers");
     assert!(!b.peer.has_local_offer(), "B answered; it has no offer out");
+    // Without a camera B still answers send-receive: a camera opened later needs no new
+    // negotiation.
+    assert!(
+        !answer.contains("a=recvonly") && answer.contains("a=sendrecv"),
+        "B's answer should be send-receive:\n{answer}"
+    );
     a.peer
         .accept_answer(&answer)
         .await
@@ -269,8 +275,8 @@ async fn two_peers_negotiate_connect_and_carry_video() {
         b.peer.connection().connection_state(),
         RtcPeerConnectionState::Connected
     );
-    // Nobody asked A to receive anything, and B sends nothing.
-    assert!(a.tracks.is_empty(), "A got tracks it never asked for");
+    // B sends nothing yet, but its tracks are there on A's side, ready for its camera.
+    assert!(!a.tracks.is_empty(), "A has no receiving tracks from B");
 
     let remote = b
         .tracks
@@ -294,7 +300,6 @@ async fn candidates_before_the_offer_are_queued_then_applied() {
     let mut a = Side::new("A");
     let mut b = Side::new("B");
     a.peer.send_media(None);
-    b.peer.send_media(None);
     let offer = a.peer.create_offer().await.expect("A creates an offer");
 
     // All of A's candidates, before B has seen the offer.
@@ -330,7 +335,7 @@ async fn candidates_before_the_offer_are_queued_then_applied() {
     }
     assert!(b.peer.pending_candidates() > 0);
 
-    let answer = b.peer.accept_offer(&offer).await.expect("B answers");
+    let answer = b.peer.accept_offer(&offer, None).await.expect("B answers");
     assert_eq!(
         b.peer.pending_candidates(),
         0,
@@ -543,7 +548,7 @@ async fn glare_is_settled_by_rollback_and_media_can_be_added_mid_call() {
     // The impolite side ignores the polite side's offer; the polite side answers.
     let answer = polite
         .peer
-        .answer_offer(&impolite_offer)
+        .answer_offer(&impolite_offer, None)
         .await
         .expect("the polite side rolls back and answers");
     impolite
@@ -553,27 +558,10 @@ async fn glare_is_settled_by_rollback_and_media_can_be_added_mid_call() {
         .expect("the impolite side takes the answer");
     connect(&mut impolite, &mut polite).await;
 
-    // The polite side's camera opens now. (The browser wants a negotiation: it raised
-    // negotiationneeded when the flag went up, which after a rollback may already have been.)
-    polite.collect();
+    // The polite side's camera opens now: its tracks go onto the send-receive transceivers
+    // the call already has (its own, of the rolled-back offer, were stopped), so they flow with
+    // no new negotiation.
     polite.peer.add_media(&local).await.expect("add the camera");
-    polite.collect();
-    assert!(polite.negotiations > 0, "no negotiationneeded at all");
-    let offer = polite
-        .peer
-        .create_offer()
-        .await
-        .expect("renegotiation offer");
-    let answer = impolite
-        .peer
-        .answer_offer(&offer)
-        .await
-        .expect("answer the renegotiation");
-    polite
-        .peer
-        .accept_answer(&answer)
-        .await
-        .expect("apply the answer");
     let deadline = Deadline::start();
     let video = loop {
         impolite.collect();
@@ -597,7 +585,7 @@ async fn glare_is_settled_by_rollback_and_media_can_be_added_mid_call() {
         let _ = polite.peer.create_offer().await.expect("offer");
         let answer = polite
             .peer
-            .answer_offer(&impolite_offer)
+            .answer_offer(&impolite_offer, None)
             .await
             .unwrap_or_else(|err| panic!("round {round}: the polite side answers: {err:?}"));
         impolite

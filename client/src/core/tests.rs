@@ -64,7 +64,7 @@ fn opened(effects: &[Effect]) -> Vec<ConnId> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Open { conn } => Some(*conn),
+            Effect::Open { conn, .. } => Some(*conn),
             _ => None,
         })
         .collect()
@@ -98,7 +98,13 @@ fn the_page_without_the_hash_waits_and_the_caller_calls() {
     let mut caller = Engine::new(config(true, "b"));
     caller.handle(Input::Start);
     let effects = calls_only(caller.handle(welcome(2, vec![info(1, "a")])));
-    assert_eq!(effects, vec![Effect::Open { conn: ConnId(0) }]);
+    assert_eq!(
+        effects,
+        vec![Effect::Open {
+            conn: ConnId(0),
+            answering: false
+        }]
+    );
     assert_eq!(caller.status(), Status::Connecting);
     // The offer comes from negotiationneeded, and goes to the one we called.
     let effects = caller.handle(Input::Peer(ConnId(0), PeerInput::NegotiationNeeded));
@@ -656,19 +662,23 @@ impl World {
                     page.online = false;
                     page.deaf = false;
                 }
-                Effect::Open { conn } => {
+                Effect::Open { conn, answering } => {
                     page.pcs.insert(
                         conn,
                         FakePc {
                             signaling: "stable",
                             local: None,
                             remote: None,
-                            needs_negotiation: true,
+                            needs_negotiation: !answering,
                             closed: false,
                         },
                     );
-                    page.inbox
-                        .push_back(Input::Peer(conn, PeerInput::NegotiationNeeded));
+                    // Transceivers (and so a negotiation) only on a connection we call on; one
+                    // opened to answer takes the offer's.
+                    if !answering {
+                        page.inbox
+                            .push_back(Input::Peer(conn, PeerInput::NegotiationNeeded));
+                    }
                 }
                 Effect::Close { conn } => {
                     if let Some(pc) = page.pcs.get_mut(&conn) {
