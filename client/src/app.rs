@@ -19,6 +19,7 @@ use wasm_bindgen::{prelude::*, JsCast};
 use web_sys::{MediaStream, RtcPeerConnectionState};
 
 use crate::{
+    chat,
     core::{self, ConnId, ConnState, Effect, Engine, Input, PeerInput, Timer, Timing},
     diagnose::{self, Path},
     media::{self, MediaError},
@@ -140,6 +141,22 @@ impl App {
         };
         window.add_event_listener_with_callback("online", online.as_ref().unchecked_ref())?;
         listeners.push(online);
+        // Enter in the chat field sends (Shift+Enter would be a new line in a text area).
+        let enter = {
+            let tx = events_tx.clone();
+            Closure::<dyn FnMut(_)>::new(move |event: web_sys::Event| {
+                let Some(key) = event.dyn_ref::<web_sys::KeyboardEvent>() else {
+                    return;
+                };
+                if key.key() == "Enter" && !key.shift_key() {
+                    key.prevent_default();
+                    let _ = tx.unbounded_send(Event::Click(Button::ChatSend));
+                }
+            })
+        };
+        ui.chat_input
+            .add_event_listener_with_callback("keydown", enter.as_ref().unchecked_ref())?;
+        listeners.push(enter);
 
         let config = core::Config {
             caller: options.caller,
@@ -227,9 +244,34 @@ impl App {
             }
             Event::Click(Button::Call) => self.input(Input::Call).await,
             Event::Click(Button::HangUp) => self.input(Input::HangUp).await,
+            Event::Click(Button::ChatSend) => self.send_chat(),
             Event::Tick => self.read_paths().await,
         }
         self.render();
+    }
+
+    /// Sends what is in the chat field to everyone we have a call with, peer to peer.
+    fn send_chat(&mut self) {
+        let text = match chat::compose(&self.ui.chat_input.value()) {
+            Ok(text) => text,
+            Err(err) => {
+                self.ui.chat_note(Some(&err.to_string()));
+                return;
+            }
+        };
+        if self.peers.is_empty() {
+            self.ui
+                .chat_note(Some("Nobody is in the call yet: the message was not sent."));
+            return;
+        }
+        let at = js_sys::Date::now();
+        let frame = chat::encode(&text, at);
+        for peer in self.peers.values() {
+            peer.send_chat(&frame);
+        }
+        self.ui.add_chat(None, "You", at, &text);
+        self.ui.chat_input.set_value("");
+        self.ui.chat_note(None);
     }
 
     async fn on_peer(&mut self, conn: ConnId, event: PeerEvent) {
@@ -246,6 +288,21 @@ impl App {
             }
             PeerEvent::Candidate(candidate) => PeerInput::Candidate(candidate),
             PeerEvent::NegotiationNeeded => PeerInput::NegotiationNeeded,
+            PeerEvent::Chat(frame) => {
+                match chat::decode(&frame) {
+                    Ok(wire) => {
+                        let tile = self.engine.tiles().into_iter().find(|t| t.conn == conn);
+                        let who = tile
+                            .as_ref()
+                            .and_then(|t| t.name.clone())
+                            .unwrap_or_else(|| "Someone".to_owned());
+                        let from = tile.map(|t| t.peer);
+                        self.ui.add_chat(from, &who, wire.at, &wire.text);
+                    }
+                    Err(err) => web_sys::console::warn_1(&format!("chat: {err}").into()),
+                }
+                return;
+            }
             PeerEvent::State(state) => {
                 let state = conn_state(state);
                 let connected = state == ConnState::Connected;

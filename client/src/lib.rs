@@ -5,6 +5,7 @@
 //! until the page is closed.
 
 pub mod app;
+pub mod chat;
 pub mod core;
 pub mod diagnose;
 pub mod media;

@@ -4,14 +4,18 @@
 //! state) as [`PeerEvent`]s and decides nothing itself. Dropping it unregisters its handlers and
 //! closes the connection, so a hang-up followed by a new call leaks neither.
 
+use std::{cell::RefCell, rc::Rc};
+
+use crate::chat;
 use crate::diagnose::{IceServerError, StatEntry};
 use js_sys::{Array, Function, Reflect};
 use protocol::{IceCandidate, IceServer};
 use wasm_bindgen::{prelude::*, JsCast};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    MediaStream, MediaStreamTrack, RtcConfiguration, RtcIceCandidateInit, RtcIceServer,
-    RtcPeerConnection, RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcRtpTransceiver,
+    MediaStream, MediaStreamTrack, MessageEvent, RtcConfiguration, RtcDataChannel,
+    RtcDataChannelInit, RtcDataChannelState, RtcIceCandidateInit, RtcIceServer, RtcPeerConnection,
+    RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcRtpTransceiver,
     RtcRtpTransceiverDirection, RtcRtpTransceiverInit, RtcSdpType, RtcSessionDescriptionInit,
     RtcSignalingState, RtcTrackEvent,
 };
@@ -29,6 +33,8 @@ pub enum PeerEvent {
     IceServerError(IceServerError),
     /// `negotiationneeded`: tracks changed or an ICE restart was asked for.
     NegotiationNeeded,
+    /// A frame on the chat data channel (unchecked; see [`crate::chat::decode`]).
+    Chat(String),
 }
 
 /// An `RTCPeerConnection` whose handlers live exactly as long as it does.
@@ -43,6 +49,11 @@ pub struct Peer {
     _on_state: Closure<dyn FnMut(web_sys::Event)>,
     _on_ice_error: Closure<dyn FnMut(web_sys::Event)>,
     _on_negotiation: Closure<dyn FnMut(web_sys::Event)>,
+    /// The chat channel, and what was sent on it before it opened.
+    chat: RtcDataChannel,
+    chat_outbox: Rc<RefCell<Vec<String>>>,
+    _on_chat: Closure<dyn FnMut(MessageEvent)>,
+    _on_chat_open: Closure<dyn FnMut(web_sys::Event)>,
 }
 
 impl Peer {
@@ -96,7 +107,9 @@ impl Peer {
             })
         };
         // web-sys has no `onicecandidateerror` setter; the event's fields are read by name.
+        let report_errors = report.clone();
         let on_ice_error = Closure::<dyn FnMut(_)>::new(move |event: web_sys::Event| {
+            let report = &report_errors;
             let field = |name: &str| Reflect::get(&event, &JsValue::from_str(name)).ok();
             let text = |name: &str| field(name).and_then(|v| v.as_string()).unwrap_or_default();
             let code = field("errorCode").and_then(|v| v.as_f64()).unwrap_or(0.0);
@@ -114,7 +127,37 @@ impl Peer {
             ICE_ERROR_EVENT,
             on_ice_error.as_ref().unchecked_ref(),
         )?;
+        // Negotiated on both sides with the same id: no signaling of its own, and in the first
+        // offer of whichever side makes it.
+        let init = RtcDataChannelInit::new();
+        init.set_negotiated(true);
+        init.set_id(chat::CHANNEL_ID);
+        let chat = pc.create_data_channel_with_data_channel_dict(chat::CHANNEL_LABEL, &init);
+        let chat_outbox: Rc<RefCell<Vec<String>>> = Rc::default();
+        let on_chat = {
+            let report = report.clone();
+            Closure::<dyn FnMut(_)>::new(move |event: MessageEvent| {
+                if let Some(frame) = event.data().as_string() {
+                    report(PeerEvent::Chat(frame));
+                }
+            })
+        };
+        let on_chat_open = {
+            let chat = chat.clone();
+            let outbox = chat_outbox.clone();
+            Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+                for frame in outbox.borrow_mut().drain(..) {
+                    let _ = chat.send_with_str(&frame);
+                }
+            })
+        };
+        chat.set_onmessage(Some(on_chat.as_ref().unchecked_ref()));
+        chat.set_onopen(Some(on_chat_open.as_ref().unchecked_ref()));
         Ok(Self {
+            chat,
+            chat_outbox,
+            _on_chat: on_chat,
+            _on_chat_open: on_chat_open,
             pc,
             pending: Vec::new(),
             _on_candidate: on_candidate,
@@ -225,6 +268,16 @@ impl Peer {
             }
         }
         Ok(())
+    }
+
+    /// Sends a chat frame now, or when the channel opens.
+    pub fn send_chat(&self, frame: &str) {
+        if self.chat.ready_state() == RtcDataChannelState::Open
+            && self.chat.send_with_str(frame).is_ok()
+        {
+            return;
+        }
+        self.chat_outbox.borrow_mut().push(frame.to_owned());
     }
 
     /// Uses `ice_servers` from now on (fresh TURN credentials, say) for later gathering and
@@ -383,6 +436,8 @@ impl Drop for Peer {
         self.pc.set_ontrack(None);
         self.pc.set_onconnectionstatechange(None);
         self.pc.set_onnegotiationneeded(None);
+        self.chat.set_onmessage(None);
+        self.chat.set_onopen(None);
         let _ = self.pc.remove_event_listener_with_callback(
             ICE_ERROR_EVENT,
             self._on_ice_error.as_ref().unchecked_ref(),

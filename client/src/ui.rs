@@ -5,11 +5,17 @@
 //! `callButton`, `hangupButton`; `status` for the line that tells the person what is happening,
 //! `connectionPath` for the network path of the call, and `remotes` holding one tile per other
 //! person: a `<figure data-peer data-conn data-state>` with a `<video data-peer>` and a caption.
+//! The chat: `chatInput`, `chatSend`, `chatLog` (one `<p data-from>` per message) and
+//! `chatNote` (what went wrong with the last message).
 
 use std::collections::BTreeMap;
 
+use protocol::PeerId;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{Document, Element, HtmlButtonElement, HtmlElement, HtmlVideoElement, MediaStream};
+use web_sys::{
+    Document, Element, HtmlButtonElement, HtmlElement, HtmlInputElement, HtmlVideoElement,
+    MediaStream,
+};
 
 use crate::{
     core::{ConnId, Status, Tile, TileState},
@@ -25,14 +31,17 @@ pub enum Button {
     Call,
     /// End the calls.
     HangUp,
+    /// Send what is in the chat field.
+    ChatSend,
 }
 
 impl Button {
     /// Every button, with its element id.
-    pub const ALL: [(Button, &'static str); 3] = [
+    pub const ALL: [(Button, &'static str); 4] = [
         (Button::Start, "startButton"),
         (Button::Call, "callButton"),
         (Button::HangUp, "hangupButton"),
+        (Button::ChatSend, "chatSend"),
     ];
 }
 
@@ -57,6 +66,11 @@ pub struct Ui {
     status: HtmlElement,
     path: HtmlElement,
     tiles: BTreeMap<ConnId, TileView>,
+    /// The chat: the field, its button, the messages, and a line for what went wrong.
+    pub chat_input: HtmlInputElement,
+    chat_send: HtmlButtonElement,
+    chat_log: HtmlElement,
+    chat_note: HtmlElement,
 }
 
 impl Ui {
@@ -73,6 +87,10 @@ impl Ui {
             status: by_id(document, "status")?,
             path: by_id(document, "connectionPath")?,
             tiles: BTreeMap::new(),
+            chat_input: by_id(document, "chatInput")?,
+            chat_send: by_id(document, "chatSend")?,
+            chat_log: by_id(document, "chatLog")?,
+            chat_note: by_id(document, "chatNote")?,
         })
     }
 
@@ -82,7 +100,34 @@ impl Ui {
             Button::Start => &self.start,
             Button::Call => &self.call,
             Button::HangUp => &self.hang_up,
+            Button::ChatSend => &self.chat_send,
         }
+    }
+
+    /// Adds a chat message to the log: `from` is the sender's relay id (`data-from`), `None`
+    /// for our own (`data-from="me"`); `at` in milliseconds since the epoch. The text is set as
+    /// text, never parsed as markup.
+    pub fn add_chat(&self, from: Option<PeerId>, who: &str, at: f64, text: &str) {
+        let Ok(line) = self.document.create_element("p") else {
+            return;
+        };
+        let from = from.map_or_else(|| "me".to_owned(), |id| id.to_string());
+        let _ = line.set_attribute("data-from", &from);
+        let date = js_sys::Date::new(&JsValue::from_f64(at));
+        let time = format!("{:02}:{:02}", date.get_hours(), date.get_minutes());
+        for (tag, words) in [("b", who), ("time", time.as_str()), ("span", text)] {
+            if let Ok(part) = self.document.create_element(tag) {
+                part.set_text_content(Some(words));
+                let _ = line.append_child(&part);
+            }
+        }
+        let _ = self.chat_log.append_child(&line);
+        self.chat_log.set_scroll_top(self.chat_log.scroll_height());
+    }
+
+    /// Says what went wrong with the last message (`None` clears it).
+    pub fn chat_note(&self, note: Option<&str>) {
+        self.chat_note.set_text_content(note);
     }
 
     /// Shows `status` on the status line, with its `data-state`.

@@ -140,6 +140,7 @@ struct Side {
     ice_errors: Vec<IceServerError>,
     /// How many times the connection asked for a negotiation.
     negotiations: u32,
+    chats: Vec<String>,
 }
 
 impl Side {
@@ -158,6 +159,7 @@ impl Side {
             tracks: Vec::new(),
             ice_errors: Vec::new(),
             negotiations: 0,
+            chats: Vec::new(),
         }
     }
 
@@ -170,6 +172,7 @@ impl Side {
                 PeerEvent::Track(stream) => self.tracks.push(stream),
                 PeerEvent::IceServerError(error) => self.ice_errors.push(error),
                 PeerEvent::NegotiationNeeded => self.negotiations += 1,
+                PeerEvent::Chat(frame) => self.chats.push(frame),
             }
         }
     }
@@ -286,6 +289,17 @@ async fn two_peers_negotiate_connect_and_carry_video() {
         .clone();
     let video = video_showing(&remote);
     wait_for_frames(&video, "B's remote").await;
+
+    // Chat rides on the connection's data channel, negotiated in the same offer.
+    a.peer
+        .send_chat(&client::chat::encode("hello <b>B</b>", 1.0));
+    wait_until("A's chat message at B", || {
+        b.collect();
+        !b.chats.is_empty()
+    })
+    .await;
+    let wire = client::chat::decode(&b.chats[0]).expect("a chat frame");
+    assert_eq!(wire.text, "hello <b>B</b>");
 
     video.remove();
     stop(&local);
@@ -494,7 +508,9 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
     let complete = r#"<video id="localVideo"></video>
         <div id="remotes"><figure><video id="remoteVideo"></video></figure></div>
         <button id="startButton"></button><button id="callButton"></button>
-        <button id="hangupButton"></button><p id="status"></p><p id="connectionPath"></p>"#;
+        <button id="hangupButton"></button><p id="status"></p><p id="connectionPath"></p>
+        <input id="chatInput"><button id="chatSend"></button><div id="chatLog"></div>
+        <p id="chatNote"></p>"#;
 
     assert_eq!(message(Ui::find(&page(""))), "the page has no #localVideo");
     assert_eq!(
@@ -525,7 +541,23 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         .iter()
         .map(|&(button, _)| ui.button(button).disabled())
         .collect();
-    assert_eq!(disabled, [true, false, true]);
+    assert_eq!(disabled, [true, false, true, false]);
+
+    // Chat lines are text: markup in a message stays characters.
+    ui.add_chat(None, "You", 0.0, "<b>bold?</b>");
+    ui.add_chat(Some(protocol::PeerId(7)), "<i>Eve</i>", 0.0, "hi");
+    let log = document.get_element_by_id("chatLog").expect("#chatLog");
+    assert_eq!(log.child_element_count(), 2);
+    let first = log.first_element_child().expect("a line");
+    assert_eq!(first.get_attribute("data-from").as_deref(), Some("me"));
+    assert!(first.query_selector("span b").expect("query").is_none());
+    assert!(first
+        .text_content()
+        .unwrap_or_default()
+        .contains("<b>bold?</b>"));
+    let second = log.last_element_child().expect("a line");
+    assert_eq!(second.get_attribute("data-from").as_deref(), Some("7"));
+    assert!(second.query_selector("i").expect("query").is_none());
 }
 
 /// Perfect negotiation in the browser: both sides offer at once (glare); the polite side rolls

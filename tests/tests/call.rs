@@ -219,6 +219,9 @@ async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
         opened.elapsed().as_millis()
     );
 
+    // Chat reaches every other page, peer to peer, as text.
+    chat(&pages, 0, "hello <b>everyone</b>").await;
+
     // The relay goes away mid-call: the pages say so, and their media keeps flowing.
     shutdown.cancel();
     relay_task.await.expect("the relay stops");
@@ -238,6 +241,8 @@ async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
         all
     };
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // ... and so does the chat.
+    chat(&pages, 2, "still here without the relay").await;
     for (page, before) in pages.iter().zip(&before) {
         let now = tile_frames(page).await;
         assert_eq!(now.len(), 3, "a tile went away with the relay");
@@ -308,4 +313,40 @@ async fn two_callers_at_the_same_instant_settle_glare_without_a_new_call() {
     a.close().await.expect("close a");
     b.close().await.expect("close b");
     shutdown.cancel();
+}
+
+/// Types `text` into the chat of `pages[from]` and sends it with Enter; every other page shows
+/// it once, as text, marked with the sender's relay id.
+async fn chat(pages: &[fantoccini::Client], from: usize, text: &str) {
+    let sender = &pages[from];
+    let input = sender
+        .find(Locator::Id("chatInput"))
+        .await
+        .expect("the chat field");
+    input
+        .send_keys(&format!("{text}\u{e007}"))
+        .await
+        .expect("type and press Enter");
+    let me: String = sender
+        .execute(
+            "return String((document.querySelector('#chatLog p[data-from=\"me\"]:last-child')
+                || {}).textContent || '')",
+            vec![],
+        )
+        .await
+        .expect("script runs")
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(me.contains(text), "the sender's own line: {me:?}");
+    let script = format!(
+        "const lines = [...document.querySelectorAll('#chatLog p')]
+            .filter(p => p.dataset.from !== 'me' && p.querySelector('span').textContent === {text:?});
+         return lines.length === 1 && !lines[0].querySelector('span b') ? lines[0].dataset.from : '';"
+    );
+    for (n, page) in pages.iter().enumerate() {
+        if n != from {
+            wait_for(page, &format!("the chat message {text:?}"), &script).await;
+        }
+    }
 }

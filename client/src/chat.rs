@@ -1,0 +1,132 @@
+//! Text chat: what a message may be, and how it travels on a connection's data channel.
+//!
+//! Messages go peer to peer, one reliable, ordered data channel per connection (negotiated
+//! with a fixed id on both sides, so that it needs no signaling of its own and keeps working
+//! while the relay is down). This module holds every decision about them, with no browser in
+//! it: what the person may send, the wire format, and what a received message must be.
+
+use serde::{Deserialize, Serialize};
+
+/// The data channel's label and its negotiated id.
+pub const CHANNEL_LABEL: &str = "chat";
+/// See [`CHANNEL_LABEL`].
+pub const CHANNEL_ID: u16 = 0;
+
+/// The longest message, in characters.
+pub const MAX_CHARS: usize = 2_000;
+
+/// Why a message was not sent or not taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatError {
+    /// Nothing but white space.
+    Empty,
+    /// Longer than [`MAX_CHARS`]; how long it was.
+    TooLong(usize),
+    /// A received frame that is not one of our messages.
+    Malformed(String),
+}
+
+impl std::fmt::Display for ChatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChatError::Empty => f.write_str("Type a message first."),
+            ChatError::TooLong(n) => write!(
+                f,
+                "That message is {n} characters long; the limit is {MAX_CHARS}. Shorten it or \
+                 send it in parts."
+            ),
+            ChatError::Malformed(why) => write!(f, "not a chat message: {why}"),
+        }
+    }
+}
+
+/// One message as it travels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Wire {
+    /// The text.
+    pub text: String,
+    /// When it was sent, in milliseconds since the epoch by the sender's clock.
+    pub at: f64,
+}
+
+/// What the person typed, made ready to send: trimmed, control characters other than line
+/// breaks and tabs taken out, within [`MAX_CHARS`].
+pub fn compose(typed: &str) -> Result<String, ChatError> {
+    let text: String = typed
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect();
+    let chars = text.chars().count();
+    if chars == 0 {
+        return Err(ChatError::Empty);
+    }
+    if chars > MAX_CHARS {
+        return Err(ChatError::TooLong(chars));
+    }
+    Ok(text)
+}
+
+/// The frame that carries `text`, sent at `at`.
+pub fn encode(text: &str, at: f64) -> String {
+    serde_json::to_string(&Wire {
+        text: text.to_owned(),
+        at,
+    })
+    .unwrap_or_default()
+}
+
+/// A received frame, checked as if the sender had typed it here: a peer's page is not trusted
+/// to have done so.
+pub fn decode(frame: &str) -> Result<Wire, ChatError> {
+    let wire: Wire =
+        serde_json::from_str(frame).map_err(|err| ChatError::Malformed(err.to_string()))?;
+    let text = compose(&wire.text)?;
+    let at = if wire.at.is_finite() { wire.at } else { 0.0 };
+    Ok(Wire { text, at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_person_types_is_trimmed_and_checked() {
+        assert_eq!(compose("  hello\n"), Ok("hello".to_owned()));
+        assert_eq!(compose("two\nlines"), Ok("two\nlines".to_owned()));
+        assert_eq!(
+            compose("bell\u{7}s and\u{1b}[31m escapes"),
+            Ok("bells and[31m escapes".to_owned())
+        );
+        assert_eq!(compose(" \n\t "), Err(ChatError::Empty));
+        let long = "é".repeat(MAX_CHARS + 1);
+        assert_eq!(compose(&long), Err(ChatError::TooLong(MAX_CHARS + 1)));
+        assert!(
+            compose(&"é".repeat(MAX_CHARS)).is_ok(),
+            "the limit counts characters"
+        );
+        assert!(ChatError::TooLong(2001)
+            .to_string()
+            .contains("limit is 2000"));
+    }
+
+    #[test]
+    fn markup_travels_as_text() {
+        let frame = encode("<img src=x onerror=alert(1)>", 5.0);
+        let wire = decode(&frame).expect("our own frame");
+        assert_eq!(wire.text, "<img src=x onerror=alert(1)>");
+        assert_eq!(wire.at, 5.0);
+    }
+
+    #[test]
+    fn received_frames_are_checked_like_typed_text() {
+        assert!(matches!(decode("not json"), Err(ChatError::Malformed(_))));
+        assert!(matches!(
+            decode(r#"{"text":1,"at":0}"#),
+            Err(ChatError::Malformed(_))
+        ));
+        assert_eq!(decode(r#"{"text":"  ","at":0}"#), Err(ChatError::Empty));
+        let huge = encode(&"x".repeat(MAX_CHARS * 2), 0.0);
+        assert_eq!(decode(&huge), Err(ChatError::TooLong(MAX_CHARS * 2)));
+    }
+}
