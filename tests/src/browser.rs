@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{wd::WebDriverCompatibleCommand, Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
@@ -92,6 +92,82 @@ impl Drop for Driver {
     }
 }
 
+/// A Chrome DevTools command, through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+pub struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl Cdp {
+    /// The DevTools method `cmd` with `params`.
+    pub fn new(cmd: &'static str, params: Value) -> Self {
+        Self { cmd, params }
+    }
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Installed in every test page before its own scripts: notes what each `RTCPeerConnection`
+/// does, as the browser sees it (descriptions with their ICE username fragments, signaling,
+/// gathering and connection states, candidates), in `window.__pcLog`. A failing wait prints it
+/// beside the engine's own trace.
+const PC_WATCH_JS: &str = r#"(() => {
+  const PC = window.RTCPeerConnection;
+  if (!PC) return;
+  const log = window.__pcLog = [];
+  const ids = new WeakMap();
+  let next = 0;
+  const note = (pc, what) => {
+    log.push(Math.round(performance.now()) + ' pc' + ids.get(pc) + ' ' + what);
+    if (log.length > 400) log.shift();
+  };
+  const ufrag = (d) => ((d && d.sdp || '').match(/a=ice-ufrag:(\S+)/) || [])[1];
+  for (const name of ['setLocalDescription', 'setRemoteDescription']) {
+    const set = PC.prototype[name];
+    PC.prototype[name] = function (...args) {
+      const which = name === 'setLocalDescription' ? 'localDescription' : 'remoteDescription';
+      return set.apply(this, args).then(
+        (r) => { const d = this[which]; note(this, name + ' ' + (d ? d.type + ' ufrag ' + ufrag(d) : 'none')); return r; },
+        (e) => { note(this, name + ' failed: ' + e); throw e; });
+    };
+  }
+  const Watched = function (...args) {
+    const pc = new PC(...args);
+    ids.set(pc, next++);
+    for (const [event, state] of [['signalingstatechange', 'signalingState'],
+        ['icegatheringstatechange', 'iceGatheringState'],
+        ['iceconnectionstatechange', 'iceConnectionState'],
+        ['connectionstatechange', 'connectionState']]) {
+      pc.addEventListener(event, () => note(pc, state + ' ' + pc[state]));
+    }
+    pc.addEventListener('icecandidate', (e) => note(pc, e.candidate
+      ? 'candidate ' + e.candidate.candidate.split(' ').slice(4, 8).join(' ') + ' ufrag ' + e.candidate.usernameFragment
+      : 'candidates end'));
+    pc.addEventListener('track', (e) => note(pc, 'track ' + e.track.kind));
+    return pc;
+  };
+  Watched.prototype = PC.prototype;
+  Object.setPrototypeOf(Watched, PC);
+  window.RTCPeerConnection = Watched;
+})();"#;
+
 /// A new browser session from the chromedriver at `url`, with Chrome started with `args`.
 /// Waits for chromedriver to listen.
 pub async fn connect_browser(url: &str, args: &[String]) -> Client {
@@ -104,7 +180,16 @@ pub async fn connect_browser(url: &str, args: &[String]) -> Client {
     loop {
         let mut builder = ClientBuilder::new(HttpConnector::new());
         match builder.capabilities(caps.clone()).connect(url).await {
-            Ok(client) => return client,
+            Ok(client) => {
+                client
+                    .issue_cmd(Cdp::new(
+                        "Page.addScriptToEvaluateOnNewDocument",
+                        json!({ "source": PC_WATCH_JS }),
+                    ))
+                    .await
+                    .expect("install the connection watch");
+                return client;
+            }
             // chromedriver takes a moment to listen.
             Err(_) if started.elapsed() < PATIENCE => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -157,6 +242,14 @@ pub async fn wait_pages(
                 eprintln!(
                     "[{label}] the call engine's last steps (all of them in {}):\n{log}",
                     kept.display()
+                );
+                let pcs = page
+                    .execute("return (window.__pcLog || []).join('\\n')", vec![])
+                    .await
+                    .unwrap_or(Value::Null);
+                eprintln!(
+                    "[{label}] its connections, as the browser saw them:\n{}",
+                    pcs.as_str().unwrap_or("")
                 );
                 let video = page
                     .execute(VIDEO_FACTS, vec![])

@@ -8,7 +8,7 @@
 use std::{net::SocketAddr, time::Instant};
 
 use e2e::{
-    browser::{frames, frames_beyond, status_of, wait_for, Driver},
+    browser::{frames, frames_beyond, status_of, wait_for, wait_pages, Driver, PATIENCE},
     relay,
 };
 use fantoccini::Locator;
@@ -128,15 +128,17 @@ const TILES_FN: &str = "const tiles = () => [...document.querySelectorAll('#remo
 
 /// Waits until `page` shows `n` remote tiles that all decode video; returns their connections.
 async fn decoding_everyone(page: &fantoccini::Client, n: usize) -> Vec<String> {
-    let script = format!(
-        "{TILES_FN} const t = tiles(); return t.length === {n} && t.every(([, f]) => f > 0);"
-    );
-    wait_for(page, &format!("{n} remote tiles with frames"), &script).await;
+    wait_for(page, &format!("{n} remote tiles with frames"), &decoding(n)).await;
     tile_frames(page)
         .await
         .into_iter()
         .map(|(conn, _)| conn)
         .collect()
+}
+
+/// A script that is true when the page shows `n` remote tiles that all decode video.
+fn decoding(n: usize) -> String {
+    format!("{TILES_FN} const t = tiles(); return t.length === {n} && t.every(([, f]) => f > 0);")
 }
 
 /// `(data-conn, decoded frames)` of each remote tile of `page`.
@@ -305,8 +307,20 @@ async fn two_callers_at_the_same_instant_settle_glare_without_a_new_call() {
         let (opened_a, opened_b) = tokio::join!(a.goto(&url), b.goto(&url));
         opened_a.expect("open page a");
         opened_b.expect("open page b");
+        // Both at once, so that a failure prints both sides of the call.
+        wait_pages(
+            &[("a", &a), ("b", &b)],
+            &format!("round {round}: both pages decoding the other"),
+            &decoding(1),
+            PATIENCE,
+        )
+        .await;
         for page in [&a, &b] {
-            let conns = decoding_everyone(page, 1).await;
+            let conns: Vec<String> = tile_frames(page)
+                .await
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect();
             assert_eq!(conns, ["0"], "round {round}: glare rebuilt the call");
         }
     }
@@ -327,18 +341,12 @@ async fn chat(pages: &[fantoccini::Client], from: usize, text: &str) {
         .send_keys(&format!("{text}\u{e007}"))
         .await
         .expect("type and press Enter");
-    let me: String = sender
-        .execute(
-            "return String((document.querySelector('#chatLog p[data-from=\"me\"]:last-child')
-                || {}).textContent || '')",
-            vec![],
-        )
-        .await
-        .expect("script runs")
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(me.contains(text), "the sender's own line: {me:?}");
+    // The sender's own line appears once the text is taken (the field's keys are events).
+    let own = format!(
+        "return [...document.querySelectorAll('#chatLog p[data-from=\"me\"] span')]
+            .some(s => s.textContent === {text:?});"
+    );
+    wait_for(sender, &format!("the sender's own line {text:?}"), &own).await;
     let script = format!(
         "const lines = [...document.querySelectorAll('#chatLog p')]
             .filter(p => p.dataset.from !== 'me' && p.querySelector('span').textContent === {text:?});

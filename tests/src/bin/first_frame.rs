@@ -17,8 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e::browser::{self, Driver};
-use fantoccini::{wd::WebDriverCompatibleCommand, Client};
+use e2e::browser::{self, Cdp, Driver};
+use fantoccini::Client;
 use serde_json::{json, Value};
 
 /// Marks each step a page reaches, in ms since its navigation started (`performance.now()`),
@@ -84,31 +84,6 @@ const STEPS: [&str; 7] = [
     "first frame",
 ];
 
-/// A Chrome DevTools command, through chromedriver's `goog/cdp/execute`.
-#[derive(Debug)]
-struct Cdp {
-    cmd: &'static str,
-    params: Value,
-}
-
-impl WebDriverCompatibleCommand for Cdp {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        let body = json!({ "cmd": self.cmd, "params": self.params });
-        (http::Method::POST, Some(body.to_string()))
-    }
-}
-
 /// Which page and relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Side {
@@ -136,10 +111,10 @@ struct Run {
 async fn page(driver: &Driver) -> Client {
     let client = driver.browser().await;
     client
-        .issue_cmd(Cdp {
-            cmd: "Page.addScriptToEvaluateOnNewDocument",
-            params: json!({ "source": MARKS_JS }),
-        })
+        .issue_cmd(Cdp::new(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": MARKS_JS }),
+        ))
         .await
         .expect("install the marks script");
     client
