@@ -58,6 +58,8 @@ pub enum Timer {
     AnswerDue(ConnId),
     /// The polite side left an ICE restart to the other side this long; its turn now.
     RestartDue(ConnId),
+    /// A new connection has had this long to connect: if it has not, restart ICE.
+    ConnectDue(ConnId),
 }
 
 /// `RTCPeerConnection.connectionState`.
@@ -299,6 +301,9 @@ pub struct Timing {
     pub answer_due_ms: u32,
     /// How long the polite side of a dropped connection leaves the ICE restart to the other.
     pub restart_grace_ms: u32,
+    /// A new connection that is not connected this long gets an ICE restart (a browser that
+    /// gathered nothing after a rollback stays "connecting" for good otherwise).
+    pub connect_due_ms: u32,
 }
 
 impl Default for Timing {
@@ -312,6 +317,7 @@ impl Default for Timing {
             pong_timeout_ms: 3_000,
             answer_due_ms: 3_000,
             restart_grace_ms: 6_000,
+            connect_due_ms: 10_000,
         }
     }
 }
@@ -974,6 +980,8 @@ impl Engine {
             turn_refused: None,
         });
         out.push(Effect::Open { conn, answering });
+        let ms = self.config.timing.connect_due_ms;
+        self.start_timer(Timer::ConnectDue(conn), ms, out);
         Some(conn)
     }
 
@@ -987,6 +995,7 @@ impl Engine {
         self.cancel_timer(Timer::Lost(conn), out);
         self.cancel_timer(Timer::AnswerDue(conn), out);
         self.cancel_timer(Timer::RestartDue(conn), out);
+        self.cancel_timer(Timer::ConnectDue(conn), out);
         out.push(Effect::Close { conn });
     }
 
@@ -1128,6 +1137,7 @@ impl Engine {
                 self.cancel_timer(Timer::Disconnected(conn), out);
                 self.cancel_timer(Timer::Lost(conn), out);
                 self.cancel_timer(Timer::RestartDue(conn), out);
+                self.cancel_timer(Timer::ConnectDue(conn), out);
             }
             ConnState::Disconnected => {
                 if link.tile == TileState::Connected {
@@ -1277,6 +1287,19 @@ impl Engine {
                     .is_some_and(|(l, _)| l.state == ConnState::Connected);
                 if !connected {
                     self.restart_ice_now(conn, true, out);
+                }
+            }
+            Timer::ConnectDue(conn) => {
+                let lost_ms = self.config.timing.lost_ms;
+                let Some((link, _)) = self.link_mut(conn) else {
+                    return;
+                };
+                // Failed and disconnected connections have restarts of their own.
+                if matches!(link.state, ConnState::New | ConnState::Connecting) {
+                    if !self.timers.contains(&Timer::Lost(conn)) {
+                        self.start_timer(Timer::Lost(conn), lost_ms, out);
+                    }
+                    self.restart_ice(conn, out);
                 }
             }
             Timer::AnswerDue(conn) => {

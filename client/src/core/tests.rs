@@ -43,10 +43,10 @@ fn calls_only(effects: Vec<Effect>) -> Vec<Effect> {
                 e,
                 Effect::Send(ClientMsg::Ping)
                     | Effect::StartTimer {
-                        timer: Timer::Heartbeat | Timer::PongDue,
+                        timer: Timer::Heartbeat | Timer::PongDue | Timer::ConnectDue(_),
                         ..
                     }
-                    | Effect::CancelTimer(Timer::Heartbeat | Timer::PongDue)
+                    | Effect::CancelTimer(Timer::Heartbeat | Timer::PongDue | Timer::ConnectDue(_))
             )
         })
         .collect()
@@ -154,6 +154,7 @@ fn candidates_wait_for_the_remote_description() {
         sdp: "offer".into(),
     }));
     let conn = opened(&effects)[0];
+    let effects = calls_only(effects);
     assert_eq!(
         effects[1],
         Effect::ApplyOffer {
@@ -195,7 +196,7 @@ fn news_from_a_closed_connection_is_ignored() {
     caller.handle(Input::Start);
     caller.handle(welcome(2, vec![info(1, "a")]));
     let conn = ConnId(0);
-    let effects = caller.handle(Input::HangUp);
+    let effects = calls_only(caller.handle(Input::HangUp));
     assert_eq!(
         effects,
         vec![
@@ -232,10 +233,10 @@ fn a_peer_leaving_mid_negotiation_ends_only_their_call() {
     caller.handle(welcome(3, vec![info(1, "a"), info(2, "b")]));
     assert_eq!(caller.tiles().len(), 2);
     caller.handle(Input::Peer(ConnId(0), PeerInput::NegotiationNeeded));
-    let effects = caller.handle(Input::Relay(ServerMsg::PeerLeft {
+    let effects = calls_only(caller.handle(Input::Relay(ServerMsg::PeerLeft {
         peer: PeerId(1),
         reconnecting: false,
-    }));
+    })));
     assert_eq!(effects, vec![Effect::Close { conn: ConnId(0) }]);
     let tiles = caller.tiles();
     assert_eq!(tiles.len(), 1);
@@ -1295,4 +1296,50 @@ fn what_is_said_while_the_relay_is_away_goes_out_on_rejoining() {
             }),
         ]
     );
+}
+
+#[test]
+fn a_connection_that_never_connects_gets_an_ice_restart_and_then_counts_as_lost() {
+    // A browser that gathered nothing (seen after a rollback in Chrome) stays "connecting"
+    // without ever failing: the impolite side restarts ICE once the connection is due.
+    let mut impolite = Engine::new(config(true, "a"));
+    impolite.handle(Input::Start);
+    let effects = impolite.handle(welcome(2, vec![info(1, "b")]));
+    let conn = opened(&effects)[0];
+    assert!(effects.contains(&Effect::StartTimer {
+        timer: Timer::ConnectDue(conn),
+        ms: Timing::default().connect_due_ms
+    }));
+    impolite.handle(Input::Peer(conn, PeerInput::State(ConnState::Connecting)));
+    let effects = impolite.handle(Input::Timer(Timer::ConnectDue(conn)));
+    assert!(
+        effects.contains(&Effect::RestartIce { conn }),
+        "{effects:?}"
+    );
+    assert!(impolite.timers().any(|t| t == Timer::Lost(conn)));
+    // Connected after all: nothing is due any more.
+    let effects = impolite.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+    assert!(effects.contains(&Effect::CancelTimer(Timer::Lost(conn))));
+    assert!(!impolite.timers().any(|t| t == Timer::ConnectDue(conn)));
+
+    // The polite side gives the other side its grace first, as for a failure.
+    let mut polite = Engine::new(config(false, "b"));
+    polite.handle(Input::Start);
+    polite.handle(welcome(1, vec![]));
+    polite.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "a") }));
+    let effects = polite.handle(Input::Relay(ServerMsg::Offer {
+        from: PeerId(2),
+        from_name: None,
+        sdp: "offer".into(),
+    }));
+    let conn = opened(&effects)[0];
+    let effects = polite.handle(Input::Timer(Timer::ConnectDue(conn)));
+    assert!(
+        !effects.contains(&Effect::RestartIce { conn }),
+        "{effects:?}"
+    );
+    assert!(polite.timers().any(|t| t == Timer::RestartDue(conn)));
+    // A connection that got going before it was due is left alone.
+    polite.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+    assert!(!polite.timers().any(|t| t == Timer::RestartDue(conn)));
 }
