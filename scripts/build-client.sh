@@ -11,10 +11,10 @@ cd "$(dirname "$0")/.."
 say() { printf '[client] %s\n' "$*"; }
 out=dist
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-wasm="$target_dir/wasm32-unknown-unknown/release/client.wasm"
+wasm="$target_dir/wasm32-unknown-unknown/wasm-release/client.wasm"
 
-say "cargo build --release --target wasm32-unknown-unknown -p client"
-cargo build --release --target wasm32-unknown-unknown -p client
+say "cargo build --profile wasm-release --target wasm32-unknown-unknown -p client"
+cargo build --profile wasm-release --target wasm32-unknown-unknown -p client
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
