@@ -6,14 +6,13 @@
 //! a peer connection is fed back to the engine before the next event, so the engine always
 //! knows where each negotiation stands. Nothing decides here: `core.rs` does.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use futures::{
     channel::mpsc::{self, UnboundedSender},
     future::{LocalBoxFuture, Shared},
-    FutureExt, SinkExt, StreamExt,
+    FutureExt, StreamExt,
 };
-use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
 use protocol::ServerMsg;
 use wasm_bindgen::{prelude::*, JsCast};
 use web_sys::{MediaStream, RtcPeerConnectionState};
@@ -24,6 +23,8 @@ use crate::{
     diagnose::{self, Path},
     media::{self, MediaError},
     peer::{Peer, PeerEvent},
+    relay::{RelayEvent, RelaySocket},
+    small::VecMap,
     ui::{Button, Ui},
 };
 
@@ -105,13 +106,13 @@ pub struct App {
     ui: Ui,
     options: Options,
     events_tx: UnboundedSender<Event>,
-    /// Frames for the relay, sent in order by the socket's writer task once it is open.
-    relay: Option<UnboundedSender<String>>,
+    /// The relay connection, if one is open or opening.
+    relay: Option<RelaySocket>,
     /// The number of the current relay connection: news from older ones is stale.
     relay_generation: u32,
-    peers: BTreeMap<ConnId, Peer>,
-    streams: BTreeMap<ConnId, MediaStream>,
-    timers: BTreeMap<Timer, Timeout>,
+    peers: VecMap<ConnId, Peer>,
+    streams: VecMap<ConnId, MediaStream>,
+    timers: VecMap<Timer, Timeout>,
     local: Option<MediaStream>,
     media: MediaRequest,
     /// Page-lifetime handlers: the buttons and `online`.
@@ -175,9 +176,9 @@ impl App {
             events_tx: events_tx.clone(),
             relay: None,
             relay_generation: 0,
-            peers: BTreeMap::new(),
-            streams: BTreeMap::new(),
-            timers: BTreeMap::new(),
+            peers: VecMap::new(),
+            streams: VecMap::new(),
+            timers: VecMap::new(),
             local: None,
             media: media.clone(),
             _listeners: listeners,
@@ -342,7 +343,7 @@ impl App {
             }
             Effect::Send(msg) => {
                 if let Some(relay) = &self.relay {
-                    let _ = relay.unbounded_send(msg.to_json());
+                    relay.send(msg.to_json());
                 }
             }
             Effect::Open { conn, answering } => return self.open(conn, answering),
@@ -455,53 +456,23 @@ impl App {
     fn connect_relay(&mut self) {
         self.relay_generation += 1;
         let generation = self.relay_generation;
-        let socket = match WebSocket::open(&self.options.relay_url) {
-            Ok(socket) => socket,
-            Err(err) => {
-                let _ = self.events_tx.unbounded_send(Event::RelayLost(
-                    generation,
-                    format!("Cannot reach the relay: {err}."),
-                ));
-                return;
-            }
-        };
-        let (mut sink, mut stream) = socket.split();
-        let (relay_tx, mut relay_rx) = mpsc::unbounded::<String>();
-        self.relay = Some(relay_tx);
         let tx = self.events_tx.clone();
-        // The sink waits for the socket to open before it takes a frame, so `join` can be
-        // queued right away.
-        wasm_bindgen_futures::spawn_local(async move {
-            while let Some(text) = relay_rx.next().await {
-                if let Err(err) = sink.send(Message::Text(text)).await {
-                    web_sys::console::warn_1(&format!("relay send: {err}").into());
-                    break;
-                }
+        let report = move |event| {
+            let _ = tx.unbounded_send(match event {
+                RelayEvent::Message(msg) => Event::Relay(generation, msg),
+                RelayEvent::Lost(why) => Event::RelayLost(generation, why),
+            });
+        };
+        // Frames sent before the socket opens wait for it, so `join` can be sent right away.
+        match RelaySocket::open(&self.options.relay_url, report) {
+            Ok(socket) => self.relay = Some(socket),
+            Err(why) => {
+                self.relay = None;
+                let _ = self
+                    .events_tx
+                    .unbounded_send(Event::RelayLost(generation, why));
             }
-        });
-        wasm_bindgen_futures::spawn_local(async move {
-            while let Some(item) = stream.next().await {
-                let event = match item {
-                    Ok(Message::Text(text)) => match ServerMsg::parse(&text) {
-                        Ok(msg) => Event::Relay(generation, msg),
-                        Err(err) => {
-                            web_sys::console::warn_1(&format!("relay sent {text:?}: {err}").into());
-                            continue;
-                        }
-                    },
-                    Ok(Message::Bytes(_)) => continue,
-                    Err(err) => Event::RelayLost(generation, relay_lost_words(&err)),
-                };
-                let lost = matches!(event, Event::RelayLost(..));
-                if tx.unbounded_send(event).is_err() || lost {
-                    return;
-                }
-            }
-            let _ = tx.unbounded_send(Event::RelayLost(
-                generation,
-                "The relay closed the connection.".to_owned(),
-            ));
-        });
+        }
     }
 
     /// Reads the path each connected call takes; `#connectionPath` shows the first one's.
@@ -544,27 +515,6 @@ impl App {
             self.engine.can_call(),
             self.engine.can_hang_up(),
         );
-    }
-}
-
-/// What the person is told when the relay connection ends.
-fn relay_lost_words(err: &WebSocketError) -> String {
-    match err {
-        WebSocketError::ConnectionClose(close) => match close.code {
-            1001 => "The relay is shutting down.".to_owned(),
-            1009 => "The relay closed the connection: a message was too big.".to_owned(),
-            code if close.reason.is_empty() => {
-                format!("The relay closed the connection (code {code}).")
-            }
-            code => format!(
-                "The relay closed the connection (code {code}: {}).",
-                close.reason
-            ),
-        },
-        WebSocketError::ConnectionError => {
-            "Cannot reach the relay: is the server running?".to_owned()
-        }
-        other => format!("Relay connection error: {other}."),
     }
 }
 

@@ -27,13 +27,14 @@
 //!   back under a new id; a repeated offer we already answered gets the same answer again; what
 //!   we had to say while the relay was away goes out on rejoining.
 
-use std::collections::BTreeSet;
-
 use protocol::{
     ClientMsg, ErrorKind, IceCandidate, IceServer, PeerId, PeerInfo, ServerMsg, Signal,
 };
 
-use crate::diagnose::{self, IceServerError, IceSetup};
+use crate::{
+    diagnose::{self, IceServerError, IceSetup},
+    small::VecSet,
+};
 
 /// One peer connection, numbered by the engine. Inputs about a connection that has been closed
 /// are stale and ignored.
@@ -492,7 +493,7 @@ pub struct Engine {
     /// The last call ended (hang-up), with words for the person.
     ended: Option<String>,
     next_conn: u32,
-    timers: BTreeSet<Timer>,
+    timers: VecSet<Timer>,
     rng: u64,
     /// Connections opened in the page's lifetime, for the tests' "no new call" checks.
     opened: u32,
@@ -519,7 +520,7 @@ impl Engine {
             problems: Vec::new(),
             ended: None,
             next_conn: 0,
-            timers: BTreeSet::new(),
+            timers: VecSet::new(),
             rng,
             opened: 0,
         }

@@ -10,6 +10,8 @@ pub mod core;
 pub mod diagnose;
 pub mod media;
 pub mod peer;
+pub mod relay;
+pub mod small;
 pub mod ui;
 
 use wasm_bindgen::prelude::*;

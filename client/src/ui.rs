@@ -8,8 +8,6 @@
 //! The chat: `chatInput`, `chatSend`, `chatLog` (one `<p data-from>` per message) and
 //! `chatNote` (what went wrong with the last message).
 
-use std::collections::BTreeMap;
-
 use protocol::PeerId;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{
@@ -20,6 +18,7 @@ use web_sys::{
 use crate::{
     core::{ConnId, Status, Tile, TileState},
     diagnose::Path,
+    small::VecMap,
 };
 
 /// The buttons of the page.
@@ -65,7 +64,7 @@ pub struct Ui {
     hang_up: HtmlButtonElement,
     status: HtmlElement,
     path: HtmlElement,
-    tiles: BTreeMap<ConnId, TileView>,
+    tiles: VecMap<ConnId, TileView>,
     /// The chat: the field, its button, the messages, and a line for what went wrong.
     pub chat_input: HtmlInputElement,
     chat_send: HtmlButtonElement,
@@ -86,7 +85,7 @@ impl Ui {
             hang_up: by_id(document, "hangupButton")?,
             status: by_id(document, "status")?,
             path: by_id(document, "connectionPath")?,
-            tiles: BTreeMap::new(),
+            tiles: VecMap::new(),
             chat_input: by_id(document, "chatInput")?,
             chat_send: by_id(document, "chatSend")?,
             chat_log: by_id(document, "chatLog")?,
@@ -168,7 +167,7 @@ impl Ui {
     /// Makes the tiles on the page match `tiles` (in that order), showing each connection's
     /// stream from `streams`. The first tile's video is `#remoteVideo`; with nobody there, the
     /// page's own (hidden, empty) placeholder video is.
-    pub fn sync_tiles(&mut self, tiles: &[Tile], streams: &BTreeMap<ConnId, MediaStream>) {
+    pub fn sync_tiles(&mut self, tiles: &[Tile], streams: &VecMap<ConnId, MediaStream>) {
         let gone: Vec<ConnId> = self
             .tiles
             .keys()
