@@ -265,7 +265,7 @@ impl App {
                 .chat_note(Some("Nobody is in the call yet: the message was not sent."));
             return;
         }
-        let at = js_sys::Date::now();
+        let at = js_sys::Date::now() as u64;
         let frame = chat::encode(&text, at);
         for peer in self.peers.values() {
             peer.send_chat(&frame);

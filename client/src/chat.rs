@@ -45,8 +45,8 @@ impl std::fmt::Display for ChatError {
 pub struct Wire {
     /// The text.
     pub text: String,
-    /// When it was sent, in milliseconds since the epoch by the sender's clock.
-    pub at: f64,
+    /// When it was sent, in whole milliseconds since the epoch by the sender's clock.
+    pub at: u64,
 }
 
 /// What the person typed, made ready to send: trimmed, control characters other than line
@@ -68,7 +68,7 @@ pub fn compose(typed: &str) -> Result<String, ChatError> {
 }
 
 /// The frame that carries `text`, sent at `at`.
-pub fn encode(text: &str, at: f64) -> String {
+pub fn encode(text: &str, at: u64) -> String {
     serde_json::to_string(&Wire {
         text: text.to_owned(),
         at,
@@ -82,8 +82,7 @@ pub fn decode(frame: &str) -> Result<Wire, ChatError> {
     let wire: Wire =
         serde_json::from_str(frame).map_err(|err| ChatError::Malformed(err.to_string()))?;
     let text = compose(&wire.text)?;
-    let at = if wire.at.is_finite() { wire.at } else { 0.0 };
-    Ok(Wire { text, at })
+    Ok(Wire { text, at: wire.at })
 }
 
 #[cfg(test)]
@@ -112,10 +111,10 @@ mod tests {
 
     #[test]
     fn markup_travels_as_text() {
-        let frame = encode("<img src=x onerror=alert(1)>", 5.0);
+        let frame = encode("<img src=x onerror=alert(1)>", 5);
         let wire = decode(&frame).expect("our own frame");
         assert_eq!(wire.text, "<img src=x onerror=alert(1)>");
-        assert_eq!(wire.at, 5.0);
+        assert_eq!(wire.at, 5);
     }
 
     #[test]
@@ -126,7 +125,7 @@ mod tests {
             Err(ChatError::Malformed(_))
         ));
         assert_eq!(decode(r#"{"text":"  ","at":0}"#), Err(ChatError::Empty));
-        let huge = encode(&"x".repeat(MAX_CHARS * 2), 0.0);
+        let huge = encode(&"x".repeat(MAX_CHARS * 2), 0);
         assert_eq!(decode(&huge), Err(ChatError::TooLong(MAX_CHARS * 2)));
     }
 }

@@ -106,13 +106,13 @@ impl Ui {
     /// Adds a chat message to the log: `from` is the sender's relay id (`data-from`), `None`
     /// for our own (`data-from="me"`); `at` in milliseconds since the epoch. The text is set as
     /// text, never parsed as markup.
-    pub fn add_chat(&self, from: Option<PeerId>, who: &str, at: f64, text: &str) {
+    pub fn add_chat(&self, from: Option<PeerId>, who: &str, at: u64, text: &str) {
         let Ok(line) = self.document.create_element("p") else {
             return;
         };
         let from = from.map_or_else(|| "me".to_owned(), |id| id.to_string());
         let _ = line.set_attribute("data-from", &from);
-        let date = js_sys::Date::new(&JsValue::from_f64(at));
+        let date = js_sys::Date::new(&JsValue::from_f64(at as f64));
         let time = format!("{:02}:{:02}", date.get_hours(), date.get_minutes());
         for (tag, words) in [("b", who), ("time", time.as_str()), ("span", text)] {
             if let Ok(part) = self.document.create_element(tag) {

@@ -291,8 +291,7 @@ async fn two_peers_negotiate_connect_and_carry_video() {
     wait_for_frames(&video, "B's remote").await;
 
     // Chat rides on the connection's data channel, negotiated in the same offer.
-    a.peer
-        .send_chat(&client::chat::encode("hello <b>B</b>", 1.0));
+    a.peer.send_chat(&client::chat::encode("hello <b>B</b>", 1));
     wait_until("A's chat message at B", || {
         b.collect();
         !b.chats.is_empty()
@@ -544,8 +543,8 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
     assert_eq!(disabled, [true, false, true, false]);
 
     // Chat lines are text: markup in a message stays characters.
-    ui.add_chat(None, "You", 0.0, "<b>bold?</b>");
-    ui.add_chat(Some(protocol::PeerId(7)), "<i>Eve</i>", 0.0, "hi");
+    ui.add_chat(None, "You", 0, "<b>bold?</b>");
+    ui.add_chat(Some(protocol::PeerId(7)), "<i>Eve</i>", 0, "hi");
     let log = document.get_element_by_id("chatLog").expect("#chatLog");
     assert_eq!(log.child_element_count(), 2);
     let first = log.first_element_child().expect("a line");

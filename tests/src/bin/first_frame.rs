@@ -31,7 +31,7 @@ const MARKS_JS: &str = r#"(() => {
   const media = navigator.mediaDevices;
   if (media) {
     const gum = media.getUserMedia.bind(media);
-    media.getUserMedia = (c) => gum(c).then((s) => { mark('camera'); return s; });
+    media.getUserMedia = (c) => { mark('camera asked'); return gum(c).then((s) => { mark('camera'); return s; }); };
   }
   const WS = window.WebSocket;
   const Wrapped = function (...args) {
@@ -74,8 +74,9 @@ const MARKS_JS: &str = r#"(() => {
 })();"#;
 
 /// The steps, in the order a call goes through them.
-const STEPS: [&str; 7] = [
+const STEPS: [&str; 8] = [
     "page loaded",
+    "camera asked",
     "camera",
     "joined",
     "offer",
