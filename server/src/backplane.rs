@@ -925,7 +925,7 @@ impl Backplane {
                                 _ = shutdown.cancelled() => return,
                                 _ = ping.tick() => {
                                     // A Redis that vanished without closing the socket.
-                                    if self.timed(sink.ping::<String>()).await.is_err() {
+                                    if self.timed(sink.ping::<redis::Value>()).await.is_err() {
                                         break;
                                     }
                                 }
