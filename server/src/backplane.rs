@@ -665,10 +665,10 @@ impl Backplane {
         let result = match due {
             Due::Held { room, number, from } => self
                 .update(&room, false, |state, _| {
-                    Ok((state.expire_held(number), Vec::new()))
+                    Ok((state.expire_held(number, from), Vec::new()))
                 })
                 .await
-                .map(|sender| sender.and_then(|_| self.mailbox_of(from))),
+                .map(|expired| if expired { self.mailbox_of(from) } else { None }),
             Due::Reservation { room, token } => self
                 .update(&room, false, |state, _| {
                     state.expire_reservation(&token);

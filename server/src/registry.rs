@@ -370,9 +370,10 @@ impl Registry {
         let state = &mut *state;
         match due {
             Due::Held { room, number, from } => {
-                let sender = state.rooms.get_mut(&room)?.expire_held(number)?;
-                debug_assert_eq!(sender, from);
-                state.peers.get(&sender).map(|p| p.mailbox.clone())
+                if !state.rooms.get_mut(&room)?.expire_held(number, from) {
+                    return None;
+                }
+                state.peers.get(&from).map(|p| p.mailbox.clone())
             }
             Due::Reservation { room, token } => {
                 state.tokens.remove(&token);
@@ -491,5 +492,29 @@ mod tests {
         let (_, mut b_rx) = join(&registry, "r");
         assert!(b_rx.try_recv().expect("welcome").contains("welcome"));
         assert!(b_rx.try_recv().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_deadline_does_not_expire_a_newer_message_of_the_same_number() {
+        let registry = registry(Duration::from_secs(1));
+        let (a, _a_rx) = join(&registry, "r");
+        registry
+            .relay(a.id, None, Signal::HangUp)
+            .expect("held as number 1");
+        // The room empties and is made again: its numbers start again.
+        registry.leave(a.id, false);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let (b, _b_rx) = join(&registry, "r");
+        registry
+            .relay(b.id, None, Signal::HangUp)
+            .expect("held as number 1 too");
+        let stale = registry.next_due().await;
+        assert_eq!(stale.len(), 1);
+        assert!(registry.expire(stale[0].clone()).is_none(), "a's is gone");
+        let due = registry.next_due().await;
+        assert!(
+            registry.expire(due[0].clone()).is_some(),
+            "b's expires on time"
+        );
     }
 }
