@@ -406,3 +406,22 @@ async fn write_loop(
     }
     sink
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_outbox_kicks_its_peer_instead_of_growing() {
+        let (tx, rx) = mpsc::channel(2);
+        let outbox = Outbox {
+            tx,
+            kick: CancellationToken::new(),
+        };
+        assert!(outbox.deliver("one") && outbox.deliver("two"));
+        assert!(!outbox.kick.is_cancelled());
+        assert!(!outbox.deliver("three"), "the outbox is full");
+        assert!(outbox.kick.is_cancelled());
+        drop(rx);
+    }
+}
