@@ -4,7 +4,8 @@
 #   scripts/setup.sh          what `make run` needs: the wasm32 target and wasm-bindgen-cli
 #                             (about 4 minutes the first time), and wasm-opt when apt is there
 #   scripts/setup.sh --test   the same plus what the tests start: Chromium and ChromeDriver,
-#                             iproute2 and iptables for the network labs, coturn for TURN
+#                             iproute2 and iptables for the network labs, coturn for TURN,
+#                             redis-server for the relays that share rooms
 #   scripts/setup.sh --dev    the same as the first plus trunk, for `make dev` (about 10 minutes
 #                             the first time: only the live-reload loop needs it)
 set -euo pipefail
@@ -30,6 +31,7 @@ if [ "$mode" = "--test" ]; then
   need ip iproute2
   need iptables iptables
   need turnserver coturn
+  need redis-server redis-server
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
@@ -44,9 +46,12 @@ if [ ${#packages[@]} -gt 0 ]; then
       [ "$mode" = "--test" ] && { say "could not install ${packages[*]}" >&2; exit 1; }
       say "could not install ${packages[*]}: building without wasm-opt (a larger .wasm)"
     fi
-    # The Debian package starts coturn as a service; the tests start their own.
+    # The Debian packages start coturn and Redis as services; the tests start their own.
     if [[ " ${packages[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null; then
       $sudo systemctl disable --now coturn >/dev/null 2>&1 || true
+    fi
+    if [[ " ${packages[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null; then
+      $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
     fi
   elif [ "$mode" = "--test" ]; then
     say "cannot install ${packages[*]}: no apt-get here; install them by hand" >&2

@@ -372,11 +372,14 @@ pub enum ErrorKind {
     RateLimited,
     /// A held message found nobody to take it in time.
     Expired,
+    /// The relay cannot reach the backplane it shares rooms through (Redis): it cannot place a
+    /// join, or carry a signal, right now. Nothing was done; try again shortly.
+    BackplaneUnavailable,
 }
 
 impl ErrorKind {
     /// Every kind, for counting them.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::InvalidJson,
         ErrorKind::UnknownType,
         ErrorKind::InvalidMessage,
@@ -390,6 +393,7 @@ impl ErrorKind {
         ErrorKind::InvalidResume,
         ErrorKind::RateLimited,
         ErrorKind::Expired,
+        ErrorKind::BackplaneUnavailable,
     ];
 
     /// The kind as it appears on the wire, e.g. `room-full`.
@@ -408,6 +412,7 @@ impl ErrorKind {
             ErrorKind::InvalidResume => "invalid-resume",
             ErrorKind::RateLimited => "rate-limited",
             ErrorKind::Expired => "expired",
+            ErrorKind::BackplaneUnavailable => "backplane-unavailable",
         }
     }
 }

@@ -27,7 +27,7 @@ use tracing::Instrument;
 use crate::{
     host::url_host,
     limits::{self, RateLimit, Ticket},
-    registry::{JoinRequest, Outbox, Relayed},
+    registry::{JoinRequest, Mailbox, Relayed},
     Relay,
 };
 
@@ -37,6 +37,39 @@ const OUTBOX_CAPACITY: usize = 256;
 
 /// How long the relay waits to hand a final Close frame to a peer.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How a peer is reached: its queue of outgoing frames, and the token that ends its connection.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    /// Frames for the peer's writer task.
+    pub tx: mpsc::Sender<Message>,
+    /// Cancelled to drop the peer, e.g. when it reads too slowly to keep its outbox from filling.
+    pub kick: CancellationToken,
+}
+
+impl Outbox {
+    /// Queues any frame (a ping, say) without waiting. A full outbox means the peer does not
+    /// read what it is sent: it is dropped, rather than letting the relay's memory grow on its
+    /// behalf.
+    pub fn deliver_frame(&self, frame: Message) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("outbox full: dropping a peer that does not read");
+                self.kick.cancel();
+                false
+            }
+            // The peer's connection is already ending; its own task cleans up.
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+impl Mailbox for Outbox {
+    fn deliver(&self, text: &str) -> bool {
+        self.deliver_frame(Message::text(text))
+    }
+}
 
 /// Upgrades `GET /ws` to a WebSocket and runs the connection, if the origin and the limits
 /// allow it.
@@ -70,11 +103,13 @@ pub async fn ws_handler(
         .read_buffer_size(relay.limits.read_buffer)
         .write_buffer_size(relay.limits.write_buffer)
         .on_upgrade(move |socket| {
-            let id = relay.registry.next_id();
+            // Peer ids are handed out at `join` (by Redis, with a backplane): the logs name a
+            // connection by a number of its own until then.
+            let conn = relay.connections.fetch_add(1, Ordering::Relaxed) + 1;
             let tracker = relay.tracker.clone();
             tracker.track_future(
-                handle_socket(socket, relay, id, host, ticket)
-                    .instrument(tracing::info_span!("peer", %id, %addr)),
+                handle_socket(socket, relay, host, ticket)
+                    .instrument(tracing::info_span!("connection", conn, %addr)),
             )
         })
 }
@@ -118,22 +153,15 @@ impl End {
 /// One connection's own state, owned by its read loop.
 struct Connection {
     relay: Arc<Relay>,
-    /// The connection's id until it joins; then the id it joined as (a resumed one, maybe).
-    id: PeerId,
+    /// The id it joined as (a resumed one, maybe); `None` until it joins.
+    id: Option<PeerId>,
     /// The host the page reached the relay by, for the relay's own STUN server.
     host: Option<String>,
-    joined: bool,
     outbox: Outbox,
     rate: RateLimit,
 }
 
-async fn handle_socket(
-    socket: WebSocket,
-    relay: Arc<Relay>,
-    id: PeerId,
-    host: Option<String>,
-    ticket: Ticket,
-) {
+async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, host: Option<String>, ticket: Ticket) {
     tracing::info!("connected");
     relay.metrics.connections.fetch_add(1, Ordering::Relaxed);
     relay
@@ -152,9 +180,8 @@ async fn handle_socket(
             kick: kick.clone(),
         },
         relay: relay.clone(),
-        id,
+        id: None,
         host,
-        joined: false,
     };
     let mut ping = tokio::time::interval(limits.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -190,10 +217,10 @@ async fn handle_socket(
         last_heard = Instant::now();
         match frame {
             Some(Ok(Message::Text(text))) => {
-                if let Some(end) = conn.on_frame(Some(text.as_str())) {
+                if let Some(end) = conn.on_frame(Some(text.as_str())).await {
                     break end;
                 }
-                if conn.joined && refresh_at.is_none() {
+                if conn.id.is_some() && refresh_at.is_none() {
                     refresh_at = relay
                         .ice
                         .refresh_every()
@@ -201,7 +228,7 @@ async fn handle_socket(
                 }
             }
             Some(Ok(Message::Binary(_))) => {
-                if let Some(end) = conn.on_frame(None) {
+                if let Some(end) = conn.on_frame(None).await {
                     break end;
                 }
             }
@@ -224,7 +251,9 @@ async fn handle_socket(
 
     // A peer that said goodbye frees its name at once; one that vanished keeps its place for
     // the resume grace period.
-    relay.registry.leave(conn.id, !matches!(end, End::Closed));
+    if let Some(id) = conn.id {
+        relay.rooms.leave(id, !matches!(end, End::Closed)).await;
+    }
     // Stop the writer before writing the Close frame ourselves: what is still queued is for a
     // peer that is going away.
     kick.cancel();
@@ -245,7 +274,7 @@ async fn handle_socket(
 
 impl Connection {
     /// Carries out one data frame (`None` for a binary one); returns why to end, if it must.
-    fn on_frame(&mut self, text: Option<&str>) -> Option<End> {
+    async fn on_frame(&mut self, text: Option<&str>) -> Option<End> {
         let reply = if !self.rate.allow() {
             if self.rate.refused_in_a_row >= self.relay.limits.abuse_limit {
                 return Some(End::Abuse);
@@ -255,7 +284,7 @@ impl Connection {
                 "too many messages: this one was dropped; slow down",
             ))
         } else if let Some(text) = text {
-            self.on_text(text)
+            self.on_text(text).await
         } else {
             Some(ServerMsg::error(
                 ErrorKind::BinaryFrame,
@@ -272,7 +301,7 @@ impl Connection {
     }
 
     /// Carries out one text frame; returns what to answer the sender, if anything.
-    fn on_text(&mut self, text: &str) -> Option<ServerMsg> {
+    async fn on_text(&mut self, text: &str) -> Option<ServerMsg> {
         let msg = match ClientMsg::parse(text) {
             Ok(msg) => msg,
             Err(err) => {
@@ -280,10 +309,10 @@ impl Connection {
                 return Some(ServerMsg::error(err.kind(), err.to_string()));
             }
         };
-        let registry = &self.relay.registry;
+        let rooms = &self.relay.rooms;
         let result = match Request::from(msg) {
             Request::Ping => Some(ServerMsg::Pong),
-            Request::Join { .. } if self.joined => Some(ServerMsg::error(
+            Request::Join { .. } if self.id.is_some() => Some(ServerMsg::error(
                 ErrorKind::AlreadyJoined,
                 "this connection has already joined a room",
             )),
@@ -301,29 +330,32 @@ impl Connection {
                 };
                 let (ice, host) = (&self.relay.ice, self.host.as_deref());
                 let servers = |id| ice.for_peer(host, id, SystemTime::now());
-                match registry.join(self.id, request, self.outbox.clone(), servers) {
+                let mailbox = Arc::new(self.outbox.clone());
+                match rooms.join(request, mailbox, servers).await {
                     Ok(joined) => {
-                        tracing::info!(id = %joined.id, released = joined.released, "joined");
+                        tracing::info!(id = %joined.id, room = %joined.room, released = joined.released, "joined");
                         self.relay
                             .metrics
                             .relayed(joined.released, joined.released_bytes);
-                        self.id = joined.id;
-                        self.joined = true;
+                        self.id = Some(joined.id);
                         None
                     }
                     Err(refusal) => Some(refusal.to_msg()),
                 }
             }
-            Request::Relay { to, signal } => match registry.relay(self.id, to, signal) {
-                Ok(Relayed::Delivered(bytes)) => {
-                    self.relay.metrics.relayed(1, bytes);
-                    None
-                }
-                Ok(Relayed::Held(hold)) => {
-                    self.expire_later(hold);
-                    None
-                }
-                Err(refusal) => Some(refusal.to_msg()),
+            Request::Relay { to, signal } => match self.id {
+                None => Some(ServerMsg::error(
+                    ErrorKind::NotJoined,
+                    "send \"join\" before signaling",
+                )),
+                Some(from) => match rooms.relay(from, to, signal).await {
+                    Ok(Relayed::Delivered(bytes)) => {
+                        self.relay.metrics.relayed(1, bytes);
+                        None
+                    }
+                    Ok(Relayed::Held) => None,
+                    Err(refusal) => Some(refusal.to_msg()),
+                },
             },
         };
         if let Some(ServerMsg::Error { kind, .. }) = &result {
@@ -334,35 +366,14 @@ impl Connection {
 
     /// Sends the peer the ICE servers with fresh TURN credentials, before the ones it has expire.
     fn refresh_ice_servers(&self) {
+        let Some(id) = self.id else { return };
         let ice_servers = self
             .relay
             .ice
-            .for_peer(self.host.as_deref(), self.id, SystemTime::now());
+            .for_peer(self.host.as_deref(), id, SystemTime::now());
         tracing::debug!("fresh TURN credentials");
         self.outbox
             .deliver(&ServerMsg::IceServers { ice_servers }.to_json());
-    }
-
-    /// Tells the sender if held message `hold` is still unclaimed after the hold time.
-    fn expire_later(&self, hold: u64) {
-        let relay = self.relay.clone();
-        let shutdown = relay.shutdown.clone();
-        self.relay.tracker.spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(relay.registry.hold_time()) => {
-                    if let Some(sender) = relay.registry.expire(hold) {
-                        relay.metrics.error(ErrorKind::Expired);
-                        let secs = relay.registry.hold_time().as_secs_f32();
-                        let msg = ServerMsg::error(
-                            ErrorKind::Expired,
-                            format!("nobody joined to take your message within {secs} s"),
-                        );
-                        sender.deliver(&msg.to_json());
-                    }
-                }
-            }
-        });
     }
 }
 
@@ -394,4 +405,23 @@ async fn write_loop(
         }
     }
     sink
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_outbox_kicks_its_peer_instead_of_growing() {
+        let (tx, rx) = mpsc::channel(2);
+        let outbox = Outbox {
+            tx,
+            kick: CancellationToken::new(),
+        };
+        assert!(outbox.deliver("one") && outbox.deliver("two"));
+        assert!(!outbox.kick.is_cancelled());
+        assert!(!outbox.deliver("three"), "the outbox is full");
+        assert!(outbox.kick.is_cancelled());
+        drop(rx);
+    }
 }

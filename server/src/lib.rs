@@ -6,38 +6,49 @@
 //! reads its configuration, binds ([`Listeners::bind`]) and calls [`serve`]; tests start the
 //! relay the same way on port 0, or with [`run`] for plain http only.
 
+mod backplane;
 mod banner;
 mod connection;
+mod expiry;
 mod host;
 mod ice;
 mod limits;
 mod metrics;
 mod redirect;
 mod registry;
+mod room;
+mod rooms;
 pub mod stun;
 pub mod tls;
 
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
-    sync::Arc,
-    time::Duration,
+    sync::{atomic::AtomicU64, Arc},
+    time::{Duration, Instant},
 };
 
 use axum::{
-    extract::State, http::header, middleware, response::IntoResponse, routing::get, Router,
+    extract::State,
+    http::{header, StatusCode},
+    middleware,
+    response::IntoResponse,
+    routing::get,
+    Router,
 };
-use protocol::IceServer;
+use protocol::{ErrorKind, IceServer, ServerMsg};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{compression::CompressionLayer, services::ServeDir};
 
+pub use backplane::{Backplane, BackplaneConfig};
 pub use banner::{banner, lan_addresses, Banner};
 pub use ice::{turn_credential, turn_username, IceError, TurnConfig, TurnSecret};
 pub use limits::Limits;
 pub use metrics::Metrics;
 pub use redirect::redirect_target;
-pub use registry::{Registry, Timing};
+pub use registry::{Mailbox, Registry, Timing};
+pub use rooms::Rooms;
 pub use tls::Tls;
 
 /// How long shutdown waits for connections to say goodbye before giving up on them.
@@ -65,6 +76,9 @@ pub struct Config {
     /// A TURN server that takes credentials minted with a shared secret; every peer gets its
     /// own, refreshed before they expire. `None` (the default): no TURN.
     pub turn: Option<TurnConfig>,
+    /// Redis, to share rooms with other instances. `None` (the default): rooms live in this
+    /// process only, and nothing goes through Redis.
+    pub backplane: Option<BackplaneConfig>,
 }
 
 impl Default for Config {
@@ -77,6 +91,7 @@ impl Default for Config {
             limits: Limits::default(),
             tls: None,
             turn: None,
+            backplane: None,
         }
     }
 }
@@ -156,7 +171,9 @@ impl Listeners {
 
 /// The state every connection shares.
 pub struct Relay {
-    registry: Registry,
+    rooms: Rooms,
+    /// Connections accepted so far, to name them in the logs.
+    connections: AtomicU64,
     metrics: Metrics,
     limits: Limits,
     allowed_origins: Vec<String>,
@@ -185,8 +202,17 @@ impl Relay {
             hold: config.limits.hold,
             resume_grace: config.limits.resume_grace,
         };
+        let rooms = match &config.backplane {
+            Some(backplane) => Rooms::Redis(Backplane::new(
+                backplane.clone(),
+                config.room_capacity,
+                timing,
+            )),
+            None => Rooms::Memory(Registry::new(config.room_capacity, timing)),
+        };
         Arc::new(Self {
-            registry: Registry::new(config.room_capacity, timing),
+            rooms,
+            connections: AtomicU64::new(0),
             metrics: Metrics::default(),
             limits: config.limits.clone(),
             allowed_origins: config.allowed_origins.clone(),
@@ -211,7 +237,7 @@ pub fn app(relay: Arc<Relay>, dist: PathBuf) -> Router {
     let bundle = ServeDir::new(dist);
     Router::new()
         .route("/ws", get(connection::ws_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(health_handler))
         .route("/metrics", get(metrics_handler))
         .with_state(relay)
         .fallback_service(bundle)
@@ -293,7 +319,13 @@ pub async fn serve(
             stun::serve(socket, relay.clone(), stop.clone()).await;
         }
     };
-    let (http, https, ()) = tokio::join!(http, https, stun);
+    let backplane = async {
+        if let Rooms::Redis(backplane) = &relay.rooms {
+            backplane.clone().run(stop.clone()).await;
+        }
+    };
+    let expiry = expire(relay.clone(), stop.clone());
+    let (http, https, (), (), ()) = tokio::join!(http, https, stun, backplane, expiry);
 
     // The WebSockets watch `stop` too: close them also when a server failed.
     stop.cancel();
@@ -307,12 +339,68 @@ pub async fn serve(
             "connections still open after the drain timeout"
         );
     }
+    // After the connections have left through it.
+    if let Rooms::Redis(backplane) = &relay.rooms {
+        backplane.depart().await;
+    }
     http.and(https)
 }
 
+/// The one task that ends held messages and reservations when they are due, until `stop`; a
+/// sender whose message nobody took is told.
+async fn expire(relay: Arc<Relay>, stop: CancellationToken) {
+    loop {
+        let due = tokio::select! {
+            _ = stop.cancelled() => return,
+            due = relay.rooms.next_due() => due,
+        };
+        for due in due {
+            if let Some(sender) = relay.rooms.expire(due).await {
+                relay.metrics.error(ErrorKind::Expired);
+                let secs = relay.limits.hold.as_secs_f32();
+                let msg = ServerMsg::error(
+                    ErrorKind::Expired,
+                    format!("nobody joined to take your message within {secs} s"),
+                );
+                sender.deliver(&msg.to_json());
+            }
+        }
+    }
+}
+
+/// `ok`, or 503 while the backplane cannot place new joins.
+async fn health_handler(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
+    if relay.rooms.healthy() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded: Redis (the backplane) is unreachable; new joins are refused\n",
+        )
+    }
+}
+
+/// A new unguessable token (a resume token, an instance's name): 128 bits from the operating
+/// system.
+pub(crate) fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS entropy (unheard of on the platforms we run on): std's per-process random
+        // hash keys still make a token nobody can guess from outside.
+        use std::hash::{BuildHasher, RandomState};
+        let (a, b) = (RandomState::new(), RandomState::new());
+        bytes[..8].copy_from_slice(&a.hash_one(Instant::now()).to_le_bytes());
+        bytes[8..].copy_from_slice(&b.hash_one(std::process::id()).to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 async fn metrics_handler(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
-    let body = relay
+    let mut body = relay
         .metrics
-        .render(relay.registry.room_count(), relay.registry.member_count());
+        .render(relay.rooms.room_count(), relay.rooms.member_count());
+    if let Rooms::Redis(backplane) = &relay.rooms {
+        backplane.render(&mut body);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

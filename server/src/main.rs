@@ -105,6 +105,15 @@ struct Args {
     /// Per-connection WebSocket read buffer, in bytes.
     #[arg(long, env = "READ_BUFFER", default_value_t = 4 * 1024)]
     read_buffer: usize,
+    /// Share rooms with every other relay on this Redis, e.g. redis://127.0.0.1:6379/0, so that
+    /// instances behind one load balancer act as one relay. Without it rooms live in this
+    /// process only.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    /// What the backplane's Redis keys and channels start with: deployments sharing one Redis
+    /// (or one database of it) need different prefixes.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "videocall:")]
+    redis_prefix: String,
 }
 
 #[tokio::main]
@@ -176,6 +185,17 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("{}", server::banner(&info));
 
+    let backplane = match &args.redis_url {
+        Some(url) => {
+            let mut backplane = server::BackplaneConfig::new(url)
+                .context("--redis-url is not a Redis URL (redis://HOST:PORT/DB)")?;
+            backplane.prefix = args.redis_prefix.clone();
+            tracing::info!("sharing rooms through Redis");
+            Some(backplane)
+        }
+        None => None,
+    };
+
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let ping = Duration::from_secs(args.ping_secs.max(1));
@@ -200,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
         limits,
         tls,
         turn,
+        backplane,
     };
     server::serve(listeners, config, shutdown).await?;
     tracing::info!("stopped");

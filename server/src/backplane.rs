@@ -1,0 +1,1050 @@
+//! Rooms shared by several relay instances through Redis (`--redis-url`).
+//!
+//! Redis holds each room's state (the [`Room`] model, as JSON, with a version number). An
+//! operation loads the room, applies the same [`Room`] method the in-memory registry uses, and
+//! commits with one Lua script that checks the version, stores the new state and publishes the
+//! messages it produced, all at once; on a version clash it starts over. A message goes to the
+//! channel of the instance holding the addressee's connection, whose subscriber hands it to the
+//! peer's [`Mailbox`]. One Redis connection publishes in order and one subscriber reads in
+//! order, so a peer sees `welcome`, then what was held for it, then what others send it.
+//!
+//! - Peer ids come from a counter in Redis, in blocks, so they are unique across instances; a
+//!   counter lost with Redis's data is raised again past every id an instance has handed out.
+//! - Each instance refreshes a presence key (with a TTL) on a heartbeat. An instance whose key
+//!   expired is gone: the first survivor to notice turns its members into resume reservations
+//!   and tells their rooms (`peer-left` with `reconnecting`), so its peers can resume elsewhere
+//!   and no ghost stays behind.
+//! - If Redis goes away, `/healthz` says so, joins and signals are refused with
+//!   `backplane-unavailable` (within a timeout, never a hang), connections stay open, and once
+//!   Redis answers again each instance puts its members back and goes on by itself.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures_util::StreamExt;
+use protocol::{ErrorKind, IceServer, PeerId, Signal};
+use redis::{aio::ConnectionManager, AsyncCommands};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    expiry::Deadlines,
+    registry::{welcome, Due, JoinRequest, Joined, MailboxRef, Relayed, Timing},
+    room::{Arrival, Deliveries, Member, Refusal, Room, Route},
+};
+
+/// How many times an operation is tried when other instances keep changing its room.
+const MAX_TRIES: usize = 16;
+
+/// How many peer ids an instance takes from the shared counter at once.
+const ID_BLOCK: u64 = 16;
+
+/// Checks the room's version; stores the new state (`-`: unchanged, empty: delete the room);
+/// adds the room to a set (the instance's rooms) if one is named; publishes the messages.
+/// Returns 1, or 0 if the room changed since it was loaded (nothing done).
+const COMMIT: &str = r"
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[1]) then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[2] ~= '-' then
+  redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
+end
+if ARGV[3] ~= '' then redis.call('SADD', ARGV[3], ARGV[4]) end
+for i = 5, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+return 1
+";
+
+/// Takes a block of `ARGV[2]` ids from the counter, first raising it to at least `ARGV[1]` (the
+/// highest id the caller knows of). Returns the block's last id.
+const TAKE_IDS: &str = r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if cur < floor then cur = floor end
+cur = cur + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], cur)
+return cur
+";
+
+/// How to reach Redis and how often to say this instance is alive.
+#[derive(Clone)]
+pub struct BackplaneConfig {
+    client: redis::Client,
+    /// What every key and channel name starts with, so that several deployments can share one
+    /// Redis.
+    pub prefix: String,
+    /// How often the presence key is refreshed (and Redis's health checked).
+    pub heartbeat: Duration,
+    /// How long an instance that stopped refreshing its presence counts as alive.
+    pub presence_ttl: Duration,
+    /// The longest any one Redis request may take before it counts as failed.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for BackplaneConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("BackplaneConfig")
+            .field("prefix", &self.prefix)
+            .field("heartbeat", &self.heartbeat)
+            .field("presence_ttl", &self.presence_ttl)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackplaneConfig {
+    /// The backplane at `url` (`redis://HOST:PORT/DB`), with a one-second heartbeat and
+    /// presence that lasts five. Only the URL's form is checked here: Redis need not be up.
+    pub fn new(url: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            prefix: "videocall:".into(),
+            heartbeat: Duration::from_secs(1),
+            presence_ttl: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+        })
+    }
+}
+
+/// The backplane's own figures for `/metrics`.
+#[derive(Debug, Default)]
+struct Stats {
+    published: AtomicU64,
+    received: AtomicU64,
+    reconnects: AtomicU64,
+    conflicts: AtomicU64,
+    round_trips: AtomicU64,
+    round_trip_micros: AtomicU64,
+    reaped: AtomicU64,
+}
+
+/// Why an operation did not go through.
+#[derive(Debug)]
+enum Failure {
+    /// The room's rules said no.
+    Refused(Refusal),
+    /// Redis did not answer, or answered with an error.
+    Redis(String),
+}
+
+impl From<Refusal> for Failure {
+    fn from(refusal: Refusal) -> Self {
+        Failure::Refused(refusal)
+    }
+}
+
+impl From<redis::RedisError> for Failure {
+    fn from(err: redis::RedisError) -> Self {
+        Failure::Redis(err.to_string())
+    }
+}
+
+impl Failure {
+    fn into_refusal(self) -> Refusal {
+        match self {
+            Failure::Refused(refusal) => refusal,
+            Failure::Redis(err) => {
+                tracing::warn!(%err, "backplane request failed");
+                unavailable()
+            }
+        }
+    }
+}
+
+fn unavailable() -> Refusal {
+    Refusal::new(
+        ErrorKind::BackplaneUnavailable,
+        "the relay cannot reach the backplane it shares rooms through (Redis): try again shortly",
+    )
+}
+
+/// A peer connected to this instance.
+struct Local {
+    room: String,
+    mailbox: MailboxRef,
+    /// Its record in the room, to put back if Redis lost it.
+    member: Member,
+}
+
+/// A `leave` that Redis did not take, to try again once it is back.
+struct PendingLeave {
+    room: String,
+    id: PeerId,
+    reserve: bool,
+}
+
+#[derive(Default)]
+struct LocalState {
+    peers: HashMap<PeerId, Local>,
+    /// How many local peers each room has.
+    rooms: HashMap<String, usize>,
+    pending: Vec<PendingLeave>,
+}
+
+/// The rooms of every instance sharing one Redis.
+pub struct Backplane {
+    config: BackplaneConfig,
+    /// This instance's name, random: its channel and presence key are named after it.
+    instance: String,
+    /// Made by the heartbeat once Redis first answers; it reconnects by itself after that.
+    conn: Mutex<Option<ConnectionManager>>,
+    local: Mutex<LocalState>,
+    /// The next id to hand out and the last of the block.
+    ids: tokio::sync::Mutex<(u64, u64)>,
+    /// The highest id this instance took from the counter.
+    highest_id: AtomicU64,
+    /// The heartbeat's last word: Redis answered.
+    alive: AtomicBool,
+    /// The subscriber listens on this instance's channel.
+    subscribed: AtomicBool,
+    /// Set once the members have been put back after Redis was away.
+    synced: AtomicBool,
+    room_capacity: usize,
+    timing: Timing,
+    deadlines: Deadlines<Due>,
+    stats: Stats,
+    commit: redis::Script,
+    take_ids: redis::Script,
+}
+
+impl fmt::Debug for Backplane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backplane")
+            .field("instance", &self.instance)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_millis() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Backplane {
+    /// A backplane for one instance; it reaches Redis once [`Backplane::run`] runs.
+    pub fn new(config: BackplaneConfig, room_capacity: usize, timing: Timing) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            instance: crate::new_token(),
+            conn: Mutex::new(None),
+            local: Mutex::default(),
+            ids: tokio::sync::Mutex::new((1, 0)),
+            highest_id: AtomicU64::new(0),
+            alive: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            synced: AtomicBool::new(false),
+            room_capacity,
+            timing,
+            deadlines: Deadlines::default(),
+            stats: Stats::default(),
+            commit: redis::Script::new(COMMIT),
+            take_ids: redis::Script::new(TAKE_IDS),
+        })
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = self.config.prefix.clone();
+        key.push_str(&parts.join(":"));
+        key
+    }
+
+    fn channel_of(&self, instance: &str) -> String {
+        self.key(&["instance", instance])
+    }
+
+    fn lock_local(&self) -> MutexGuard<'_, LocalState> {
+        self.local
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, Failure> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .ok_or_else(|| Failure::Redis("not connected yet".into()))
+    }
+
+    /// Runs one Redis request within the timeout.
+    async fn timed<T>(
+        &self,
+        request: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Failure> {
+        match tokio::time::timeout(self.config.timeout, request).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Failure::Redis("no answer within the timeout".into())),
+        }
+    }
+
+    /// Whether Redis answers and this instance hears its channel: what `/healthz` says.
+    pub fn healthy(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+            && self.subscribed.load(Ordering::Relaxed)
+            && self.synced.load(Ordering::Relaxed)
+    }
+
+    /// Loads `room`, applies `change` and commits the result with the messages it made, trying
+    /// again while other instances change the room in between. `change` may run several times.
+    async fn update<T>(
+        &self,
+        room: &str,
+        index: bool,
+        mut change: impl FnMut(&mut Room, u64) -> Result<(T, Deliveries), Refusal>,
+    ) -> Result<T, Failure> {
+        let mut conn = self.connection()?;
+        let key = self.key(&["room", room]);
+        let index_key = if index {
+            self.key(&["rooms-of", &self.instance])
+        } else {
+            String::new()
+        };
+        for _ in 0..MAX_TRIES {
+            let (version, stored): (Option<u64>, Option<String>) = self
+                .timed(
+                    redis::cmd("HMGET")
+                        .arg(&key)
+                        .arg("v")
+                        .arg("s")
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let mut state: Room = match stored.as_deref().map(serde_json::from_str) {
+                Some(Ok(state)) => state,
+                None => Room::default(),
+                Some(Err(err)) => {
+                    // Not ours to fix by hand: start the room afresh rather than refuse it forever.
+                    tracing::warn!(%err, room, "unreadable room state in Redis: starting it afresh");
+                    Room::default()
+                }
+            };
+            let now = unix_millis();
+            state.sweep(now);
+            let (value, deliveries) = change(&mut state, now)?;
+            let new = if state.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&state)
+                    .map_err(|err| Failure::Redis(format!("cannot store the room: {err}")))?
+            };
+            let new = if stored.as_deref() == Some(new.as_str()) {
+                "-".to_owned()
+            } else {
+                new
+            };
+            let mut invocation = self.commit.key(&key);
+            invocation
+                .arg(version.unwrap_or(0))
+                .arg(new)
+                .arg(&index_key)
+                .arg(room);
+            let mut published = 0;
+            for (to, text) in &deliveries {
+                // Addressees are members; one that is not (it went meanwhile) gets nothing.
+                let Some(member) = state.member(*to) else {
+                    continue;
+                };
+                invocation
+                    .arg(self.channel_of(&member.instance))
+                    .arg(format!("{to} {text}"));
+                published += 1;
+            }
+            let done: i64 = self.timed(invocation.invoke_async(&mut conn)).await?;
+            if done == 1 {
+                self.stats.published.fetch_add(published, Ordering::Relaxed);
+                return Ok(value);
+            }
+            self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Failure::Refused(Refusal::new(
+            ErrorKind::BackplaneUnavailable,
+            "the room is changing too fast to join it right now: try again",
+        )))
+    }
+
+    /// A fresh peer id, unique across every instance on this Redis.
+    async fn next_id(&self) -> Result<PeerId, Failure> {
+        let mut ids = self.ids.lock().await;
+        if ids.0 > ids.1 {
+            let mut conn = self.connection()?;
+            let floor = self.highest_id.load(Ordering::Relaxed);
+            let last: u64 = self
+                .timed(
+                    self.take_ids
+                        .key(self.key(&["peer-ids"]))
+                        .arg(floor)
+                        .arg(ID_BLOCK)
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+            *ids = (last.saturating_sub(ID_BLOCK) + 1, last);
+            self.highest_id.fetch_max(last, Ordering::Relaxed);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(PeerId(id))
+    }
+
+    /// Puts a peer into a room shared by every instance: see [`crate::Registry::join`].
+    pub async fn join(
+        &self,
+        request: JoinRequest,
+        mailbox: MailboxRef,
+        ice_servers: impl Fn(PeerId) -> Vec<IceServer>,
+    ) -> Result<Joined, Refusal> {
+        request.validate()?;
+        if !self.healthy() {
+            return Err(unavailable());
+        }
+        self.try_join(request, mailbox, ice_servers)
+            .await
+            .map_err(Failure::into_refusal)
+    }
+
+    async fn try_join(
+        &self,
+        request: JoinRequest,
+        mailbox: MailboxRef,
+        ice_servers: impl Fn(PeerId) -> Vec<IceServer>,
+    ) -> Result<Joined, Failure> {
+        let JoinRequest {
+            room,
+            name,
+            resume,
+            session,
+        } = request;
+        let mut conn = self.connection()?;
+        // A resume token names its room; a reservation made moments ago may not be indexed yet,
+        // so the room the client names is the fallback.
+        let room = match &resume {
+            Some(token) => {
+                let indexed: Option<String> =
+                    self.timed(conn.get(self.key(&["token", token]))).await?;
+                indexed.unwrap_or(room)
+            }
+            None => room,
+        };
+        // A token still held by a member whose instance died before anyone noticed: that
+        // instance is taken for gone now, so that its peer need not wait for the heartbeat.
+        let dead = match &resume {
+            Some(token) => self.dead_holder(&room, token).await?,
+            None => None,
+        };
+        let fresh = match resume {
+            Some(_) => PeerId(0),
+            None => self.next_id().await?,
+        };
+        let resume_token = crate::new_token();
+        let grace = millis(self.timing.resume_grace);
+        let instance = self.instance.clone();
+        let capacity = self.room_capacity;
+        let mut registered: Option<PeerId> = None;
+        let result = self
+            .update(&room, true, |state, now| {
+                let mut deliveries = Vec::new();
+                if let Some(dead) = &dead {
+                    deliveries = state.reap(dead, now, now.saturating_add(grace)).0;
+                }
+                let arrival = Arrival {
+                    id: fresh,
+                    name: name.clone(),
+                    resume: resume.clone(),
+                    session: session.clone(),
+                    resume_token: resume_token.clone(),
+                    instance: instance.clone(),
+                };
+                let admitted = state.join(&room, arrival, capacity, now)?;
+                let id = admitted.id;
+                deliveries.extend(admitted.deliveries);
+                // `welcome` and the held messages go through this instance's own channel, so
+                // that nothing another instance sends the new peer can overtake them.
+                let servers = ice_servers(id);
+                let text = welcome(id, &room, admitted.peers, servers, resume_token.clone());
+                deliveries.push((id, text));
+                let released = admitted.released.len();
+                let released_bytes = admitted.released.iter().map(String::len).sum();
+                deliveries.extend(admitted.released.into_iter().map(|text| (id, text)));
+                // Reachable before the commit: its messages may arrive before Redis's answer.
+                if let Some(member) = state.member(id) {
+                    self.register(id, &room, mailbox.clone(), member.clone());
+                    registered = Some(id);
+                }
+                Ok((
+                    Joined {
+                        id,
+                        room: room.clone(),
+                        released,
+                        released_bytes,
+                    },
+                    deliveries,
+                ))
+            })
+            .await;
+        match &result {
+            Ok(joined) => {
+                if let Some(token) = &resume {
+                    // Used up: another instance must not find it again.
+                    let _: Result<(), _> = self.timed(conn.del(self.key(&["token", token]))).await;
+                }
+                if registered != Some(joined.id) {
+                    tracing::warn!(id = %joined.id, "joined but not registered");
+                }
+            }
+            Err(err) => {
+                if let Some(id) = registered {
+                    self.unregister(id);
+                    if matches!(err, Failure::Redis(_)) {
+                        // The commit may have gone through before its answer was lost.
+                        self.lock_local().pending.push(PendingLeave {
+                            room: room.clone(),
+                            id,
+                            reserve: false,
+                        });
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// The instance of the member holding `token` in `room`, if that instance is gone.
+    async fn dead_holder(&self, room: &str, token: &str) -> Result<Option<String>, Failure> {
+        let mut conn = self.connection()?;
+        let stored: Option<String> = self
+            .timed(conn.hget(self.key(&["room", room]), "s"))
+            .await?;
+        let Some(state) = stored.and_then(|s| serde_json::from_str::<Room>(&s).ok()) else {
+            return Ok(None);
+        };
+        let Some(holder) = state
+            .members()
+            .iter()
+            .find(|m| m.resume_token == token && m.instance != self.instance)
+        else {
+            return Ok(None);
+        };
+        let alive: bool = self
+            .timed(conn.exists(self.key(&["alive", &holder.instance])))
+            .await?;
+        Ok((!alive).then(|| holder.instance.clone()))
+    }
+
+    fn register(&self, id: PeerId, room: &str, mailbox: MailboxRef, member: Member) {
+        let mut local = self.lock_local();
+        let previous = local.peers.insert(
+            id,
+            Local {
+                room: room.to_owned(),
+                mailbox,
+                member,
+            },
+        );
+        if previous.is_none() {
+            *local.rooms.entry(room.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn unregister(&self, id: PeerId) -> Option<Local> {
+        let mut local = self.lock_local();
+        let gone = local.peers.remove(&id)?;
+        if let Some(count) = local.rooms.get_mut(&gone.room) {
+            *count -= 1;
+            if *count == 0 {
+                local.rooms.remove(&gone.room);
+            }
+        }
+        Some(gone)
+    }
+
+    /// Forwards a signal: see [`crate::Registry::relay`].
+    pub async fn relay(
+        &self,
+        from: PeerId,
+        to: Option<PeerId>,
+        signal: Signal,
+    ) -> Result<Relayed, Refusal> {
+        let Some(room) = self.lock_local().peers.get(&from).map(|p| p.room.clone()) else {
+            return Err(Refusal::new(
+                ErrorKind::NotJoined,
+                "send \"join\" before signaling",
+            ));
+        };
+        if !self.alive.load(Ordering::Relaxed) {
+            return Err(unavailable());
+        }
+        // `Ok(bytes)` delivered, `Err(number)` held.
+        let route: Result<usize, u64> = self
+            .update(&room, false, |state, now| {
+                Ok(match state.relay(from, to, signal.clone(), now)? {
+                    Route::Deliver(target, text) => (Ok(text.len()), vec![(target, text)]),
+                    Route::Held(number, _) => (Err(number), Vec::new()),
+                })
+            })
+            .await
+            .map_err(Failure::into_refusal)?;
+        Ok(match route {
+            Ok(bytes) => Relayed::Delivered(bytes),
+            Err(number) => {
+                let due = Due::Held { room, number, from };
+                self.deadlines.add(Instant::now() + self.timing.hold, due);
+                Relayed::Held
+            }
+        })
+    }
+
+    /// Takes a peer out of its room: see [`crate::Registry::leave`]. If Redis does not take it,
+    /// it is tried again once Redis is back.
+    pub async fn leave(&self, id: PeerId, reserve: bool) {
+        let Some(local) = self.unregister(id) else {
+            return;
+        };
+        if let Err(err) = self.try_leave(&local.room, id, reserve).await {
+            tracing::warn!(?err, %id, "could not leave through the backplane: will retry");
+            self.lock_local().pending.push(PendingLeave {
+                room: local.room,
+                id,
+                reserve,
+            });
+        }
+    }
+
+    async fn try_leave(&self, room: &str, id: PeerId, reserve: bool) -> Result<(), Failure> {
+        let grace = millis(self.timing.resume_grace);
+        let reserved = self
+            .update(room, false, |state, now| {
+                let until = now.saturating_add(grace);
+                Ok(match state.leave(id, reserve, now, until) {
+                    Some(left) => (left.reserved, left.deliveries),
+                    None => (None, Vec::new()),
+                })
+            })
+            .await?;
+        if let Some(token) = reserved {
+            self.index_token(&token, room).await?;
+            let due = Due::Reservation {
+                room: room.to_owned(),
+                token,
+            };
+            self.deadlines
+                .add(Instant::now() + self.timing.resume_grace, due);
+        }
+        Ok(())
+    }
+
+    async fn index_token(&self, token: &str, room: &str) -> Result<(), Failure> {
+        let mut conn = self.connection()?;
+        let grace = millis(self.timing.resume_grace);
+        let _: () = self
+            .timed(conn.pset_ex(self.key(&["token", token]), room, grace))
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until a held message or a reservation made here is due.
+    pub async fn next_due(&self) -> Vec<Due> {
+        self.deadlines.next_due().await
+    }
+
+    /// Ends what is due: see [`crate::Registry::expire`].
+    pub async fn expire(&self, due: Due) -> Option<MailboxRef> {
+        let result = match due {
+            Due::Held { room, number, from } => self
+                .update(&room, false, |state, _| {
+                    Ok((state.expire_held(number, from), Vec::new()))
+                })
+                .await
+                .map(|expired| if expired { self.mailbox_of(from) } else { None }),
+            Due::Reservation { room, token } => self
+                .update(&room, false, |state, _| {
+                    state.expire_reservation(&token);
+                    Ok(((), Vec::new()))
+                })
+                .await
+                .map(|()| None),
+        };
+        result.unwrap_or_else(|err| {
+            // Redis keeps the deadline too: other instances sweep an expired reservation.
+            tracing::debug!(?err, "could not expire through the backplane");
+            None
+        })
+    }
+
+    fn mailbox_of(&self, id: PeerId) -> Option<MailboxRef> {
+        self.lock_local().peers.get(&id).map(|p| p.mailbox.clone())
+    }
+
+    /// How many rooms have a peer connected to this instance.
+    pub fn room_count(&self) -> usize {
+        self.lock_local().rooms.len()
+    }
+
+    /// How many peers are connected to this instance and in a room.
+    pub fn member_count(&self) -> usize {
+        self.lock_local().peers.len()
+    }
+
+    /// Keeps this instance known to the others and Redis's health known to it, and listens on
+    /// its channel, until `shutdown`. Then says goodbye: see [`Backplane::depart`].
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        tokio::join!(
+            self.clone().heartbeat(shutdown.clone()),
+            self.clone().listen(shutdown)
+        );
+    }
+
+    async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let was = self.alive.load(Ordering::Relaxed);
+            match self.beat().await {
+                Ok(()) => {
+                    if !was {
+                        tracing::info!(instance = %self.instance, "backplane: Redis answers");
+                    }
+                    self.alive.store(true, Ordering::Relaxed);
+                    if !self.synced.load(Ordering::Relaxed) {
+                        self.resync().await;
+                    }
+                    self.retry_leaves().await;
+                    self.reap().await;
+                }
+                Err(err) => {
+                    if was {
+                        tracing::warn!(?err, "backplane: Redis is unreachable; new joins are refused until it is back");
+                    }
+                    self.alive.store(false, Ordering::Relaxed);
+                    // What Redis holds may be gone when it comes back: put the members back then.
+                    self.synced.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Says this instance is alive, connecting first if need be; measures the round trip.
+    async fn beat(&self) -> Result<(), Failure> {
+        let mut conn = match self.connection() {
+            Ok(conn) => conn,
+            Err(_) => {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.config.timeout))
+                    .set_response_timeout(Some(self.config.timeout))
+                    .set_number_of_retries(1);
+                let made = self
+                    .timed(
+                        self.config
+                            .client
+                            .get_connection_manager_with_config(config),
+                    )
+                    .await?;
+                *self
+                    .conn
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(made.clone());
+                made
+            }
+        };
+        let started = Instant::now();
+        let ttl = millis(self.config.presence_ttl);
+        let alive = self.key(&["alive", &self.instance]);
+        let _: () = self
+            .timed(
+                redis::pipe()
+                    .pset_ex(&alive, 1, ttl)
+                    .ignore()
+                    .sadd(self.key(&["instances"]), &self.instance)
+                    .ignore()
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .round_trip_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Puts this instance's members back into their rooms (Redis may have lost them, or taken
+    /// this instance for gone) and raises the id counter past every id handed out here.
+    async fn resync(&self) {
+        let members: Vec<(String, Member)> = self
+            .lock_local()
+            .peers
+            .values()
+            .map(|p| (p.room.clone(), p.member.clone()))
+            .collect();
+        let mut restored = true;
+        for (room, member) in members {
+            let done = self
+                .update(&room, true, |state, _| {
+                    Ok(((), state.restore(member.clone())))
+                })
+                .await;
+            if let Err(err) = done {
+                tracing::warn!(?err, "backplane: could not put a member back");
+                restored = false;
+            }
+        }
+        let raised = match self.connection() {
+            Ok(mut conn) => self
+                .timed(
+                    self.take_ids
+                        .key(self.key(&["peer-ids"]))
+                        .arg(self.highest_id.load(Ordering::Relaxed))
+                        .arg(0)
+                        .invoke_async::<u64>(&mut conn),
+                )
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        if restored && raised {
+            self.synced.store(true, Ordering::Relaxed);
+        }
+    }
+
+    async fn retry_leaves(&self) {
+        let pending = std::mem::take(&mut self.lock_local().pending);
+        for leave in pending {
+            if let Err(err) = self.try_leave(&leave.room, leave.id, leave.reserve).await {
+                tracing::debug!(?err, "backplane: a leave is still pending");
+                self.lock_local().pending.push(leave);
+            }
+        }
+    }
+
+    /// Finds instances whose presence expired and turns their members into reservations.
+    async fn reap(&self) {
+        if let Err(err) = self.try_reap().await {
+            tracing::debug!(
+                ?err,
+                "backplane: could not look for instances that are gone"
+            );
+        }
+    }
+
+    async fn try_reap(&self) -> Result<(), Failure> {
+        let mut conn = self.connection()?;
+        let instances: Vec<String> = self.timed(conn.smembers(self.key(&["instances"]))).await?;
+        for instance in instances.iter().filter(|i| **i != self.instance) {
+            let alive: bool = self
+                .timed(conn.exists(self.key(&["alive", instance])))
+                .await?;
+            if alive {
+                continue;
+            }
+            // One survivor reaps; the others see the claim and leave it.
+            let claim = self.key(&["reaping", instance]);
+            let claimed: Option<String> = self
+                .timed(
+                    redis::cmd("SET")
+                        .arg(&claim)
+                        .arg(&self.instance)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(millis(self.config.presence_ttl) * 4)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            if claimed.is_none() {
+                continue;
+            }
+            tracing::info!(%instance, "backplane: an instance is gone; its peers may resume elsewhere");
+            self.stats.reaped.fetch_add(1, Ordering::Relaxed);
+            let index = self.key(&["rooms-of", instance]);
+            let rooms: Vec<String> = self.timed(conn.smembers(&index)).await?;
+            let grace = millis(self.timing.resume_grace);
+            for room in rooms {
+                let tokens = self
+                    .update(&room, false, |state, now| {
+                        let (deliveries, tokens) =
+                            state.reap(instance, now, now.saturating_add(grace));
+                        Ok((tokens, deliveries))
+                    })
+                    .await?;
+                for token in tokens {
+                    self.index_token(&token, &room).await?;
+                }
+            }
+            let _: () = self
+                .timed(
+                    redis::pipe()
+                        .del(&index)
+                        .ignore()
+                        .srem(self.key(&["instances"]), instance)
+                        .ignore()
+                        .query_async(&mut conn),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads this instance's channel and hands each message to its addressee, reconnecting
+    /// whenever the subscription drops, until `shutdown`.
+    async fn listen(self: Arc<Self>, shutdown: CancellationToken) {
+        let channel = self.channel_of(&self.instance);
+        let mut first = true;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match self.timed(self.config.client.get_async_pubsub()).await {
+                Ok(pubsub) => {
+                    let (mut sink, mut stream) = pubsub.split();
+                    if self.timed(sink.subscribe(&channel)).await.is_ok() {
+                        if !first {
+                            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                        }
+                        first = false;
+                        self.subscribed.store(true, Ordering::Relaxed);
+                        tracing::debug!(%channel, "backplane: listening");
+                        let mut ping = tokio::time::interval(self.config.heartbeat);
+                        loop {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                _ = ping.tick() => {
+                                    // A Redis that vanished without closing the socket.
+                                    if self.timed(sink.ping::<redis::Value>()).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                msg = stream.next() => match msg {
+                                    Some(msg) => self.on_message(msg.get_payload_bytes()),
+                                    None => break,
+                                },
+                            }
+                        }
+                        self.subscribed.store(false, Ordering::Relaxed);
+                        tracing::warn!("backplane: lost the subscription to Redis; reconnecting");
+                    }
+                }
+                Err(err) => tracing::debug!(?err, "backplane: cannot subscribe yet"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.config.heartbeat) => {}
+            }
+        }
+    }
+
+    /// One published message: `ID TEXT`.
+    fn on_message(&self, payload: &[u8]) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let parsed = std::str::from_utf8(payload).ok().and_then(|text| {
+            let (id, text) = text.split_once(' ')?;
+            Some((PeerId(id.parse().ok()?), text))
+        });
+        let Some((id, text)) = parsed else {
+            tracing::warn!("backplane: a message that is not ours on our channel");
+            return;
+        };
+        if let Some(mailbox) = self.mailbox_of(id) {
+            mailbox.deliver(text);
+        }
+    }
+
+    /// Takes this instance off the list once its connections have left: its presence goes at
+    /// once instead of after its TTL.
+    pub async fn depart(&self) {
+        let Ok(mut conn) = self.connection() else {
+            return;
+        };
+        self.retry_leaves().await;
+        let result: Result<(), _> = self
+            .timed(
+                redis::pipe()
+                    .del(self.key(&["alive", &self.instance]))
+                    .ignore()
+                    .del(self.key(&["rooms-of", &self.instance]))
+                    .ignore()
+                    .srem(self.key(&["instances"]), &self.instance)
+                    .ignore()
+                    .query_async(&mut conn),
+            )
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(
+                ?err,
+                "backplane: could not say goodbye; the presence key will expire"
+            );
+        }
+    }
+
+    /// The backplane's figures in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
+        };
+        metric(
+            "relay_backplane_up",
+            "gauge",
+            "1 while Redis answers and this instance hears its channel.",
+            u8::from(self.healthy()).to_string(),
+        );
+        metric(
+            "relay_backplane_published_total",
+            "counter",
+            "Messages this instance published for peers (on any instance).",
+            get(&self.stats.published).to_string(),
+        );
+        metric(
+            "relay_backplane_received_total",
+            "counter",
+            "Messages this instance received on its channel.",
+            get(&self.stats.received).to_string(),
+        );
+        metric(
+            "relay_backplane_reconnects_total",
+            "counter",
+            "Times the subscription to Redis was made again after it dropped.",
+            get(&self.stats.reconnects).to_string(),
+        );
+        metric(
+            "relay_backplane_conflicts_total",
+            "counter",
+            "Room updates tried again because another instance changed the room first.",
+            get(&self.stats.conflicts).to_string(),
+        );
+        metric(
+            "relay_backplane_instances_reaped_total",
+            "counter",
+            "Instances this one found gone and whose peers it let resume elsewhere.",
+            get(&self.stats.reaped).to_string(),
+        );
+        let seconds = get(&self.stats.round_trip_micros) as f64 / 1e6;
+        let _ = write!(
+            out,
+            "# HELP relay_backplane_round_trip_seconds Heartbeat round trips to Redis.\n\
+             # TYPE relay_backplane_round_trip_seconds summary\n\
+             relay_backplane_round_trip_seconds_sum {seconds}\n\
+             relay_backplane_round_trip_seconds_count {}\n",
+            get(&self.stats.round_trips)
+        );
+    }
+}

@@ -1,0 +1,517 @@
+//! One room: who is in it, who may come back, and what waits for whom.
+//!
+//! The model knows no transport, no lock and no clock. Every method takes the time as
+//! milliseconds on whatever clock its caller keeps, changes the room and returns the messages to
+//! deliver as `(addressee, text)` pairs; delivering them is the caller's business. The in-memory
+//! registry ([`crate::registry`]) keeps its rooms in a map and hands the messages to local
+//! outboxes; the Redis backplane ([`crate::backplane`]) loads a room, applies the same methods,
+//! stores it back and publishes the messages to the instances the addressees are connected to.
+//! So both modes share one set of rules, and a join costs the room, not the whole relay.
+
+use protocol::{ErrorKind, PeerId, PeerInfo, ServerMsg, Signal};
+use serde::{Deserialize, Serialize};
+
+/// How many messages one sender may have waiting for a peer that has not joined yet.
+pub const MAX_HELD_PER_SENDER: usize = 64;
+
+/// Messages to hand to members of the room: `(addressee, text)`, in the order to send them.
+pub type Deliveries = Vec<(PeerId, String)>;
+
+/// A request the room refused, with words for the person behind the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// What went wrong, for programs.
+    pub kind: ErrorKind,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The error event that tells the client.
+    pub fn to_msg(&self) -> ServerMsg {
+        ServerMsg::error(self.kind, self.message.clone())
+    }
+}
+
+/// A peer in the room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its id.
+    pub id: PeerId,
+    /// Its display name, unique in the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The page's session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The token that gives its place back if its connection drops.
+    pub resume_token: String,
+    /// The relay instance holding its connection (with a backplane); empty in memory.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
+}
+
+impl Member {
+    fn info(&self) -> PeerInfo {
+        PeerInfo {
+            id: self.id,
+            name: self.name.clone(),
+            session: self.session.clone(),
+        }
+    }
+}
+
+/// A dropped peer's place, kept for it until `until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Reservation {
+    token: String,
+    id: PeerId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+    until: u64,
+}
+
+/// A message waiting for its addressee to join.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Held {
+    number: u64,
+    from: PeerId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<PeerId>,
+    text: String,
+}
+
+/// What a peer brings when it asks to join.
+#[derive(Clone, Debug)]
+pub struct Arrival {
+    /// The id it gets unless it resumes an earlier one.
+    pub id: PeerId,
+    /// Its display name (ignored when resuming: the reserved one comes back).
+    pub name: Option<String>,
+    /// A resume token from an earlier `welcome`.
+    pub resume: Option<String>,
+    /// The page's session id.
+    pub session: Option<String>,
+    /// The token for its next resume.
+    pub resume_token: String,
+    /// The relay instance holding its connection; empty in memory.
+    pub instance: String,
+}
+
+/// A successful join: what the new member's `welcome` and the messages after it carry.
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    /// The id it joined as: its own, or the resumed one.
+    pub id: PeerId,
+    /// The members already there, oldest first.
+    pub peers: Vec<PeerInfo>,
+    /// Messages held for it, to send right after `welcome`.
+    pub released: Vec<String>,
+    /// `peer-joined` for each member already there.
+    pub deliveries: Deliveries,
+}
+
+/// Where a signal goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to this member: the text to send it.
+    Deliver(PeerId, String),
+    /// Held under this number until someone joins or it expires; the room changed.
+    Held(u64, usize),
+}
+
+/// What a peer's leaving did.
+#[derive(Clone, Debug, Default)]
+pub struct Left {
+    /// `peer-left` for each member still there.
+    pub deliveries: Deliveries,
+    /// The resume token now reserved, if the place was kept.
+    pub reserved: Option<String>,
+}
+
+/// One room's members, reservations and held messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    /// Oldest first.
+    members: Vec<Member>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reservations: Vec<Reservation>,
+    /// Oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    held: Vec<Held>,
+    #[serde(default)]
+    next_hold: u64,
+}
+
+impl Room {
+    /// Whether nothing is left in it: no member, no reservation, nothing held.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.reservations.is_empty() && self.held.is_empty()
+    }
+
+    /// Its members, oldest first.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The member with `id`, if it is there.
+    pub fn member(&self, id: PeerId) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    /// Forgets reservations whose grace period is over at `now`.
+    pub fn sweep(&mut self, now: u64) {
+        self.reservations.retain(|r| r.until > now);
+    }
+
+    fn name_taken(&self, name: &str) -> bool {
+        self.members.iter().any(|m| m.name.as_deref() == Some(name))
+            || self
+                .reservations
+                .iter()
+                .any(|r| r.name.as_deref() == Some(name))
+    }
+
+    /// Lets `arrival` in, named `room` in messages, if the room has a place (at most
+    /// `capacity` members) and its name is free; a resume token gives back a reserved place.
+    pub fn join(
+        &mut self,
+        room: &str,
+        arrival: Arrival,
+        capacity: usize,
+        now: u64,
+    ) -> Result<Admitted, Refusal> {
+        self.sweep(now);
+        let Arrival {
+            mut id,
+            mut name,
+            resume,
+            mut session,
+            resume_token,
+            instance,
+        } = arrival;
+        let reservation = match &resume {
+            Some(token) => {
+                let Some(at) = self.reservations.iter().position(|r| &r.token == token) else {
+                    return Err(Refusal::new(
+                        ErrorKind::InvalidResume,
+                        "unknown or expired resume token: join without it",
+                    ));
+                };
+                Some(at)
+            }
+            None => None,
+        };
+        if let Some(at) = reservation {
+            let r = &self.reservations[at];
+            (id, name) = (r.id, r.name.clone());
+            session = session.or_else(|| r.session.clone());
+        } else if let Some(name) = name.as_deref().filter(|n| self.name_taken(n)) {
+            return Err(Refusal::new(
+                ErrorKind::NameTaken,
+                format!("the name {name:?} is taken in room {room:?}"),
+            ));
+        }
+        let present = self.members.len();
+        if present >= capacity {
+            // A resuming peer keeps its reservation: the room may have a place again soon.
+            return Err(Refusal::new(
+                ErrorKind::RoomFull,
+                format!("room {room:?} is full ({present} of {capacity} places taken)"),
+            ));
+        }
+        if let Some(at) = reservation {
+            self.reservations.remove(at);
+        }
+        let member = Member {
+            id,
+            name,
+            session,
+            resume_token,
+            instance,
+        };
+        let joined = ServerMsg::PeerJoined {
+            peer: member.info(),
+        }
+        .to_json();
+        let deliveries = self
+            .members
+            .iter()
+            .map(|m| (m.id, joined.clone()))
+            .collect();
+        let peers = self.members.iter().map(Member::info).collect();
+        let mut released = Vec::new();
+        self.held.retain(|h| {
+            let for_it = h.from != id && h.to.is_none_or(|to| to == id);
+            if for_it {
+                released.push(h.text.clone());
+            }
+            !for_it
+        });
+        self.members.push(member);
+        Ok(Admitted {
+            id,
+            peers,
+            released,
+            deliveries,
+        })
+    }
+
+    /// Decides where `signal` from member `from` goes: to `to`, or to the one other member. A
+    /// signal for somebody who is not there yet (nobody else in the room, or a dropped peer that
+    /// may resume) is held; see [`Room::expire_held`].
+    pub fn relay(
+        &mut self,
+        from: PeerId,
+        to: Option<PeerId>,
+        signal: Signal,
+        now: u64,
+    ) -> Result<Route, Refusal> {
+        let Some(sender) = self.member(from) else {
+            return Err(Refusal::new(
+                ErrorKind::NotJoined,
+                "send \"join\" before signaling",
+            ));
+        };
+        let text = signal.from_peer(from, sender.name.clone()).to_json();
+        let present = |id: PeerId| self.members.iter().any(|m| m.id == id);
+        let target = match to {
+            Some(to) if to != from && present(to) => Some(to),
+            Some(to)
+                if self
+                    .reservations
+                    .iter()
+                    .any(|r| r.id == to && r.until > now) =>
+            {
+                None
+            }
+            Some(to) => {
+                return Err(Refusal::new(
+                    ErrorKind::NoPeer,
+                    format!("peer {to} is not in your room"),
+                ))
+            }
+            None => {
+                let mut others = self.members.iter().filter(|m| m.id != from);
+                match (others.next(), others.next()) {
+                    (Some(only), None) => Some(only.id),
+                    (None, _) => None,
+                    (Some(_), Some(_)) => {
+                        return Err(Refusal::new(
+                            ErrorKind::InvalidMessage,
+                            "several peers are in the room: say which one with \"to\"",
+                        ))
+                    }
+                }
+            }
+        };
+        if let Some(target) = target {
+            return Ok(Route::Deliver(target, text));
+        }
+        if self.held.iter().filter(|h| h.from == from).count() >= MAX_HELD_PER_SENDER {
+            return Err(Refusal::new(
+                ErrorKind::NoPeer,
+                "too many messages are already waiting for somebody to join",
+            ));
+        }
+        self.next_hold += 1;
+        let number = self.next_hold;
+        let bytes = text.len();
+        self.held.push(Held {
+            number,
+            from,
+            to,
+            text,
+        });
+        Ok(Route::Held(number, bytes))
+    }
+
+    /// Ends the wait of held message `number` from `from`. Whether nobody took it (its sender
+    /// is to be told). Numbers start again in a room that emptied, but ids are never reused, so
+    /// the pair names one message.
+    pub fn expire_held(&mut self, number: u64, from: PeerId) -> bool {
+        let Some(at) = self
+            .held
+            .iter()
+            .position(|h| h.number == number && h.from == from)
+        else {
+            return false;
+        };
+        self.held.remove(at);
+        true
+    }
+
+    /// Ends the reservation of `token`, if it is still there.
+    pub fn expire_reservation(&mut self, token: &str) {
+        self.reservations.retain(|r| r.token != token);
+    }
+
+    /// Takes member `id` out and tells the others. With `reserve`, its id and name stay reserved
+    /// for it until `until`. `None` if it was not there.
+    pub fn leave(&mut self, id: PeerId, reserve: bool, now: u64, until: u64) -> Option<Left> {
+        let at = self.members.iter().position(|m| m.id == id)?;
+        let member = self.members.remove(at);
+        self.sweep(now);
+        // What it sent and nobody took goes with it.
+        self.held.retain(|h| h.from != id);
+        let reserved = reserve.then(|| {
+            self.reservations.push(Reservation {
+                token: member.resume_token.clone(),
+                id,
+                name: member.name,
+                session: member.session,
+                until,
+            });
+            member.resume_token
+        });
+        if self.members.is_empty() {
+            self.held.clear();
+            return Some(Left {
+                deliveries: Vec::new(),
+                reserved,
+            });
+        }
+        let left = ServerMsg::PeerLeft {
+            peer: id,
+            reconnecting: reserve,
+        }
+        .to_json();
+        Some(Left {
+            deliveries: self.members.iter().map(|m| (m.id, left.clone())).collect(),
+            reserved,
+        })
+    }
+
+    /// Every member held by `instance`, which is gone, leaves with its place reserved until
+    /// `until`, as if its connection had dropped. Returns what to tell the members left and the
+    /// tokens now reserved.
+    pub fn reap(&mut self, instance: &str, now: u64, until: u64) -> (Deliveries, Vec<String>) {
+        let gone: Vec<PeerId> = self
+            .members
+            .iter()
+            .filter(|m| m.instance == instance)
+            .map(|m| m.id)
+            .collect();
+        let (mut deliveries, mut tokens) = (Vec::new(), Vec::new());
+        for id in gone {
+            if let Some(left) = self.leave(id, true, now, until) {
+                deliveries.extend(left.deliveries);
+                tokens.extend(left.reserved);
+            }
+        }
+        // Not to the members that went after the message was made.
+        deliveries.retain(|(to, _)| self.member(*to).is_some());
+        (deliveries, tokens)
+    }
+
+    /// Puts back `member`, which the room lost while its connection stayed up (the backplane's
+    /// store was wiped, or its instance was taken for gone). If its place was reserved, the
+    /// others hear it is back; if it is already there, nothing changes.
+    pub fn restore(&mut self, member: Member) -> Deliveries {
+        if self.member(member.id).is_some() {
+            return Vec::new();
+        }
+        let before = self.reservations.len();
+        self.reservations.retain(|r| r.id != member.id);
+        let deliveries = if self.reservations.len() < before {
+            let joined = ServerMsg::PeerJoined {
+                peer: member.info(),
+            }
+            .to_json();
+            self.members
+                .iter()
+                .map(|m| (m.id, joined.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.members.push(member);
+        deliveries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrival(id: u64, name: Option<&str>) -> Arrival {
+        Arrival {
+            id: PeerId(id),
+            name: name.map(Into::into),
+            resume: None,
+            session: None,
+            resume_token: format!("token-{id}"),
+            instance: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_held_signal_is_released_to_the_next_member() {
+        let mut room = Room::default();
+        room.join("r", arrival(1, None), 2, 0).expect("joins");
+        let route = room
+            .relay(PeerId(1), None, Signal::Offer("v=0".into()), 0)
+            .expect("held");
+        assert!(matches!(route, Route::Held(1, _)));
+        let admitted = room.join("r", arrival(2, None), 2, 0).expect("joins");
+        assert_eq!(admitted.released.len(), 1);
+        assert!(admitted.released[0].contains("\"offer\""));
+        assert_eq!(admitted.deliveries.len(), 1, "peer-joined for the first");
+        assert!(!room.expire_held(1, PeerId(1)), "already delivered");
+    }
+
+    #[test]
+    fn a_reservation_keeps_the_name_until_its_time() {
+        let mut room = Room::default();
+        room.join("r", arrival(1, Some("ann")), 2, 0)
+            .expect("joins");
+        let left = room.leave(PeerId(1), true, 0, 100).expect("was there");
+        assert_eq!(left.reserved.as_deref(), Some("token-1"));
+        let clash = room.join("r", arrival(2, Some("ann")), 2, 50);
+        assert_eq!(clash.map(|_| ()).unwrap_err().kind, ErrorKind::NameTaken);
+        room.join("r", arrival(3, Some("ann")), 2, 100)
+            .expect("free again");
+    }
+
+    #[test]
+    fn a_dead_instance_is_reaped_into_reservations() {
+        let mut room = Room::default();
+        let mut a = arrival(1, Some("ann"));
+        a.instance = "dead".into();
+        room.join("r", a, 3, 0).expect("joins");
+        let mut b = arrival(2, None);
+        b.instance = "alive".into();
+        room.join("r", b, 3, 0).expect("joins");
+        let (deliveries, tokens) = room.reap("dead", 0, 100);
+        assert_eq!(tokens, vec!["token-1".to_owned()]);
+        assert_eq!(deliveries.len(), 1);
+        assert_eq!(deliveries[0].0, PeerId(2));
+        assert!(deliveries[0].1.contains("\"reconnecting\":true"));
+        let mut back = arrival(9, None);
+        back.resume = Some("token-1".into());
+        let admitted = room.join("r", back, 3, 10).expect("resumes");
+        assert_eq!(admitted.id, PeerId(1));
+    }
+
+    #[test]
+    fn the_room_survives_a_round_trip_through_json() {
+        let mut room = Room::default();
+        room.join("r", arrival(1, Some("ann")), 2, 0)
+            .expect("joins");
+        room.relay(PeerId(1), None, Signal::HangUp, 0)
+            .expect("held");
+        let text = serde_json::to_string(&room).expect("serializes");
+        let back: Room = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, room);
+    }
+}

@@ -1,0 +1,582 @@
+//! Several relay instances sharing rooms through a real Redis (`redis-server`, started by each
+//! test on a free loopback port and stopped by its PID when the test ends, even when it fails).
+//! Clients are real WebSockets on different instances; an instance is shut down, or killed
+//! outright (its runtime dropped, as a crash would), and Redis itself is stopped and started
+//! again in the middle of a test.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use futures_util::SinkExt;
+use protocol::{ClientMsg, ErrorKind, PeerId, PeerInfo, ServerMsg};
+use server::{BackplaneConfig, Limits};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::Instant,
+};
+use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{next_frame, recv, RECV_TIMEOUT};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a state that the relays reach by themselves (health, a dead instance noticed) may
+/// take before the test fails.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A `redis-server` of the test's own, on a free loopback port, with nothing saved to disk.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers PING.
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/setup.sh --test installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            if self.pings() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server does not answer on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pings(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    /// Kills the server (by its PID) and waits for it to be gone.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One relay instance on an ephemeral port, in a runtime of its own so that a test can kill it
+/// without letting it say goodbye.
+struct Instance {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+fn config(redis: &Redis, limits: Limits) -> server::Config {
+    let mut backplane = BackplaneConfig::new(&redis.url()).expect("a Redis URL");
+    backplane.heartbeat = Duration::from_millis(100);
+    backplane.presence_ttl = Duration::from_millis(600);
+    backplane.timeout = Duration::from_millis(500);
+    server::Config {
+        dist: PathBuf::from("/nonexistent/relay-test-dist"),
+        room_capacity: 3,
+        limits,
+        backplane: Some(backplane),
+        ..server::Config::default()
+    }
+}
+
+impl Instance {
+    async fn start(redis: &Redis) -> Self {
+        Self::start_with(config(redis, Limits::default())).await
+    }
+
+    async fn start_with(config: server::Config) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("has an address");
+        let shutdown = CancellationToken::new();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let stop = shutdown.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+            server::run(listener, config, stop).await
+        });
+        let instance = Self {
+            addr,
+            shutdown,
+            runtime: Some(runtime),
+        };
+        instance.wait_until_healthy().await;
+        instance
+    }
+
+    /// Polls `/healthz` until it answers `want`.
+    async fn wait_for_health(&self, want: u16) -> String {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let (status, body) = get(self.addr, "/healthz").await;
+            if status == want {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/healthz still answers {status} {body:?}, expected {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_until_healthy(&self) {
+        self.wait_for_health(200).await;
+    }
+
+    async fn connect(&self) -> Ws {
+        let (ws, _) = connect_async(format!("ws://{}/ws", self.addr))
+            .await
+            .expect("the WebSocket handshake succeeds");
+        ws
+    }
+
+    /// Connects and joins `room` as `name`.
+    async fn join_as(&self, room: &str, name: &str) -> (Ws, Welcome) {
+        let mut ws = self.connect().await;
+        send(&mut ws, &join_msg(room, Some(name), None)).await;
+        let welcome = expect_welcome(&mut ws, room).await;
+        (ws, welcome)
+    }
+
+    async fn metrics(&self) -> String {
+        let (status, body) = get(self.addr, "/metrics").await;
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// Kills the instance as a crash would: its tasks stop where they are, nothing says
+    /// goodbye to Redis, its sockets close.
+    fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Sends `GET path` and returns the status and body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("sends the request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut raw))
+        .await
+        .expect("the response arrives in time")
+        .expect("reads the response");
+    let text = String::from_utf8(raw).expect("a text response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad response {head:?}"));
+    (status, body.to_owned())
+}
+
+/// The value of one series in a Prometheus exposition.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in the metrics:\n{text}"))
+}
+
+async fn send(ws: &mut Ws, msg: &ClientMsg) {
+    ws.send(Message::text(msg.to_json())).await.expect("sends");
+}
+
+fn join_msg(room: &str, name: Option<&str>, resume: Option<&str>) -> ClientMsg {
+    ClientMsg::Join {
+        room: room.into(),
+        name: name.map(Into::into),
+        resume: resume.map(Into::into),
+        session: None,
+    }
+}
+
+#[derive(Debug)]
+struct Welcome {
+    id: PeerId,
+    peers: Vec<PeerInfo>,
+    token: String,
+}
+
+async fn expect_welcome(ws: &mut Ws, room: &str) -> Welcome {
+    match recv(ws).await {
+        ServerMsg::Welcome {
+            id,
+            room: joined,
+            peers,
+            resume_token,
+            ..
+        } => {
+            assert_eq!(joined, room);
+            assert!(id.0 < 1 << 53, "an id exact in JavaScript: {id}");
+            Welcome {
+                id,
+                peers,
+                token: resume_token,
+            }
+        }
+        other => panic!("expected a welcome to {room:?}, got {other:?}"),
+    }
+}
+
+async fn recv_error(ws: &mut Ws, kind: ErrorKind) -> String {
+    match recv(ws).await {
+        ServerMsg::Error { kind: got, message } => {
+            assert_eq!(got, kind, "{message}");
+            assert!(!message.is_empty());
+            message
+        }
+        other => panic!("expected a {kind} error, got {other:?}"),
+    }
+}
+
+/// Reads past pings until the relay closes the connection; returns the close code, if any.
+async fn recv_close(ws: &mut Ws) -> Option<u16> {
+    match next_frame(ws).await {
+        Message::Close(frame) => frame.map(|f| u16::from(f.code)),
+        other => panic!("expected a Close frame, got {other:?}"),
+    }
+}
+
+/// Fails unless the connection ends (a Close frame, an error or the end of the stream) in time.
+async fn expect_end(ws: &mut Ws) {
+    use futures_util::StreamExt;
+    loop {
+        match tokio::time::timeout(RECV_TIMEOUT, ws.next())
+            .await
+            .expect("the connection ends in time")
+        {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+            Some(Ok(other)) => panic!("expected the end, got {other:?}"),
+        }
+    }
+}
+
+fn info(id: PeerId, name: &str) -> PeerInfo {
+    PeerInfo {
+        id,
+        name: Some(name.into()),
+        session: None,
+    }
+}
+
+fn offer(to: Option<PeerId>, sdp: &str) -> ClientMsg {
+    ClientMsg::Offer {
+        to,
+        sdp: sdp.into(),
+    }
+}
+
+fn offer_from(from: PeerId, name: &str, sdp: &str) -> ServerMsg {
+    ServerMsg::Offer {
+        from,
+        from_name: Some(name.into()),
+        sdp: sdp.into(),
+    }
+}
+
+fn joined(id: PeerId, name: &str) -> ServerMsg {
+    ServerMsg::PeerJoined {
+        peer: info(id, name),
+    }
+}
+
+fn left(peer: PeerId, reconnecting: bool) -> ServerMsg {
+    ServerMsg::PeerLeft { peer, reconnecting }
+}
+
+/// A round trip to the relay: once `pong` is back, everything sent before has been carried out.
+async fn round_trip(ws: &mut Ws) {
+    send(ws, &ClientMsg::Ping).await;
+    assert_eq!(recv(ws).await, ServerMsg::Pong);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_on_two_instances_share_a_room_and_call() {
+    let redis = Redis::start();
+    let (one, two) = (Instance::start(&redis).await, Instance::start(&redis).await);
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (mut b, b_welcome) = two.join_as("r", "bob").await;
+    let (a_id, b_id) = (a_welcome.id, b_welcome.id);
+    assert_ne!(a_id, b_id, "ids are unique across instances");
+    assert_eq!(b_welcome.peers, vec![info(a_id, "ann")]);
+    assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+
+    // An offer without `to` goes to the one other peer, on the other instance, and back.
+    send(&mut b, &offer(None, "v=0 from bob")).await;
+    assert_eq!(recv(&mut a).await, offer_from(b_id, "bob", "v=0 from bob"));
+    let answer = ClientMsg::Answer {
+        to: Some(b_id),
+        sdp: "v=0 from ann".into(),
+    };
+    send(&mut a, &answer).await;
+    assert_eq!(
+        recv(&mut b).await,
+        ServerMsg::Answer {
+            from: a_id,
+            from_name: Some("ann".into()),
+            sdp: "v=0 from ann".into()
+        }
+    );
+    // Many signals in a row arrive once each, in order.
+    for n in 0..20 {
+        send(&mut a, &offer(Some(b_id), &format!("v=0 {n}"))).await;
+    }
+    for n in 0..20 {
+        assert_eq!(
+            recv(&mut b).await,
+            offer_from(a_id, "ann", &format!("v=0 {n}"))
+        );
+    }
+    round_trip(&mut b).await;
+
+    // A goodbye on one instance is heard on the other.
+    a.close(None).await.expect("closes");
+    assert_eq!(recv(&mut b).await, left(a_id, false));
+
+    let metrics = one.metrics().await;
+    assert!(metric(&metrics, "relay_backplane_published_total") >= 21.0);
+    assert!(metric(&metrics, "relay_backplane_received_total") >= 3.0);
+    assert_eq!(metric(&metrics, "relay_backplane_up"), 1.0);
+    assert!(metric(&metrics, "relay_backplane_round_trip_seconds_count") >= 1.0);
+    let metrics = two.metrics().await;
+    assert_eq!(metric(&metrics, "relay_peers"), 1.0);
+    assert!(metric(&metrics, "relay_backplane_received_total") >= 22.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_places_are_shared_across_instances() {
+    let redis = Redis::start();
+    let (one, two) = (Instance::start(&redis).await, Instance::start(&redis).await);
+    let (_a, a_welcome) = one.join_as("r", "ann").await;
+
+    let mut c = two.connect().await;
+    send(&mut c, &join_msg("r", Some("ann"), None)).await;
+    recv_error(&mut c, ErrorKind::NameTaken).await;
+    send(&mut c, &join_msg("r", Some("cat"), None)).await;
+    let c_welcome = expect_welcome(&mut c, "r").await;
+    assert_eq!(c_welcome.peers, vec![info(a_welcome.id, "ann")]);
+
+    // Rooms hold three here: the fourth is refused on either instance.
+    let (_d, _) = one.join_as("r", "dan").await;
+    let mut e = two.connect().await;
+    send(&mut e, &join_msg("r", Some("eve"), None)).await;
+    recv_error(&mut e, ErrorKind::RoomFull).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_signals_are_released_and_expire_across_instances() {
+    let redis = Redis::start();
+    let hold = Duration::from_millis(500);
+    let limits = Limits {
+        hold,
+        ..Limits::default()
+    };
+    let one = Instance::start_with(config(&redis, limits.clone())).await;
+    let two = Instance::start_with(config(&redis, limits)).await;
+
+    // Sent alone on one instance, taken by a peer joining on the other.
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    send(&mut a, &offer(None, "v=0 early")).await;
+    round_trip(&mut a).await;
+    let (mut b, b_welcome) = two.join_as("r", "bob").await;
+    assert_eq!(b_welcome.peers, vec![info(a_welcome.id, "ann")]);
+    assert_eq!(
+        recv(&mut b).await,
+        offer_from(a_welcome.id, "ann", "v=0 early")
+    );
+    assert_eq!(recv(&mut a).await, joined(b_welcome.id, "bob"));
+
+    // Nobody comes for this one: its sender is told, once the hold time is over.
+    let (mut c, _) = two.join_as("elsewhere", "cat").await;
+    let sent = Instant::now();
+    send(&mut c, &offer(None, "v=0 into the void")).await;
+    recv_error(&mut c, ErrorKind::Expired).await;
+    assert!(sent.elapsed() >= hold, "expired before the hold time");
+    let (mut d, _) = one.join_as("elsewhere", "dan").await;
+    // Only the welcome: the expired offer is gone. The ping's pong is the next event.
+    round_trip(&mut d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_resumes_on_another_instance_after_its_own_shuts_down() {
+    let redis = Redis::start();
+    let one = Instance::start(&redis).await;
+    let two = Instance::start(&redis).await;
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (mut b, b_welcome) = two.join_as("r", "bob").await;
+    let (a_id, b_id) = (a_welcome.id, b_welcome.id);
+    assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+
+    one.shutdown.cancel();
+    assert_eq!(recv_close(&mut a).await, Some(protocol::CLOSE_GOING_AWAY));
+    assert_eq!(recv(&mut b).await, left(a_id, true));
+    // Held for ann while she is away.
+    send(&mut b, &offer(Some(a_id), "v=0 while you were away")).await;
+    round_trip(&mut b).await;
+
+    let mut a = two.connect().await;
+    send(&mut a, &join_msg("r", None, Some(&a_welcome.token))).await;
+    let resumed = expect_welcome(&mut a, "r").await;
+    assert_eq!(resumed.id, a_id, "the same id on the other instance");
+    assert_eq!(resumed.peers, vec![info(b_id, "bob")]);
+    assert_eq!(
+        recv(&mut a).await,
+        offer_from(b_id, "bob", "v=0 while you were away")
+    );
+    assert_eq!(recv(&mut b).await, joined(a_id, "ann"));
+    send(&mut a, &offer(None, "v=0 back")).await;
+    assert_eq!(recv(&mut b).await, offer_from(a_id, "ann", "v=0 back"));
+
+    // The token was good once, on any instance.
+    let three = Instance::start(&redis).await;
+    let mut d = three.connect().await;
+    send(&mut d, &join_msg("r", None, Some(&a_welcome.token))).await;
+    recv_error(&mut d, ErrorKind::InvalidResume).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_leaves_no_ghost_and_its_peers_resume_elsewhere() {
+    let redis = Redis::start();
+    let mut one = Instance::start(&redis).await;
+    let two = Instance::start(&redis).await;
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (mut b, b_welcome) = two.join_as("r", "bob").await;
+    let a_id = a_welcome.id;
+    assert_eq!(recv(&mut a).await, joined(b_welcome.id, "bob"));
+
+    // No goodbye: the survivor notices the presence key expire.
+    one.kill();
+    expect_end(&mut a).await;
+    assert_eq!(recv(&mut b).await, left(a_id, true));
+    // Ann's name is still hers for the grace period...
+    let mut c = two.connect().await;
+    send(&mut c, &join_msg("r", Some("ann"), None)).await;
+    recv_error(&mut c, ErrorKind::NameTaken).await;
+    // ...and she comes back on the survivor.
+    let mut a = two.connect().await;
+    send(&mut a, &join_msg("r", None, Some(&a_welcome.token))).await;
+    let resumed = expect_welcome(&mut a, "r").await;
+    assert_eq!(resumed.id, a_id);
+    assert_eq!(recv(&mut b).await, joined(a_id, "ann"));
+
+    let metrics = two.metrics().await;
+    assert_eq!(
+        metric(&metrics, "relay_backplane_instances_reaped_total"),
+        1.0
+    );
+    assert_eq!(metric(&metrics, "relay_peers"), 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_is_reported_refused_and_recovered_from() {
+    let mut redis = Redis::start();
+    let one = Instance::start(&redis).await;
+    let two = Instance::start(&redis).await;
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (mut b, b_welcome) = two.join_as("r", "bob").await;
+    let (a_id, b_id) = (a_welcome.id, b_welcome.id);
+    assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+
+    redis.stop();
+    let body = one.wait_for_health(503).await;
+    assert!(body.contains("degraded"), "{body}");
+    two.wait_for_health(503).await;
+    // A join is refused with a clear error, at once rather than after a hang...
+    let mut c = one.connect().await;
+    send(&mut c, &join_msg("s", Some("cat"), None)).await;
+    let why = recv_error(&mut c, ErrorKind::BackplaneUnavailable).await;
+    assert!(why.contains("Redis"), "{why}");
+    // ...so is a signal, and the calls' connections stay open meanwhile.
+    send(&mut a, &offer(None, "v=0 lost")).await;
+    recv_error(&mut a, ErrorKind::BackplaneUnavailable).await;
+    round_trip(&mut a).await;
+    round_trip(&mut b).await;
+
+    // Redis comes back empty (it saves nothing): the instances put their peers back.
+    redis.restart();
+    one.wait_until_healthy().await;
+    two.wait_until_healthy().await;
+    send(&mut c, &join_msg("s", Some("cat"), None)).await;
+    let c_welcome = expect_welcome(&mut c, "s").await;
+    assert!(
+        c_welcome.id != a_id && c_welcome.id != b_id,
+        "no id is handed out twice after Redis lost its counter"
+    );
+    send(&mut a, &offer(None, "v=0 again")).await;
+    assert_eq!(recv(&mut b).await, offer_from(a_id, "ann", "v=0 again"));
+    // Names are still held: a newcomer on either instance cannot take bob's.
+    let mut d = one.connect().await;
+    send(&mut d, &join_msg("r", Some("bob"), None)).await;
+    recv_error(&mut d, ErrorKind::NameTaken).await;
+
+    let metrics = one.metrics().await;
+    assert!(metric(&metrics, "relay_backplane_reconnects_total") >= 1.0);
+    assert_eq!(metric(&metrics, "relay_backplane_up"), 1.0);
+}
