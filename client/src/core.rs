@@ -61,8 +61,6 @@ pub enum Timer {
     RestartDue(ConnId),
     /// A new connection has had this long to connect: if it has not, restart ICE.
     ConnectDue(ConnId),
-    /// We rang this person and no offer came: call them ourselves.
-    RingDue(PeerId),
 }
 
 /// `RTCPeerConnection.connectionState`.
@@ -307,9 +305,6 @@ pub struct Timing {
     /// A new connection that is not connected this long gets an ICE restart (a browser that
     /// gathered nothing after a rollback stays "connecting" for good otherwise).
     pub connect_due_ms: u32,
-    /// How long a ring may go without an offer before we call ourselves (a client that does
-    /// not know `ring`).
-    pub ring_due_ms: u32,
 }
 
 impl Default for Timing {
@@ -324,7 +319,6 @@ impl Default for Timing {
             answer_due_ms: 3_000,
             restart_grace_ms: 6_000,
             connect_due_ms: 10_000,
-            ring_due_ms: 1_500,
         }
     }
 }
@@ -783,7 +777,6 @@ impl Engine {
                 // A dropped connection may come back: the call stays while its media flows,
                 // and the Lost timer ends it if the media stops too.
             }
-            ServerMsg::Ring { from, .. } => self.on_ring(from, out),
             ServerMsg::Offer { from, sdp, .. } => self.on_offer(from, sdp, out),
             ServerMsg::Answer { from, sdp, .. } => {
                 let Some(link) = self.remote_by_id(from).and_then(|r| r.link.as_mut()) else {
@@ -942,44 +935,7 @@ impl Engine {
             .map(|r| r.id)
             .collect();
         for id in to_call {
-            self.ring(id, out);
-        }
-    }
-
-    /// Asks `id` to call us, unless we already did. The other page is ready (it was there
-    /// before us, or we would not be the one calling): its offer goes out sooner than ours
-    /// would from a page still loading. If none comes in [`Timing::ring_due_ms`], we call.
-    fn ring(&mut self, id: PeerId, out: &mut Vec<Effect>) {
-        if self.timers.contains(&Timer::RingDue(id)) {
-            return;
-        }
-        self.send(out, Signal::Ring.to_peer(id));
-        let ms = self.config.timing.ring_due_ms;
-        self.start_timer(Timer::RingDue(id), ms, out);
-    }
-
-    /// `from` rang: we make the offer (as an offer would, a ring brings us back into the call
-    /// after a hang-up).
-    fn on_ring(&mut self, from: PeerId, out: &mut Vec<Effect>) {
-        self.take_in(from);
-        if self.remote_by_id(from).is_some_and(|r| r.link.is_none()) {
-            self.active = true;
-            self.open_link(from, false, out);
-        }
-    }
-
-    /// Someone we have not heard of signals us (their `peer-joined` is behind it only if the
-    /// relay restarted in between): take them in.
-    fn take_in(&mut self, id: PeerId) {
-        if self.remote_by_id(id).is_none() {
-            self.remotes.push(Remote {
-                id,
-                session: None,
-                name: None,
-                newer: true,
-                present: true,
-                link: None,
-            });
+            self.open_link(id, false, out);
         }
     }
 
@@ -1025,7 +981,6 @@ impl Engine {
             turn_refused: None,
         });
         out.push(Effect::Open { conn, answering });
-        self.cancel_timer(Timer::RingDue(id), out);
         let ms = self.config.timing.connect_due_ms;
         self.start_timer(Timer::ConnectDue(conn), ms, out);
         Some(conn)
@@ -1046,7 +1001,18 @@ impl Engine {
     }
 
     fn on_offer(&mut self, from: PeerId, sdp: String, out: &mut Vec<Effect>) {
-        self.take_in(from);
+        if self.remote_by_id(from).is_none() {
+            // An offer from someone we have not heard of (their peer-joined is behind it only
+            // if the relay restarted in between): take them in.
+            self.remotes.push(Remote {
+                id: from,
+                session: None,
+                name: None,
+                newer: true,
+                present: true,
+                link: None,
+            });
+        }
         let has_link = self.remote_by_id(from).is_some_and(|r| r.link.is_some());
         if !has_link {
             // Being called makes us take part again, even after a hang-up.
@@ -1322,14 +1288,6 @@ impl Engine {
                     .is_some_and(|(l, _)| l.state == ConnState::Connected);
                 if !connected {
                     self.restart_ice_now(conn, true, out);
-                }
-            }
-            Timer::RingDue(id) => {
-                let waiting = self
-                    .remote_by_id(id)
-                    .is_some_and(|r| r.present && r.link.is_none());
-                if waiting && self.active && self.relay == RelayState::Joined {
-                    self.open_link(id, false, out);
                 }
             }
             Timer::ConnectDue(conn) => {

@@ -84,7 +84,7 @@ pub struct PeerInfo {
 
 /// A request from a peer to the relay.
 ///
-/// The signaling messages (`ring`, `offer`, `answer`, `candidate`, `hang-up`) are forwarded to the peer
+/// The signaling messages (`offer`, `answer`, `candidate`, `hang-up`) are forwarded to the peer
 /// named by `to`; without `to` they go to the one other peer of a 1:1 room.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
@@ -109,13 +109,6 @@ pub enum ClientMsg {
         /// token, the pages still recognise each other and keep their calls.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
-    },
-    /// Ask the addressed peer to call: it makes the offer. A page that is still loading rings
-    /// a page that is ready, so the offer does not wait for the slower one.
-    Ring {
-        /// The addressed peer; `None` means the other peer of the room.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        to: Option<PeerId>,
     },
     /// An SDP offer for the addressed peer.
     Offer {
@@ -153,21 +146,11 @@ pub enum ClientMsg {
 }
 
 /// The message types a client may send, as they appear in `"type"`.
-pub const CLIENT_MSG_TYPES: [&str; 7] = [
-    "join",
-    "ring",
-    "offer",
-    "answer",
-    "candidate",
-    "hang-up",
-    "ping",
-];
+pub const CLIENT_MSG_TYPES: [&str; 6] = ["join", "offer", "answer", "candidate", "hang-up", "ping"];
 
 /// The part of a signaling message that the relay forwards untouched.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signal {
-    /// Please call me: send an offer.
-    Ring,
     /// An SDP offer.
     Offer(String),
     /// An SDP answer.
@@ -183,7 +166,6 @@ impl Signal {
     pub fn to_peer(self, to: PeerId) -> ClientMsg {
         let to = Some(to);
         match self {
-            Signal::Ring => ClientMsg::Ring { to },
             Signal::Offer(sdp) => ClientMsg::Offer { to, sdp },
             Signal::Answer(sdp) => ClientMsg::Answer { to, sdp },
             Signal::Candidate(candidate) => ClientMsg::Candidate { to, candidate },
@@ -194,7 +176,6 @@ impl Signal {
     /// The event the addressed peer receives, stamped with the sender the relay knows.
     pub fn from_peer(self, from: PeerId, from_name: Option<String>) -> ServerMsg {
         match self {
-            Signal::Ring => ServerMsg::Ring { from, from_name },
             Signal::Offer(sdp) => ServerMsg::Offer {
                 from,
                 from_name,
@@ -256,7 +237,6 @@ impl From<ClientMsg> for Request {
                     session,
                 }
             }
-            ClientMsg::Ring { to } => (to, Signal::Ring),
             ClientMsg::Offer { to, sdp } => (to, Signal::Offer(sdp)),
             ClientMsg::Answer { to, sdp } => (to, Signal::Answer(sdp)),
             ClientMsg::Candidate { to, candidate } => (to, Signal::Candidate(candidate)),
@@ -459,14 +439,6 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         reconnecting: bool,
     },
-    /// `from` asks for a call: send it an offer.
-    Ring {
-        /// The sender, as the relay knows it.
-        from: PeerId,
-        /// The sender's display name, if it gave one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        from_name: Option<String>,
-    },
     /// An SDP offer from `from`.
     Offer {
         /// The sender, as the relay knows it.
@@ -603,7 +575,6 @@ const SERVER_TYPES: &[&str] = &[
     "welcome",
     "peer-joined",
     "peer-left",
-    "ring",
     "offer",
     "answer",
     "candidate",
@@ -644,10 +615,6 @@ impl<'de> Deserialize<'de> for ServerMsg {
                     return Err(D::Error::custom("peer-left: peer must be an id"))
                 }
                 None => return Err(D::Error::missing_field("peer")),
-            },
-            "ring" => ServerMsg::Ring {
-                from: need(f.from, "from")?,
-                from_name: f.from_name,
             },
             "offer" => ServerMsg::Offer {
                 from: need(f.from, "from")?,
@@ -867,7 +834,6 @@ mod tests {
             })
             .from_peer(PeerId(2), None),
             Signal::HangUp.from_peer(PeerId(2), None),
-            Signal::Ring.from_peer(PeerId(2), Some("bo".into())),
             ServerMsg::IceServers {
                 ice_servers: vec![],
             },

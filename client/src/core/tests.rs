@@ -34,20 +34,6 @@ fn welcome(id: u64, peers: Vec<PeerInfo>) -> Input {
     })
 }
 
-/// `welcome`, after which every ring it sent goes unanswered, so that the page calls them
-/// itself: the tests of one engine alone are about what comes after.
-fn welcome_unanswered(page: &mut Engine, welcome: Input) -> Vec<Effect> {
-    let mut effects = page.handle(welcome);
-    let rings: Vec<Timer> = page
-        .timers()
-        .filter(|t| matches!(t, Timer::RingDue(_)))
-        .collect();
-    for ring in rings {
-        effects.extend(page.handle(Input::Timer(ring)));
-    }
-    effects
-}
-
 /// `effects` without the relay heartbeat's (tested on its own).
 fn calls_only(effects: Vec<Effect>) -> Vec<Effect> {
     effects
@@ -111,33 +97,7 @@ fn the_page_without_the_hash_waits_and_the_caller_calls() {
 
     let mut caller = Engine::new(config(true, "b"));
     caller.handle(Input::Start);
-    // The caller rings the page that waits, which is ready: it makes the offer at once.
     let effects = calls_only(caller.handle(welcome(2, vec![info(1, "a")])));
-    assert_eq!(
-        effects,
-        vec![
-            Effect::Send(ClientMsg::Ring {
-                to: Some(PeerId(1))
-            }),
-            Effect::StartTimer {
-                timer: Timer::RingDue(PeerId(1)),
-                ms: Timing::default().ring_due_ms
-            }
-        ]
-    );
-    let rung = waiter.handle(Input::Relay(ServerMsg::Ring {
-        from: PeerId(2),
-        from_name: None,
-    }));
-    assert_eq!(
-        calls_only(rung),
-        vec![Effect::Open {
-            conn: ConnId(0),
-            answering: false
-        }]
-    );
-    // A page that does not know `ring` never offers: the caller calls once the ring is due.
-    let effects = calls_only(caller.handle(Input::Timer(Timer::RingDue(PeerId(1)))));
     assert_eq!(
         effects,
         vec![Effect::Open {
@@ -234,7 +194,7 @@ fn candidates_wait_for_the_remote_description() {
 fn news_from_a_closed_connection_is_ignored() {
     let mut caller = Engine::new(config(true, "b"));
     caller.handle(Input::Start);
-    welcome_unanswered(&mut caller, welcome(2, vec![info(1, "a")]));
+    caller.handle(welcome(2, vec![info(1, "a")]));
     let conn = ConnId(0);
     let effects = calls_only(caller.handle(Input::HangUp));
     assert_eq!(
@@ -270,7 +230,7 @@ fn news_from_a_closed_connection_is_ignored() {
 fn a_peer_leaving_mid_negotiation_ends_only_their_call() {
     let mut caller = Engine::new(config(true, "c"));
     caller.handle(Input::Start);
-    welcome_unanswered(&mut caller, welcome(3, vec![info(1, "a"), info(2, "b")]));
+    caller.handle(welcome(3, vec![info(1, "a"), info(2, "b")]));
     assert_eq!(caller.tiles().len(), 2);
     caller.handle(Input::Peer(ConnId(0), PeerInput::NegotiationNeeded));
     let effects = calls_only(caller.handle(Input::Relay(ServerMsg::PeerLeft {
@@ -296,7 +256,7 @@ fn a_peer_leaving_mid_negotiation_ends_only_their_call() {
 fn a_dropped_socket_keeps_a_call_whose_media_flows() {
     let mut caller = Engine::new(config(true, "b"));
     caller.handle(Input::Start);
-    welcome_unanswered(&mut caller, welcome(2, vec![info(1, "a")]));
+    caller.handle(welcome(2, vec![info(1, "a")]));
     caller.handle(Input::Peer(
         ConnId(0),
         PeerInput::State(ConnState::Connected),
@@ -318,7 +278,7 @@ fn ice_restarts_on_failure_and_after_a_long_disconnection_then_the_person_is_los
     // The impolite side (the smaller session id) restarts at once.
     let mut caller = Engine::new(config(true, "0"));
     caller.handle(Input::Start);
-    welcome_unanswered(&mut caller, welcome(2, vec![info(1, "a")]));
+    caller.handle(welcome(2, vec![info(1, "a")]));
     let conn = ConnId(0);
     caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
     let timing = Timing::default();
@@ -398,7 +358,7 @@ fn a_network_change_restarts_every_connection() {
     // Polite towards "a", impolite towards "c": one restart now, one after the grace period.
     let mut page = Engine::new(config(true, "b"));
     page.handle(Input::Start);
-    welcome_unanswered(&mut page, welcome(2, vec![info(1, "a"), info(3, "c")]));
+    page.handle(welcome(2, vec![info(1, "a"), info(3, "c")]));
     let grace = Timing::default().restart_grace_ms;
     assert_eq!(
         calls_only(page.handle(Input::Online)),
@@ -647,10 +607,6 @@ impl World {
                 self.pages[from].id = Some(id);
                 self.pages[from].inbox.push_back(welcome(id.0, peers));
             }
-            ClientMsg::Ring { to } => self.forward(from, to, |f| ServerMsg::Ring {
-                from: f,
-                from_name: None,
-            }),
             ClientMsg::Offer { to, sdp } => self.forward(from, to, |f| ServerMsg::Offer {
                 from: f,
                 from_name: None,
@@ -1075,7 +1031,7 @@ fn a_relay_socket_that_stops_answering_is_replaced() {
     let mut page = Engine::new(config(true, "b"));
     page.handle(Input::Start);
     let timing = Timing::default();
-    let effects = welcome_unanswered(&mut page, welcome(2, vec![info(1, "a")]));
+    let effects = page.handle(welcome(2, vec![info(1, "a")]));
     assert!(effects.contains(&Effect::StartTimer {
         timer: Timer::Heartbeat,
         ms: timing.heartbeat_ms
@@ -1209,7 +1165,7 @@ fn an_offer_without_an_answer_is_sent_again_and_a_repeated_offer_gets_the_same_a
     let timing = Timing::default();
     let mut caller = Engine::new(config(true, "b"));
     caller.handle(Input::Start);
-    welcome_unanswered(&mut caller, welcome(2, vec![info(1, "a")]));
+    caller.handle(welcome(2, vec![info(1, "a")]));
     let conn = ConnId(0);
     caller.handle(Input::Peer(conn, PeerInput::NegotiationNeeded));
     let candidate = IceCandidate {
@@ -1348,7 +1304,7 @@ fn a_connection_that_never_connects_gets_an_ice_restart_and_then_counts_as_lost(
     // without ever failing: the impolite side restarts ICE once the connection is due.
     let mut impolite = Engine::new(config(true, "a"));
     impolite.handle(Input::Start);
-    let effects = welcome_unanswered(&mut impolite, welcome(2, vec![info(1, "b")]));
+    let effects = impolite.handle(welcome(2, vec![info(1, "b")]));
     let conn = opened(&effects)[0];
     assert!(effects.contains(&Effect::StartTimer {
         timer: Timer::ConnectDue(conn),
