@@ -829,6 +829,19 @@ impl Engine {
                 kind: ErrorKind::InvalidResume,
                 ..
             } => out.push(Effect::Send(self.join_msg(None))),
+            // A relay of several could not reach the store they share rooms through (Redis):
+            // it placed nothing. Connect again with the usual backoff (to it, or to another
+            // relay behind the same address), keeping every call whose media flows.
+            ServerMsg::Error {
+                kind: ErrorKind::BackplaneUnavailable,
+                ..
+            } => {
+                out.push(Effect::DropRelay);
+                self.on_relay_lost(
+                    "The relay cannot reach the store it shares rooms through.".to_owned(),
+                    out,
+                );
+            }
             ServerMsg::Error { kind, message } => {
                 let text = match kind {
                     ErrorKind::RoomFull => format!(

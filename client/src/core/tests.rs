@@ -1343,3 +1343,34 @@ fn a_connection_that_never_connects_gets_an_ice_restart_and_then_counts_as_lost(
     polite.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
     assert!(!polite.timers().any(|t| t == Timer::RestartDue(conn)));
 }
+
+#[test]
+fn a_relay_that_cannot_reach_its_shared_store_is_tried_again_and_the_call_kept() {
+    let mut caller = Engine::new(config(true, "b"));
+    caller.handle(Input::Start);
+    caller.handle(welcome(2, vec![info(1, "a")]));
+    let conn = ConnId(0);
+    caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+    let effects = caller.handle(Input::Relay(ServerMsg::error(
+        ErrorKind::BackplaneUnavailable,
+        "redis is away",
+    )));
+    assert_eq!(effects[0], Effect::DropRelay);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::StartTimer {
+                timer: Timer::Reconnect,
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    assert!(!effects.contains(&Effect::Close { conn }), "{effects:?}");
+    assert!(
+        caller.status().text().contains("Reconnecting"),
+        "{:?}",
+        caller.status()
+    );
+    assert_eq!(caller.tiles().len(), 1);
+}
