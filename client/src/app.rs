@@ -19,7 +19,7 @@ use web_sys::{MediaStream, RtcPeerConnectionState};
 
 use crate::{
     chat,
-    core::{self, ConnId, ConnState, Effect, Engine, Input, PeerInput, Timer, Timing},
+    core::{self, ConnId, ConnState, Effect, Engine, Input, MediaState, PeerInput, Timer, Timing},
     diagnose::{self, Path},
     media::{self, MediaError},
     peer::{Peer, PeerEvent},
@@ -215,6 +215,7 @@ impl App {
                 let first = self.local.is_none();
                 self.ui.show_local(Some(&stream));
                 self.local = Some(stream);
+                self.apply_media(self.engine.media());
                 if first {
                     self.input(Input::Media(Ok(()))).await;
                 }
@@ -246,9 +247,29 @@ impl App {
             Event::Click(Button::Call) => self.input(Input::Call).await,
             Event::Click(Button::HangUp) => self.input(Input::HangUp).await,
             Event::Click(Button::ChatSend) => self.send_chat(),
+            Event::Click(Button::Mute) => self.input(Input::ToggleMute).await,
+            Event::Click(Button::Camera) => self.input(Input::ToggleCamera).await,
             Event::Tick => self.read_paths().await,
         }
         self.render();
+    }
+
+    /// Sends our microphone and camera as `media` says (a disabled track sends silence or
+    /// black), and shows it on the buttons.
+    fn apply_media(&self, media: MediaState) {
+        if let Some(stream) = &self.local {
+            for track in stream.get_audio_tracks().iter() {
+                if let Ok(track) = track.dyn_into::<web_sys::MediaStreamTrack>() {
+                    track.set_enabled(!media.muted);
+                }
+            }
+            for track in stream.get_video_tracks().iter() {
+                if let Ok(track) = track.dyn_into::<web_sys::MediaStreamTrack>() {
+                    track.set_enabled(!media.camera_off);
+                }
+            }
+        }
+        self.ui.show_media(media);
     }
 
     /// Sends what is in the chat field to everyone we have a call with, peer to peer.
@@ -291,7 +312,11 @@ impl App {
             PeerEvent::NegotiationNeeded => PeerInput::NegotiationNeeded,
             PeerEvent::Chat(frame) => {
                 match chat::decode(&frame) {
-                    Ok(wire) => {
+                    Ok(chat::Frame::Media(media)) => {
+                        self.input(Input::Peer(conn, PeerInput::RemoteMedia(media)))
+                            .await;
+                    }
+                    Ok(chat::Frame::Chat(wire)) => {
                         let tile = self.engine.tiles().into_iter().find(|t| t.conn == conn);
                         let who = tile
                             .as_ref()
@@ -347,6 +372,13 @@ impl App {
                 }
             }
             Effect::Open { conn, answering } => return self.open(conn, answering),
+            Effect::SetMedia(media) => {
+                self.apply_media(media);
+                let frame = chat::encode_media(media);
+                for peer in self.peers.values() {
+                    peer.send_chat(&frame);
+                }
+            }
             Effect::Close { conn } => {
                 // Dropping the peer closes its connection and unregisters its handlers.
                 self.peers.remove(&conn);
@@ -445,6 +477,11 @@ impl App {
             Ok(peer) => {
                 if !answering {
                     peer.send_media(self.local.as_ref());
+                }
+                // They learn first thing whether we are muted or have the camera off.
+                let media = self.engine.media();
+                if media != MediaState::default() {
+                    peer.send_chat(&chat::encode_media(media));
                 }
                 self.peers.insert(conn, peer);
                 None

@@ -1,4 +1,5 @@
-//! Text chat: what a message may be, and how it travels on a connection's data channel.
+//! Text chat: what a message may be, and how it travels on a connection's data channel, which
+//! also carries each side's microphone and camera state.
 //!
 //! Messages go peer to peer, one reliable, ordered data channel per connection (negotiated
 //! with a fixed id on both sides, so that it needs no signaling of its own and keeps working
@@ -6,6 +7,8 @@
 //! it: what the person may send, the wire format, and what a received message must be.
 
 use serde::{Deserialize, Serialize};
+
+use crate::core::MediaState;
 
 /// The data channel's label and its negotiated id.
 pub const CHANNEL_LABEL: &str = "chat";
@@ -76,13 +79,58 @@ pub fn encode(text: &str, at: u64) -> String {
     .unwrap_or_default()
 }
 
+/// A frame of the data channel.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    /// A chat message: `{"text", "at"}`.
+    Chat(Wire),
+    /// The sender's microphone and camera: `{"muted", "cameraOff"}`.
+    Media(MediaState),
+}
+
+/// Every field a frame may have (one flat struct: serde's untagged enums cost the bundle far
+/// more).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Fields {
+    text: Option<String>,
+    at: Option<u64>,
+    muted: Option<bool>,
+    camera_off: Option<bool>,
+}
+
+/// The frame that tells the other side our microphone and camera state.
+pub fn encode_media(media: MediaState) -> String {
+    format!(
+        r#"{{"muted":{},"cameraOff":{}}}"#,
+        media.muted, media.camera_off
+    )
+}
+
 /// A received frame, checked as if the sender had typed it here: a peer's page is not trusted
 /// to have done so.
-pub fn decode(frame: &str) -> Result<Wire, ChatError> {
-    let wire: Wire =
+pub fn decode(frame: &str) -> Result<Frame, ChatError> {
+    let fields: Fields =
         serde_json::from_str(frame).map_err(|err| ChatError::Malformed(err.to_string()))?;
-    let text = compose(&wire.text)?;
-    Ok(Wire { text, at: wire.at })
+    match fields {
+        Fields {
+            text: Some(text),
+            at,
+            ..
+        } => Ok(Frame::Chat(Wire {
+            text: compose(&text)?,
+            at: at.unwrap_or(0),
+        })),
+        Fields {
+            muted, camera_off, ..
+        } if muted.is_some() || camera_off.is_some() => Ok(Frame::Media(MediaState {
+            muted: muted.unwrap_or(false),
+            camera_off: camera_off.unwrap_or(false),
+        })),
+        _ => Err(ChatError::Malformed(
+            "neither a message nor a media state".to_owned(),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -112,7 +160,9 @@ mod tests {
     #[test]
     fn markup_travels_as_text() {
         let frame = encode("<img src=x onerror=alert(1)>", 5);
-        let wire = decode(&frame).expect("our own frame");
+        let Ok(Frame::Chat(wire)) = decode(&frame) else {
+            panic!("our own frame: {frame}");
+        };
         assert_eq!(wire.text, "<img src=x onerror=alert(1)>");
         assert_eq!(wire.at, 5);
     }
@@ -127,5 +177,30 @@ mod tests {
         assert_eq!(decode(r#"{"text":"  ","at":0}"#), Err(ChatError::Empty));
         let huge = encode(&"x".repeat(MAX_CHARS * 2), 0);
         assert_eq!(decode(&huge), Err(ChatError::TooLong(MAX_CHARS * 2)));
+        assert!(matches!(
+            decode(r#"{"at":3}"#),
+            Err(ChatError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(r#"{"muted":"yes"}"#),
+            Err(ChatError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn media_states_travel_on_the_same_channel() {
+        for muted in [false, true] {
+            for camera_off in [false, true] {
+                let media = MediaState { muted, camera_off };
+                assert_eq!(decode(&encode_media(media)), Ok(Frame::Media(media)));
+            }
+        }
+        assert_eq!(
+            decode(r#"{"cameraOff":true}"#),
+            Ok(Frame::Media(MediaState {
+                muted: false,
+                camera_off: true
+            }))
+        );
     }
 }

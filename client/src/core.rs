@@ -102,6 +102,17 @@ pub enum PeerInput {
     State(ConnState),
     /// A STUN or TURN server could not be used (`icecandidateerror`).
     IceServerError(IceServerError),
+    /// The person on the other side muted, unmuted, or turned their camera off or on.
+    RemoteMedia(MediaState),
+}
+
+/// What a person sends of their microphone and camera.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MediaState {
+    /// The microphone is muted: silence is sent.
+    pub muted: bool,
+    /// The camera is off: black frames are sent.
+    pub camera_off: bool,
 }
 
 /// Something that happened.
@@ -123,6 +134,10 @@ pub enum Input {
     Call,
     /// The person pressed Hang up.
     HangUp,
+    /// The person pressed the mute button.
+    ToggleMute,
+    /// The person pressed the camera button.
+    ToggleCamera,
     /// A peer connection's news.
     Peer(ConnId, PeerInput),
 }
@@ -137,6 +152,9 @@ pub enum Effect {
     DropRelay,
     /// Send a message to the relay.
     Send(ClientMsg),
+    /// Send our microphone and camera like this from now on (enable or disable the tracks),
+    /// show it on our buttons, and tell everybody we have a call with.
+    SetMedia(MediaState),
     /// Create a peer connection with the current ICE servers; report its news as
     /// [`Input::Peer`]. A connection we call on gets send-receive audio and video at once,
     /// with the camera's tracks if it is open (it is not waited for: its tracks go onto those
@@ -239,6 +257,8 @@ pub struct Tile {
     pub name: Option<String>,
     /// How it is going.
     pub state: TileState,
+    /// Whether they are muted or have their camera off.
+    pub media: MediaState,
 }
 
 /// What the status line says.
@@ -414,6 +434,8 @@ struct Link {
     ever_connected: bool,
     /// The TURN server that refused our credentials, if one did.
     turn_refused: Option<String>,
+    /// What they told us of their microphone and camera.
+    remote_media: MediaState,
 }
 
 impl Link {
@@ -487,6 +509,8 @@ pub struct Engine {
     relay_lost: Option<String>,
     /// Whether we take part in calls: false after Hang up, until Call or an incoming offer.
     active: bool,
+    /// What we send of our microphone and camera.
+    media: MediaState,
     /// The remote people, in the order we heard of them.
     remotes: Vec<Remote>,
     problems: Vec<(Trouble, String)>,
@@ -516,6 +540,7 @@ impl Engine {
             reconnects: 0,
             relay_lost: None,
             active: true,
+            media: MediaState::default(),
             remotes: Vec::new(),
             problems: Vec::new(),
             ended: None,
@@ -585,9 +610,22 @@ impl Engine {
                     self.ended = Some("Call ended. Press Call to call again.".to_owned());
                 }
             }
+            Input::ToggleMute => {
+                self.media.muted = !self.media.muted;
+                out.push(Effect::SetMedia(self.media));
+            }
+            Input::ToggleCamera => {
+                self.media.camera_off = !self.media.camera_off;
+                out.push(Effect::SetMedia(self.media));
+            }
             Input::Peer(conn, news) => self.on_peer(conn, news, &mut out),
         }
         out
+    }
+
+    /// What we send of our microphone and camera: a new connection is told it first.
+    pub fn media(&self) -> MediaState {
+        self.media
     }
 
     /// What the status line should say now.
@@ -639,6 +677,7 @@ impl Engine {
                     peer: r.id,
                     name: r.name.clone(),
                     state: link.tile,
+                    media: link.remote_media,
                 })
             })
             .collect()
@@ -992,6 +1031,7 @@ impl Engine {
             tile: TileState::Connecting,
             ever_connected: false,
             turn_refused: None,
+            remote_media: MediaState::default(),
         });
         out.push(Effect::Open { conn, answering });
         let ms = self.config.timing.connect_due_ms;
@@ -1128,6 +1168,7 @@ impl Engine {
                 self.signal(conn, Signal::Candidate(candidate), out);
             }
             PeerInput::State(state) => self.on_conn_state(conn, state, out),
+            PeerInput::RemoteMedia(media) => link.remote_media = media,
             PeerInput::IceServerError(error) => {
                 if error.is_turn_auth() {
                     link.turn_refused = Some(error.url);

@@ -16,7 +16,7 @@ use web_sys::{
 };
 
 use crate::{
-    core::{ConnId, Status, Tile, TileState},
+    core::{ConnId, MediaState, Status, Tile, TileState},
     diagnose::Path,
     small::VecMap,
 };
@@ -32,15 +32,21 @@ pub enum Button {
     HangUp,
     /// Send what is in the chat field.
     ChatSend,
+    /// Mute or unmute the microphone.
+    Mute,
+    /// Turn the camera off or on.
+    Camera,
 }
 
 impl Button {
     /// Every button, with its element id.
-    pub const ALL: [(Button, &'static str); 4] = [
+    pub const ALL: [(Button, &'static str); 6] = [
         (Button::Start, "startButton"),
         (Button::Call, "callButton"),
         (Button::HangUp, "hangupButton"),
         (Button::ChatSend, "chatSend"),
+        (Button::Mute, "muteButton"),
+        (Button::Camera, "cameraButton"),
     ];
 }
 
@@ -62,6 +68,8 @@ pub struct Ui {
     start: HtmlButtonElement,
     call: HtmlButtonElement,
     hang_up: HtmlButtonElement,
+    mute: HtmlButtonElement,
+    camera: HtmlButtonElement,
     status: HtmlElement,
     path: HtmlElement,
     tiles: VecMap<ConnId, TileView>,
@@ -83,6 +91,8 @@ impl Ui {
             start: by_id(document, "startButton")?,
             call: by_id(document, "callButton")?,
             hang_up: by_id(document, "hangupButton")?,
+            mute: by_id(document, "muteButton")?,
+            camera: by_id(document, "cameraButton")?,
             status: by_id(document, "status")?,
             path: by_id(document, "connectionPath")?,
             tiles: VecMap::new(),
@@ -100,7 +110,20 @@ impl Ui {
             Button::Call => &self.call,
             Button::HangUp => &self.hang_up,
             Button::ChatSend => &self.chat_send,
+            Button::Mute => &self.mute,
+            Button::Camera => &self.camera,
         }
+    }
+
+    /// Shows on the buttons (`aria-pressed`) whether we are muted and have the camera off.
+    pub fn show_media(&self, media: MediaState) {
+        let pressed = |on: bool| if on { "true" } else { "false" };
+        let _ = self
+            .mute
+            .set_attribute("aria-pressed", pressed(media.muted));
+        let _ = self
+            .camera
+            .set_attribute("aria-pressed", pressed(media.camera_off));
     }
 
     /// Adds a chat message to the log: `from` is the sender's relay id (`data-from`), `None`
@@ -179,7 +202,14 @@ impl Ui {
                 view.video.set_src_object(None);
                 if view.video.is_same_node(Some(&self.remote_video)) {
                     // The placeholder stays in the page for the original scripts.
-                    for name in ["data-peer", "data-conn", "data-state", "data-path"] {
+                    for name in [
+                        "data-peer",
+                        "data-conn",
+                        "data-state",
+                        "data-path",
+                        "data-muted",
+                        "data-camera-off",
+                    ] {
                         let _ = view.figure.remove_attribute(name);
                     }
                     let _ = view.video.remove_attribute("data-peer");
@@ -213,12 +243,20 @@ impl Ui {
             let _ = view.figure.remove_attribute("hidden");
             let _ = view.video.set_attribute("data-peer", &peer);
             let who = tile.name.as_deref().unwrap_or("Someone");
-            let caption = match tile.state {
+            set_flag(&view.figure, "data-muted", tile.media.muted);
+            set_flag(&view.figure, "data-camera-off", tile.media.camera_off);
+            let mut caption = match tile.state {
                 TileState::Connecting => format!("{who} (connecting…)"),
                 TileState::Connected => who.to_owned(),
                 TileState::Reconnecting => format!("{who} (reconnecting…)"),
                 TileState::Lost => format!("{who} (connection lost)"),
             };
+            if tile.media.muted {
+                caption.push_str(", muted");
+            }
+            if tile.media.camera_off {
+                caption.push_str(", camera off");
+            }
             if view.caption.text_content().as_deref() != Some(caption.as_str()) {
                 view.caption.set_text_content(Some(&caption));
             }
@@ -291,4 +329,13 @@ fn by_id<T: JsCast>(document: &Document, id: &str) -> Result<T, JsValue> {
         .ok_or_else(|| JsValue::from_str(&format!("the page has no #{id}")))?
         .dyn_into()
         .map_err(|_| JsValue::from_str(&format!("#{id} is not the expected element")))
+}
+
+/// Sets the attribute `name` to "true" when `on`, and takes it away otherwise.
+fn set_flag(element: &Element, name: &str, on: bool) {
+    let _ = if on {
+        element.set_attribute(name, "true")
+    } else {
+        element.remove_attribute(name)
+    };
 }

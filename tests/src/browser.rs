@@ -124,14 +124,15 @@ impl WebDriverCompatibleCommand for Cdp {
     }
 }
 
-/// Installed in every test page before its own scripts: notes what each `RTCPeerConnection`
-/// does, as the browser sees it (descriptions with their ICE username fragments, signaling,
+/// Installed in every test page before its own scripts: keeps each `RTCPeerConnection` in
+/// `window.__pcs` (for its stats) and notes what it does, as the browser sees it (descriptions with their ICE username fragments, signaling,
 /// gathering and connection states, candidates), in `window.__pcLog`. A failing wait prints it
 /// beside the engine's own trace.
 const PC_WATCH_JS: &str = r#"(() => {
   const PC = window.RTCPeerConnection;
   if (!PC) return;
   const log = window.__pcLog = [];
+  const pcs = window.__pcs = [];
   const ids = new WeakMap();
   let next = 0;
   const note = (pc, what) => {
@@ -151,6 +152,7 @@ const PC_WATCH_JS: &str = r#"(() => {
   const Watched = function (...args) {
     const pc = new PC(...args);
     ids.set(pc, next++);
+    pcs.push(pc);
     for (const [event, state] of [['signalingstatechange', 'signalingState'],
         ['icegatheringstatechange', 'iceGatheringState'],
         ['iceconnectionstatechange', 'iceConnectionState'],

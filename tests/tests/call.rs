@@ -329,6 +329,102 @@ async fn two_callers_at_the_same_instant_settle_glare_without_a_new_call() {
     shutdown.cancel();
 }
 
+/// The total energy of the audio `page` received on its newest connection (`totalAudioEnergy`
+/// of its inbound audio): it grows while sound arrives and stands still during silence.
+async fn audio_energy(page: &fantoccini::Client) -> f64 {
+    page.execute(
+        "const pc = (window.__pcs || []).at(-1);
+         if (!pc) return 0;
+         return pc.getStats().then((report) => {
+           let energy = 0;
+           report.forEach((s) => {
+             if (s.type === 'inbound-rtp' && s.kind === 'audio') energy = s.totalAudioEnergy || 0;
+           });
+           return energy;
+         });",
+        vec![],
+    )
+    .await
+    .expect("script runs")
+    .as_f64()
+    .unwrap_or(0.0)
+}
+
+/// How much audio energy reaches `page` in `ms` milliseconds.
+async fn energy_over(page: &fantoccini::Client, ms: u64) -> f64 {
+    let before = audio_energy(page).await;
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    audio_energy(page).await - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_silences_the_microphone_and_camera_off_shows_on_the_other_side() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let a = driver.browser().await;
+    let b = driver.browser().await;
+    e2e::browser::call(&a, &b, &format!("http://{relay}/?room=media")).await;
+    // The fake microphone beeps: sound arrives.
+    let heard = energy_over(&a, 3000).await;
+    assert!(heard > 0.0, "no sound arrived before muting");
+
+    let press =
+        |page: &'static str| format!("document.getElementById('{page}').click(); return true;");
+    b.execute(&press("muteButton"), vec![])
+        .await
+        .expect("press mute");
+    wait_for(
+        &b,
+        "the mute button pressed",
+        "return document.getElementById('muteButton').getAttribute('aria-pressed') === 'true'",
+    )
+    .await;
+    wait_for(
+        &a,
+        "the other side shown muted",
+        "const f = document.querySelector('#remotes figure[data-conn]');
+         return f && f.dataset.muted === 'true' && f.textContent.includes('muted');",
+    )
+    .await;
+    // What was in flight when the button was pressed has arrived by now.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let muted = energy_over(&a, 3000).await;
+    assert!(
+        muted < heard / 100.0,
+        "sound still arrives while muted: {muted} against {heard}"
+    );
+
+    b.execute(&press("cameraButton"), vec![])
+        .await
+        .expect("press camera");
+    wait_for(
+        &a,
+        "the other side's camera shown off",
+        "const f = document.querySelector('#remotes figure[data-conn]');
+         return f && f.dataset.cameraOff === 'true' && f.textContent.includes('camera off');",
+    )
+    .await;
+    // Both back on: the marks go, and sound arrives again.
+    b.execute(&press("muteButton"), vec![])
+        .await
+        .expect("unmute");
+    b.execute(&press("cameraButton"), vec![])
+        .await
+        .expect("camera on");
+    wait_for(
+        &a,
+        "the other side shown unmuted with the camera on",
+        "const f = document.querySelector('#remotes figure[data-conn]');
+         return f && !('muted' in f.dataset) && !('cameraOff' in f.dataset);",
+    )
+    .await;
+    assert!(energy_over(&a, 3000).await > 0.0, "no sound after unmuting");
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+    shutdown.cancel();
+}
+
 /// Types `text` into the chat of `pages[from]` and sends it with Enter; every other page shows
 /// it once, as text, marked with the sender's relay id.
 async fn chat(pages: &[fantoccini::Client], from: usize, text: &str) {

@@ -659,6 +659,7 @@ impl World {
                     }
                 }
                 Effect::Send(msg) => self.relay_receive(n, msg),
+                Effect::SetMedia(_) => {}
                 Effect::DropRelay => {
                     page.online = false;
                     page.deaf = false;
@@ -1373,4 +1374,42 @@ fn a_relay_that_cannot_reach_its_shared_store_is_tried_again_and_the_call_kept()
         caller.status()
     );
     assert_eq!(caller.tiles().len(), 1);
+}
+
+#[test]
+fn mute_and_camera_off_are_ours_to_toggle_and_theirs_to_show() {
+    let mut page = Engine::new(config(true, "b"));
+    page.handle(Input::Start);
+    page.handle(welcome(2, vec![info(1, "a")]));
+    assert_eq!(page.media(), MediaState::default());
+    let muted = MediaState {
+        muted: true,
+        camera_off: false,
+    };
+    assert_eq!(
+        page.handle(Input::ToggleMute),
+        vec![Effect::SetMedia(muted)]
+    );
+    let both = MediaState {
+        muted: true,
+        camera_off: true,
+    };
+    assert_eq!(
+        page.handle(Input::ToggleCamera),
+        vec![Effect::SetMedia(both)]
+    );
+    assert_eq!(page.media(), both);
+    assert_eq!(
+        page.handle(Input::ToggleMute),
+        vec![Effect::SetMedia(MediaState {
+            muted: false,
+            camera_off: true
+        })]
+    );
+    // What the other side tells us shows on their tile; news for no connection is dropped.
+    let conn = ConnId(0);
+    page.handle(Input::Peer(conn, PeerInput::RemoteMedia(muted)));
+    assert_eq!(page.tiles()[0].media, muted);
+    page.handle(Input::Peer(ConnId(9), PeerInput::RemoteMedia(both)));
+    assert_eq!(page.tiles()[0].media, muted);
 }
