@@ -28,6 +28,15 @@ use crate::{
     ui::{Button, Ui},
 };
 
+/// Where the page keeps the person's name between visits (`localStorage`).
+const NAME_KEY: &str = "name";
+
+/// The name kept from an earlier visit.
+fn stored_name() -> Option<String> {
+    let storage = web_sys::window()?.local_storage().ok()??;
+    storage.get_item(NAME_KEY).ok()?
+}
+
 /// How often the page re-reads each call's path from `getStats()`.
 const TICK_MS: u32 = 2_000;
 
@@ -61,6 +70,8 @@ pub struct Options {
     pub room: String,
     /// The relay's WebSocket URL.
     pub relay_url: String,
+    /// The name typed last time, or `?name=`: as given, checked before use.
+    pub name: Option<String>,
 }
 
 impl Options {
@@ -76,10 +87,12 @@ impl Options {
         } else {
             "ws"
         };
+        let name = search.get("name").or_else(stored_name);
         Ok(Self {
             caller: location.hash()? == "#true",
             room,
             relay_url: format!("{scheme}://{}/ws", location.host()?),
+            name,
         })
     }
 }
@@ -142,27 +155,39 @@ impl App {
         };
         window.add_event_listener_with_callback("online", online.as_ref().unchecked_ref())?;
         listeners.push(online);
-        // Enter in the chat field sends (Shift+Enter would be a new line in a text area).
-        let enter = {
+        // Enter in the chat field sends (Shift+Enter would be a new line in a text area), and
+        // in the name field uses the name.
+        for (field, button) in [
+            (&ui.chat_input, Button::ChatSend),
+            (&ui.name_input, Button::Name),
+        ] {
             let tx = events_tx.clone();
-            Closure::<dyn FnMut(_)>::new(move |event: web_sys::Event| {
+            let enter = Closure::<dyn FnMut(_)>::new(move |event: web_sys::Event| {
                 let Some(key) = event.dyn_ref::<web_sys::KeyboardEvent>() else {
                     return;
                 };
                 if key.key() == "Enter" && !key.shift_key() {
                     key.prevent_default();
-                    let _ = tx.unbounded_send(Event::Click(Button::ChatSend));
+                    let _ = tx.unbounded_send(Event::Click(button));
                 }
-            })
+            });
+            field.add_event_listener_with_callback("keydown", enter.as_ref().unchecked_ref())?;
+            listeners.push(enter);
+        }
+        let name = match options.name.as_deref().map(core::clean_name) {
+            Some(Ok(name)) => name,
+            Some(Err(why)) => {
+                ui.name_note(Some(&why));
+                None
+            }
+            None => None,
         };
-        ui.chat_input
-            .add_event_listener_with_callback("keydown", enter.as_ref().unchecked_ref())?;
-        listeners.push(enter);
+        ui.name_input.set_value(name.as_deref().unwrap_or_default());
 
         let config = core::Config {
             caller: options.caller,
             room: options.room.clone(),
-            name: None,
+            name,
             session: random_session(),
             seed: (js_sys::Math::random() * 2f64.powi(53)) as u64,
             timing: Timing::default(),
@@ -247,11 +272,29 @@ impl App {
             Event::Click(Button::Call) => self.input(Input::Call).await,
             Event::Click(Button::HangUp) => self.input(Input::HangUp).await,
             Event::Click(Button::ChatSend) => self.send_chat(),
+            Event::Click(Button::Name) => self.use_name().await,
             Event::Click(Button::Mute) => self.input(Input::ToggleMute).await,
             Event::Click(Button::Camera) => self.input(Input::ToggleCamera).await,
             Event::Tick => self.read_paths().await,
         }
         self.render();
+    }
+
+    /// Takes the name in the name field: remembered for next time, and joined with.
+    async fn use_name(&mut self) {
+        match core::clean_name(&self.ui.name_input.value()) {
+            Ok(name) => {
+                self.ui.name_note(None);
+                if let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok()?) {
+                    let _ = match &name {
+                        Some(name) => storage.set_item(NAME_KEY, name),
+                        None => storage.remove_item(NAME_KEY),
+                    };
+                }
+                self.input(Input::SetName(name)).await;
+            }
+            Err(why) => self.ui.name_note(Some(&why)),
+        }
     }
 
     /// Sends our microphone and camera as `media` says (a disabled track sends silence or

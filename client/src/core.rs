@@ -106,6 +106,20 @@ pub enum PeerInput {
     RemoteMedia(MediaState),
 }
 
+/// The name the person typed, made ready to join with: trimmed, `None` when empty; refused
+/// with words for the person when the relay would refuse it (control characters, too long).
+pub fn clean_name(typed: &str) -> Result<Option<String>, String> {
+    let name = typed.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if name.chars().any(char::is_control) {
+        return Err("A name cannot contain control characters (such as line breaks).".to_owned());
+    }
+    protocol::validate_name(name).map_err(|why| format!("That name cannot be used: {why}."))?;
+    Ok(Some(name.to_owned()))
+}
+
 /// What a person sends of their microphone and camera.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MediaState {
@@ -134,6 +148,8 @@ pub enum Input {
     Call,
     /// The person pressed Hang up.
     HangUp,
+    /// The person chose the name to join with (`None`: no name).
+    SetName(Option<String>),
     /// The person pressed the mute button.
     ToggleMute,
     /// The person pressed the camera button.
@@ -511,6 +527,8 @@ pub struct Engine {
     active: bool,
     /// What we send of our microphone and camera.
     media: MediaState,
+    /// The relay refused our join for its name: a new name sends it again.
+    name_refused: bool,
     /// The remote people, in the order we heard of them.
     remotes: Vec<Remote>,
     problems: Vec<(Trouble, String)>,
@@ -541,6 +559,7 @@ impl Engine {
             relay_lost: None,
             active: true,
             media: MediaState::default(),
+            name_refused: false,
             remotes: Vec::new(),
             problems: Vec::new(),
             ended: None,
@@ -608,6 +627,17 @@ impl Engine {
                     }
                     self.active = false;
                     self.ended = Some("Call ended. Press Call to call again.".to_owned());
+                }
+            }
+            Input::SetName(name) => {
+                self.config.name = name;
+                // Refused for the name: ask again with this one (the socket stays open after
+                // an error). Joined already: it is used from the next join on.
+                if self.relay == RelayState::Joining && self.name_refused {
+                    self.name_refused = false;
+                    self.clear_problem(Trouble::Refused);
+                    let resume = self.resume_token.take();
+                    out.push(Effect::Send(self.join_msg(resume)));
                 }
             }
             Input::ToggleMute => {
@@ -879,6 +909,20 @@ impl Engine {
                 self.on_relay_lost(
                     "The relay cannot reach the store it shares rooms through.".to_owned(),
                     out,
+                );
+            }
+            ServerMsg::Error {
+                kind: ErrorKind::NameTaken,
+                ..
+            } => {
+                self.name_refused = true;
+                let name = self.config.name.clone().unwrap_or_default();
+                self.set_problem(
+                    Trouble::Refused,
+                    format!(
+                        "Somebody in this room is already called “{name}”. Type another name \
+                         and press Use name."
+                    ),
                 );
             }
             ServerMsg::Error { kind, message } => {

@@ -36,17 +36,20 @@ pub enum Button {
     Mute,
     /// Turn the camera off or on.
     Camera,
+    /// Use the name in the name field.
+    Name,
 }
 
 impl Button {
     /// Every button, with its element id.
-    pub const ALL: [(Button, &'static str); 6] = [
+    pub const ALL: [(Button, &'static str); 7] = [
         (Button::Start, "startButton"),
         (Button::Call, "callButton"),
         (Button::HangUp, "hangupButton"),
         (Button::ChatSend, "chatSend"),
         (Button::Mute, "muteButton"),
         (Button::Camera, "cameraButton"),
+        (Button::Name, "nameButton"),
     ];
 }
 
@@ -78,6 +81,10 @@ pub struct Ui {
     chat_send: HtmlButtonElement,
     chat_log: HtmlElement,
     chat_note: HtmlElement,
+    /// The person's name: the field, its button, and a line for what went wrong.
+    pub name_input: HtmlInputElement,
+    name_button: HtmlButtonElement,
+    name_note: HtmlElement,
 }
 
 impl Ui {
@@ -100,6 +107,9 @@ impl Ui {
             chat_send: by_id(document, "chatSend")?,
             chat_log: by_id(document, "chatLog")?,
             chat_note: by_id(document, "chatNote")?,
+            name_input: by_id(document, "nameInput")?,
+            name_button: by_id(document, "nameButton")?,
+            name_note: by_id(document, "nameNote")?,
         })
     }
 
@@ -112,7 +122,13 @@ impl Ui {
             Button::ChatSend => &self.chat_send,
             Button::Mute => &self.mute,
             Button::Camera => &self.camera,
+            Button::Name => &self.name_button,
         }
+    }
+
+    /// Says what is wrong with the typed name, or nothing.
+    pub fn name_note(&self, text: Option<&str>) {
+        self.name_note.set_text_content(text);
     }
 
     /// Shows on the buttons (`aria-pressed`) whether we are muted and have the camera off.

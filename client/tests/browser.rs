@@ -471,6 +471,7 @@ fn options_come_from_the_address() {
     let room_and_caller = at("?room=kitchen#true");
     let no_room = at("?room=#false");
     let plain = at("?");
+    let named = at("?name=Zoe");
     history
         .replace_state_with_url(&JsValue::NULL, "", Some(&original))
         .expect("restore the address");
@@ -482,12 +483,14 @@ fn options_come_from_the_address() {
             room: "kitchen".to_owned(),
             // The tests are served over http, so the relay is plain ws on the same host.
             relay_url: format!("ws://{host}/ws"),
+            name: None,
         }
     );
     assert_eq!(no_room.room, protocol::DEFAULT_ROOM, "an empty room name");
     assert!(!no_room.caller, "#false is not the caller");
     assert_eq!(plain.room, protocol::DEFAULT_ROOM);
     assert!(!plain.caller);
+    assert_eq!(named.name.as_deref(), Some("Zoe"));
 }
 
 /// `Ui::find` names the missing or wrong element, and works on the page's elements.
@@ -511,7 +514,8 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         <button id="startButton"></button><button id="callButton"></button>
         <button id="hangupButton"></button><p id="status"></p><p id="connectionPath"></p>
         <input id="chatInput"><button id="chatSend"></button><div id="chatLog"></div>
-        <p id="chatNote"></p>"#;
+        <p id="chatNote"></p><button id="muteButton"></button><button id="cameraButton"></button>
+        <input id="nameInput"><button id="nameButton"></button><p id="nameNote"></p>"#;
 
     assert_eq!(message(Ui::find(&page(""))), "the page has no #localVideo");
     assert_eq!(
@@ -542,7 +546,18 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         .iter()
         .map(|&(button, _)| ui.button(button).disabled())
         .collect();
-    assert_eq!(disabled, [true, false, true, false]);
+    assert_eq!(disabled, [true, false, true, false, false, false, false]);
+    ui.show_media(client::core::MediaState {
+        muted: true,
+        camera_off: false,
+    });
+    let pressed = |id: &str| {
+        document
+            .get_element_by_id(id)
+            .and_then(|b| b.get_attribute("aria-pressed"))
+    };
+    assert_eq!(pressed("muteButton").as_deref(), Some("true"));
+    assert_eq!(pressed("cameraButton").as_deref(), Some("false"));
 
     // Chat lines are text: markup in a message stays characters.
     ui.add_chat(None, "You", 0, "<b>bold?</b>");

@@ -425,6 +425,73 @@ async fn mute_silences_the_microphone_and_camera_off_shows_on_the_other_side() {
     shutdown.cancel();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_show_on_tiles_and_a_taken_one_is_asked_for_again() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let a = driver.browser().await;
+    let b = driver.browser().await;
+    let base = format!("http://{relay}/?room=names");
+    a.goto(&format!("{base}&name=Ann")).await.expect("open a");
+    wait_for(
+        &a,
+        "a waiting",
+        "return document.getElementById('status').dataset.state === 'waiting'",
+    )
+    .await;
+    // The same name again: the page asks for another, with the field filled in.
+    b.goto(&format!("{base}&name=Ann#true"))
+        .await
+        .expect("open b");
+    wait_for(
+        &b,
+        "b asked for another name",
+        "const s = document.getElementById('status');
+         return s.dataset.state === 'error' && s.textContent.includes('already called')
+             && document.getElementById('nameInput').value === 'Ann';",
+    )
+    .await;
+    let field = b
+        .find(Locator::Id("nameInput"))
+        .await
+        .expect("the name field");
+    field.clear().await.expect("clear the field");
+    field
+        .send_keys("Bob\u{e007}")
+        .await
+        .expect("type a name and press Enter");
+    frames_beyond(&a, 0).await;
+    frames_beyond(&b, 0).await;
+    let caption = |who: &str| {
+        format!(
+            "const f = document.querySelector('#remotes figure[data-conn] figcaption');
+             return f && f.textContent.startsWith('{who}');"
+        )
+    };
+    wait_for(&a, "Bob's name on a's tile", &caption("Bob")).await;
+    wait_for(&b, "Ann's name on b's tile", &caption("Ann")).await;
+    // Remembered for the next visit.
+    let kept = b
+        .execute("return localStorage.getItem('name')", vec![])
+        .await
+        .expect("script runs");
+    assert_eq!(kept.as_str(), Some("Bob"));
+    // A name with a control character is refused with words, not joined with.
+    a.goto(&format!("{base}2&name=Ev%0Ae"))
+        .await
+        .expect("reopen a");
+    wait_for(
+        &a,
+        "the refused name explained",
+        "return document.getElementById('nameNote').textContent.includes('control characters')",
+    )
+    .await;
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+    shutdown.cancel();
+}
+
 /// Types `text` into the chat of `pages[from]` and sends it with Enter; every other page shows
 /// it once, as text, marked with the sender's relay id.
 async fn chat(pages: &[fantoccini::Client], from: usize, text: &str) {

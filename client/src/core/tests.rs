@@ -1413,3 +1413,46 @@ fn mute_and_camera_off_are_ours_to_toggle_and_theirs_to_show() {
     page.handle(Input::Peer(ConnId(9), PeerInput::RemoteMedia(both)));
     assert_eq!(page.tiles()[0].media, muted);
 }
+
+#[test]
+fn a_name_taken_in_the_room_is_asked_for_again_not_shown_as_an_error() {
+    let mut cfg = config(false, "a");
+    cfg.name = Some("Ann".into());
+    let mut page = Engine::new(cfg);
+    page.handle(Input::Start);
+    let effects = page.handle(Input::Relay(ServerMsg::error(
+        ErrorKind::NameTaken,
+        "the name is taken",
+    )));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert!(
+        page.status().text().contains("already called “Ann”"),
+        "{:?}",
+        page.status()
+    );
+    // A new name joins again, on the same socket.
+    let effects = page.handle(Input::SetName(Some("Ann B".into())));
+    assert_eq!(
+        effects,
+        vec![Effect::Send(ClientMsg::Join {
+            room: "r".into(),
+            name: Some("Ann B".into()),
+            resume: None,
+            session: Some("a".into()),
+        })]
+    );
+    page.handle(welcome(1, vec![]));
+    assert_eq!(page.status().state(), "waiting");
+    // Joined: a new name waits for the next join.
+    assert!(page.handle(Input::SetName(Some("Zed".into()))).is_empty());
+}
+
+#[test]
+fn names_are_trimmed_and_checked_before_joining() {
+    assert_eq!(clean_name("  Ann  "), Ok(Some("Ann".into())));
+    assert_eq!(clean_name("   "), Ok(None));
+    assert!(clean_name("Ann\nB")
+        .expect_err("a control character")
+        .contains("control"));
+    assert!(clean_name(&"x".repeat(200)).is_err());
+}
