@@ -21,6 +21,7 @@ use crate::{
     chat,
     core::{self, ConnId, ConnState, Effect, Engine, Input, MediaState, PeerInput, Timer, Timing},
     diagnose::{self, Path},
+    invite,
     media::{self, MediaError},
     peer::{Peer, PeerEvent},
     relay::{RelayEvent, RelaySocket},
@@ -273,11 +274,64 @@ impl App {
             Event::Click(Button::HangUp) => self.input(Input::HangUp).await,
             Event::Click(Button::ChatSend) => self.send_chat(),
             Event::Click(Button::Name) => self.use_name().await,
+            Event::Click(Button::CopyLink) => self.copy_link().await,
+            Event::Click(Button::NewRoom) => {
+                let room = invite::new_room_name(random_bytes());
+                let location = web_sys::window().map(|w| w.location());
+                if let Some(location) = location {
+                    let link = invite::room_link(
+                        &location.origin().unwrap_or_default(),
+                        &location.pathname().unwrap_or_default(),
+                        &room,
+                    );
+                    if let Err(err) = location.assign(&link) {
+                        self.ui.invite_note(&describe(&err), None);
+                    }
+                }
+            }
             Event::Click(Button::Mute) => self.input(Input::ToggleMute).await,
             Event::Click(Button::Camera) => self.input(Input::ToggleCamera).await,
             Event::Tick => self.read_paths().await,
         }
         self.render();
+    }
+
+    /// Copies the link to this room to the clipboard, and shows it (to copy by hand where the
+    /// browser does not let the page write to the clipboard).
+    async fn copy_link(&mut self) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let location = window.location();
+        let link = invite::room_link(
+            &location.origin().unwrap_or_default(),
+            &location.pathname().unwrap_or_default(),
+            &self.options.room,
+        );
+        let clipboard = js_sys::Reflect::get(&window.navigator(), &"clipboard".into())
+            .ok()
+            .filter(|c| !c.is_undefined());
+        let written = match clipboard {
+            Some(clipboard) => {
+                let write = js_sys::Reflect::get(&clipboard, &"writeText".into())
+                    .ok()
+                    .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+                match write.map(|f| f.call1(&clipboard, &JsValue::from_str(&link))) {
+                    Some(Ok(promise)) => match promise.dyn_into::<js_sys::Promise>() {
+                        Ok(promise) => wasm_bindgen_futures::JsFuture::from(promise).await.is_ok(),
+                        Err(_) => false,
+                    },
+                    _ => false,
+                }
+            }
+            None => false,
+        };
+        let text = if written {
+            "Link copied; send it to the people you want to talk to:"
+        } else {
+            "Copy this link and send it to the people you want to talk to:"
+        };
+        self.ui.invite_note(text, Some(&link));
     }
 
     /// Takes the name in the name field: remembered for next time, and joined with.
@@ -621,7 +675,15 @@ fn describe(err: &JsValue) -> String {
 /// A random session id for this page: 16 hex digits from `crypto.getRandomValues` where there
 /// is one (any secure context), else from `Math.random`.
 fn random_session() -> String {
-    let mut bytes = [0u8; 8];
+    random_bytes::<8>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `N` random bytes from `crypto.getRandomValues` (any secure context), else `Math.random`.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     let filled = web_sys::window()
         .and_then(|w| w.crypto().ok())
         .and_then(|c| c.get_random_values_with_u8_array(&mut bytes).ok())
@@ -631,7 +693,7 @@ fn random_session() -> String {
             *byte = (js_sys::Math::random() * 256.0) as u8;
         }
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes
 }
 
 /// How many lines [`trace`] keeps.

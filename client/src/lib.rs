@@ -8,6 +8,7 @@ pub mod app;
 pub mod chat;
 pub mod core;
 pub mod diagnose;
+pub mod invite;
 pub mod media;
 pub mod peer;
 pub mod relay;

@@ -38,11 +38,15 @@ pub enum Button {
     Camera,
     /// Use the name in the name field.
     Name,
+    /// Copy the link to this room.
+    CopyLink,
+    /// Go to a new room nobody can guess.
+    NewRoom,
 }
 
 impl Button {
     /// Every button, with its element id.
-    pub const ALL: [(Button, &'static str); 7] = [
+    pub const ALL: [(Button, &'static str); 9] = [
         (Button::Start, "startButton"),
         (Button::Call, "callButton"),
         (Button::HangUp, "hangupButton"),
@@ -50,6 +54,8 @@ impl Button {
         (Button::Mute, "muteButton"),
         (Button::Camera, "cameraButton"),
         (Button::Name, "nameButton"),
+        (Button::CopyLink, "copyLinkButton"),
+        (Button::NewRoom, "newRoomButton"),
     ];
 }
 
@@ -85,6 +91,9 @@ pub struct Ui {
     pub name_input: HtmlInputElement,
     name_button: HtmlButtonElement,
     name_note: HtmlElement,
+    copy_link: HtmlButtonElement,
+    new_room: HtmlButtonElement,
+    invite_note: HtmlElement,
 }
 
 impl Ui {
@@ -110,6 +119,9 @@ impl Ui {
             name_input: by_id(document, "nameInput")?,
             name_button: by_id(document, "nameButton")?,
             name_note: by_id(document, "nameNote")?,
+            copy_link: by_id(document, "copyLinkButton")?,
+            new_room: by_id(document, "newRoomButton")?,
+            invite_note: by_id(document, "inviteNote")?,
         })
     }
 
@@ -123,7 +135,23 @@ impl Ui {
             Button::Mute => &self.mute,
             Button::Camera => &self.camera,
             Button::Name => &self.name_button,
+            Button::CopyLink => &self.copy_link,
+            Button::NewRoom => &self.new_room,
         }
+    }
+
+    /// Says `text` about inviting, with the room's `link` after it (as text, and in
+    /// `data-link`).
+    pub fn invite_note(&self, text: &str, link: Option<&str>) {
+        let line = match link {
+            Some(link) => format!("{text} {link}"),
+            None => text.to_owned(),
+        };
+        self.invite_note.set_text_content(Some(&line));
+        let _ = match link {
+            Some(link) => self.invite_note.set_attribute("data-link", link),
+            None => self.invite_note.remove_attribute("data-link"),
+        };
     }
 
     /// Says what is wrong with the typed name, or nothing.

@@ -515,7 +515,9 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         <button id="hangupButton"></button><p id="status"></p><p id="connectionPath"></p>
         <input id="chatInput"><button id="chatSend"></button><div id="chatLog"></div>
         <p id="chatNote"></p><button id="muteButton"></button><button id="cameraButton"></button>
-        <input id="nameInput"><button id="nameButton"></button><p id="nameNote"></p>"#;
+        <input id="nameInput"><button id="nameButton"></button><p id="nameNote"></p>
+        <button id="copyLinkButton"></button><button id="newRoomButton"></button>
+        <p id="inviteNote"></p>"#;
 
     assert_eq!(message(Ui::find(&page(""))), "the page has no #localVideo");
     assert_eq!(
@@ -546,7 +548,10 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         .iter()
         .map(|&(button, _)| ui.button(button).disabled())
         .collect();
-    assert_eq!(disabled, [true, false, true, false, false, false, false]);
+    assert_eq!(
+        disabled,
+        [true, false, true, false, false, false, false, false, false]
+    );
     ui.show_media(client::core::MediaState {
         muted: true,
         camera_off: false,

@@ -492,6 +492,46 @@ async fn names_show_on_tiles_and_a_taken_one_is_asked_for_again() {
     shutdown.cancel();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invite_links_name_the_room_and_a_new_room_is_unguessable() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let page = driver.browser().await;
+    page.goto(&format!("http://{relay}/?room=inv&name=Ann#true"))
+        .await
+        .expect("open the page");
+    let click = |id: &str| format!("document.getElementById('{id}').click(); return true;");
+    page.execute(&click("copyLinkButton"), vec![])
+        .await
+        .expect("press copy");
+    let link = wait_for(
+        &page,
+        "the invite link shown",
+        "return document.getElementById('inviteNote').dataset.link || ''",
+    )
+    .await;
+    // The room, without the caller's hash or their name.
+    assert_eq!(
+        link.as_str(),
+        Some(format!("http://{relay}/?room=inv").as_str())
+    );
+
+    page.execute(&click("newRoomButton"), vec![])
+        .await
+        .expect("press new room");
+    let search = wait_for(
+        &page,
+        "a new room with a random name",
+        "return /^\\?room=[0-9a-f]{32}$/.test(location.search)
+             && document.getElementById('status').dataset.state === 'waiting' && location.search",
+    )
+    .await;
+    assert_ne!(search.as_str(), Some("?room=inv"));
+    page.close().await.expect("close");
+    shutdown.cancel();
+}
+
 /// Types `text` into the chat of `pages[from]` and sends it with Enter; every other page shows
 /// it once, as text, marked with the sender's relay id.
 async fn chat(pages: &[fantoccini::Client], from: usize, text: &str) {
