@@ -34,6 +34,7 @@ use protocol::{
 use crate::{
     diagnose::{self, IceServerError, IceSetup},
     small::VecSet,
+    verify,
 };
 
 /// One peer connection, numbered by the engine. Inputs about a connection that has been closed
@@ -275,6 +276,9 @@ pub struct Tile {
     pub state: TileState,
     /// Whether they are muted or have their camera off.
     pub media: MediaState,
+    /// The verification code both sides of this call show ([`crate::verify`]), once both
+    /// descriptions are known.
+    pub verify: Option<String>,
 }
 
 /// What the status line says.
@@ -452,6 +456,9 @@ struct Link {
     turn_refused: Option<String>,
     /// What they told us of their microphone and camera.
     remote_media: MediaState,
+    /// The DTLS certificate fingerprints of our side and theirs, from the SDPs.
+    local_fingerprint: Option<Vec<u8>>,
+    remote_fingerprint: Option<Vec<u8>>,
 }
 
 impl Link {
@@ -708,6 +715,10 @@ impl Engine {
                     name: r.name.clone(),
                     state: link.tile,
                     media: link.remote_media,
+                    verify: match (&link.local_fingerprint, &link.remote_fingerprint) {
+                        (Some(ours), Some(theirs)) => Some(verify::code(ours, theirs)),
+                        _ => None,
+                    },
                 })
             })
             .collect()
@@ -853,6 +864,7 @@ impl Engine {
                 };
                 if link.signaling == Signaling::HaveLocalOffer {
                     link.signaling = Signaling::ApplyingAnswer;
+                    link.remote_fingerprint = verify::fingerprint(&sdp);
                     out.push(Effect::ApplyAnswer {
                         conn: link.conn,
                         sdp,
@@ -1076,6 +1088,8 @@ impl Engine {
             ever_connected: false,
             turn_refused: None,
             remote_media: MediaState::default(),
+            local_fingerprint: None,
+            remote_fingerprint: None,
         });
         out.push(Effect::Open { conn, answering });
         let ms = self.config.timing.connect_due_ms;
@@ -1144,6 +1158,7 @@ impl Engine {
         link.signaling = Signaling::Answering;
         link.restarting = false;
         link.remote_offer = Some(sdp.clone());
+        link.remote_fingerprint = verify::fingerprint(&sdp);
         link.last_answer = None;
         out.push(Effect::ApplyOffer {
             conn: link.conn,
@@ -1176,6 +1191,7 @@ impl Engine {
                     return;
                 }
                 link.signaling = Signaling::HaveLocalOffer;
+                link.local_fingerprint = verify::fingerprint(&sdp);
                 link.last_offer = Some(sdp.clone());
                 link.offer_resends = 0;
                 self.signal(conn, Signal::Offer(sdp), out);
@@ -1185,6 +1201,7 @@ impl Engine {
                 if link.signaling != Signaling::Answering {
                     return;
                 }
+                link.local_fingerprint = verify::fingerprint(&sdp);
                 link.last_answer = Some(sdp.clone());
                 self.signal(conn, Signal::Answer(sdp), out);
                 self.stable_again(conn, out);

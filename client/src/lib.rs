@@ -14,6 +14,7 @@ pub mod peer;
 pub mod relay;
 pub mod small;
 pub mod ui;
+pub mod verify;
 
 use wasm_bindgen::prelude::*;
 

@@ -64,6 +64,8 @@ struct TileView {
     figure: Element,
     video: HtmlVideoElement,
     caption: Element,
+    /// The call's verification code (`.verify`; the first tile's is `#verifyCode`).
+    verify: Element,
 }
 
 /// Handles to the page's elements.
@@ -257,6 +259,8 @@ impl Ui {
                         let _ = view.figure.remove_attribute(name);
                     }
                     let _ = view.video.remove_attribute("data-peer");
+                    let _ = view.verify.remove_attribute("data-code");
+                    view.verify.set_text_content(None);
                     view.caption.set_text_content(None);
                 } else {
                     view.figure.remove();
@@ -304,6 +308,18 @@ impl Ui {
             if view.caption.text_content().as_deref() != Some(caption.as_str()) {
                 view.caption.set_text_content(Some(&caption));
             }
+            let code = tile.verify.as_deref().unwrap_or_default();
+            if view.verify.get_attribute("data-code").as_deref() != Some(code) {
+                let _ = view.verify.set_attribute("data-code", code);
+                view.verify.set_text_content(
+                    tile.verify
+                        .as_ref()
+                        .map(|code| format!("Check: {code}"))
+                        .as_deref(),
+                );
+            }
+            view.verify
+                .set_id(if index == 0 { "verifyCode" } else { "" });
             let stream = streams.get(&tile.conn);
             let shown = view.video.src_object().map(JsValue::from);
             if shown != stream.cloned().map(JsValue::from) {
@@ -343,10 +359,15 @@ impl Ui {
                         caption
                     }
                 };
+                let verify = match figure.query_selector(".verify")? {
+                    Some(verify) => verify,
+                    None => self.verify_element(&figure)?,
+                };
                 return Ok(TileView {
                     figure,
                     video: self.remote_video.clone(),
                     caption,
+                    verify,
                 });
             }
         }
@@ -358,12 +379,27 @@ impl Ui {
         let caption = self.document.create_element("figcaption")?;
         figure.append_child(&video)?;
         figure.append_child(&caption)?;
+        let verify = self.verify_element(&figure)?;
         self.remotes.append_child(&figure)?;
         Ok(TileView {
             figure,
             video,
             caption,
+            verify,
         })
+    }
+
+    /// A tile's place for the verification code, with the sentence that says what it is for.
+    fn verify_element(&self, figure: &Element) -> Result<Element, JsValue> {
+        let verify = self.document.create_element("p")?;
+        verify.set_class_name("verify");
+        verify.set_attribute(
+            "title",
+            "You and the other person see the same symbols here. If yours differ from theirs, \
+             somebody between you can listen in: hang up.",
+        )?;
+        figure.append_child(&verify)?;
+        Ok(verify)
     }
 }
 

@@ -56,6 +56,9 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
     assert_eq!(frames(&intruder).await, 0, "the third page got media");
     intruder.close().await.expect("close the third page");
 
+    // Both sides show the same verification code, from the two DTLS fingerprints.
+    let first_code = same_code(&caller, &callee).await;
+
     // Hang up on one side: both remote videos are cleared.
     caller
         .find(Locator::Id("hangupButton"))
@@ -84,6 +87,12 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
         .expect("click call");
     frames_beyond(&caller, 0).await;
     frames_beyond(&callee, 0).await;
+    // A new call: new certificates, a new code.
+    let second_code = same_code(&caller, &callee).await;
+    assert_ne!(
+        first_code, second_code,
+        "the code did not change with the call"
+    );
 
     // The relay restarts: both pages notice, reconnect by themselves, and call again.
     shutdown.cancel();
@@ -119,6 +128,27 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
     .await;
     callee.close().await.expect("close the callee");
     shutdown.cancel();
+}
+
+/// Waits until both pages show a verification code (`#verifyCode`) and returns it; both must
+/// show the same one.
+async fn same_code(a: &fantoccini::Client, b: &fantoccini::Client) -> String {
+    let script = "const v = document.getElementById('verifyCode');
+        return v && v.dataset.code ? v.dataset.code : '';";
+    let codes = wait_pages(
+        &[("a", a), ("b", b)],
+        "the verification codes",
+        script,
+        PATIENCE,
+    )
+    .await;
+    let codes: Vec<&str> = codes
+        .iter()
+        .map(|c| c.as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(codes[0], codes[1], "the two sides show different codes");
+    assert_eq!(codes[0].split(' ').count(), 5, "five symbols: {codes:?}");
+    codes[0].to_owned()
 }
 
 /// Defines `tiles()`: per remote tile, `[data-conn, decoded frames]`.
