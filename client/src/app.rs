@@ -275,6 +275,7 @@ impl App {
             Event::Click(Button::ChatSend) => self.send_chat(),
             Event::Click(Button::Name) => self.use_name().await,
             Event::Click(Button::CopyLink) => self.copy_link().await,
+            Event::Click(Button::StartAudio) => self.ui.start_audio(),
             Event::Click(Button::NewRoom) => {
                 let room = invite::new_room_name(random_bytes());
                 let location = web_sys::window().map(|w| w.location());

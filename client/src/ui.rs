@@ -42,11 +42,13 @@ pub enum Button {
     CopyLink,
     /// Go to a new room nobody can guess.
     NewRoom,
+    /// Start the sound the browser would not play without a click.
+    StartAudio,
 }
 
 impl Button {
     /// Every button, with its element id.
-    pub const ALL: [(Button, &'static str); 9] = [
+    pub const ALL: [(Button, &'static str); 10] = [
         (Button::Start, "startButton"),
         (Button::Call, "callButton"),
         (Button::HangUp, "hangupButton"),
@@ -56,6 +58,7 @@ impl Button {
         (Button::Name, "nameButton"),
         (Button::CopyLink, "copyLinkButton"),
         (Button::NewRoom, "newRoomButton"),
+        (Button::StartAudio, "startAudioButton"),
     ];
 }
 
@@ -96,6 +99,7 @@ pub struct Ui {
     copy_link: HtmlButtonElement,
     new_room: HtmlButtonElement,
     invite_note: HtmlElement,
+    start_audio: HtmlButtonElement,
 }
 
 impl Ui {
@@ -124,6 +128,7 @@ impl Ui {
             copy_link: by_id(document, "copyLinkButton")?,
             new_room: by_id(document, "newRoomButton")?,
             invite_note: by_id(document, "inviteNote")?,
+            start_audio: by_id(document, "startAudioButton")?,
         })
     }
 
@@ -139,7 +144,18 @@ impl Ui {
             Button::Name => &self.name_button,
             Button::CopyLink => &self.copy_link,
             Button::NewRoom => &self.new_room,
+            Button::StartAudio => &self.start_audio,
         }
+    }
+
+    /// The person clicked to start the sound: every remote video plays with its sound now
+    /// (a click lets the page do so).
+    pub fn start_audio(&self) {
+        for view in self.tiles.values() {
+            view.video.set_muted(false);
+            let _ = view.video.play();
+        }
+        self.start_audio.set_hidden(true);
     }
 
     /// Says `text` about inviting, with the room's `link` after it (as text, and in
@@ -324,6 +340,9 @@ impl Ui {
             let shown = view.video.src_object().map(JsValue::from);
             if shown != stream.cloned().map(JsValue::from) {
                 view.video.set_src_object(stream);
+                if stream.is_some() {
+                    self.play(&view.video);
+                }
             }
             view.video
                 .set_id(if index == 0 { "remoteVideo" } else { "" });
@@ -387,6 +406,35 @@ impl Ui {
             caption,
             verify,
         })
+    }
+
+    /// Plays a remote video. A browser that will not play sound before the person has clicked
+    /// (Chrome on a page without a camera, Safari) refuses: the video then plays without sound
+    /// and the "click to start audio" button appears.
+    fn play(&self, video: &HtmlVideoElement) {
+        let Ok(playing) = video.play() else {
+            return;
+        };
+        let video = video.clone();
+        let button = self.start_audio.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let Err(err) = wasm_bindgen_futures::JsFuture::from(playing).await else {
+                return;
+            };
+            // Only a refusal to play is the autoplay policy; an interrupted play() (a new
+            // stream) is not.
+            let refused = js_sys::Reflect::get(&err, &"name".into())
+                .ok()
+                .and_then(|name| name.as_string())
+                .is_some_and(|name| name == "NotAllowedError");
+            if refused && !video.muted() {
+                video.set_muted(true);
+                if let Ok(muted) = video.play() {
+                    let _ = wasm_bindgen_futures::JsFuture::from(muted).await;
+                }
+                button.set_hidden(false);
+            }
+        });
     }
 
     /// A tile's place for the verification code, with the sentence that says what it is for.

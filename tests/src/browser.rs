@@ -76,8 +76,19 @@ impl Driver {
 
     /// A new headless Chrome with [`CHROME_ARGS`] and [`LOOPBACK_ARGS`].
     pub async fn browser(&self) -> Client {
-        let mut args: Vec<String> = LOOPBACK_ARGS.iter().map(|a| a.to_string()).collect();
-        args.extend(CHROME_ARGS.iter().map(|a| a.to_string()));
+        self.browser_changed(&[], &[]).await
+    }
+
+    /// [`Driver::browser`] without the flags `drop` and with `add`: say, without the autoplay
+    /// flag, or with the camera refused.
+    pub async fn browser_changed(&self, drop: &[&str], add: &[&str]) -> Client {
+        let args: Vec<String> = LOOPBACK_ARGS
+            .iter()
+            .chain(CHROME_ARGS.iter())
+            .filter(|a| !drop.contains(a))
+            .chain(add.iter())
+            .map(|a| a.to_string())
+            .collect();
         connect_browser(&self.url, &args).await
     }
 }

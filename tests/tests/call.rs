@@ -562,6 +562,72 @@ async fn invite_links_name_the_room_and_a_new_room_is_unguessable() {
     shutdown.cancel();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_without_camera_or_autoplay_flag_plays_and_offers_to_start_the_sound() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let autoplay = "--autoplay-policy=no-user-gesture-required";
+    let fake_ui = "--use-fake-ui-for-media-stream";
+    // No camera (refused), so Chrome lets nothing play with sound before a click.
+    let listener = driver
+        .browser_changed(
+            &[autoplay, fake_ui],
+            &["--use-fake-ui-for-media-stream=deny"],
+        )
+        .await;
+    let caller = driver.browser_changed(&[autoplay], &[]).await;
+    let base = format!("http://{relay}/?room=autoplay");
+    listener.goto(&base).await.expect("open the listener");
+    wait_for(
+        &listener,
+        "the listener in the room",
+        "return document.getElementById('status').textContent.includes('camera')
+            || document.getElementById('status').dataset.state === 'waiting'",
+    )
+    .await;
+    caller
+        .goto(&format!("{base}#true"))
+        .await
+        .expect("open the caller");
+    // The picture plays anyway (without sound), and the page offers to start the sound.
+    frames_beyond(&listener, 0).await;
+    wait_for(
+        &listener,
+        "the start-audio button",
+        "return !document.getElementById('startAudioButton').hidden
+            && document.getElementById('remoteVideo').muted
+            && !document.getElementById('remoteVideo').paused",
+    )
+    .await;
+    listener
+        .find(Locator::Id("startAudioButton"))
+        .await
+        .expect("the button")
+        .click()
+        .await
+        .expect("click it");
+    wait_for(
+        &listener,
+        "the sound started",
+        "const v = document.getElementById('remoteVideo');
+         return !v.muted && !v.paused && document.getElementById('startAudioButton').hidden;",
+    )
+    .await;
+    // The caller captures its camera, which lets its page play sound without a click.
+    wait_for(
+        &caller,
+        "the caller's remote video playing with sound",
+        "const v = document.getElementById('remoteVideo');
+         return v.srcObject && !v.muted && !v.paused
+             && document.getElementById('startAudioButton').hidden;",
+    )
+    .await;
+    listener.close().await.expect("close the listener");
+    caller.close().await.expect("close the caller");
+    shutdown.cancel();
+}
+
 /// Types `text` into the chat of `pages[from]` and sends it with Enter; every other page shows
 /// it once, as text, marked with the sender's relay id.
 async fn chat(pages: &[fantoccini::Client], from: usize, text: &str) {
