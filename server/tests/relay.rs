@@ -1709,6 +1709,25 @@ async fn the_client_bundle_is_served() {
         "a gzip stream"
     );
 
+    // Browsers ask for brotli first: smaller than gzip, and the same bytes once decoded.
+    let brotli = get(relay.addr, "/app.js", "Accept-Encoding: br, gzip\r\n").await;
+    assert_eq!(brotli.status, 200);
+    assert_eq!(brotli.header("content-encoding"), Some("br"));
+    assert!(
+        brotli.body.len() < script.len() / 4,
+        "{}",
+        brotli.body.len()
+    );
+    let stream = if brotli.header("transfer-encoding") == Some("chunked") {
+        dechunk(&brotli.body)
+    } else {
+        brotli.body.clone()
+    };
+    let mut decoded = Vec::new();
+    brotli_decompressor::BrotliDecompress(&mut stream.as_slice(), &mut decoded)
+        .expect("a brotli stream");
+    assert_eq!(decoded, script.as_bytes());
+
     let missing = get(relay.addr, "/nope.js", "").await;
     assert_eq!(missing.status, 404);
 
@@ -1789,4 +1808,22 @@ async fn ping_is_answered_before_and_after_joining() {
     send_text(&mut ws, r#"{"type":"ping"}"#).await;
     assert_eq!(recv(&mut ws).await, ServerMsg::Pong);
     assert_eq!(ServerMsg::Pong.to_json(), r#"{"type":"pong"}"#);
+}
+
+/// The body of a `Transfer-Encoding: chunked` response, without the chunk framing.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&body[..end])
+            .ok()
+            .and_then(|line| usize::from_str_radix(line.split(';').next()?.trim(), 16).ok())
+            .expect("a chunk size line");
+        if size == 0 {
+            break;
+        }
+        let start = end + 2;
+        out.extend_from_slice(&body[start..start + size]);
+        body = &body[start + size + 2..];
+    }
+    out
 }
