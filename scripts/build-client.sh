@@ -54,6 +54,12 @@ if n_css != 1 or n_rust != 1:
     sys.exit(f"www/index.html: expected one Trunk css and one rust link, found {n_css} and {n_rust}")
 open(dst, "w", encoding="utf-8").write(html)
 PY
+# Compressed once here, at the highest levels, rather than per request: the relay serves the
+# .br and .gz files to browsers that accept them (brotli from Debian's package, when installed).
+for f in "$out.new"/*.wasm "$out.new"/*.js "$out.new"/*.css "$out.new"/index.html; do
+  gzip -9 -k -n "$f"
+  if command -v brotli >/dev/null; then brotli -q 11 -k "$f"; fi
+done
 rm -rf "$out"
 mv "$out.new" "$out"
 say "built $out/ ($name)"

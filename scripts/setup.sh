@@ -25,6 +25,7 @@ fi
 packages=()
 need() { command -v "$1" >/dev/null || packages+=("$2"); }
 need wasm-opt binaryen
+need brotli brotli
 if [ "$mode" = "--test" ]; then
   need chromium chromium
   need chromedriver chromium-driver

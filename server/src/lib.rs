@@ -234,7 +234,9 @@ impl Relay {
 pub fn app(relay: Arc<Relay>, dist: PathBuf) -> Router {
     // ServeDir answers `/` with index.html and `.wasm` as `application/wasm`, which browsers
     // require for streaming compilation.
-    let bundle = ServeDir::new(dist);
+    // scripts/build-client.sh leaves .br and .gz beside each file, compressed at the highest
+    // levels once; the compression layer only compresses what has no such file.
+    let bundle = ServeDir::new(dist).precompressed_br().precompressed_gzip();
     Router::new()
         .route("/ws", get(connection::ws_handler))
         .route("/healthz", get(health_handler))

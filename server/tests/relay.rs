@@ -1728,6 +1728,14 @@ async fn the_client_bundle_is_served() {
         .expect("a brotli stream");
     assert_eq!(decoded, script.as_bytes());
 
+    // A file compressed beforehand (scripts/build-client.sh) is sent as it is, with its type.
+    dist.write("pre.wasm", wasm);
+    dist.write("pre.wasm.br", b"compressed beforehand");
+    let pre = get(relay.addr, "/pre.wasm", "Accept-Encoding: br, gzip\r\n").await;
+    assert_eq!(pre.header("content-encoding"), Some("br"));
+    assert_eq!(pre.header("content-type"), Some("application/wasm"));
+    assert_eq!(pre.body, b"compressed beforehand");
+
     let missing = get(relay.addr, "/nope.js", "").await;
     assert_eq!(missing.status, 404);
 
