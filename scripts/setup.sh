@@ -32,6 +32,8 @@ if [ "$mode" = "--test" ]; then
   need ip iproute2
   need iptables iptables
   need turnserver coturn
+  # The screenshots the tests keep show the page's emoji (icons, verification codes).
+  [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || packages+=(fonts-noto-color-emoji)
   need redis-server redis-server
 fi
 if [ ${#packages[@]} -gt 0 ]; then

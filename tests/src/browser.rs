@@ -372,3 +372,18 @@ pub async fn call(callee: &Client, caller: &Client, url: &str) -> u128 {
 pub fn base_url(scheme: &str, addr: SocketAddr) -> String {
     format!("{scheme}://{addr}")
 }
+
+/// Saves what `page` shows, at `width` x `height` CSS pixels, as `docs/screenshots/NAME.png`:
+/// the README and the docs show the page in its main states from these.
+pub async fn screenshot(page: &Client, name: &str, width: u32, height: u32) {
+    page.set_window_size(width, height)
+        .await
+        .expect("set the window size");
+    // Let the layout settle at the new size.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let png = page.screenshot().await.expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&dir).expect("docs/screenshots");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
+}

@@ -8,7 +8,9 @@
 use std::{net::SocketAddr, time::Instant};
 
 use e2e::{
-    browser::{frames, frames_beyond, status_of, wait_for, wait_pages, Driver, PATIENCE},
+    browser::{
+        frames, frames_beyond, screenshot, status_of, wait_for, wait_pages, Driver, PATIENCE,
+    },
     relay,
 };
 use fantoccini::Locator;
@@ -58,6 +60,8 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
 
     // Both sides show the same verification code, from the two DTLS fingerprints.
     let first_code = same_code(&caller, &callee).await;
+    screenshot(&caller, "call-desktop", 1280, 800).await;
+    screenshot(&callee, "call-phone", 360, 740).await;
 
     // Hang up on one side: both remote videos are cleared.
     caller
@@ -253,6 +257,7 @@ async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
 
     // Chat reaches every other page, peer to peer, as text.
     chat(&pages, 0, "hello <b>everyone</b>").await;
+    screenshot(&pages[1], "room-of-4-with-chat", 1280, 800).await;
 
     // The relay goes away mid-call: the pages say so, and their media keeps flowing.
     shutdown.cancel();
@@ -435,6 +440,8 @@ async fn mute_silences_the_microphone_and_camera_off_shows_on_the_other_side() {
          return f && f.dataset.cameraOff === 'true' && f.textContent.includes('camera off');",
     )
     .await;
+    screenshot(&a, "other-muted-camera-off", 1280, 800).await;
+    screenshot(&b, "muted-camera-off", 1280, 800).await;
     // Both back on: the marks go, and sound arrives again.
     b.execute(&press("muteButton"), vec![])
         .await
@@ -482,6 +489,7 @@ async fn names_show_on_tiles_and_a_taken_one_is_asked_for_again() {
              && document.getElementById('nameInput').value === 'Ann';",
     )
     .await;
+    screenshot(&b, "name-taken", 1280, 800).await;
     let field = b
         .find(Locator::Id("nameInput"))
         .await
@@ -600,6 +608,7 @@ async fn a_page_without_camera_or_autoplay_flag_plays_and_offers_to_start_the_so
             && !document.getElementById('remoteVideo').paused",
     )
     .await;
+    screenshot(&listener, "click-to-start-audio", 360, 740).await;
     listener
         .find(Locator::Id("startAudioButton"))
         .await
