@@ -26,6 +26,7 @@ use crate::{
     peer::{Peer, PeerEvent},
     relay::{RelayEvent, RelaySocket},
     small::VecMap,
+    stats,
     ui::{Button, Ui},
 };
 
@@ -39,7 +40,7 @@ fn stored_name() -> Option<String> {
 }
 
 /// How often the page re-reads each call's path from `getStats()`.
-const TICK_MS: u32 = 2_000;
+const TICK_MS: u32 = 1_000;
 
 /// Something that happened, for the loop to act on.
 #[derive(Debug)]
@@ -127,6 +128,8 @@ pub struct App {
     peers: VecMap<ConnId, Peer>,
     streams: VecMap<ConnId, MediaStream>,
     timers: VecMap<Timer, Timeout>,
+    /// Each call's stats history and path, read with the paths every second.
+    stats: VecMap<ConnId, (stats::History, Option<Path>)>,
     local: Option<MediaStream>,
     media: MediaRequest,
     /// Page-lifetime handlers: the buttons and `online`.
@@ -205,6 +208,7 @@ impl App {
             peers: VecMap::new(),
             streams: VecMap::new(),
             timers: VecMap::new(),
+            stats: VecMap::new(),
             local: None,
             media: media.clone(),
             _listeners: listeners,
@@ -276,6 +280,10 @@ impl App {
             Event::Click(Button::Name) => self.use_name().await,
             Event::Click(Button::CopyLink) => self.copy_link().await,
             Event::Click(Button::StartAudio) => self.ui.start_audio(),
+            Event::Click(Button::Stats) => {
+                self.ui.toggle_stats();
+                self.ui.show_stats(&self.engine.tiles(), &self.stats);
+            }
             Event::Click(Button::NewRoom) => {
                 let room = invite::new_room_name(random_bytes());
                 let location = web_sys::window().map(|w| w.location());
@@ -481,6 +489,7 @@ impl App {
                 // Dropping the peer closes its connection and unregisters its handlers.
                 self.peers.remove(&conn);
                 self.streams.remove(&conn);
+                self.stats.remove(&conn);
             }
             Effect::MakeOffer { conn } => {
                 let peer = self.peers.get(&conn)?;
@@ -623,10 +632,23 @@ impl App {
             };
             match peer.stats().await {
                 Ok(stats) => {
-                    if let Some(path) = diagnose::selected_path(&stats) {
+                    let path = diagnose::selected_path(&stats);
+                    if let Some(path) = path {
                         self.ui.show_tile_path(tile.conn, path);
                         if index == 0 {
                             first = Some(path);
+                        }
+                    }
+                    let counters = stats::Counters::of(&stats, js_sys::Date::now());
+                    match self.stats.get_mut(&tile.conn) {
+                        Some((history, known)) => {
+                            history.push(counters);
+                            *known = path;
+                        }
+                        None => {
+                            let mut history = stats::History::default();
+                            history.push(counters);
+                            self.stats.insert(tile.conn, (history, path));
                         }
                     }
                 }
@@ -636,6 +658,7 @@ impl App {
         if first.is_some() || tiles.is_empty() {
             self.ui.show_path(first);
         }
+        self.ui.show_stats(&tiles, &self.stats);
     }
 
     fn render(&mut self) {

@@ -72,7 +72,7 @@ impl fmt::Display for Path {
 }
 
 /// One entry of an `RTCStatsReport`, reduced to what finding the selected pair needs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StatEntry {
     /// `id`.
     pub id: String,
@@ -92,6 +92,18 @@ pub struct StatEntry {
     pub state: Option<String>,
     /// `candidateType` of a candidate.
     pub candidate_type: Option<String>,
+    /// Counters of an `inbound-rtp` (0 where absent).
+    pub bytes_received: f64,
+    /// See [`StatEntry::bytes_received`].
+    pub packets_received: f64,
+    /// See [`StatEntry::bytes_received`] (it may go below zero with duplicates).
+    pub packets_lost: f64,
+    /// See [`StatEntry::bytes_received`]; video only.
+    pub frames_decoded: f64,
+    /// `bytesSent` of an `outbound-rtp`.
+    pub bytes_sent: f64,
+    /// `currentRoundTripTime` of a candidate pair, in seconds.
+    pub rtt_s: Option<f64>,
 }
 
 /// The path of the selected candidate pair in a stats report, if one is selected yet.

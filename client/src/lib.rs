@@ -13,6 +13,7 @@ pub mod media;
 pub mod peer;
 pub mod relay;
 pub mod small;
+pub mod stats;
 pub mod ui;
 pub mod verify;
 

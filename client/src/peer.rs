@@ -308,7 +308,18 @@ impl Peer {
                     .and_then(|v| v.as_bool())
                     .unwrap_or(false)
             };
+            let number = |name: &str| {
+                Reflect::get(&stat, &JsValue::from_str(name))
+                    .ok()
+                    .and_then(|v| v.as_f64())
+            };
             entries.push(StatEntry {
+                bytes_received: number("bytesReceived").unwrap_or(0.0),
+                packets_received: number("packetsReceived").unwrap_or(0.0),
+                packets_lost: number("packetsLost").unwrap_or(0.0),
+                frames_decoded: number("framesDecoded").unwrap_or(0.0),
+                bytes_sent: number("bytesSent").unwrap_or(0.0),
+                rtt_s: number("currentRoundTripTime"),
                 id: text("id").unwrap_or_default(),
                 kind: text("type").unwrap_or_default(),
                 selected_pair_id: text("selectedCandidatePairId"),

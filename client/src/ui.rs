@@ -19,6 +19,7 @@ use crate::{
     core::{ConnId, MediaState, Status, Tile, TileState},
     diagnose::Path,
     small::VecMap,
+    stats::History,
 };
 
 /// The buttons of the page.
@@ -44,11 +45,13 @@ pub enum Button {
     NewRoom,
     /// Start the sound the browser would not play without a click.
     StartAudio,
+    /// Show or hide the call stats.
+    Stats,
 }
 
 impl Button {
     /// Every button, with its element id.
-    pub const ALL: [(Button, &'static str); 10] = [
+    pub const ALL: [(Button, &'static str); 11] = [
         (Button::Start, "startButton"),
         (Button::Call, "callButton"),
         (Button::HangUp, "hangupButton"),
@@ -59,6 +62,7 @@ impl Button {
         (Button::CopyLink, "copyLinkButton"),
         (Button::NewRoom, "newRoomButton"),
         (Button::StartAudio, "startAudioButton"),
+        (Button::Stats, "statsButton"),
     ];
 }
 
@@ -100,6 +104,8 @@ pub struct Ui {
     new_room: HtmlButtonElement,
     invite_note: HtmlElement,
     start_audio: HtmlButtonElement,
+    stats_button: HtmlButtonElement,
+    stats: HtmlElement,
 }
 
 impl Ui {
@@ -129,6 +135,8 @@ impl Ui {
             new_room: by_id(document, "newRoomButton")?,
             invite_note: by_id(document, "inviteNote")?,
             start_audio: by_id(document, "startAudioButton")?,
+            stats_button: by_id(document, "statsButton")?,
+            stats: by_id(document, "stats")?,
         })
     }
 
@@ -145,6 +153,59 @@ impl Ui {
             Button::CopyLink => &self.copy_link,
             Button::NewRoom => &self.new_room,
             Button::StartAudio => &self.start_audio,
+            Button::Stats => &self.stats_button,
+        }
+    }
+
+    /// Shows or hides the stats panel (`#stats`).
+    pub fn toggle_stats(&self) {
+        let open = self.stats.hidden();
+        self.stats.set_hidden(!open);
+        let _ = self
+            .stats_button
+            .set_attribute("aria-pressed", if open { "true" } else { "false" });
+    }
+
+    /// Fills the open stats panel: per person, their figures, the path and a minute's graph of
+    /// what arrives from them.
+    pub fn show_stats(&self, tiles: &[Tile], stats: &VecMap<ConnId, (History, Option<Path>)>) {
+        if self.stats.hidden() {
+            return;
+        }
+        self.stats.set_text_content(None);
+        if tiles.is_empty() {
+            self.stats
+                .set_text_content(Some("Nobody is in the call: no stats yet."));
+            return;
+        }
+        for tile in tiles {
+            let Ok(row) = self.document.create_element("div") else {
+                continue;
+            };
+            let _ = row.set_attribute("data-conn", &tile.conn.0.to_string());
+            let (figures, path, graph) = match stats.get(&tile.conn) {
+                Some((history, path)) => (
+                    history
+                        .figures
+                        .map_or_else(|| "measuring…".to_owned(), |f| f.line()),
+                    path.map(|p| p.to_string()).unwrap_or_default(),
+                    history.graph(),
+                ),
+                None => ("measuring…".to_owned(), String::new(), String::new()),
+            };
+            for (class, text) in [
+                ("who", tile.name.as_deref().unwrap_or("Someone")),
+                ("figures", figures.as_str()),
+                ("path", path.as_str()),
+                ("graph", graph.as_str()),
+            ] {
+                if let Ok(part) = self.document.create_element("span") {
+                    part.set_class_name(class);
+                    part.set_text_content(Some(text));
+                    let _ = row.append_child(&part);
+                }
+            }
+            let _ = self.stats.append_child(&row);
         }
     }
 

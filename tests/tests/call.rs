@@ -400,6 +400,25 @@ async fn mute_silences_the_microphone_and_camera_off_shows_on_the_other_side() {
     let a = driver.browser().await;
     let b = driver.browser().await;
     e2e::browser::call(&a, &b, &format!("http://{relay}/?room=media")).await;
+    // The stats panel: per person, what arrives and leaves, and a graph that grows each second.
+    a.execute(
+        "document.getElementById('statsButton').click(); return true;",
+        vec![],
+    )
+    .await
+    .expect("open the stats");
+    wait_for(
+        &a,
+        "the stats of the call",
+        "const row = document.querySelector('#stats div[data-conn]');
+         return row && /in [1-9][0-9]* kbps · out [1-9][0-9]* kbps · [1-9][0-9]* fps/
+                 .test(row.querySelector('.figures').textContent)
+             && row.querySelector('.graph').textContent.length >= 3
+             && document.getElementById('statsButton').getAttribute('aria-pressed') === 'true';",
+    )
+    .await;
+    screenshot(&a, "stats", 1280, 800).await;
+
     // The fake microphone beeps: sound arrives.
     let heard = energy_over(&a, 3000).await;
     assert!(heard > 0.0, "no sound arrived before muting");
