@@ -61,6 +61,8 @@ pub enum Event {
     Click(Button),
     /// Time to look at the calls' statistics.
     Tick,
+    /// The shared screen's track ended (the browser's own "Stop sharing").
+    ShareEnded,
 }
 
 /// How the page was opened.
@@ -128,6 +130,9 @@ pub struct App {
     peers: VecMap<ConnId, Peer>,
     streams: VecMap<ConnId, MediaStream>,
     timers: VecMap<Timer, Timeout>,
+    /// The screen we share instead of the camera, and the handler of its end.
+    share: Option<MediaStream>,
+    share_ended: Option<Closure<dyn FnMut(web_sys::Event)>>,
     /// Each call's stats history and path, read with the paths every second.
     stats: VecMap<ConnId, (stats::History, Option<Path>)>,
     local: Option<MediaStream>,
@@ -209,6 +214,8 @@ impl App {
             streams: VecMap::new(),
             timers: VecMap::new(),
             stats: VecMap::new(),
+            share: None,
+            share_ended: None,
             local: None,
             media: media.clone(),
             _listeners: listeners,
@@ -280,6 +287,8 @@ impl App {
             Event::Click(Button::Name) => self.use_name().await,
             Event::Click(Button::CopyLink) => self.copy_link().await,
             Event::Click(Button::StartAudio) => self.ui.start_audio(),
+            Event::Click(Button::Share) => self.input(Input::ToggleShare).await,
+            Event::ShareEnded => self.input(Input::ShareEnded).await,
             Event::Click(Button::Stats) => {
                 self.ui.toggle_stats();
                 self.ui.show_stats(&self.engine.tiles(), &self.stats);
@@ -358,6 +367,26 @@ impl App {
             }
             Err(why) => self.ui.name_note(Some(&why)),
         }
+    }
+
+    /// What we send: the camera and microphone, with the shared screen's video instead of the
+    /// camera's while sharing.
+    fn outgoing(&self) -> Option<MediaStream> {
+        let Some(screen) = &self.share else {
+            return self.local.clone();
+        };
+        let stream = MediaStream::new().ok()?;
+        if let Some(local) = &self.local {
+            for track in local.get_audio_tracks().iter() {
+                if let Ok(track) = track.dyn_into::<web_sys::MediaStreamTrack>() {
+                    stream.add_track(&track);
+                }
+            }
+        }
+        if let Some(track) = video_track(screen) {
+            stream.add_track(&track);
+        }
+        Some(stream)
     }
 
     /// Sends our microphone and camera as `media` says (a disabled track sends silence or
@@ -478,6 +507,53 @@ impl App {
                 }
             }
             Effect::Open { conn, answering } => return self.open(conn, answering),
+            Effect::Share(true) => {
+                match media::open_screen().await {
+                    Ok(screen) => {
+                        let track = video_track(&screen);
+                        if let Some(track) = &track {
+                            // The browser's own "Stop sharing" ends the track.
+                            let tx = self.events_tx.clone();
+                            let ended = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+                                let _ = tx.unbounded_send(Event::ShareEnded);
+                            });
+                            track.set_onended(Some(ended.as_ref().unchecked_ref()));
+                            self.share_ended = Some(ended);
+                        }
+                        for peer in self.peers.values() {
+                            if let Err(err) = peer.replace_video(track.as_ref()).await {
+                                web_sys::console::warn_2(&"sharing the screen".into(), &err);
+                            }
+                        }
+                        self.ui.show_local(Some(&screen));
+                        self.share = Some(screen);
+                        self.ui.show_share(true);
+                    }
+                    Err(why) => {
+                        self.ui.chat_note(Some(&why));
+                        return Some(Input::ShareEnded);
+                    }
+                }
+            }
+            Effect::Share(false) => {
+                if let Some(screen) = self.share.take() {
+                    for track in screen.get_tracks().iter() {
+                        if let Ok(track) = track.dyn_into::<web_sys::MediaStreamTrack>() {
+                            track.set_onended(None);
+                            track.stop();
+                        }
+                    }
+                }
+                self.share_ended = None;
+                let camera = self.local.as_ref().and_then(video_track);
+                for peer in self.peers.values() {
+                    if let Err(err) = peer.replace_video(camera.as_ref()).await {
+                        web_sys::console::warn_2(&"back to the camera".into(), &err);
+                    }
+                }
+                self.ui.show_local(self.local.as_ref());
+                self.ui.show_share(false);
+            }
             Effect::SetMedia(media) => {
                 self.apply_media(media);
                 let frame = chat::encode_media(media);
@@ -500,8 +576,9 @@ impl App {
                 return Some(Input::Peer(conn, outcome));
             }
             Effect::ApplyOffer { conn, sdp } => {
+                let outgoing = self.outgoing();
                 let peer = self.peers.get_mut(&conn)?;
-                let outcome = match peer.answer_offer(&sdp, self.local.as_ref()).await {
+                let outcome = match peer.answer_offer(&sdp, outgoing.as_ref()).await {
                     Ok(sdp) => PeerInput::LocalDescription { offer: false, sdp },
                     Err(err) => PeerInput::Failed(describe(&err)),
                 };
@@ -530,7 +607,7 @@ impl App {
                 }
             }
             Effect::AddMedia { conn } => {
-                if let (Some(peer), Some(local)) = (self.peers.get(&conn), &self.local) {
+                if let (Some(peer), Some(local)) = (self.peers.get(&conn), &self.outgoing()) {
                     if let Err(err) = peer.add_media(local).await {
                         web_sys::console::warn_2(&"adding the camera to a call".into(), &err);
                     }
@@ -583,7 +660,7 @@ impl App {
         match Peer::new(self.engine.ice_servers(), report) {
             Ok(peer) => {
                 if !answering {
-                    peer.send_media(self.local.as_ref());
+                    peer.send_media(self.outgoing().as_ref());
                 }
                 // They learn first thing whether we are muted or have the camera off.
                 let media = self.engine.media();
@@ -755,4 +832,9 @@ async fn sleep_ms(ms: u32) {
         }
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// The first video track of `stream`.
+fn video_track(stream: &MediaStream) -> Option<web_sys::MediaStreamTrack> {
+    stream.get_video_tracks().get(0).dyn_into().ok()
 }

@@ -151,6 +151,10 @@ pub enum Input {
     HangUp,
     /// The person chose the name to join with (`None`: no name).
     SetName(Option<String>),
+    /// The person pressed the share button.
+    ToggleShare,
+    /// Screen sharing ended: stopped from the browser, or never started (refused).
+    ShareEnded,
     /// The person pressed the mute button.
     ToggleMute,
     /// The person pressed the camera button.
@@ -169,6 +173,9 @@ pub enum Effect {
     DropRelay,
     /// Send a message to the relay.
     Send(ClientMsg),
+    /// Start (`true`) or stop sharing the screen: it replaces the camera's video on every call,
+    /// and the camera comes back when it stops.
+    Share(bool),
     /// Send our microphone and camera like this from now on (enable or disable the tracks),
     /// show it on our buttons, and tell everybody we have a call with.
     SetMedia(MediaState),
@@ -536,6 +543,8 @@ pub struct Engine {
     media: MediaState,
     /// The relay refused our join for its name: a new name sends it again.
     name_refused: bool,
+    /// We share a screen instead of the camera.
+    sharing: bool,
     /// The remote people, in the order we heard of them.
     remotes: Vec<Remote>,
     problems: Vec<(Trouble, String)>,
@@ -567,6 +576,7 @@ impl Engine {
             active: true,
             media: MediaState::default(),
             name_refused: false,
+            sharing: false,
             remotes: Vec::new(),
             problems: Vec::new(),
             ended: None,
@@ -645,6 +655,16 @@ impl Engine {
                     self.clear_problem(Trouble::Refused);
                     let resume = self.resume_token.take();
                     out.push(Effect::Send(self.join_msg(resume)));
+                }
+            }
+            Input::ToggleShare => {
+                self.sharing = !self.sharing;
+                out.push(Effect::Share(self.sharing));
+            }
+            Input::ShareEnded => {
+                if self.sharing {
+                    self.sharing = false;
+                    out.push(Effect::Share(false));
                 }
             }
             Input::ToggleMute => {

@@ -103,6 +103,32 @@ pub async fn open_camera_and_microphone() -> Result<MediaStream, MediaError> {
     Err(last)
 }
 
+/// Asks to share a screen, a window or a tab (`getDisplayMedia`, video only). web-sys has it
+/// behind unstable APIs, so it is called by name.
+pub async fn open_screen() -> Result<MediaStream, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let devices = window
+        .navigator()
+        .media_devices()
+        .map_err(|_| "screen sharing needs https".to_owned())?;
+    let open = Reflect::get(&devices, &JsValue::from_str("getDisplayMedia"))
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .ok_or("this browser cannot share a screen")?;
+    let constraints = MediaStreamConstraints::new();
+    constraints.set_video(&JsValue::TRUE);
+    let request = open
+        .call1(&devices, &constraints)
+        .map_err(|err| format!("{:?}", classify(err)))?;
+    let stream = JsFuture::from(js_sys::Promise::from(request))
+        .await
+        .map_err(|err| match classify(err) {
+            MediaError::Denied => "Screen sharing was not allowed.".to_owned(),
+            other => format!("Could not share the screen: {other}"),
+        })?;
+    stream.dyn_into().map_err(|_| "not a stream".to_owned())
+}
+
 /// Sorts a `getUserMedia` rejection (a `DOMException`) by its name.
 fn classify(err: JsValue) -> MediaError {
     let name = Reflect::get(&err, &JsValue::from_str("name"))

@@ -212,6 +212,20 @@ impl Peer {
         Ok(())
     }
 
+    /// Sends `track` instead of whatever video goes out now (the screen instead of the camera,
+    /// and back), on the same transceiver: no new negotiation.
+    pub async fn replace_video(&self, track: Option<&MediaStreamTrack>) -> Result<(), JsValue> {
+        let video = self.transceivers().into_iter().find(|t| {
+            t.direction() != RtcRtpTransceiverDirection::Stopped
+                && t.receiver().track().kind() == "video"
+                && t.mid().is_some()
+        });
+        if let Some(transceiver) = video {
+            JsFuture::from(transceiver.sender().replace_track(track)).await?;
+        }
+        Ok(())
+    }
+
     /// A live transceiver of `kind` that sends nothing yet.
     fn free_transceiver(&self, kind: &str) -> Option<RtcRtpTransceiver> {
         self.transceivers().into_iter().find(|t| {

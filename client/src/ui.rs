@@ -47,11 +47,13 @@ pub enum Button {
     StartAudio,
     /// Show or hide the call stats.
     Stats,
+    /// Share the screen instead of the camera, or stop.
+    Share,
 }
 
 impl Button {
     /// Every button, with its element id.
-    pub const ALL: [(Button, &'static str); 11] = [
+    pub const ALL: [(Button, &'static str); 12] = [
         (Button::Start, "startButton"),
         (Button::Call, "callButton"),
         (Button::HangUp, "hangupButton"),
@@ -63,6 +65,7 @@ impl Button {
         (Button::NewRoom, "newRoomButton"),
         (Button::StartAudio, "startAudioButton"),
         (Button::Stats, "statsButton"),
+        (Button::Share, "shareButton"),
     ];
 }
 
@@ -106,6 +109,7 @@ pub struct Ui {
     start_audio: HtmlButtonElement,
     stats_button: HtmlButtonElement,
     stats: HtmlElement,
+    share: HtmlButtonElement,
 }
 
 impl Ui {
@@ -137,6 +141,7 @@ impl Ui {
             start_audio: by_id(document, "startAudioButton")?,
             stats_button: by_id(document, "statsButton")?,
             stats: by_id(document, "stats")?,
+            share: by_id(document, "shareButton")?,
         })
     }
 
@@ -154,7 +159,15 @@ impl Ui {
             Button::NewRoom => &self.new_room,
             Button::StartAudio => &self.start_audio,
             Button::Stats => &self.stats_button,
+            Button::Share => &self.share,
         }
+    }
+
+    /// Shows on the share button (`aria-pressed`) whether we share the screen.
+    pub fn show_share(&self, sharing: bool) {
+        let _ = self
+            .share
+            .set_attribute("aria-pressed", if sharing { "true" } else { "false" });
     }
 
     /// Shows or hides the stats panel (`#stats`).

@@ -518,7 +518,7 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         <input id="nameInput"><button id="nameButton"></button><p id="nameNote"></p>
         <button id="copyLinkButton"></button><button id="newRoomButton"></button>
         <p id="inviteNote"></p><button id="startAudioButton"></button>
-        <button id="statsButton"></button><div id="stats"></div>"#;
+        <button id="statsButton"></button><div id="stats"></div><button id="shareButton"></button>"#;
 
     assert_eq!(message(Ui::find(&page(""))), "the page has no #localVideo");
     assert_eq!(
@@ -551,7 +551,7 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         .collect();
     assert_eq!(
         disabled,
-        [true, false, true, false, false, false, false, false, false, false, false]
+        [true, false, true, false, false, false, false, false, false, false, false, false]
     );
     ui.show_media(client::core::MediaState {
         muted: true,

@@ -393,7 +393,7 @@ async fn energy_over(page: &fantoccini::Client, ms: u64) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mute_silences_the_microphone_and_camera_off_shows_on_the_other_side() {
+async fn mute_camera_off_and_screen_sharing_reach_the_other_side() {
     let _turn = CHROME_TURN.lock().await;
     let (relay, shutdown, _relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
     let driver = Driver::start().await;
@@ -476,6 +476,47 @@ async fn mute_silences_the_microphone_and_camera_off_shows_on_the_other_side() {
     )
     .await;
     assert!(energy_over(&a, 3000).await > 0.0, "no sound after unmuting");
+
+    // Screen sharing replaces the camera's picture for the other side, and stopping it brings
+    // the camera back, on the same call.
+    let size = "const v = document.getElementById('remoteVideo');
+        return v.videoWidth + 'x' + v.videoHeight;";
+    let camera = a.execute(size, vec![]).await.expect("script runs");
+    let camera = camera.as_str().unwrap_or_default().to_owned();
+    b.execute(&press("shareButton"), vec![])
+        .await
+        .expect("press share");
+    let switched = format!(
+        "const v = document.getElementById('remoteVideo');
+         const now = v.videoWidth + 'x' + v.videoHeight;
+         return now !== '0x0' && now !== '{camera}' ? now : '';"
+    );
+    let screen = wait_for(&a, "the shared screen at the other side", &switched).await;
+    assert_eq!(
+        b.execute(
+            "return document.getElementById('shareButton').getAttribute('aria-pressed')",
+            vec![]
+        )
+        .await
+        .expect("script runs")
+        .as_str(),
+        Some("true")
+    );
+    let conn_before = tile_frames(&a).await;
+    b.execute(&press("shareButton"), vec![])
+        .await
+        .expect("stop sharing");
+    let back = format!(
+        "const v = document.getElementById('remoteVideo');
+         return v.videoWidth + 'x' + v.videoHeight === '{camera}';"
+    );
+    wait_for(&a, "the camera back at the other side", &back).await;
+    let conn_after = tile_frames(&a).await;
+    assert_eq!(
+        conn_before.iter().map(|(c, _)| c).collect::<Vec<_>>(),
+        conn_after.iter().map(|(c, _)| c).collect::<Vec<_>>(),
+        "sharing {screen} started a new call"
+    );
     a.close().await.expect("close a");
     b.close().await.expect("close b");
     shutdown.cancel();

@@ -659,7 +659,7 @@ impl World {
                     }
                 }
                 Effect::Send(msg) => self.relay_receive(n, msg),
-                Effect::SetMedia(_) => {}
+                Effect::SetMedia(_) | Effect::Share(_) => {}
                 Effect::DropRelay => {
                     page.online = false;
                     page.deaf = false;
@@ -1455,4 +1455,16 @@ fn names_are_trimmed_and_checked_before_joining() {
         .expect_err("a control character")
         .contains("control"));
     assert!(clean_name(&"x".repeat(200)).is_err());
+}
+
+#[test]
+fn screen_sharing_is_toggled_and_ends_once() {
+    let mut page = Engine::new(config(true, "b"));
+    page.handle(Input::Start);
+    assert_eq!(page.handle(Input::ToggleShare), vec![Effect::Share(true)]);
+    // The browser's "Stop sharing" (or a refusal) ends it once; a second end is news to nobody.
+    assert_eq!(page.handle(Input::ShareEnded), vec![Effect::Share(false)]);
+    assert!(page.handle(Input::ShareEnded).is_empty());
+    assert_eq!(page.handle(Input::ToggleShare), vec![Effect::Share(true)]);
+    assert_eq!(page.handle(Input::ToggleShare), vec![Effect::Share(false)]);
 }
