@@ -61,6 +61,10 @@ pub enum Event {
     Click(Button),
     /// Time to look at the calls' statistics.
     Tick,
+    /// The cameras or microphones changed (`devicechange`), or the page should look again.
+    Devices,
+    /// The person chose another camera (`videoinput`) or microphone (`audioinput`).
+    DeviceChosen(&'static str),
     /// The shared screen's track ended (the browser's own "Stop sharing").
     ShareEnded,
 }
@@ -183,6 +187,29 @@ impl App {
             field.add_event_listener_with_callback("keydown", enter.as_ref().unchecked_ref())?;
             listeners.push(enter);
         }
+        // Devices come and go (a headset plugged in, a camera unplugged mid-call).
+        if let Ok(devices) = window.navigator().media_devices() {
+            let tx = events_tx.clone();
+            let changed = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+                let _ = tx.unbounded_send(Event::Devices);
+            });
+            devices.add_event_listener_with_callback(
+                "devicechange",
+                changed.as_ref().unchecked_ref(),
+            )?;
+            listeners.push(changed);
+        }
+        for (select, kind) in [
+            (&ui.camera_select, "videoinput"),
+            (&ui.mic_select, "audioinput"),
+        ] {
+            let tx = events_tx.clone();
+            let chosen = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+                let _ = tx.unbounded_send(Event::DeviceChosen(kind));
+            });
+            select.add_event_listener_with_callback("change", chosen.as_ref().unchecked_ref())?;
+            listeners.push(chosen);
+        }
         let name = match options.name.as_deref().map(core::clean_name) {
             Some(Ok(name)) => name,
             Some(Err(why)) => {
@@ -253,6 +280,7 @@ impl App {
                 self.ui.show_local(Some(&stream));
                 self.local = Some(stream);
                 self.apply_media(self.engine.media());
+                self.look_at_devices().await;
                 if first {
                     self.input(Input::Media(Ok(()))).await;
                 }
@@ -289,6 +317,16 @@ impl App {
             Event::Click(Button::StartAudio) => self.ui.start_audio(),
             Event::Click(Button::Share) => self.input(Input::ToggleShare).await,
             Event::ShareEnded => self.input(Input::ShareEnded).await,
+            Event::Devices => self.look_at_devices().await,
+            Event::DeviceChosen(kind) => {
+                let select = if kind == "videoinput" {
+                    &self.ui.camera_select
+                } else {
+                    &self.ui.mic_select
+                };
+                let id = select.value();
+                self.use_device(kind, &id).await;
+            }
             Event::Click(Button::Stats) => {
                 self.ui.toggle_stats();
                 self.ui.show_stats(&self.engine.tiles(), &self.stats);
@@ -366,6 +404,79 @@ impl App {
                 self.input(Input::SetName(name)).await;
             }
             Err(why) => self.ui.name_note(Some(&why)),
+        }
+    }
+
+    /// Lists the cameras and microphones; a device in use that went away (its track ended) is
+    /// replaced by the first one left of its kind, on every call.
+    async fn look_at_devices(&mut self) {
+        let devices = media::list_devices().await;
+        for kind in ["videoinput", "audioinput"] {
+            let track = self.local.as_ref().and_then(|stream| {
+                let tracks = if kind == "videoinput" {
+                    stream.get_video_tracks()
+                } else {
+                    stream.get_audio_tracks()
+                };
+                tracks.get(0).dyn_into::<web_sys::MediaStreamTrack>().ok()
+            });
+            let current = track.as_ref().and_then(media::device_of);
+            let gone = track
+                .as_ref()
+                .is_some_and(|t| t.ready_state() == web_sys::MediaStreamTrackState::Ended);
+            let chosen = media::choose_device(&devices, kind, current.as_deref().filter(|_| !gone))
+                .map(|d| d.id.clone());
+            self.ui.show_devices(kind, &devices, chosen.as_deref());
+            if gone {
+                match chosen {
+                    Some(id) => self.use_device(kind, &id).await,
+                    None => self.ui.chat_note(Some(if kind == "videoinput" {
+                        "The camera went away and there is no other."
+                    } else {
+                        "The microphone went away and there is no other."
+                    })),
+                }
+            }
+        }
+    }
+
+    /// Sends from the camera or microphone `id` from now on, on every call.
+    async fn use_device(&mut self, kind: &str, id: &str) {
+        let track = match media::open_device(kind, id).await {
+            Ok(track) => track,
+            Err(err) => {
+                self.ui.chat_note(Some(&err.to_string()));
+                return;
+            }
+        };
+        let Some(local) = &self.local else {
+            return;
+        };
+        let old = if kind == "videoinput" {
+            local.get_video_tracks()
+        } else {
+            local.get_audio_tracks()
+        };
+        for old in old.iter() {
+            if let Ok(old) = old.dyn_into::<web_sys::MediaStreamTrack>() {
+                local.remove_track(&old);
+                old.stop();
+            }
+        }
+        local.add_track(&track);
+        self.apply_media(self.engine.media());
+        let sender_kind = if kind == "videoinput" {
+            "video"
+        } else {
+            "audio"
+        };
+        // While sharing, the screen keeps the video; the new camera waits for the end.
+        if !(sender_kind == "video" && self.share.is_some()) {
+            for peer in self.peers.values() {
+                if let Err(err) = peer.replace(sender_kind, Some(&track)).await {
+                    web_sys::console::warn_2(&"switching devices".into(), &err);
+                }
+            }
         }
     }
 

@@ -147,3 +147,154 @@ fn classify(err: JsValue) -> MediaError {
         ),
     }
 }
+
+/// The cameras and microphones there are now (`enumerateDevices`).
+pub async fn list_devices() -> Vec<Device> {
+    let Some(devices) = web_sys::window().and_then(|w| w.navigator().media_devices().ok()) else {
+        return Vec::new();
+    };
+    let Ok(request) = devices.enumerate_devices() else {
+        return Vec::new();
+    };
+    let Ok(list) = JsFuture::from(request).await else {
+        return Vec::new();
+    };
+    let text = |item: &JsValue, name: &str| {
+        Reflect::get(item, &JsValue::from_str(name))
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    js_sys::Array::from(&list)
+        .iter()
+        .map(|item| Device {
+            kind: text(&item, "kind"),
+            id: text(&item, "deviceId"),
+            label: text(&item, "label"),
+        })
+        .filter(|d| d.kind == "videoinput" || d.kind == "audioinput")
+        .collect()
+}
+
+/// Opens the camera or microphone `id` (`kind` as in [`Device`]) and returns its track.
+pub async fn open_device(kind: &str, id: &str) -> Result<web_sys::MediaStreamTrack, MediaError> {
+    let window = web_sys::window().ok_or_else(|| MediaError::Other("no window".into()))?;
+    let devices = window
+        .navigator()
+        .media_devices()
+        .map_err(|_| MediaError::InsecureContext)?;
+    let exact = js_sys::Object::new();
+    let _ = Reflect::set(&exact, &"exact".into(), &JsValue::from_str(id));
+    let wanted = js_sys::Object::new();
+    let _ = Reflect::set(&wanted, &"deviceId".into(), &exact);
+    let constraints = MediaStreamConstraints::new();
+    if kind == "videoinput" {
+        constraints.set_video(&wanted);
+    } else {
+        constraints.set_audio(&wanted);
+    }
+    let request = devices
+        .get_user_media_with_constraints(&constraints)
+        .map_err(classify)?;
+    let stream: MediaStream = JsFuture::from(request)
+        .await
+        .map_err(classify)?
+        .dyn_into()
+        .map_err(|_| MediaError::Other("not a stream".into()))?;
+    stream
+        .get_tracks()
+        .get(0)
+        .dyn_into()
+        .map_err(|_| MediaError::NoDevice)
+}
+
+/// The `deviceId` a track was opened from.
+pub fn device_of(track: &web_sys::MediaStreamTrack) -> Option<String> {
+    let settings = Reflect::get(track, &"getSettings".into())
+        .ok()?
+        .dyn_into::<js_sys::Function>()
+        .ok()?
+        .call0(track)
+        .ok()?;
+    Reflect::get(&settings, &"deviceId".into())
+        .ok()?
+        .as_string()
+}
+
+/// One camera or microphone, as `enumerateDevices` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// `videoinput` or `audioinput`.
+    pub kind: String,
+    /// Its `deviceId`.
+    pub id: String,
+    /// Its label (empty before the person allowed the camera).
+    pub label: String,
+}
+
+/// Which device of `kind` to use from `devices`: the one in use (`current`) while it is still
+/// there, else the first of that kind (the one in use was unplugged), else none.
+pub fn choose_device<'a>(
+    devices: &'a [Device],
+    kind: &str,
+    current: Option<&str>,
+) -> Option<&'a Device> {
+    let mut of_kind = devices.iter().filter(|d| d.kind == kind);
+    let first = of_kind.clone().next();
+    current
+        .and_then(|id| of_kind.find(|d| d.id == id))
+        .or(first)
+}
+
+/// What the device choice shows for `device`, the `n`th of its kind: its label, or a number
+/// before the browser tells labels.
+pub fn device_label(device: &Device, n: usize) -> String {
+    if device.label.is_empty() {
+        let what = if device.kind == "videoinput" {
+            "Camera"
+        } else {
+            "Microphone"
+        };
+        format!("{what} {}", n + 1)
+    } else {
+        device.label.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(kind: &str, id: &str) -> Device {
+        Device {
+            kind: kind.into(),
+            id: id.into(),
+            label: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_device_in_use_stays_until_it_goes_away() {
+        let devices = [
+            device("audioinput", "m1"),
+            device("videoinput", "c1"),
+            device("videoinput", "c2"),
+        ];
+        assert_eq!(
+            choose_device(&devices, "videoinput", Some("c2")).map(|d| d.id.as_str()),
+            Some("c2")
+        );
+        // Unplugged: the first camera there is.
+        assert_eq!(
+            choose_device(&devices, "videoinput", Some("gone")).map(|d| d.id.as_str()),
+            Some("c1")
+        );
+        assert_eq!(
+            choose_device(&devices, "videoinput", None).map(|d| d.id.as_str()),
+            Some("c1")
+        );
+        assert_eq!(choose_device(&devices[..1], "videoinput", Some("c1")), None);
+        assert_eq!(device_label(&devices[1], 0), "Camera 1");
+        assert_eq!(device_label(&devices[0], 1), "Microphone 2");
+    }
+}

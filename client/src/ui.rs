@@ -11,13 +11,14 @@
 use protocol::PeerId;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{
-    Document, Element, HtmlButtonElement, HtmlElement, HtmlInputElement, HtmlVideoElement,
-    MediaStream,
+    Document, Element, HtmlButtonElement, HtmlElement, HtmlInputElement, HtmlSelectElement,
+    HtmlVideoElement, MediaStream,
 };
 
 use crate::{
     core::{ConnId, MediaState, Status, Tile, TileState},
     diagnose::Path,
+    media::{self, Device},
     small::VecMap,
     stats::History,
 };
@@ -110,6 +111,10 @@ pub struct Ui {
     stats_button: HtmlButtonElement,
     stats: HtmlElement,
     share: HtmlButtonElement,
+    /// The camera and microphone choices.
+    pub camera_select: HtmlSelectElement,
+    /// See [`Ui::camera_select`].
+    pub mic_select: HtmlSelectElement,
 }
 
 impl Ui {
@@ -142,6 +147,8 @@ impl Ui {
             stats_button: by_id(document, "statsButton")?,
             stats: by_id(document, "stats")?,
             share: by_id(document, "shareButton")?,
+            camera_select: by_id(document, "cameraSelect")?,
+            mic_select: by_id(document, "micSelect")?,
         })
     }
 
@@ -161,6 +168,28 @@ impl Ui {
             Button::Stats => &self.stats_button,
             Button::Share => &self.share,
         }
+    }
+
+    /// Lists the devices of `kind` in its choice, `selected` chosen.
+    pub fn show_devices(&self, kind: &str, devices: &[Device], selected: Option<&str>) {
+        let select = if kind == "videoinput" {
+            &self.camera_select
+        } else {
+            &self.mic_select
+        };
+        select.set_text_content(None);
+        for (n, device) in devices.iter().filter(|d| d.kind == kind).enumerate() {
+            let Ok(option) = self.document.create_element("option") else {
+                continue;
+            };
+            let _ = option.set_attribute("value", &device.id);
+            option.set_text_content(Some(&media::device_label(device, n)));
+            if selected == Some(device.id.as_str()) {
+                let _ = option.set_attribute("selected", "");
+            }
+            let _ = select.append_child(&option);
+        }
+        select.set_disabled(select.length() == 0);
     }
 
     /// Shows on the share button (`aria-pressed`) whether we share the screen.

@@ -518,7 +518,8 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         <input id="nameInput"><button id="nameButton"></button><p id="nameNote"></p>
         <button id="copyLinkButton"></button><button id="newRoomButton"></button>
         <p id="inviteNote"></p><button id="startAudioButton"></button>
-        <button id="statsButton"></button><div id="stats"></div><button id="shareButton"></button>"#;
+        <button id="statsButton"></button><div id="stats"></div><button id="shareButton"></button>
+        <select id="cameraSelect"></select><select id="micSelect"></select>"#;
 
     assert_eq!(message(Ui::find(&page(""))), "the page has no #localVideo");
     assert_eq!(

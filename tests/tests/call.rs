@@ -517,6 +517,33 @@ async fn mute_camera_off_and_screen_sharing_reach_the_other_side() {
         conn_after.iter().map(|(c, _)| c).collect::<Vec<_>>(),
         "sharing {screen} started a new call"
     );
+
+    // The cameras and microphones are listed to choose from; a camera that goes away mid-call
+    // (its track ends, the browser says the devices changed) is replaced by the one left.
+    wait_for(
+        &b,
+        "the device choices",
+        "return document.getElementById('cameraSelect').options.length > 0
+            && document.getElementById('micSelect').options.length > 0;",
+    )
+    .await;
+    b.execute(
+        "document.getElementById('localVideo').srcObject.getVideoTracks()[0].stop();
+         navigator.mediaDevices.dispatchEvent(new Event('devicechange'));
+         return true;",
+        vec![],
+    )
+    .await
+    .expect("unplug the camera");
+    wait_for(
+        &b,
+        "a live camera again",
+        "const t = document.getElementById('localVideo').srcObject.getVideoTracks()[0];
+         return t && t.readyState === 'live';",
+    )
+    .await;
+    let now = frames(&a).await;
+    frames_beyond(&a, now + 10).await;
     a.close().await.expect("close a");
     b.close().await.expect("close b");
     shutdown.cancel();
