@@ -107,6 +107,13 @@ pub enum PeerInput {
     RemoteMedia(MediaState),
 }
 
+/// The `a=mid:` values of an SDP, in order: an answer has exactly its offer's.
+fn mids(sdp: &str) -> Vec<&str> {
+    sdp.lines()
+        .filter_map(|line| line.trim_end().strip_prefix("a=mid:"))
+        .collect()
+}
+
 /// The name the person typed, made ready to join with: trimmed, `None` when empty; refused
 /// with words for the person when the relay would refuse it (control characters, too long).
 pub fn clean_name(typed: &str) -> Result<Option<String>, String> {
@@ -882,7 +889,14 @@ impl Engine {
                 let Some(link) = self.remote_by_id(from).and_then(|r| r.link.as_mut()) else {
                     return;
                 };
-                if link.signaling == Signaling::HaveLocalOffer {
+                // An answer to an earlier offer of ours (sent twice while the network was slow)
+                // can arrive after a newer offer: its m-lines would not match, and the browser
+                // would refuse it and end the call. The answer to this offer is on its way.
+                let answers_ours = link
+                    .last_offer
+                    .as_deref()
+                    .is_some_and(|offer| mids(offer) == mids(&sdp));
+                if link.signaling == Signaling::HaveLocalOffer && answers_ours {
                     link.signaling = Signaling::ApplyingAnswer;
                     link.remote_fingerprint = verify::fingerprint(&sdp);
                     out.push(Effect::ApplyAnswer {

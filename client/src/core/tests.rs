@@ -1468,3 +1468,42 @@ fn screen_sharing_is_toggled_and_ends_once() {
     assert_eq!(page.handle(Input::ToggleShare), vec![Effect::Share(true)]);
     assert_eq!(page.handle(Input::ToggleShare), vec![Effect::Share(false)]);
 }
+
+#[test]
+fn an_answer_to_an_earlier_offer_is_not_applied_to_a_newer_one() {
+    let mut caller = Engine::new(config(true, "b"));
+    caller.handle(Input::Start);
+    caller.handle(welcome(2, vec![info(1, "a")]));
+    let conn = ConnId(0);
+    caller.handle(Input::Peer(conn, PeerInput::NegotiationNeeded));
+    caller.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: true,
+            sdp: "a=mid:0\r\na=mid:1\r\na=mid:2\r\na=mid:3\r\n".into(),
+        },
+    ));
+    // The answer to the first offer, of three m-lines, comes after our second of four.
+    let stale = caller.handle(Input::Relay(ServerMsg::Answer {
+        from: PeerId(1),
+        from_name: None,
+        sdp: "a=mid:0\r\na=mid:1\r\na=mid:2\r\n".into(),
+    }));
+    assert!(
+        !stale
+            .iter()
+            .any(|e| matches!(e, Effect::ApplyAnswer { .. })),
+        "{stale:?}"
+    );
+    let fresh = caller.handle(Input::Relay(ServerMsg::Answer {
+        from: PeerId(1),
+        from_name: None,
+        sdp: "a=mid:0\r\na=mid:1\r\na=mid:2\r\na=mid:3\r\n".into(),
+    }));
+    assert!(
+        fresh
+            .iter()
+            .any(|e| matches!(e, Effect::ApplyAnswer { .. })),
+        "{fresh:?}"
+    );
+}
