@@ -239,13 +239,14 @@ pub async fn ready(kind: RelayKind, ws: &mut Ws, room: &str, name: &str) -> anyh
 pub async fn connect_pair(
     kind: RelayKind,
     addr: SocketAddr,
+    addr_b: SocketAddr,
     label: &str,
     pair: u32,
 ) -> anyhow::Result<[(Ws, Ident); 2]> {
     let room = format!("{label}-{pair}");
     let mut a = open(addr, kind.path()).await?;
     let a_id = ready(kind, &mut a, &room, &format!("{room}-a")).await?;
-    let mut b = open(addr, kind.path()).await?;
+    let mut b = open(addr_b, kind.path()).await?;
     let b_id = ready(kind, &mut b, &room, &format!("{room}-b")).await?;
     if kind == RelayKind::Ours {
         // A hears that B arrived; read it now so the signal stream holds signals only.

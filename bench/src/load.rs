@@ -233,6 +233,7 @@ impl Pairs {
     pub async fn connect(
         kind: RelayKind,
         addr: SocketAddr,
+        addr_b: SocketAddr,
         relay_pid: u32,
         pairs: u32,
         window: usize,
@@ -258,9 +259,10 @@ impl Pairs {
         let mut peers = Vec::new();
         let mut readers = Vec::new();
         for pair in 0..pairs {
-            let [(a_ws, a_id), (b_ws, b_id)] = dialect::connect_pair(kind, addr, "pair", pair)
-                .await
-                .with_context(|| format!("connecting pair {pair}"))?;
+            let [(a_ws, a_id), (b_ws, b_id)] =
+                dialect::connect_pair(kind, addr, addr_b, "pair", pair)
+                    .await
+                    .with_context(|| format!("connecting pair {pair}"))?;
             let (a_sink, a_stream) = a_ws.split();
             let (b_sink, b_stream) = b_ws.split();
             let peer = |side: Side, sink, partner: &Ident| {

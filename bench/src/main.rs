@@ -93,6 +93,11 @@ struct Args {
     /// ...but no longer than this many seconds (0: do not wait; --smoke does not).
     #[arg(long, default_value_t = 20.0)]
     quiet_wait: f64,
+    /// Also run our relay's open loop across two instances sharing rooms through a Redis
+    /// (`redis-server`, started on a free port): side A of each pair on one instance, side B
+    /// on the other; printed beside the one-relay open loop of the same run.
+    #[arg(long)]
+    cross_instance: bool,
     /// Write each relay's open-loop latencies (ns, sorted, one per line) to DIR/RELAY.txt.
     #[arg(long, value_name = "DIR")]
     latency_dump: Option<PathBuf>,
@@ -119,6 +124,8 @@ struct Plan {
     verify: bool,
     /// Wait for a quiet machine before each phase: (threshold, longest wait).
     quiet: Option<(f64, Duration)>,
+    /// Our relay's open loop again through two instances and Redis.
+    cross_instance: bool,
 }
 
 impl Plan {
@@ -150,6 +157,7 @@ impl Plan {
             wss_accept: args.accept,
             phases,
             verify: args.verify,
+            cross_instance: args.cross_instance,
             quiet: (args.quiet_wait > 0.0).then(|| {
                 (
                     args.quiet_threshold,
@@ -267,8 +275,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let started = Instant::now();
     let mut reports = Vec::new();
+    let mut cross = None;
     for &kind in &plan.relays {
         let report = run_relay(kind, &plan, &setup, needed).await;
+        if kind == RelayKind::Ours && plan.cross_instance {
+            cross = Some(cross_instance(&plan, &setup, report.open.as_ref()).await);
+        }
         if let (Some(dir), Some(open)) = (&args.latency_dump, &report.open) {
             fs::create_dir_all(dir)?;
             let lines: String = open
@@ -289,6 +301,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             text.push('\n');
             text.push_str(&https);
         }
+    }
+    if let Some(cross) = &cross {
+        text.push('\n');
+        text.push_str(cross);
     }
     let notes = report::notes(&reports);
     if !notes.is_empty() {
@@ -415,6 +431,131 @@ async fn run_relay(kind: RelayKind, plan: &Plan, setup: &RelaySetup, needed: u64
     report
 }
 
+/// A `redis-server` of the benchmark's own on a free loopback port, nothing saved to disk,
+/// pinned with the relays; killed by its PID when dropped.
+struct Redis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Redis {
+    fn start(cpu: Option<u32>) -> anyhow::Result<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string(), "redis-server"]);
+                c
+            }
+            None => Command::new("redis-server"),
+        };
+        let child = command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting redis-server")?;
+        let redis = Redis { port, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "redis-server does not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(redis)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Our relay's open loop through two instances and Redis: the lines printed under the table,
+/// beside `single` (the one-relay open loop of the same run), or why it could not run.
+async fn cross_instance(
+    plan: &Plan,
+    setup: &RelaySetup,
+    single: Option<&load::OpenLoop>,
+) -> String {
+    match cross_open_loop(plan, setup).await {
+        Ok(cross) => {
+            let row = |what: &str, one: f64, two: f64| {
+                format!("| {what} | {one:.0} | {two:.0} (×{:.2}) |\n", two / one)
+            };
+            let one = |f: fn(&load::OpenLoop) -> f64| single.map_or(f64::NAN, f);
+            let mut text = format!(
+                "Cross-instance: the same open loop at {} msg/s, side A of each pair on one instance of ours, side B on another, rooms shared through one redis-server (all three on the relay CPU):\n\n| | one relay | two relays + Redis |\n|---|---:|---:|\n",
+                plan.rate
+            );
+            text += &row("latency p50 (µs) ↓", one(|o| o.p50_us), cross.p50_us);
+            text += &row("latency p99 (µs) ↓", one(|o| o.p99_us), cross.p99_us);
+            text += &row("latency p99.9 (µs) ↓", one(|o| o.p999_us), cross.p999_us);
+            text += &format!(
+                "| sent {} msgs: lost / misrouted / out of order / other | | {} |\n",
+                cross.sent, cross.faults
+            );
+            text
+        }
+        Err(err) => format!("Cross-instance: could not run: {err:#}\n"),
+    }
+}
+
+async fn cross_open_loop(plan: &Plan, setup: &RelaySetup) -> anyhow::Result<CrossLoop> {
+    let redis = Redis::start(setup.cpu)?;
+    let url = format!("redis://127.0.0.1:{}/0", redis.port);
+    let extra = ["--redis-url", url.as_str()];
+    let one = RelayProcess::start_with(RelayKind::Ours, setup, "cross-1", false, &extra)?;
+    let two = RelayProcess::start_with(RelayKind::Ours, setup, "cross-2", false, &extra)?;
+    eprintln!(
+        "[bench] ours: cross-instance open loop at {} msg/s",
+        plan.rate
+    );
+    let set = Pairs::connect(
+        RelayKind::Ours,
+        one.addr,
+        two.addr,
+        one.pid,
+        plan.pairs,
+        plan.window,
+        plan.verify,
+    )
+    .await?;
+    let open = set
+        .open_loop(plan.rate, plan.warmup, plan.measure, plan.open_count)
+        .await;
+    let faults = set.close().await;
+    let _ = one.stop();
+    let _ = two.stop();
+    drop(redis);
+    let open = open?;
+    Ok(CrossLoop {
+        sent: faults.sent,
+        p50_us: open.p50_us,
+        p99_us: open.p99_us,
+        p999_us: open.p999_us,
+        faults: format!(
+            "{} / {} / {} / {}",
+            faults.lost,
+            faults.misrouted,
+            faults.out_of_order,
+            faults.unexpected + faults.verify_failed + faults.send_failed
+        ),
+    })
+}
+
+struct CrossLoop {
+    sent: u64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    faults: String,
+}
+
 /// Connects the pairs and runs the closed and the open loop the plan asks for.
 async fn message_phases(
     plan: &Plan,
@@ -425,7 +566,17 @@ async fn message_phases(
 ) {
     let (kind, name) = (report.kind, report.kind.name());
     eprintln!("[bench] {name}: connecting {pairs} pairs");
-    let set = match Pairs::connect(kind, relay.addr, relay.pid, pairs, window, plan.verify).await {
+    let set = match Pairs::connect(
+        kind,
+        relay.addr,
+        relay.addr,
+        relay.pid,
+        pairs,
+        window,
+        plan.verify,
+    )
+    .await
+    {
         Ok(set) => set,
         Err(err) => {
             report.failures.push(format!("connecting pairs: {err:#}"));

@@ -128,6 +128,17 @@ impl RelayProcess {
         tag: &str,
         tls: bool,
     ) -> anyhow::Result<RelayProcess> {
+        Self::start_with(kind, setup, tag, tls, &[])
+    }
+
+    /// [`RelayProcess::start`] with more arguments for our relay (`--redis-url URL`, say).
+    pub fn start_with(
+        kind: RelayKind,
+        setup: &RelaySetup,
+        tag: &str,
+        tls: bool,
+        extra: &[&str],
+    ) -> anyhow::Result<RelayProcess> {
         let [port, tls_port] = free_ports()?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let port_text = port.to_string();
@@ -171,6 +182,10 @@ impl RelayProcess {
                 (PathBuf::from("node"), vec!["server.js"], Some(dir))
             }
         };
+        let mut args = args;
+        if kind == RelayKind::Ours {
+            args.extend_from_slice(extra);
+        }
         let logs = setup.work_dir.join("logs");
         fs::create_dir_all(&logs)?;
         let log = logs.join(format!("{}-{tag}.log", kind.name()));

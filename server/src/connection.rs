@@ -1,9 +1,11 @@
-//! One WebSocket connection: admission, upgrade, read loop, writer task, and cleanup.
+//! One WebSocket connection: admission, upgrade, and one task that reads the socket, writes
+//! what is queued for it, pings it, and cleans up.
 
 use std::{
+    collections::VecDeque,
     net::SocketAddr,
     sync::atomic::Ordering,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
 
@@ -15,12 +17,12 @@ use axum::{
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use futures_util::{stream::SplitSink, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use protocol::{
     ClientMsg, ErrorKind, PeerId, Request, ServerMsg, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG,
     CLOSE_POLICY, MAX_MESSAGE_BYTES,
 };
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -41,27 +43,81 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How a peer is reached: its queue of outgoing frames, and the token that ends its connection.
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    /// Frames for the peer's writer task.
-    pub tx: mpsc::Sender<Message>,
+    /// Frames for the peer's connection task.
+    queue: Arc<Queue>,
     /// Cancelled to drop the peer, e.g. when it reads too slowly to keep its outbox from filling.
     pub kick: CancellationToken,
 }
 
+/// The frames waiting for one peer. Empty, it holds no allocation: an idle connection pays only
+/// for the `Arc` (a bounded `mpsc` channel allocates a block of 32 slots up front).
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Wakes the connection task when a frame is queued (a permit is kept if it is busy).
+    ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    frames: VecDeque<Message>,
+    /// The connection has ended: nothing more is taken.
+    closed: bool,
+}
+
 impl Outbox {
+    fn new(kick: CancellationToken) -> Self {
+        Self {
+            queue: Arc::default(),
+            kick,
+        }
+    }
+
     /// Queues any frame (a ping, say) without waiting. A full outbox means the peer does not
     /// read what it is sent: it is dropped, rather than letting the relay's memory grow on its
     /// behalf.
     pub fn deliver_frame(&self, frame: Message) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        {
+            let mut state = self.queue.lock();
+            // The peer's connection is already ending; its own task cleans up.
+            if state.closed {
+                return false;
+            }
+            if state.frames.len() >= OUTBOX_CAPACITY {
+                drop(state);
                 tracing::warn!("outbox full: dropping a peer that does not read");
                 self.kick.cancel();
-                false
+                return false;
             }
-            // The peer's connection is already ending; its own task cleans up.
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            state.frames.push_back(frame);
         }
+        self.queue.ready.notify_one();
+        true
+    }
+
+    /// Waits until frames are queued, and takes them all.
+    async fn next_batch(&self) -> VecDeque<Message> {
+        loop {
+            let batch = std::mem::take(&mut self.queue.lock().frames);
+            if !batch.is_empty() {
+                return batch;
+            }
+            self.queue.ready.notified().await;
+        }
+    }
+
+    /// Takes no more frames: the connection is ending.
+    fn close(&self) {
+        let mut state = self.queue.lock();
+        state.closed = true;
+        state.frames = VecDeque::new();
+    }
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // Nothing that holds the lock can panic half-way; a poisoned queue is still whole.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -161,24 +217,23 @@ struct Connection {
     rate: RateLimit,
 }
 
-async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, host: Option<String>, ticket: Ticket) {
+async fn handle_socket(
+    mut socket: WebSocket,
+    relay: Arc<Relay>,
+    host: Option<String>,
+    ticket: Ticket,
+) {
     tracing::info!("connected");
     relay.metrics.connections.fetch_add(1, Ordering::Relaxed);
     relay
         .metrics
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
-    let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
     let kick = relay.shutdown.child_token();
-    let writer = tokio::spawn(write_loop(sink, rx, kick.clone()));
     let limits = &relay.limits;
     let mut conn = Connection {
         rate: RateLimit::new(limits.rate_per_sec, limits.rate_burst),
-        outbox: Outbox {
-            tx,
-            kick: kick.clone(),
-        },
+        outbox: Outbox::new(kick.clone()),
         relay: relay.clone(),
         id: None,
         host,
@@ -189,6 +244,10 @@ async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, host: Option<String
     // When the peer is due fresh TURN credentials: set once it has joined, if TURN is on.
     let mut refresh_at: Option<Instant> = None;
 
+    // One task per connection: it reads the socket and writes what is queued for it in turn.
+    // While it writes it does not read, which only slows down a peer that sends and does not
+    // read; one that does not read at all fills its outbox and is kicked, or stops answering
+    // pings and counts as silent.
     let end = loop {
         let refresh = async {
             match refresh_at {
@@ -197,8 +256,23 @@ async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, host: Option<String
             }
         };
         let frame = tokio::select! {
+            biased;
             _ = kick.cancelled() => {
                 break if relay.shutdown.is_cancelled() { End::Shutdown } else { End::Kicked };
+            }
+            batch = conn.outbox.next_batch() => {
+                let silent_at = last_heard + limits.idle_timeout;
+                let sent = tokio::select! {
+                    biased;
+                    _ = kick.cancelled() => continue,
+                    _ = tokio::time::sleep_until(silent_at) => break End::Silent,
+                    sent = send_batch(&mut socket, batch) => sent,
+                };
+                if sent.is_err() {
+                    // The transport is gone.
+                    break End::Kicked;
+                }
+                continue;
             }
             _ = refresh => {
                 conn.refresh_ice_servers();
@@ -212,7 +286,7 @@ async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, host: Option<String
                 conn.outbox.deliver_frame(Message::Ping(Default::default()));
                 continue;
             }
-            frame = stream.next() => frame,
+            frame = socket.next() => frame,
         };
         last_heard = Instant::now();
         match frame {
@@ -249,27 +323,34 @@ async fn handle_socket(socket: WebSocket, relay: Arc<Relay>, host: Option<String
         }
     };
 
+    // What is still queued is for a peer that is going away.
+    conn.outbox.close();
     // A peer that said goodbye frees its name at once; one that vanished keeps its place for
     // the resume grace period.
     if let Some(id) = conn.id {
         relay.rooms.leave(id, !matches!(end, End::Closed)).await;
     }
-    // Stop the writer before writing the Close frame ourselves: what is still queued is for a
-    // peer that is going away.
     kick.cancel();
-    if let Ok(mut sink) = writer.await {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            match end.close_frame() {
-                Some(frame) => sink.send(Message::Close(Some(frame))).await,
-                // The client closed: flush the Close reply tungstenite queued for it.
-                None => sink.close().await,
-            }
-        })
-        .await;
-    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        match end.close_frame() {
+            Some(frame) => socket.send(Message::Close(Some(frame))).await,
+            // The client closed: flush the Close reply tungstenite queued for it.
+            None => socket.close().await,
+        }
+    })
+    .await;
     relay.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     drop(ticket);
     tracing::info!(?end, "disconnected");
+}
+
+/// Writes `batch` into the socket's buffer and flushes once: under load, several frames leave
+/// in one write.
+async fn send_batch(socket: &mut WebSocket, batch: VecDeque<Message>) -> Result<(), axum::Error> {
+    for frame in batch {
+        socket.feed(frame).await?;
+    }
+    socket.flush().await
 }
 
 impl Connection {
@@ -377,51 +458,28 @@ impl Connection {
     }
 }
 
-/// Drains the peer's outbox into its socket until the outbox closes or `stop` is cancelled.
-/// Hands the sink back so that the connection can still send its Close frame.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Message>,
-    stop: CancellationToken,
-) -> SplitSink<WebSocket, Message> {
-    loop {
-        let msg = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            msg = rx.recv() => msg,
-        };
-        let Some(msg) = msg else { break };
-        // A peer that does not read blocks `send` once the kernel's buffers are full: it must
-        // not keep its writer (and so its connection and its place) forever once it is kicked.
-        let sent = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            sent = sink.send(msg) => sent,
-        };
-        if sent.is_err() {
-            // The transport is gone: end the read side too.
-            stop.cancel();
-            break;
-        }
-    }
-    sink
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_full_outbox_kicks_its_peer_instead_of_growing() {
-        let (tx, rx) = mpsc::channel(2);
-        let outbox = Outbox {
-            tx,
-            kick: CancellationToken::new(),
-        };
-        assert!(outbox.deliver("one") && outbox.deliver("two"));
+        let outbox = Outbox::new(CancellationToken::new());
+        for n in 0..OUTBOX_CAPACITY {
+            assert!(outbox.deliver(&n.to_string()), "frame {n} fits");
+        }
         assert!(!outbox.kick.is_cancelled());
-        assert!(!outbox.deliver("three"), "the outbox is full");
+        assert!(!outbox.deliver("one more"), "the outbox is full");
         assert!(outbox.kick.is_cancelled());
-        drop(rx);
+    }
+
+    #[test]
+    fn a_closed_outbox_takes_nothing_and_holds_nothing() {
+        let outbox = Outbox::new(CancellationToken::new());
+        assert!(outbox.deliver("queued"));
+        outbox.close();
+        assert!(!outbox.deliver("too late"));
+        assert!(outbox.queue.lock().frames.is_empty());
+        assert!(!outbox.kick.is_cancelled());
     }
 }

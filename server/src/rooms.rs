@@ -1,6 +1,10 @@
 //! Where the rooms live: in this process ([`Registry`], the default) or shared with other
 //! instances through Redis ([`Backplane`], with `--redis-url`). Connections talk to [`Rooms`]
 //! and do not know which; the in-memory path awaits nothing and takes no extra hop.
+//!
+//! The Redis operations' futures are boxed: they are large (several Redis round trips), and
+//! inline they would make every connection's task, which lives as long as the socket, as large
+//! as the largest of them, with or without a backplane.
 
 use std::sync::Arc;
 
@@ -32,7 +36,9 @@ impl Rooms {
     ) -> Result<Joined, Refusal> {
         match self {
             Rooms::Memory(registry) => registry.join(request, mailbox, ice_servers),
-            Rooms::Redis(backplane) => backplane.join(request, mailbox, ice_servers).await,
+            Rooms::Redis(backplane) => {
+                Box::pin(backplane.join(request, mailbox, ice_servers)).await
+            }
         }
     }
 
@@ -45,7 +51,7 @@ impl Rooms {
     ) -> Result<Relayed, Refusal> {
         match self {
             Rooms::Memory(registry) => registry.relay(from, to, signal),
-            Rooms::Redis(backplane) => backplane.relay(from, to, signal).await,
+            Rooms::Redis(backplane) => Box::pin(backplane.relay(from, to, signal)).await,
         }
     }
 
@@ -53,7 +59,7 @@ impl Rooms {
     pub async fn leave(&self, id: PeerId, reserve: bool) {
         match self {
             Rooms::Memory(registry) => registry.leave(id, reserve),
-            Rooms::Redis(backplane) => backplane.leave(id, reserve).await,
+            Rooms::Redis(backplane) => Box::pin(backplane.leave(id, reserve)).await,
         }
     }
 

@@ -1,0 +1,225 @@
+//! A call between two real Chrome pages served by two different relay instances that share
+//! their rooms through a real Redis: page A on instance 1, page B (`/#true`) on instance 2.
+//! Every signaling message between them goes instance → Redis → instance; frames must be
+//! decoded on both sides, and each instance's `/metrics` must show the traffic went through
+//! the backplane.
+//!
+//! Needs what `call.rs` needs (the bundle in `dist/`, `chromedriver`, `chromium`) and
+//! `redis-server` (`scripts/setup.sh --test` installs it). Redis is started on a free loopback
+//! port, with nothing saved to disk, and killed by its PID when the test ends, even on failure.
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use e2e::{
+    browser::{frames_beyond, wait_for, Driver},
+    relay::dist_dir,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+
+/// The tests of this file take turns with each other, as those of `call.rs` do (test binaries
+/// themselves run one after the other).
+static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long Redis and the instances may take to come up before the test fails.
+const SETTLE: Duration = Duration::from_secs(15);
+
+/// A `redis-server` of the test's own, killed by its PID when dropped.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = e2e::browser::free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/setup.sh --test installs it)");
+        let redis = Self { port, child };
+        let deadline = std::time::Instant::now() + SETTLE;
+        while !redis.pings() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server does not answer on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn pings(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts one relay instance with `--redis-url` on a free loopback port, serving the bundle,
+/// and waits until its `/healthz` says it reaches Redis.
+async fn instance(redis: &Redis) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind an instance");
+    let addr = listener.local_addr().expect("instance address");
+    let shutdown = CancellationToken::new();
+    let config = server::Config {
+        dist: dist_dir(),
+        room_capacity: 2,
+        backplane: Some(server::BackplaneConfig::new(&redis.url()).expect("a Redis URL")),
+        ..server::Config::default()
+    };
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            server::run(listener, config, shutdown)
+                .await
+                .expect("the instance runs");
+        }
+    });
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let (status, body) = get(addr, "/healthz").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "instance {addr}: /healthz still answers {status} {body:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (addr, shutdown, task)
+}
+
+/// A plain HTTP/1.1 GET: the status and the body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(SETTLE, stream.read_to_end(&mut raw))
+        .await
+        .expect("the response arrives in time")
+        .expect("read the response");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
+
+/// The value of one un-labelled series in `addr`'s `/metrics`.
+async fn metric(addr: SocketAddr, series: &str) -> u64 {
+    let (status, body) = get(addr, "/metrics").await;
+    assert_eq!(status, 200, "instance {addr}: /metrics");
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("instance {addr}: no {series} in /metrics:\n{body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pages_on_two_instances_call_each_other_through_redis() {
+    let _turn = CHROME_TURN.lock().await;
+    let redis = Redis::start();
+    let (one, stop_one, task_one) = instance(&redis).await;
+    let (two, stop_two, task_two) = instance(&redis).await;
+    let driver = Driver::start().await;
+    let callee = driver.browser().await;
+    let caller = driver.browser().await;
+
+    callee
+        .goto(&format!("http://{one}/?room=across"))
+        .await
+        .expect("open the callee page on instance 1");
+    wait_for(
+        &callee,
+        "the callee to wait in the room on instance 1",
+        "return document.getElementById('status').dataset.state === 'waiting'",
+    )
+    .await;
+    let opened = std::time::Instant::now();
+    caller
+        .goto(&format!("http://{two}/?room=across#true"))
+        .await
+        .expect("open the caller page on instance 2");
+    frames_beyond(&caller, 0).await;
+    frames_beyond(&callee, 0).await;
+    println!(
+        "call across two instances: {} ms from opening /#true to decoded frames on both sides",
+        opened.elapsed().as_millis()
+    );
+    for page in [&caller, &callee] {
+        wait_for(
+            page,
+            "the connected status",
+            "return document.getElementById('status').dataset.state === 'connected'",
+        )
+        .await;
+    }
+
+    // Each instance holds one of the two people, and the offer, answer and candidates went
+    // through Redis both ways: each instance published to the other and received from it.
+    for (name, addr) in [("instance 1", one), ("instance 2", two)] {
+        assert_eq!(metric(addr, "relay_connections").await, 1, "{name}");
+        assert_eq!(metric(addr, "relay_backplane_up").await, 1, "{name}");
+        let published = metric(addr, "relay_backplane_published_total").await;
+        let received = metric(addr, "relay_backplane_received_total").await;
+        println!("{name}: {published} published to Redis, {received} received from it");
+        assert!(published > 0, "{name} published nothing to Redis");
+        assert!(received > 0, "{name} received nothing from Redis");
+    }
+
+    // Hanging up on one instance clears the remote video on the other.
+    caller.close().await.expect("close the caller");
+    wait_for(
+        &callee,
+        "the callee on instance 1 to notice the caller on instance 2 left",
+        "return document.getElementById('remoteVideo').srcObject === null
+            && document.getElementById('status').dataset.state === 'waiting'",
+    )
+    .await;
+    callee.close().await.expect("close the callee");
+    stop_one.cancel();
+    stop_two.cancel();
+    task_one.await.expect("instance 1 stops");
+    task_two.await.expect("instance 2 stops");
+    drop(redis);
+}
