@@ -532,10 +532,9 @@ impl Ui {
                 .is_some_and(|name| name == "NotAllowedError");
             if refused && !video.muted() {
                 video.set_muted(true);
-                if let Ok(muted) = video.play() {
-                    let _ = wasm_bindgen_futures::JsFuture::from(muted).await;
-                }
+                // Shown first: play() stays pending until media arrives, which may be never.
                 button.set_hidden(false);
+                let _ = video.play();
             }
         });
     }

@@ -710,13 +710,14 @@ async fn a_page_without_camera_or_autoplay_flag_plays_and_offers_to_start_the_so
          return !v.muted && !v.paused && document.getElementById('startAudioButton').hidden;",
     )
     .await;
-    // The caller captures its camera, which lets its page play sound without a click.
+    // The caller captures its camera, which usually lets it play sound at once; either way no
+    // page is left with a paused tile and no way to start it.
     wait_for(
         &caller,
-        "the caller's remote video playing with sound",
+        "the caller's remote video playing, with sound or the button to start it",
         "const v = document.getElementById('remoteVideo');
-         return v.srcObject && !v.muted && !v.paused
-             && document.getElementById('startAudioButton').hidden;",
+         return v.srcObject && !v.paused
+             && (!v.muted || !document.getElementById('startAudioButton').hidden);",
     )
     .await;
     listener.close().await.expect("close the listener");
