@@ -4,12 +4,7 @@
 //! outright (its runtime dropped, as a crash would), and Redis itself is stopped and started
 //! again in the middle of a test.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use futures_util::SinkExt;
 use protocol::{ClientMsg, ErrorKind, PeerId, PeerInfo, ServerMsg};
@@ -24,84 +19,15 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 use common::{next_frame, recv, RECV_TIMEOUT};
+#[path = "common/redis.rs"]
+mod redis;
+use redis::Redis;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a state that the relays reach by themselves (health, a dead instance noticed) may
 /// take before the test fails.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A `redis-server` of the test's own, on a free loopback port, with nothing saved to disk.
-struct Redis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut redis = Self { port, child: None };
-        redis.restart();
-        redis
-    }
-
-    /// Starts the server (again) on the same port and waits until it answers PING.
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/setup.sh --test installs it)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + SETTLE_TIMEOUT;
-        loop {
-            if self.pings() {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server does not answer on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pings(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
-    }
-
-    /// Kills the server (by its PID) and waits for it to be gone.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// One relay instance on an ephemeral port, in a runtime of its own so that a test can kill it
 /// without letting it say goodbye.

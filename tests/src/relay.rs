@@ -25,16 +25,24 @@ pub async fn start(
     addr: SocketAddr,
     room_capacity: usize,
 ) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("bind the relay");
-    let addr = listener.local_addr().expect("relay address");
-    let shutdown = CancellationToken::new();
     let config = server::Config {
         dist: dist_dir(),
         room_capacity,
         ..server::Config::default()
     };
+    start_with(addr, config).await
+}
+
+/// [`start`] with a configuration of the caller's (a relay sharing rooms through Redis, say).
+pub async fn start_with(
+    addr: SocketAddr,
+    config: server::Config,
+) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind the relay");
+    let addr = listener.local_addr().expect("relay address");
+    let shutdown = CancellationToken::new();
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {

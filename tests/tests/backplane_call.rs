@@ -8,11 +8,7 @@
 //! `redis-server` (`scripts/setup.sh --test` installs it). Redis is started on a free loopback
 //! port, with nothing saved to disk, and killed by its PID when the test ends, even on failure.
 
-use std::{
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use e2e::{
     browser::{frames_beyond, wait_for, Driver},
@@ -32,80 +28,20 @@ static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// How long Redis and the instances may take to come up before the test fails.
 const SETTLE: Duration = Duration::from_secs(15);
 
-/// A `redis-server` of the test's own, killed by its PID when dropped.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let port = e2e::browser::free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/setup.sh --test installs it)");
-        let redis = Self { port, child };
-        let deadline = std::time::Instant::now() + SETTLE;
-        while !redis.pings() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server does not answer on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn pings(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../server/tests/common/redis.rs"]
+mod redis;
+use redis::Redis;
 
 /// Starts one relay instance with `--redis-url` on a free loopback port, serving the bundle,
 /// and waits until its `/healthz` says it reaches Redis.
 async fn instance(redis: &Redis) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind an instance");
-    let addr = listener.local_addr().expect("instance address");
-    let shutdown = CancellationToken::new();
     let config = server::Config {
         dist: dist_dir(),
         room_capacity: 2,
         backplane: Some(server::BackplaneConfig::new(&redis.url()).expect("a Redis URL")),
         ..server::Config::default()
     };
-    let task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            server::run(listener, config, shutdown)
-                .await
-                .expect("the instance runs");
-        }
-    });
+    let (addr, shutdown, task) = e2e::relay::start_with(([127, 0, 0, 1], 0).into(), config).await;
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
         let (status, body) = get(addr, "/healthz").await;
