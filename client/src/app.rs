@@ -632,7 +632,7 @@ impl App {
                             self.share_ended = Some(ended);
                         }
                         for peer in self.peers.values() {
-                            if let Err(err) = peer.replace_video(track.as_ref()).await {
+                            if let Err(err) = peer.replace("video", track.as_ref()).await {
                                 web_sys::console::warn_2(&"sharing the screen".into(), &err);
                             }
                         }
@@ -658,7 +658,7 @@ impl App {
                 self.share_ended = None;
                 let camera = self.local.as_ref().and_then(video_track);
                 for peer in self.peers.values() {
-                    if let Err(err) = peer.replace_video(camera.as_ref()).await {
+                    if let Err(err) = peer.replace("video", camera.as_ref()).await {
                         web_sys::console::warn_2(&"back to the camera".into(), &err);
                     }
                 }

@@ -212,24 +212,20 @@ impl Peer {
         Ok(())
     }
 
-    /// Sends `track` instead of whatever video goes out now (the screen instead of the camera,
-    /// and back), on the same transceiver: no new negotiation.
-    pub async fn replace_video(&self, track: Option<&MediaStreamTrack>) -> Result<(), JsValue> {
-        self.replace("video", track).await
-    }
-
-    /// Sends `track` instead of what goes out now of its `kind` (`audio` or `video`).
+    /// Sends `track` instead of what goes out now of its `kind` (`audio` or `video`: the screen
+    /// instead of the camera and back, another microphone), on the same transceiver: no new
+    /// negotiation.
     pub async fn replace(
         &self,
         kind: &str,
         track: Option<&MediaStreamTrack>,
     ) -> Result<(), JsValue> {
-        let video = self.transceivers().into_iter().find(|t| {
+        let sending = self.transceivers().into_iter().find(|t| {
             t.direction() != RtcRtpTransceiverDirection::Stopped
                 && t.receiver().track().kind() == kind
                 && t.mid().is_some()
         });
-        if let Some(transceiver) = video {
+        if let Some(transceiver) = sending {
             JsFuture::from(transceiver.sender().replace_track(track)).await?;
         }
         Ok(())
