@@ -936,6 +936,9 @@ impl Backplane {
                             }
                         }
                         self.subscribed.store(false, Ordering::Relaxed);
+                        // Redis may have restarted empty before the heartbeat noticed it was
+                        // gone: put the members back once it answers, whoever notices first.
+                        self.synced.store(false, Ordering::Relaxed);
                         tracing::warn!("backplane: lost the subscription to Redis; reconnecting");
                     }
                 }
