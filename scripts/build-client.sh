@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the client into dist/ without Trunk: cargo for wasm32, wasm-bindgen for the JS glue,
-# wasm-opt (Debian's binaryen) when it is installed, and www/index.html with the Trunk lines
-# replaced by plain tags. File names carry a hash of the content, so a browser never runs a
+# wasm-opt (Debian's binaryen) and esbuild when they are installed, and www/index.html with the
+# Trunk lines replaced by plain tags. File names carry a hash of the content, so a browser never runs a
 # stale bundle from its cache. Trunk stays the development loop (`make dev`); a first `make run`
 # does not have to compile it.
 #   scripts/build-client.sh            release build (what `make run` and `make test` serve)
@@ -29,7 +29,15 @@ if command -v wasm-opt >/dev/null; then
 else
   say "wasm-opt not found (Debian package binaryen): the .wasm is not size-optimised"
 fi
-wasm-bindgen --target web --no-typescript --out-dir "$stage" --out-name client "$wasm"
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
+  --out-dir "$stage" --out-name client "$wasm"
+if command -v esbuild >/dev/null; then
+  # The glue minified (Debian's esbuild): its exported and imported names stay as they are.
+  esbuild --minify --format=esm --log-level=warning "$stage/client.js" --outfile="$stage/client.min.js"
+  mv "$stage/client.min.js" "$stage/client.js"
+else
+  say "esbuild not found (Debian package esbuild): the JS glue is not minified"
+fi
 
 hash=$(cat "$stage/client_bg.wasm" "$stage/client.js" www/style.css | sha256sum | cut -c1-12)
 name="client-$hash"

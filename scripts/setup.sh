@@ -2,7 +2,8 @@
 # Installs what building, running and testing the product needs, only where it is missing.
 # Idempotent: a second run checks and says so in a few lines.
 #   scripts/setup.sh          what `make run` needs: the wasm32 target and wasm-bindgen-cli
-#                             (about 4 minutes the first time), and wasm-opt when apt is there
+#                             (about 4 minutes the first time), and wasm-opt, esbuild and brotli
+#                             (a smaller bundle) when apt is there
 #   scripts/setup.sh --test   the same plus what the tests start: Chromium and ChromeDriver,
 #                             iproute2 and iptables for the network labs, coturn for TURN,
 #                             redis-server for the relays that share rooms
@@ -26,6 +27,7 @@ packages=()
 need() { command -v "$1" >/dev/null || packages+=("$2"); }
 need wasm-opt binaryen
 need brotli brotli
+need esbuild esbuild
 if [ "$mode" = "--test" ]; then
   need chromium chromium
   need chromedriver chromium-driver
@@ -45,9 +47,9 @@ if [ ${#packages[@]} -gt 0 ]; then
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
     }
     if ! install; then
-      # The tests need every package; running the product only loses wasm-opt's smaller .wasm.
+      # The tests need every package; running the product only loses the smaller bundle.
       [ "$mode" = "--test" ] && { say "could not install ${packages[*]}" >&2; exit 1; }
-      say "could not install ${packages[*]}: building without wasm-opt (a larger .wasm)"
+      say "could not install ${packages[*]}: building a larger bundle"
     fi
     # The Debian packages start coturn and Redis as services; the tests start their own.
     if [[ " ${packages[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null; then
@@ -60,7 +62,7 @@ if [ ${#packages[@]} -gt 0 ]; then
     say "cannot install ${packages[*]}: no apt-get here; install them by hand" >&2
     exit 1
   else
-    say "no apt-get: building without wasm-opt (a larger .wasm)"
+    say "no apt-get: building a larger bundle"
   fi
 fi
 

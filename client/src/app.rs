@@ -557,7 +557,11 @@ impl App {
             PeerEvent::Candidate(candidate) => PeerInput::Candidate(candidate),
             PeerEvent::NegotiationNeeded => PeerInput::NegotiationNeeded,
             PeerEvent::Chat(frame) => {
-                match chat::decode(&frame) {
+                let decoded = match crate::json::parse(&frame) {
+                    Some(doc) => chat::decode(doc),
+                    None => Err(chat::ChatError::Malformed("not JSON".to_owned())),
+                };
+                match decoded {
                     Ok(chat::Frame::Media(media)) => {
                         self.input(Input::Peer(conn, PeerInput::RemoteMedia(media)))
                             .await;

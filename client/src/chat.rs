@@ -6,7 +6,7 @@
 //! while the relay is down). This module holds every decision about them, with no browser in
 //! it: what the person may send, the wire format, and what a received message must be.
 
-use serde::{Deserialize, Serialize};
+use protocol::JsonView;
 
 use crate::core::MediaState;
 
@@ -44,7 +44,7 @@ impl std::fmt::Display for ChatError {
 }
 
 /// One message as it travels.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Wire {
     /// The text.
     pub text: String,
@@ -70,13 +70,9 @@ pub fn compose(typed: &str) -> Result<String, ChatError> {
     Ok(text)
 }
 
-/// The frame that carries `text`, sent at `at`.
+/// The frame that carries `text`, sent at `at`: `{"text", "at"}`.
 pub fn encode(text: &str, at: u64) -> String {
-    serde_json::to_string(&Wire {
-        text: text.to_owned(),
-        at,
-    })
-    .unwrap_or_default()
+    format!(r#"{{"text":{},"at":{at}}}"#, protocol::json_string(text))
 }
 
 /// A frame of the data channel.
@@ -88,17 +84,6 @@ pub enum Frame {
     Media(MediaState),
 }
 
-/// Every field a frame may have (one flat struct: serde's untagged enums cost the bundle far
-/// more).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Fields {
-    text: Option<String>,
-    at: Option<u64>,
-    muted: Option<bool>,
-    camera_off: Option<bool>,
-}
-
 /// The frame that tells the other side our microphone and camera state.
 pub fn encode_media(media: MediaState) -> String {
     format!(
@@ -107,35 +92,48 @@ pub fn encode_media(media: MediaState) -> String {
     )
 }
 
-/// A received frame, checked as if the sender had typed it here: a peer's page is not trusted
-/// to have done so.
-pub fn decode(frame: &str) -> Result<Frame, ChatError> {
-    let fields: Fields =
-        serde_json::from_str(frame).map_err(|err| ChatError::Malformed(err.to_string()))?;
-    match fields {
-        Fields {
-            text: Some(text),
-            at,
-            ..
-        } => Ok(Frame::Chat(Wire {
+/// A received frame (as parsed JSON), checked as if the sender had typed it here: a peer's
+/// page is not trusted to have done so.
+pub fn decode(frame: impl JsonView) -> Result<Frame, ChatError> {
+    let malformed = |why: &str| Err(ChatError::Malformed(why.to_owned()));
+    if let Some(text) = frame.field("text") {
+        let Some(text) = text.string() else {
+            return malformed("the text is not a string");
+        };
+        let at = match frame.field("at").map(|at| at.integer()) {
+            None => 0,
+            Some(Some(at)) => at,
+            Some(None) => return malformed("the time is not a whole number"),
+        };
+        return Ok(Frame::Chat(Wire {
             text: compose(&text)?,
-            at: at.unwrap_or(0),
+            at,
+        }));
+    }
+    let flag = |key: &str| frame.field(key).map(|value| value.boolean().ok_or(()));
+    match (flag("muted"), flag("cameraOff")) {
+        (None, None) => malformed("neither a message nor a media state"),
+        (Some(Err(())), _) | (_, Some(Err(()))) => {
+            malformed("a media state that is not true or false")
+        }
+        (muted, camera_off) => Ok(Frame::Media(MediaState {
+            muted: muted == Some(Ok(true)),
+            camera_off: camera_off == Some(Ok(true)),
         })),
-        Fields {
-            muted, camera_off, ..
-        } if muted.is_some() || camera_off.is_some() => Ok(Frame::Media(MediaState {
-            muted: muted.unwrap_or(false),
-            camera_off: camera_off.unwrap_or(false),
-        })),
-        _ => Err(ChatError::Malformed(
-            "neither a message nor a media state".to_owned(),
-        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A frame as the page reads it: parsed first (here by serde_json, there by the browser).
+    fn decode(frame: &str) -> Result<Frame, ChatError> {
+        match serde_json::from_str::<serde_json::Value>(frame) {
+            Ok(doc) => super::decode(&doc),
+            Err(_) => Err(ChatError::Malformed("not JSON".to_owned())),
+        }
+    }
 
     #[test]
     fn what_the_person_types_is_trimmed_and_checked() {

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod core;
 pub mod diagnose;
 pub mod invite;
+pub mod json;
 pub mod media;
 pub mod peer;
 pub mod relay;

@@ -61,7 +61,10 @@ impl RelaySocket {
                 let Some(text) = event.data().as_string() else {
                     return;
                 };
-                match ServerMsg::parse(&text) {
+                let read = crate::json::parse(&text)
+                    .ok_or_else(|| protocol::ReadError::new("not JSON"))
+                    .and_then(ServerMsg::read);
+                match read {
                     Ok(msg) => report(RelayEvent::Message(msg)),
                     Err(err) => web_sys::console::warn_1(
                         &format!("the relay sent something unreadable ({err}): {text}").into(),

@@ -297,7 +297,9 @@ async fn two_peers_negotiate_connect_and_carry_video() {
         !b.chats.is_empty()
     })
     .await;
-    let Ok(client::chat::Frame::Chat(wire)) = client::chat::decode(&b.chats[0]) else {
+    let Ok(client::chat::Frame::Chat(wire)) =
+        client::chat::decode(client::json::parse(&b.chats[0]).expect("a JSON frame"))
+    else {
         panic!("not a chat frame: {:?}", b.chats[0]);
     };
     assert_eq!(wire.text, "hello <b>B</b>");

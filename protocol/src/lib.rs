@@ -9,6 +9,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod json;
+pub use json::{exact_integer, json_string, JsonView, ReadError};
+
 /// The largest text frame the relay accepts; a larger one closes the connection with
 /// [`CLOSE_MESSAGE_TOO_BIG`]. An SDP offer with audio and video is 3 to 6 KB.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -376,6 +379,11 @@ impl ErrorKind {
         ErrorKind::BackplaneUnavailable,
     ];
 
+    /// The kind named `wire` on the wire, if there is one.
+    pub fn from_wire(wire: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == wire)
+    }
+
     /// The kind as it appears on the wire, e.g. `room-full`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -403,8 +411,7 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// An event from the relay to one peer. (Read by the manual `Deserialize` below, which takes
-/// the same JSON as the derived one would.)
+/// An event from the relay to one peer. Written by serde; read by [`ServerMsg::read`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(
     tag = "type",
@@ -510,141 +517,12 @@ impl ServerMsg {
         serde_json::to_string(self).expect("a ServerMsg always serializes")
     }
 
-    /// Parses one text frame from the relay.
-    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
-    }
-}
-
-/// Every field of every [`ServerMsg`], flat. Serde reads an internally tagged enum by first
-/// buffering the whole frame and then reading it again as the tagged variant, which takes about
-/// 60 KB of the browser's WebAssembly; one struct read in one pass takes a fraction of that.
-/// The JSON accepted is the same: unknown fields are ignored, each variant's fields required.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ServerFields {
-    #[serde(rename = "type")]
-    tag: String,
-    id: Option<PeerId>,
-    room: Option<String>,
-    peers: Option<Vec<PeerInfo>>,
-    ice_servers: Option<Vec<IceServer>>,
-    resume_token: Option<String>,
-    peer: Option<PeerField>,
-    #[serde(default)]
-    reconnecting: bool,
-    from: Option<PeerId>,
-    from_name: Option<String>,
-    sdp: Option<String>,
-    candidate: Option<IceCandidate>,
-    kind: Option<ErrorKind>,
-    message: Option<String>,
-}
-
-/// `peer` is a whole [`PeerInfo`] in `peer-joined` and an id in `peer-left`.
-enum PeerField {
-    Id(PeerId),
-    Info(PeerInfo),
-}
-
-impl<'de> Deserialize<'de> for PeerField {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Either;
-        impl<'de> serde::de::Visitor<'de> for Either {
-            type Value = PeerField;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a peer id or a peer")
-            }
-            fn visit_u64<E: serde::de::Error>(self, id: u64) -> Result<PeerField, E> {
-                Ok(PeerField::Id(PeerId(id)))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<PeerField, A::Error> {
-                PeerInfo::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(PeerField::Info)
-            }
-        }
-        deserializer.deserialize_any(Either)
-    }
-}
-
-/// The `type`s of [`ServerMsg`], for the error about an unknown one.
-const SERVER_TYPES: &[&str] = &[
-    "welcome",
-    "peer-joined",
-    "peer-left",
-    "offer",
-    "answer",
-    "candidate",
-    "hang-up",
-    "ice-servers",
-    "pong",
-    "error",
-];
-
-impl<'de> Deserialize<'de> for ServerMsg {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        fn need<T, E: Error>(field: Option<T>, name: &'static str) -> Result<T, E> {
-            field.ok_or_else(|| E::missing_field(name))
-        }
-        let f = ServerFields::deserialize(deserializer)?;
-        Ok(match f.tag.as_str() {
-            "welcome" => ServerMsg::Welcome {
-                id: need(f.id, "id")?,
-                room: need(f.room, "room")?,
-                peers: need(f.peers, "peers")?,
-                ice_servers: need(f.ice_servers, "iceServers")?,
-                resume_token: need(f.resume_token, "resumeToken")?,
-            },
-            "peer-joined" => match f.peer {
-                Some(PeerField::Info(peer)) => ServerMsg::PeerJoined { peer },
-                Some(PeerField::Id(_)) => {
-                    return Err(D::Error::custom("peer-joined: peer must be an object"))
-                }
-                None => return Err(D::Error::missing_field("peer")),
-            },
-            "peer-left" => match f.peer {
-                Some(PeerField::Id(peer)) => ServerMsg::PeerLeft {
-                    peer,
-                    reconnecting: f.reconnecting,
-                },
-                Some(PeerField::Info(_)) => {
-                    return Err(D::Error::custom("peer-left: peer must be an id"))
-                }
-                None => return Err(D::Error::missing_field("peer")),
-            },
-            "offer" => ServerMsg::Offer {
-                from: need(f.from, "from")?,
-                from_name: f.from_name,
-                sdp: need(f.sdp, "sdp")?,
-            },
-            "answer" => ServerMsg::Answer {
-                from: need(f.from, "from")?,
-                from_name: f.from_name,
-                sdp: need(f.sdp, "sdp")?,
-            },
-            "candidate" => ServerMsg::Candidate {
-                from: need(f.from, "from")?,
-                from_name: f.from_name,
-                candidate: need(f.candidate, "candidate")?,
-            },
-            "hang-up" => ServerMsg::HangUp {
-                from: need(f.from, "from")?,
-                from_name: f.from_name,
-            },
-            "ice-servers" => ServerMsg::IceServers {
-                ice_servers: need(f.ice_servers, "iceServers")?,
-            },
-            "pong" => ServerMsg::Pong,
-            "error" => ServerMsg::Error {
-                kind: need(f.kind, "kind")?,
-                message: need(f.message, "message")?,
-            },
-            other => return Err(D::Error::unknown_variant(other, SERVER_TYPES)),
-        })
+    /// Parses one text frame from the relay (see [`ServerMsg::read`] for a frame the caller
+    /// has parsed already).
+    pub fn parse(text: &str) -> Result<Self, ReadError> {
+        let doc: serde_json::Value =
+            serde_json::from_str(text).map_err(|err| ReadError::new(format!("not JSON: {err}")))?;
+        Self::read(&doc)
     }
 }
 
