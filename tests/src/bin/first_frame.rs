@@ -35,6 +35,7 @@ const MARKS_JS: &str = r#"(() => {
   }
   const WS = window.WebSocket;
   const Wrapped = function (...args) {
+    mark('relay asked');
     const ws = new WS(...args);
     ws.addEventListener('message', () => mark('joined'));
     return ws;
@@ -53,6 +54,7 @@ const MARKS_JS: &str = r#"(() => {
   PC.prototype.setLocalDescription = description(PC.prototype.setLocalDescription, 'localDescription');
   PC.prototype.setRemoteDescription = description(PC.prototype.setRemoteDescription, 'remoteDescription');
   const Pc = function (...args) {
+    mark('connection made');
     const pc = new PC(...args);
     pc.addEventListener('connectionstatechange', () => {
       if (pc.connectionState === 'connected') mark('ICE connected');
@@ -74,11 +76,13 @@ const MARKS_JS: &str = r#"(() => {
 })();"#;
 
 /// The steps, in the order a call goes through them.
-const STEPS: [&str; 8] = [
+const STEPS: [&str; 10] = [
     "page loaded",
     "camera asked",
     "camera",
+    "relay asked",
     "joined",
+    "connection made",
     "offer",
     "answer",
     "ICE connected",
@@ -90,6 +94,43 @@ const STEPS: [&str; 8] = [
 enum Side {
     Ours,
     Seed,
+}
+
+/// A page that only opens the camera, as both pages do first: how soon a fresh Chrome of this
+/// machine hands out camera frames at all, the floor under either page's first frame.
+const CAMERA_ONLY_HTML: &str = r#"<!doctype html><meta charset="utf-8"><title>camera</title>
+<video id="localVideo" autoplay muted playsinline></video>
+<script>
+navigator.mediaDevices.getUserMedia({ audio: true, video: true }).then((s) => {
+  const v = document.getElementById('localVideo');
+  v.srcObject = s;
+  const poll = () => v.getVideoPlaybackQuality().totalVideoFrames > 0
+    ? (window.__marks['first frame'] = performance.now()) : setTimeout(poll, 5);
+  poll();
+});
+</script>"#;
+
+/// Opens the camera-only page in a fresh Chrome `runs` times; the median of each step.
+async fn camera_alone(driver: &Driver, base: &str, runs: usize) -> Vec<String> {
+    let mut results = Vec::new();
+    for _ in 0..runs {
+        let page = page(driver).await;
+        page.goto(base).await.expect("open the camera-only page");
+        browser::wait_for(
+            &page,
+            "the camera's first frame",
+            "return 'first frame' in (window.__marks || {});",
+        )
+        .await;
+        let (_, marks) = marks(&page).await;
+        results.push(Run {
+            setup_ms: marks["first frame"].as_f64().unwrap_or(f64::NAN),
+            caller: STEPS.iter().map(|s| marks[*s].as_f64()).collect(),
+            callee: Vec::new(),
+        });
+        let _ = page.close().await;
+    }
+    timeline(&results.iter().collect::<Vec<_>>(), true)
 }
 
 impl Side {
@@ -179,8 +220,9 @@ async fn run_once(driver: &Driver, base: &str, side: Side) -> Run {
     let caller_steps = at(&caller_marks, caller_origin);
     let callee_steps = at(&callee_marks, callee_origin);
     // From opening the caller (its time origin) to the later of the two first frames.
-    let setup_ms = caller_steps[6]
-        .zip(callee_steps[6])
+    let first_frame = STEPS.len() - 1;
+    let setup_ms = caller_steps[first_frame]
+        .zip(callee_steps[first_frame])
         .map(|(a, b)| a.max(b))
         .unwrap_or_else(|| opened.elapsed().as_secs_f64() * 1000.0);
     let _ = caller.close().await;
@@ -264,6 +306,18 @@ async fn main() {
     let seed_dir = seed_dir.expect("--seed-dir: the seed-socketio relay, its packages installed");
     let (ours, shutdown, _relay) = e2e::relay::start(([127, 0, 0, 1], 0).into(), 2).await;
     let (seed, _seed_child) = start_seed(&seed_dir);
+    let camera_dir =
+        std::env::temp_dir().join(format!("first-frame-camera-{}", std::process::id()));
+    std::fs::create_dir_all(&camera_dir).expect("a directory for the camera-only page");
+    std::fs::write(camera_dir.join("index.html"), CAMERA_ONLY_HTML).expect("the camera-only page");
+    let (camera_only, _camera_shutdown, _camera_relay) = e2e::relay::start_with(
+        ([127, 0, 0, 1], 0).into(),
+        server::Config {
+            dist: camera_dir.clone(),
+            ..server::Config::default()
+        },
+    )
+    .await;
     wait_http(seed).await;
     let driver = Driver::start().await;
     // One warm-up call each, not counted: the first Chrome of a run pays for its disk cache.
@@ -298,7 +352,7 @@ async fn main() {
     println!(
         "{:<24}{}",
         "",
-        STEPS.iter().map(|s| format!("{s:>15}")).collect::<String>()
+        STEPS.iter().map(|s| format!("{s:>16}")).collect::<String>()
     );
     let mut setups = Vec::new();
     for side in [Side::Seed, Side::Ours] {
@@ -310,21 +364,28 @@ async fn main() {
         for (caller, who) in [(true, "caller"), (false, "callee")] {
             let line: String = timeline(&mine, caller)
                 .iter()
-                .map(|v| format!("{v:>15}"))
+                .map(|v| format!("{v:>16}"))
                 .collect();
             println!("{:<24}{line}", format!("{} {who}", side.name()));
         }
         let setup = median(mine.iter().map(|r| r.setup_ms).collect());
         setups.push(setup);
         println!(
-            "{:<24}{setup:.0} ms (median), range {:.0}..{:.0}",
-            format!("{} setup", side.name()),
+            "{:<32}{setup:.0} ms (median), range {:.0}..{:.0}",
+            format!("{} first frames:", side.name()),
             mine.iter()
                 .map(|r| r.setup_ms)
                 .fold(f64::INFINITY, f64::min),
             mine.iter().map(|r| r.setup_ms).fold(0.0, f64::max),
         );
     }
+    let alone = camera_alone(&driver, &format!("http://{camera_only}/"), runs).await;
+    let _ = std::fs::remove_dir_all(&camera_dir);
+    println!(
+        "{:<24}{}",
+        "camera alone",
+        alone.iter().map(|v| format!("{v:>16}")).collect::<String>()
+    );
     println!(
         "\nours / seed: {:.2}x the seed page's time to first frame on both sides",
         setups[1] / setups[0]
