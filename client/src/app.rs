@@ -141,6 +141,8 @@ pub struct App {
     stats: VecMap<ConnId, (stats::History, Option<Path>)>,
     local: Option<MediaStream>,
     media: MediaRequest,
+    /// A connection made at start, for the first call to take (see [`Peer::new`]).
+    spare: Option<web_sys::RtcPeerConnection>,
     /// Page-lifetime handlers: the buttons and `online`.
     _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
@@ -245,6 +247,7 @@ impl App {
             share_ended: None,
             local: None,
             media: media.clone(),
+            spare: Peer::spare().ok(),
             _listeners: listeners,
         };
         app.watch_media(media);
@@ -765,14 +768,13 @@ impl App {
         None
     }
 
-    /// Opens the peer connection `conn`, with the camera if it opens soon enough.
     /// Creates connection `conn`; see [`Effect::Open`]. The camera is not waited for.
     fn open(&mut self, conn: ConnId, answering: bool) -> Option<Input> {
         let tx = self.events_tx.clone();
         let report = move |event| {
             let _ = tx.unbounded_send(Event::Peer(conn, event));
         };
-        match Peer::new(self.engine.ice_servers(), report) {
+        match Peer::new(self.spare.take(), self.engine.ice_servers(), report) {
             Ok(peer) => {
                 if !answering {
                     peer.send_media(self.outgoing().as_ref());

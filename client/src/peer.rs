@@ -57,12 +57,29 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// A new connection using `ice_servers`, reporting through `report`.
+    /// A connection made ahead of need (see [`Peer::new`]): no servers yet, no handlers, nothing
+    /// gathered.
+    pub fn spare() -> Result<RtcPeerConnection, JsValue> {
+        RtcPeerConnection::new_with_configuration(&configuration(&[]))
+    }
+
+    /// A new connection using `ice_servers`, reporting through `report`: `spare` if there is
+    /// one, else a new one. The first connection a page makes starts the browser's WebRTC
+    /// machinery (tens of ms on a small machine); a spare made while the page waits takes that
+    /// off the path of the first call.
     pub fn new(
+        spare: Option<RtcPeerConnection>,
         ice_servers: &[IceServer],
         report: impl Fn(PeerEvent) + 'static,
     ) -> Result<Self, JsValue> {
-        let pc = RtcPeerConnection::new_with_configuration(&configuration(ice_servers))?;
+        let config = configuration(ice_servers);
+        let pc = match spare {
+            Some(pc) => {
+                pc.set_configuration_with_configuration(&config)?;
+                pc
+            }
+            None => RtcPeerConnection::new_with_configuration(&config)?,
+        };
 
         let report = std::rc::Rc::new(report);
         let on_candidate = {
@@ -478,9 +495,12 @@ impl Drop for Peer {
 
 const ICE_ERROR_EVENT: &str = "icecandidateerror";
 
-/// An `RTCConfiguration` with `ice_servers`.
+/// An `RTCConfiguration` with `ice_servers`, bundling everything on one transport from the
+/// start: both sides are this page, so there is one set of candidates (and one TURN
+/// allocation) per connection to gather instead of one per audio, video and chat.
 fn configuration(ice_servers: &[IceServer]) -> RtcConfiguration {
     let config = RtcConfiguration::new();
+    config.set_bundle_policy(web_sys::RtcBundlePolicy::MaxBundle);
     let servers = Array::new();
     for server in ice_servers {
         let entry = RtcIceServer::new();

@@ -146,7 +146,7 @@ struct Side {
 impl Side {
     fn new(name: &'static str) -> Self {
         let (tx, events) = mpsc::unbounded();
-        let peer = Peer::new(&[], move |event| {
+        let peer = Peer::new(None, &[], move |event| {
             let _ = tx.unbounded_send(event);
         })
         .expect("create a peer connection");
@@ -412,7 +412,7 @@ async fn camera_opens_and_shows_in_a_video() {
 #[wasm_bindgen_test]
 async fn dropping_a_peer_closes_its_connection() {
     let (tx, mut events) = mpsc::unbounded();
-    let peer = Peer::new(&[], move |event| {
+    let peer = Peer::new(None, &[], move |event| {
         let _ = tx.unbounded_send(event);
     })
     .expect("create a peer connection");
