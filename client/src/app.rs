@@ -63,6 +63,8 @@ pub enum Event {
     Tick,
     /// The cameras or microphones changed (`devicechange`), or the page should look again.
     Devices,
+    /// The cameras and microphones there are now.
+    DevicesListed(Vec<media::Device>),
     /// The person chose another camera (`videoinput`) or microphone (`audioinput`).
     DeviceChosen(&'static str),
     /// The shared screen's track ended (the browser's own "Stop sharing").
@@ -283,10 +285,10 @@ impl App {
                 self.ui.show_local(Some(&stream));
                 self.local = Some(stream);
                 self.apply_media(self.engine.media());
-                self.look_at_devices().await;
                 if first {
                     self.input(Input::Media(Ok(()))).await;
                 }
+                self.list_devices();
             }
             Event::Media(Err(err)) => {
                 web_sys::console::warn_1(&format!("getUserMedia: {err:?}").into());
@@ -320,7 +322,8 @@ impl App {
             Event::Click(Button::StartAudio) => self.ui.start_audio(),
             Event::Click(Button::Share) => self.input(Input::ToggleShare).await,
             Event::ShareEnded => self.input(Input::ShareEnded).await,
-            Event::Devices => self.look_at_devices().await,
+            Event::Devices => self.list_devices(),
+            Event::DevicesListed(devices) => self.look_at_devices(devices).await,
             Event::DeviceChosen(kind) => {
                 let select = if kind == "videoinput" {
                     &self.ui.camera_select
@@ -412,8 +415,17 @@ impl App {
 
     /// Lists the cameras and microphones; a device in use that went away (its track ended) is
     /// replaced by the first one left of its kind, on every call.
-    async fn look_at_devices(&mut self) {
-        let devices = media::list_devices().await;
+    /// Asks for the list of cameras and microphones; it comes back as
+    /// [`Event::DevicesListed`], so that the relay's and the connections' events are not held
+    /// up meanwhile (a camera opening at the moment the answer arrives, say).
+    fn list_devices(&self) {
+        let tx = self.events_tx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = tx.unbounded_send(Event::DevicesListed(media::list_devices().await));
+        });
+    }
+
+    async fn look_at_devices(&mut self, devices: Vec<media::Device>) {
         for kind in ["videoinput", "audioinput"] {
             let track = self.local.as_ref().and_then(|stream| {
                 let tracks = if kind == "videoinput" {
@@ -712,11 +724,7 @@ impl App {
             }
             Effect::AddCandidate { conn, candidate } => {
                 if let Some(peer) = self.peers.get_mut(&conn) {
-                    // A candidate of an offer we ignored (perfect negotiation) fails here: that
-                    // is expected, and harmless.
-                    if let Err(err) = peer.add_candidate(candidate).await {
-                        web_sys::console::debug_2(&"addIceCandidate".into(), &err);
-                    }
+                    peer.add_candidate(candidate);
                 }
             }
             Effect::RestartIce { conn } => {

@@ -426,12 +426,12 @@ impl Peer {
     }
 
     /// Adds a remote candidate now, or once the remote description is set.
-    pub async fn add_candidate(&mut self, candidate: IceCandidate) -> Result<(), JsValue> {
+    pub fn add_candidate(&mut self, candidate: IceCandidate) {
         if self.pc.remote_description().is_none() {
             self.pending.push(candidate);
-            return Ok(());
+            return;
         }
-        self.apply_candidate(&candidate).await
+        self.apply_candidate(&candidate);
     }
 
     /// How many remote candidates wait for the remote description.
@@ -457,21 +457,28 @@ impl Peer {
         JsFuture::from(self.pc.set_remote_description(&init)).await?;
         // Now that the remote description is set, the early candidates can go in, in order.
         for candidate in std::mem::take(&mut self.pending) {
-            self.apply_candidate(&candidate).await?;
+            self.apply_candidate(&candidate);
         }
         Ok(())
     }
 
-    async fn apply_candidate(&self, candidate: &IceCandidate) -> Result<(), JsValue> {
+    /// Hands `candidate` to the browser without waiting for it: the browser applies them in
+    /// the order given, and the page's other events (the camera, the relay, the other calls)
+    /// are not held up meanwhile; on a busy machine that wait was tens of ms on the way to
+    /// the first frame. A failure is expected for a candidate of an offer we ignored (perfect
+    /// negotiation), and harmless.
+    fn apply_candidate(&self, candidate: &IceCandidate) {
         let init = RtcIceCandidateInit::new(&candidate.candidate);
         init.set_sdp_mid(candidate.sdp_mid.as_deref());
         init.set_sdp_m_line_index(candidate.sdp_m_line_index);
-        JsFuture::from(
-            self.pc
-                .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init)),
-        )
-        .await?;
-        Ok(())
+        let added = self
+            .pc
+            .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(err) = JsFuture::from(added).await {
+                web_sys::console::debug_2(&"addIceCandidate".into(), &err);
+            }
+        });
     }
 }
 
