@@ -31,18 +31,31 @@ pub struct RelaySocket {
 }
 
 impl RelaySocket {
-    /// Connects to `url`, reporting through `report`.
+    /// Connects to `url`, reporting through `report`: takes over the socket `index.html`
+    /// opened while this code loaded, if it is to `url` and has not failed, else opens one.
     pub fn open(url: &str, report: impl Fn(RelayEvent) + 'static) -> Result<Self, String> {
-        let ws = WebSocket::new(url).map_err(|err| {
+        let ws = match take_early(url) {
+            Some(ws) => ws,
+            None => Self::connect(url)?,
+        };
+        Ok(Self::watch(ws, report))
+    }
+
+    fn connect(url: &str) -> Result<WebSocket, String> {
+        WebSocket::new(url).map_err(|err| {
             let why = js_sys::Reflect::get(&err, &JsValue::from_str("message"))
                 .ok()
                 .and_then(|m| m.as_string())
                 .unwrap_or_default();
             format!("Cannot reach the relay: {why}")
-        })?;
+        })
+    }
+
+    fn watch(ws: WebSocket, report: impl Fn(RelayEvent) + 'static) -> Self {
         let report = Rc::new(report);
         let outbox: Rc<RefCell<Vec<String>>> = Rc::default();
-        let opened = Rc::new(Cell::new(false));
+        // A socket taken over may have opened already: then frames go out at once.
+        let opened = Rc::new(Cell::new(ws.ready_state() == WebSocket::OPEN));
         let on_open = {
             let ws = ws.clone();
             let outbox = outbox.clone();
@@ -82,13 +95,13 @@ impl RelaySocket {
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        Ok(Self {
+        Self {
             ws,
             outbox,
             _on_open: on_open,
             _on_message: on_message,
             _on_close: on_close,
-        })
+        }
     }
 
     /// Sends one text frame now, or once the socket opens. A socket that is closing takes
@@ -110,6 +123,24 @@ impl Drop for RelaySocket {
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
         let _ = self.ws.close();
+    }
+}
+
+/// The socket `index.html` opened before this code loaded (`window.__earlyRelay`), once: if it
+/// goes to `url` and is opening or open. One that failed is closed and left; the caller opens
+/// its own, which reports the failure the usual way.
+fn take_early(url: &str) -> Option<WebSocket> {
+    let window = web_sys::window()?;
+    let key = JsValue::from_str("__earlyRelay");
+    let early = js_sys::Reflect::get(&window, &key).ok()?;
+    let _ = js_sys::Reflect::set(&window, &key, &JsValue::NULL);
+    let ws = early.dyn_into::<WebSocket>().ok()?;
+    let usable = matches!(ws.ready_state(), WebSocket::CONNECTING | WebSocket::OPEN);
+    if usable && ws.url() == url {
+        Some(ws)
+    } else {
+        let _ = ws.close();
+        None
     }
 }
 
