@@ -20,6 +20,7 @@ mod room;
 mod rooms;
 pub mod stun;
 pub mod tls;
+mod upgrade;
 
 use std::{
     net::{IpAddr, SocketAddr},
