@@ -10,10 +10,7 @@ use std::{
 };
 
 use axum::{
-    extract::{
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
-        ConnectInfo, State,
-    },
+    extract::{ConnectInfo, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -23,6 +20,11 @@ use protocol::{
     CLOSE_POLICY, MAX_MESSAGE_BYTES,
 };
 use tokio::{sync::Notify, time::Instant};
+use tokio_tungstenite::tungstenite::{
+    self,
+    protocol::{frame::coding::CloseCode, CloseFrame, WebSocketConfig},
+    Message,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -30,6 +32,7 @@ use crate::{
     host::url_host,
     limits::{self, RateLimit, Ticket},
     registry::{JoinRequest, Mailbox, Relayed},
+    upgrade::{Socket, Upgrade},
     Relay,
 };
 
@@ -130,7 +133,7 @@ impl Mailbox for Outbox {
 /// Upgrades `GET /ws` to a WebSocket and runs the connection, if the origin and the limits
 /// allow it.
 pub async fn ws_handler(
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
     State(relay): State<Arc<Relay>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -154,20 +157,21 @@ pub async fn ws_handler(
         .and_then(|h| h.to_str().ok())
         .and_then(url_host)
         .map(str::to_owned);
-    ws.max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
         .read_buffer_size(relay.limits.read_buffer)
-        .write_buffer_size(relay.limits.write_buffer)
-        .on_upgrade(move |socket| {
-            // Peer ids are handed out at `join` (by Redis, with a backplane): the logs name a
-            // connection by a number of its own until then.
-            let conn = relay.connections.fetch_add(1, Ordering::Relaxed) + 1;
-            let tracker = relay.tracker.clone();
-            tracker.track_future(
-                handle_socket(socket, relay, host, ticket)
-                    .instrument(tracing::info_span!("connection", conn, %addr)),
-            )
-        })
+        .write_buffer_size(relay.limits.write_buffer);
+    ws.on_upgrade(config, move |socket| {
+        // Peer ids are handed out at `join` (by Redis, with a backplane): the logs name a
+        // connection by a number of its own until then.
+        let conn = relay.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let tracker = relay.tracker.clone();
+        tracker.track_future(
+            handle_socket(socket, relay, host, ticket)
+                .instrument(tracing::info_span!("connection", conn, %addr)),
+        )
+    })
 }
 
 /// Why a connection ended.
@@ -200,7 +204,7 @@ impl End {
             End::Shutdown => (CLOSE_GOING_AWAY, "relay shutting down"),
         };
         Some(CloseFrame {
-            code,
+            code: CloseCode::from(code),
             reason: reason.into(),
         })
     }
@@ -218,7 +222,7 @@ struct Connection {
 }
 
 async fn handle_socket(
-    mut socket: WebSocket,
+    mut socket: Socket,
     relay: Arc<Relay>,
     host: Option<String>,
     ticket: Ticket,
@@ -306,18 +310,14 @@ async fn handle_socket(
                     break end;
                 }
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             Some(Ok(Message::Close(_))) => break End::Closed,
             None => break End::Client,
             Some(Err(err)) => {
-                // axum hides tungstenite's error type; its text is the only way to tell a
-                // capacity error from a broken transport.
-                let text = err.to_string();
-                tracing::debug!(error = %text, "read failed");
-                break if text.contains("too long") || text.contains("too big") {
-                    End::TooBig
-                } else {
-                    End::Client
+                tracing::debug!(error = %err, "read failed");
+                break match err {
+                    tungstenite::Error::Capacity(_) => End::TooBig,
+                    _ => End::Client,
                 };
             }
         }
@@ -335,7 +335,7 @@ async fn handle_socket(
         match end.close_frame() {
             Some(frame) => socket.send(Message::Close(Some(frame))).await,
             // The client closed: flush the Close reply tungstenite queued for it.
-            None => socket.close().await,
+            None => SinkExt::close(&mut socket).await,
         }
     })
     .await;
@@ -346,7 +346,10 @@ async fn handle_socket(
 
 /// Writes `batch` into the socket's buffer and flushes once: under load, several frames leave
 /// in one write.
-async fn send_batch(socket: &mut WebSocket, batch: VecDeque<Message>) -> Result<(), axum::Error> {
+async fn send_batch(
+    socket: &mut Socket,
+    batch: VecDeque<Message>,
+) -> Result<(), tungstenite::Error> {
     for frame in batch {
         socket.feed(frame).await?;
     }

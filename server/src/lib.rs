@@ -20,6 +20,7 @@ mod room;
 mod rooms;
 pub mod stun;
 pub mod tls;
+mod upgrade;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -34,6 +35,7 @@ use axum::{
     middleware,
     response::IntoResponse,
     routing::get,
+    serve::ListenerExt,
     Router,
 };
 use protocol::{ErrorKind, IceServer, ServerMsg};
@@ -301,6 +303,12 @@ pub async fn serve(
         None => router.clone(),
     };
     let http = async {
+        // No Nagle, as on the https port: a relayed frame leaves at once instead of waiting
+        // for the ACK of the previous one (the queued frames of a busy connection still leave
+        // in one write, see `connection`).
+        let http = http.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let served = axum::serve(
             http,
             plain.into_make_service_with_connect_info::<SocketAddr>(),

@@ -37,8 +37,10 @@ pub struct Limits {
     pub hold: Duration,
     /// How long a dropped peer's id and name stay reserved for it to resume.
     pub resume_grace: Duration,
-    /// Per-connection WebSocket read buffer. tungstenite's default of 128 KiB is zero-filled
-    /// before every read and dominates the memory of an idle connection.
+    /// Per-connection WebSocket read buffer: tungstenite allocates and zero-fills it up front
+    /// and keeps it (its default of 128 KiB would dominate an idle connection's memory). It sets
+    /// only how much tungstenite takes per call: the socket is read up to 16 KiB per system call
+    /// through one buffer per thread (`upgrade::LazyRead`).
     pub read_buffer: usize,
     /// Per-connection WebSocket write buffer.
     pub write_buffer: usize,
@@ -56,7 +58,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(20),
             hold: Duration::from_secs(10),
             resume_grace: Duration::from_secs(15),
-            read_buffer: 4 * 1024,
+            read_buffer: 1024,
             write_buffer: 8 * 1024,
         }
     }

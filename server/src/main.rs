@@ -102,8 +102,9 @@ struct Args {
     /// Seconds a dropped peer may take to come back with its resume token.
     #[arg(long, env = "RESUME_GRACE_SECS", default_value_t = 15)]
     resume_grace_secs: u64,
-    /// Per-connection WebSocket read buffer, in bytes.
-    #[arg(long, env = "READ_BUFFER", default_value_t = 4 * 1024)]
+    /// Per-connection WebSocket read buffer, in bytes: how much tungstenite takes per call (the
+    /// socket itself is read up to 16 KiB at a time through one buffer per thread).
+    #[arg(long, env = "READ_BUFFER", default_value_t = 1024)]
     read_buffer: usize,
     /// Share rooms with every other relay on this Redis, e.g. redis://127.0.0.1:6379/0, so that
     /// instances behind one load balancer act as one relay. Without it rooms live in this

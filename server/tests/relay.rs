@@ -1264,6 +1264,55 @@ async fn a_second_connection_from_one_address_gets_429() {
     );
 }
 
+/// The relay does the WebSocket upgrade itself: requests that are not one get axum's answers.
+#[tokio::test]
+async fn requests_that_are_not_upgrades_are_refused_as_axum_does() {
+    let relay = TestRelay::start().await;
+    let cases = [
+        (
+            "",
+            "400 Bad Request",
+            "Connection header did not include 'upgrade'",
+        ),
+        (
+            "Connection: Upgrade\r\n",
+            "400 Bad Request",
+            "`Upgrade` header did not include 'websocket'",
+        ),
+        (
+            "Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n",
+            "400 Bad Request",
+            "`Sec-WebSocket-Key` header missing",
+        ),
+        (
+            "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: a2V5\r\n\
+             Sec-WebSocket-Version: 8\r\n",
+            "400 Bad Request",
+            "`Sec-WebSocket-Version` header did not include '13'",
+        ),
+    ];
+    for (headers, status, body) in cases {
+        let mut stream = TcpStream::connect(relay.addr).await.expect("connects");
+        let request = format!("GET /ws HTTP/1.1\r\nHost: {}\r\n{headers}\r\n", relay.addr);
+        stream.write_all(request.as_bytes()).await.expect("sends");
+        let mut response = vec![0; 4096];
+        let mut len = 0;
+        while !String::from_utf8_lossy(&response[..len]).ends_with(body) {
+            let n = tokio::time::timeout(RECV_TIMEOUT, stream.read(&mut response[len..]))
+                .await
+                .expect("answered in time")
+                .expect("reads");
+            assert!(n > 0, "{}", String::from_utf8_lossy(&response[..len]));
+            len += n;
+        }
+        let response = String::from_utf8_lossy(&response[..len]);
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status}")),
+            "{response}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn pages_of_other_sites_may_not_connect() {
     let relay = TestRelay::start().await;

@@ -1,0 +1,267 @@
+//! The WebSocket upgrade, and what the socket reads through.
+//!
+//! axum's `WebSocketUpgrade` would do the upgrade too, but it hands over a socket that reads
+//! straight into tungstenite's read buffer, which tungstenite allocates and zero-fills per
+//! connection up front and keeps for the connection's life: with the 4 KiB the relay used, half
+//! of an idle connection's memory. Here the socket reads through [`LazyRead`] instead, which
+//! reads each time as much as is there into one buffer per thread and keeps only what
+//! tungstenite has not taken yet: tungstenite's own buffer can then be small (it only sets how
+//! much it takes per call, not how much is read from the kernel per system call), and an idle
+//! connection holds no read buffer of its own beyond it.
+//!
+//! The checks and the refusals are axum 0.8's, for HTTP/1.1 (the only HTTP the relay speaks),
+//! with the same statuses and texts.
+
+use std::{
+    cell::RefCell,
+    future::Future,
+    io,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use base64::Engine as _;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::{
+    tungstenite::protocol::{Role, WebSocketConfig},
+    WebSocketStream,
+};
+
+/// A relay connection's WebSocket.
+pub type Socket = WebSocketStream<LazyRead<TokioIo<Upgraded>>>;
+
+/// How much one system call reads at most: a few frames of the largest kind at once.
+const SCRATCH_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// Where every connection served by this thread reads from its socket. It is borrowed only
+    /// within one `poll_read`, never across an `await`.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice());
+}
+
+/// A valid WebSocket upgrade request, not yet answered.
+pub struct Upgrade {
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
+}
+
+/// Why a request is not a WebSocket upgrade: axum's status and text for it.
+#[derive(Debug)]
+pub struct NotAnUpgrade(StatusCode, &'static str);
+
+impl IntoResponse for NotAnUpgrade {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = NotAnUpgrade;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if parts.method != axum::http::Method::GET {
+            return Err(NotAnUpgrade(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Request method must be `GET`",
+            ));
+        }
+        if !header_contains(&parts.headers, header::CONNECTION, "upgrade") {
+            return Err(NotAnUpgrade(
+                StatusCode::BAD_REQUEST,
+                "Connection header did not include 'upgrade'",
+            ));
+        }
+        if !header_eq(&parts.headers, header::UPGRADE, "websocket") {
+            return Err(NotAnUpgrade(
+                StatusCode::BAD_REQUEST,
+                "`Upgrade` header did not include 'websocket'",
+            ));
+        }
+        let key = parts
+            .headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .ok_or(NotAnUpgrade(
+                StatusCode::BAD_REQUEST,
+                "`Sec-WebSocket-Key` header missing",
+            ))?
+            .clone();
+        if !header_eq(&parts.headers, header::SEC_WEBSOCKET_VERSION, "13") {
+            return Err(NotAnUpgrade(
+                StatusCode::BAD_REQUEST,
+                "`Sec-WebSocket-Version` header did not include '13'",
+            ));
+        }
+        let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(NotAnUpgrade(
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket request couldn't be upgraded since no upgrade state was present",
+        ))?;
+        Ok(Self { key, on_upgrade })
+    }
+}
+
+impl Upgrade {
+    /// Answers `101 Switching Protocols` and, once the connection has switched, spawns
+    /// `callback` with the socket; a connection that fails to switch is dropped quietly.
+    pub fn on_upgrade<C, F>(self, config: WebSocketConfig, callback: C) -> Response
+    where
+        C: FnOnce(Socket) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let io = LazyRead::new(TokioIo::new(upgraded));
+            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+            callback(socket).await;
+        });
+        let mut sha1 = Sha1::default();
+        sha1.update(self.key.as_bytes());
+        sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+        let accept = base64::engine::general_purpose::STANDARD.encode(sha1.finalize());
+        let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(accept) = HeaderValue::try_from(accept) {
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        response
+    }
+}
+
+fn header_eq(headers: &HeaderMap, key: HeaderName, value: &str) -> bool {
+    headers
+        .get(key)
+        .is_some_and(|h| h.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
+}
+
+fn header_contains(headers: &HeaderMap, key: HeaderName, value: &str) -> bool {
+    headers
+        .get(key)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.to_ascii_lowercase().contains(value))
+}
+
+/// A socket read through the thread's scratch buffer: each system call reads as much as is
+/// there (up to [`SCRATCH_BYTES`]), what the caller has no room for waits in a buffer of the
+/// connection's own, and that buffer is freed as soon as it is taken. A connection waiting for
+/// data holds no read buffer here.
+#[derive(Debug)]
+pub struct LazyRead<S> {
+    inner: S,
+    /// Read from the socket, not yet taken: `spill[taken..]`.
+    spill: Vec<u8>,
+    taken: usize,
+}
+
+impl<S> LazyRead<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            spill: Vec::new(),
+            taken: 0,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for LazyRead<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.taken < this.spill.len() {
+            let n = buf.remaining().min(this.spill.len() - this.taken);
+            buf.put_slice(&this.spill[this.taken..this.taken + n]);
+            this.taken += n;
+            if this.taken == this.spill.len() {
+                this.spill = Vec::new();
+                this.taken = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if buf.remaining() >= SCRATCH_BYTES {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut read = ReadBuf::new(&mut scratch[..]);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            let read = read.filled();
+            let n = buf.remaining().min(read.len());
+            buf.put_slice(&read[..n]);
+            if n < read.len() {
+                this.spill = read[n..].to_vec();
+            }
+            Poll::Ready(Ok(()))
+        })
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for LazyRead<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn small_reads_take_everything_in_order_and_keep_nothing_when_drained() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut lazy = LazyRead::new(server);
+        let sent: Vec<u8> = (0..40_000u32).map(|n| (n % 251) as u8).collect();
+        client.write_all(&sent).await.unwrap();
+        drop(client);
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 100];
+        loop {
+            let n = lazy.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(got, sent);
+        assert_eq!(lazy.spill.capacity(), 0, "nothing held once drained");
+    }
+}
