@@ -25,13 +25,14 @@ use axum::{
     http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use base64::Engine as _;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::{
-    tungstenite::protocol::{Role, WebSocketConfig},
+    tungstenite::{
+        handshake,
+        protocol::{Role, WebSocketConfig},
+    },
     WebSocketStream,
 };
 
@@ -124,10 +125,7 @@ impl Upgrade {
             let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             callback(socket).await;
         });
-        let mut sha1 = Sha1::default();
-        sha1.update(self.key.as_bytes());
-        sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-        let accept = base64::engine::general_purpose::STANDARD.encode(sha1.finalize());
+        let accept = handshake::derive_accept_key(self.key.as_bytes());
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
