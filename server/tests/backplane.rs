@@ -9,11 +9,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use futures_util::SinkExt;
 use protocol::{ClientMsg, ErrorKind, PeerId, PeerInfo, ServerMsg};
 use server::{BackplaneConfig, Limits};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    time::Instant,
-};
+use tokio::{net::TcpStream, time::Instant};
 use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +18,9 @@ use common::{next_frame, recv, RECV_TIMEOUT};
 #[path = "common/redis.rs"]
 mod redis;
 use redis::Redis;
+#[path = "common/http.rs"]
+mod http;
+use http::get;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -137,29 +136,6 @@ impl Drop for Instance {
             runtime.shutdown_background();
         }
     }
-}
-
-/// Sends `GET path` and returns the status and body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connects");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("sends the request");
-    let mut raw = Vec::new();
-    tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut raw))
-        .await
-        .expect("the response arrives in time")
-        .expect("reads the response");
-    let text = String::from_utf8(raw).expect("a text response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad response {head:?}"));
-    (status, body.to_owned())
 }
 
 /// The value of one series in a Prometheus exposition.

@@ -14,11 +14,7 @@ use e2e::{
     browser::{frames_beyond, wait_for, Driver},
     relay::dist_dir,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    task::JoinHandle,
-};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The tests of this file take turns with each other, as those of `call.rs` do (test binaries
@@ -31,6 +27,9 @@ const SETTLE: Duration = Duration::from_secs(15);
 #[path = "../../server/tests/common/redis.rs"]
 mod redis;
 use redis::Redis;
+#[path = "../../server/tests/common/http.rs"]
+mod http;
+use http::get;
 
 /// Starts one relay instance with `--redis-url` on a free loopback port, serving the bundle,
 /// and waits until its `/healthz` says it reaches Redis.
@@ -55,31 +54,6 @@ async fn instance(redis: &Redis) -> (SocketAddr, CancellationToken, JoinHandle<(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (addr, shutdown, task)
-}
-
-/// A plain HTTP/1.1 GET: the status and the body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send the request");
-    let mut raw = Vec::new();
-    tokio::time::timeout(SETTLE, stream.read_to_end(&mut raw))
-        .await
-        .expect("the response arrives in time")
-        .expect("read the response");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_owned())
 }
 
 /// The value of one un-labelled series in `addr`'s `/metrics`.

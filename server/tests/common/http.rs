@@ -1,0 +1,36 @@
+//! A plain HTTP/1.1 GET against a relay under test, for `/healthz` and `/metrics`: the relay's
+//! backplane tests and the call across two instances (`tests/tests/backplane_call.rs`, which
+//! includes this file by path) read them the same way.
+
+use std::{net::SocketAddr, time::Duration};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// How long a response may take before the test fails instead of hanging.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `GET path` over a fresh connection and returns the status and the body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("sends the request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(RESPONSE_TIMEOUT, stream.read_to_end(&mut raw))
+        .await
+        .expect("the response arrives in time")
+        .expect("reads the response");
+    let text = String::from_utf8(raw).expect("a text response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad response {head:?}"));
+    (status, body.to_owned())
+}
