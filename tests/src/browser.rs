@@ -330,6 +330,24 @@ pub async fn frames(page: &Client) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits until `page`'s status line is in `state` (`data-state`: `waiting`, `connected`, ...).
+pub async fn wait_for_state(page: &Client, what: &str, state: &str) {
+    let script = format!("return document.getElementById('status').dataset.state === '{state}'");
+    wait_for(page, what, &script).await;
+}
+
+/// Waits until `page` has noticed that the other person left: no remote video, and waiting
+/// in the room again.
+pub async fn wait_until_alone(page: &Client, what: &str) {
+    wait_for(
+        page,
+        what,
+        "return document.getElementById('remoteVideo').srcObject === null
+            && document.getElementById('status').dataset.state === 'waiting'",
+    )
+    .await;
+}
+
 /// Waits until the remote video has decoded more than `before` frames.
 pub async fn frames_beyond(page: &Client, before: u64) {
     let script = format!("{REMOTE_FRAMES_FN} return frames() > {before};");
@@ -351,16 +369,22 @@ pub async fn connection_path(page: &Client) -> String {
 /// Opens `/#true` on `caller` while `callee` waits at `url`; returns the milliseconds from
 /// opening the caller's page to decoded frames on both sides.
 pub async fn call(callee: &Client, caller: &Client, url: &str) -> u128 {
-    callee.goto(url).await.expect("open the callee page");
-    wait_for(
-        callee,
-        "the callee to wait in the room",
-        "return document.getElementById('status').dataset.state === 'waiting'",
-    )
-    .await;
+    call_between(callee, url, caller, url).await
+}
+
+/// [`call`] with each page at an address of its own (two relay instances of one room, say):
+/// `callee` waits at `callee_url`, then `caller` opens `caller_url#true`.
+pub async fn call_between(
+    callee: &Client,
+    callee_url: &str,
+    caller: &Client,
+    caller_url: &str,
+) -> u128 {
+    callee.goto(callee_url).await.expect("open the callee page");
+    wait_for_state(callee, "the callee to wait in the room", "waiting").await;
     let opened = Instant::now();
     caller
-        .goto(&format!("{url}#true"))
+        .goto(&format!("{caller_url}#true"))
         .await
         .expect("open the caller page");
     frames_beyond(caller, 0).await;

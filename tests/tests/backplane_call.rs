@@ -11,7 +11,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use e2e::{
-    browser::{frames_beyond, wait_for, Driver},
+    browser::{call_between, wait_for_state, wait_until_alone, Driver},
     relay::dist_dir,
 };
 use tokio::task::JoinHandle;
@@ -75,34 +75,19 @@ async fn two_pages_on_two_instances_call_each_other_through_redis() {
     let callee = driver.browser().await;
     let caller = driver.browser().await;
 
-    callee
-        .goto(&format!("http://{one}/?room=across"))
-        .await
-        .expect("open the callee page on instance 1");
-    wait_for(
+    // The callee waits on instance 1; the caller opens the same room on instance 2.
+    let setup = call_between(
         &callee,
-        "the callee to wait in the room on instance 1",
-        "return document.getElementById('status').dataset.state === 'waiting'",
+        &format!("http://{one}/?room=across"),
+        &caller,
+        &format!("http://{two}/?room=across"),
     )
     .await;
-    let opened = std::time::Instant::now();
-    caller
-        .goto(&format!("http://{two}/?room=across#true"))
-        .await
-        .expect("open the caller page on instance 2");
-    frames_beyond(&caller, 0).await;
-    frames_beyond(&callee, 0).await;
     println!(
-        "call across two instances: {} ms from opening /#true to decoded frames on both sides",
-        opened.elapsed().as_millis()
+        "call across two instances: {setup} ms from opening /#true to decoded frames on both sides"
     );
     for page in [&caller, &callee] {
-        wait_for(
-            page,
-            "the connected status",
-            "return document.getElementById('status').dataset.state === 'connected'",
-        )
-        .await;
+        wait_for_state(page, "the connected status", "connected").await;
     }
 
     // Each instance holds one of the two people, and the offer, answer and candidates went
@@ -119,11 +104,9 @@ async fn two_pages_on_two_instances_call_each_other_through_redis() {
 
     // Hanging up on one instance clears the remote video on the other.
     caller.close().await.expect("close the caller");
-    wait_for(
+    wait_until_alone(
         &callee,
         "the callee on instance 1 to notice the caller on instance 2 left",
-        "return document.getElementById('remoteVideo').srcObject === null
-            && document.getElementById('status').dataset.state === 'waiting'",
     )
     .await;
     callee.close().await.expect("close the callee");

@@ -9,7 +9,8 @@ use std::{net::SocketAddr, time::Instant};
 
 use e2e::{
     browser::{
-        frames, frames_beyond, screenshot, status_of, wait_for, wait_pages, Driver, PATIENCE,
+        frames, frames_beyond, screenshot, status_of, wait_for, wait_for_state, wait_pages,
+        wait_until_alone, Driver, PATIENCE,
     },
     relay,
 };
@@ -33,12 +34,7 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
     let setup = e2e::browser::call(&callee, &caller, &base).await;
     println!("call setup: {setup} ms from opening /#true to decoded frames on both sides");
     for page in [&caller, &callee] {
-        wait_for(
-            page,
-            "the connected status",
-            "return document.getElementById('status').dataset.state === 'connected'",
-        )
-        .await;
+        wait_for_state(page, "the connected status", "connected").await;
         // Two pages of one machine talk over its own addresses: a direct path (prflx when the
         // connectivity checks arrive before the trickled candidate).
         let path = e2e::browser::connection_path(page).await;
@@ -111,10 +107,10 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
     }
     let (_, shutdown, _relay_task) = relay::start(relay, 2).await;
     for page in [&caller, &callee] {
-        wait_for(
+        wait_for_state(
             page,
             "the call to come back after the relay restart",
-            "return document.getElementById('status').dataset.state === 'connected'",
+            "connected",
         )
         .await;
         let now = frames(page).await;
@@ -123,13 +119,7 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
 
     // Closing a page tells the other, which goes back to waiting.
     caller.close().await.expect("close the caller");
-    wait_for(
-        &callee,
-        "the callee to notice the caller left",
-        "return document.getElementById('remoteVideo').srcObject === null
-            && document.getElementById('status').dataset.state === 'waiting'",
-    )
-    .await;
+    wait_until_alone(&callee, "the callee to notice the caller left").await;
     callee.close().await.expect("close the callee");
     shutdown.cancel();
 }
@@ -295,12 +285,7 @@ async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
     // same calls (the same connections), without a new negotiation from scratch.
     let (_, shutdown, _relay_task) = relay::start(relay, 6).await;
     for (page, conns) in pages.iter().zip(&conns) {
-        wait_for(
-            page,
-            "the page to be connected again",
-            "return document.getElementById('status').dataset.state === 'connected'",
-        )
-        .await;
+        wait_for_state(page, "the page to be connected again", "connected").await;
         let now: Vec<String> = tile_frames(page)
             .await
             .into_iter()
@@ -558,12 +543,7 @@ async fn names_show_on_tiles_and_a_taken_one_is_asked_for_again() {
     let b = driver.browser().await;
     let base = format!("http://{relay}/?room=names");
     a.goto(&format!("{base}&name=Ann")).await.expect("open a");
-    wait_for(
-        &a,
-        "a waiting",
-        "return document.getElementById('status').dataset.state === 'waiting'",
-    )
-    .await;
+    wait_for_state(&a, "a waiting", "waiting").await;
     // The same name again: the page asks for another, with the field filled in.
     b.goto(&format!("{base}&name=Ann#true"))
         .await

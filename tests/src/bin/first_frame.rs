@@ -189,12 +189,7 @@ async fn run_once(driver: &Driver, base: &str, side: Side) -> Run {
     )
     .await;
     if side == Side::Ours {
-        browser::wait_for(
-            &callee,
-            "the callee to wait in the room",
-            "return document.getElementById('status').dataset.state === 'waiting'",
-        )
-        .await;
+        browser::wait_for_state(&callee, "the callee to wait in the room", "waiting").await;
     }
     let opened = Instant::now();
     caller
