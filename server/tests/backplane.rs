@@ -14,13 +14,10 @@ use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, Web
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{next_frame, recv, RECV_TIMEOUT};
+use common::{http::get, next_frame, recv, RECV_TIMEOUT};
 #[path = "common/redis.rs"]
 mod redis;
 use redis::Redis;
-#[path = "common/http.rs"]
-mod http;
-use http::get;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

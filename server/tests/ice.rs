@@ -20,7 +20,6 @@ use stun_codec::{
     Message as StunMessage, MessageClass, MessageDecoder, MessageEncoder, TransactionId,
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream, UdpSocket},
     task::JoinHandle,
 };
@@ -32,7 +31,7 @@ use tokio_tungstenite::{
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 mod common;
-use common::RECV_TIMEOUT;
+use common::{http::get, RECV_TIMEOUT};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -98,17 +97,9 @@ impl IceRelay {
     }
 
     async fn metrics(&self) -> String {
-        let mut stream = TcpStream::connect(self.http).await.expect("connects");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("sends");
-        let mut text = String::new();
-        tokio::time::timeout(RECV_TIMEOUT, stream.read_to_string(&mut text))
-            .await
-            .expect("in time")
-            .expect("reads");
-        text
+        let (status, body) = get(self.http, "/metrics").await;
+        assert_eq!(status, 200, "/metrics");
+        body
     }
 }
 

@@ -3,6 +3,8 @@
 //! part of it.)
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
