@@ -413,8 +413,6 @@ impl App {
         }
     }
 
-    /// Lists the cameras and microphones; a device in use that went away (its track ended) is
-    /// replaced by the first one left of its kind, on every call.
     /// Asks for the list of cameras and microphones; it comes back as
     /// [`Event::DevicesListed`], so that the relay's and the connections' events are not held
     /// up meanwhile (a camera opening at the moment the answer arrives, say).
@@ -425,6 +423,8 @@ impl App {
         });
     }
 
+    /// Shows the cameras and microphones there are; a device in use that went away (its track
+    /// ended) is replaced by the first one left of its kind, on every call.
     async fn look_at_devices(&mut self, devices: Vec<media::Device>) {
         for kind in ["videoinput", "audioinput"] {
             let track = self.local.as_ref().and_then(|stream| {

@@ -20,6 +20,16 @@ pub mod verify;
 
 use wasm_bindgen::prelude::*;
 
+/// What `www/index.html` started before this code loaded, left in `window.NAME` (the camera
+/// request, the relay socket): taken once, so that nothing else takes it again.
+pub(crate) fn take_early(name: &str) -> Option<JsValue> {
+    let window = web_sys::window()?;
+    let key = JsValue::from_str(name);
+    let early = js_sys::Reflect::get(&window, &key).ok()?;
+    let _ = js_sys::Reflect::set(&window, &key, &JsValue::NULL);
+    Some(early)
+}
+
 /// Entry point, run by the browser when the module loads.
 #[wasm_bindgen(start)]
 pub async fn start() -> Result<(), JsValue> {

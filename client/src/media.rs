@@ -52,15 +52,8 @@ impl fmt::Display for MediaError {
 /// (`window.__earlyMedia`, a `getUserMedia` promise for both devices), if it succeeded;
 /// otherwise [`open_camera_and_microphone`], which sorts out a missing device or a refusal.
 pub async fn first_camera_request() -> Result<MediaStream, MediaError> {
-    let early = web_sys::window().and_then(|window| {
-        let key = JsValue::from_str("__earlyMedia");
-        let promise = Reflect::get(&window, &key)
-            .ok()?
-            .dyn_into::<js_sys::Promise>()
-            .ok()?;
-        let _ = Reflect::set(&window, &key, &JsValue::NULL);
-        Some(promise)
-    });
+    let early =
+        crate::take_early("__earlyMedia").and_then(|p| p.dyn_into::<js_sys::Promise>().ok());
     if let Some(promise) = early {
         if let Ok(stream) = JsFuture::from(promise).await.and_then(|s| s.dyn_into()) {
             return Ok(stream);

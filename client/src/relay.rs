@@ -34,7 +34,7 @@ impl RelaySocket {
     /// Connects to `url`, reporting through `report`: takes over the socket `index.html`
     /// opened while this code loaded, if it is to `url` and has not failed, else opens one.
     pub fn open(url: &str, report: impl Fn(RelayEvent) + 'static) -> Result<Self, String> {
-        let ws = match take_early(url) {
+        let ws = match take_early_socket(url) {
             Some(ws) => ws,
             None => Self::connect(url)?,
         };
@@ -129,12 +129,10 @@ impl Drop for RelaySocket {
 /// The socket `index.html` opened before this code loaded (`window.__earlyRelay`), once: if it
 /// goes to `url` and is opening or open. One that failed is closed and left; the caller opens
 /// its own, which reports the failure the usual way.
-fn take_early(url: &str) -> Option<WebSocket> {
-    let window = web_sys::window()?;
-    let key = JsValue::from_str("__earlyRelay");
-    let early = js_sys::Reflect::get(&window, &key).ok()?;
-    let _ = js_sys::Reflect::set(&window, &key, &JsValue::NULL);
-    let ws = early.dyn_into::<WebSocket>().ok()?;
+fn take_early_socket(url: &str) -> Option<WebSocket> {
+    let ws = crate::take_early("__earlyRelay")?
+        .dyn_into::<WebSocket>()
+        .ok()?;
     let usable = matches!(ws.ready_state(), WebSocket::CONNECTING | WebSocket::OPEN);
     if usable && ws.url() == url {
         Some(ws)
