@@ -10,7 +10,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod json;
+mod raw;
 pub use json::{exact_integer, json_string, JsonView, ReadError};
+pub use raw::RawSignal;
 
 /// The largest text frame the relay accepts; a larger one closes the connection with
 /// [`CLOSE_MESSAGE_TOO_BIG`]. An SDP offer with audio and video is 3 to 6 KB.
@@ -217,8 +219,8 @@ pub enum Request {
     Relay {
         /// The addressed peer; `None` means the other peer of a 1:1 room.
         to: Option<PeerId>,
-        /// What to forward.
-        signal: Signal,
+        /// What to forward, as the sender wrote it.
+        signal: RawSignal,
     },
     /// Answer with `pong`.
     Ping,
@@ -246,7 +248,10 @@ impl From<ClientMsg> for Request {
             ClientMsg::HangUp { to } => (to, Signal::HangUp),
             ClientMsg::Ping => return Request::Ping,
         };
-        Request::Relay { to, signal }
+        Request::Relay {
+            to,
+            signal: signal.into(),
+        }
     }
 }
 
@@ -575,7 +580,7 @@ mod tests {
                 Request::from(signal.clone().to_peer(PeerId(4))),
                 Request::Relay {
                     to: Some(PeerId(4)),
-                    signal
+                    signal: signal.into()
                 }
             );
         }
@@ -662,7 +667,7 @@ mod tests {
             Request::from(ClientMsg::HangUp { to: None }),
             Request::Relay {
                 to: None,
-                signal: Signal::HangUp
+                signal: Signal::HangUp.into()
             }
         );
         assert_eq!(

@@ -29,7 +29,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use protocol::{ErrorKind, IceServer, PeerId, Signal};
+use protocol::{ErrorKind, IceServer, PeerId, RawSignal};
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -576,7 +576,7 @@ impl Backplane {
         &self,
         from: PeerId,
         to: Option<PeerId>,
-        signal: Signal,
+        signal: RawSignal,
     ) -> Result<Relayed, Refusal> {
         let Some(room) = self.lock_local().peers.get(&from).map(|p| p.room.clone()) else {
             return Err(Refusal::new(
@@ -590,7 +590,7 @@ impl Backplane {
         // `Ok(bytes)` delivered, `Err(number)` held.
         let route: Result<usize, u64> = self
             .update(&room, false, |state, now| {
-                Ok(match state.relay(from, to, signal.clone(), now)? {
+                Ok(match state.relay(from, to, &signal, now)? {
                     Route::Deliver(target, text) => (Ok(text.len()), vec![(target, text)]),
                     Route::Held(number, _) => (Err(number), Vec::new()),
                 })
@@ -963,7 +963,7 @@ impl Backplane {
             return;
         };
         if let Some(mailbox) = self.mailbox_of(id) {
-            mailbox.deliver(text);
+            mailbox.deliver(text.to_owned());
         }
     }
 

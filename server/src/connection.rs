@@ -2,10 +2,13 @@
 //! what is queued for it, pings it, and cleans up.
 
 use std::{
+    cell::RefCell,
     collections::VecDeque,
+    future::Future,
     net::SocketAddr,
     sync::atomic::Ordering,
     sync::{Arc, Mutex, PoisonError},
+    task::{ready, Context, Poll, Waker},
     time::{Duration, SystemTime},
 };
 
@@ -16,8 +19,8 @@ use axum::{
 };
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
-    ClientMsg, ErrorKind, PeerId, Request, ServerMsg, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG,
-    CLOSE_POLICY, MAX_MESSAGE_BYTES,
+    ErrorKind, PeerId, Request, ServerMsg, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY,
+    MAX_MESSAGE_BYTES,
 };
 use tokio::{sync::Notify, time::Instant};
 use tokio_tungstenite::tungstenite::{
@@ -40,80 +43,234 @@ use crate::{
 /// A call's setup is one offer, one answer and a few dozen candidates.
 const OUTBOX_CAPACITY: usize = 256;
 
+/// How many frames a connection carries out in one go when its client sent several at once,
+/// before it lets others run.
+const BATCH_FRAMES: usize = 16;
+
 /// How long the relay waits to hand a final Close frame to a peer.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How a peer is reached: its queue of outgoing frames, and the token that ends its connection.
+/// How a peer is reached: its socket's sending side, and the token that ends its connection.
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    /// Frames for the peer's connection task.
     queue: Arc<Queue>,
     /// Cancelled to drop the peer, e.g. when it reads too slowly to keep its outbox from filling.
     pub kick: CancellationToken,
 }
 
-/// The frames waiting for one peer. Empty, it holds no allocation: an idle connection pays only
-/// for the `Arc` (a bounded `mpsc` channel allocates a block of 32 slots up front).
+/// One peer's socket and the frames waiting for it. Whoever delivers a frame writes it into
+/// the socket at once if nothing waits before it: the common case costs the peer's connection
+/// task no wake-up. A connection carrying out what its client sent leaves the flushes of what
+/// it wrote to the end of the frames it read in one go (see [`batched`]), so that under load
+/// several frames leave in one system call. When the socket cannot take a frame, it waits here
+/// and the peer's connection task is woken to write it when it can. Empty, the queue holds no
+/// allocation (a bounded `mpsc` channel allocates a block of 32 slots up front).
 #[derive(Debug, Default)]
 struct Queue {
     state: Mutex<QueueState>,
-    /// Wakes the connection task when a frame is queued (a permit is kept if it is busy).
+    /// Wakes the connection task when it has frames to write (a permit is kept if it is busy).
     ready: Notify,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct QueueState {
+    /// The connection's socket, both ways: reads and writes take turns under the lock, each a
+    /// single poll, never held across an `await`. `None` once the connection is ending (and in
+    /// unit tests, where frames only queue).
+    socket: Option<Socket>,
     frames: VecDeque<Message>,
+    /// The socket holds frames it has not sent yet.
+    unflushed: bool,
+    /// A batch is to flush the socket when it ends.
+    deferred: bool,
+    /// The socket could not take everything: the connection task writes the rest.
+    blocked: bool,
     /// The connection has ended: nothing more is taken.
     closed: bool,
 }
 
+impl std::fmt::Debug for QueueState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueState")
+            .field("frames", &self.frames.len())
+            .field("unflushed", &self.unflushed)
+            .field("deferred", &self.deferred)
+            .field("blocked", &self.blocked)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueueState {
+    /// Moves the waiting frames into the socket and, with `flush`, sends them, as far as the
+    /// socket takes them now.
+    fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        flush: bool,
+    ) -> Poll<Result<(), tungstenite::Error>> {
+        let Some(socket) = self.socket.as_mut() else {
+            return Poll::Pending;
+        };
+        while !self.frames.is_empty() {
+            ready!(socket.poll_ready_unpin(cx))?;
+            if let Some(frame) = self.frames.pop_front() {
+                self.unflushed = true;
+                socket.start_send_unpin(frame)?;
+            }
+        }
+        if flush && self.unflushed {
+            ready!(socket.poll_flush_unpin(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+tokio::task_local! {
+    /// The outboxes the current batch wrote to without flushing them.
+    static UNFLUSHED: RefCell<Vec<Outbox>>;
+}
+
+/// Runs `work` (a connection carrying out the frames it read in one go) with the flushes of
+/// what it writes to other sockets left to its end: one system call per socket for the batch.
+async fn batched<T>(work: impl Future<Output = T>) -> T {
+    UNFLUSHED
+        .scope(RefCell::default(), async {
+            let out = work.await;
+            let outboxes = UNFLUSHED.with(|list| std::mem::take(&mut *list.borrow_mut()));
+            for outbox in outboxes {
+                outbox.flush_deferred();
+            }
+            out
+        })
+        .await
+}
+
 impl Outbox {
-    fn new(kick: CancellationToken) -> Self {
+    fn new(kick: CancellationToken, socket: Option<Socket>) -> Self {
+        let queue = Queue::default();
+        queue.lock().socket = socket;
         Self {
-            queue: Arc::default(),
+            queue: Arc::new(queue),
             kick,
         }
     }
 
-    /// Queues any frame (a ping, say) without waiting. A full outbox means the peer does not
+    /// Sends any frame (a ping, say) without waiting. A full outbox means the peer does not
     /// read what it is sent: it is dropped, rather than letting the relay's memory grow on its
     /// behalf.
     pub fn deliver_frame(&self, frame: Message) -> bool {
-        {
-            let mut state = self.queue.lock();
-            // The peer's connection is already ending; its own task cleans up.
-            if state.closed {
-                return false;
-            }
-            if state.frames.len() >= OUTBOX_CAPACITY {
-                drop(state);
-                tracing::warn!("outbox full: dropping a peer that does not read");
-                self.kick.cancel();
-                return false;
-            }
-            state.frames.push_back(frame);
+        let mut state = self.queue.lock();
+        // The peer's connection is already ending; its own task cleans up.
+        if state.closed || self.kick.is_cancelled() {
+            return false;
         }
-        self.queue.ready.notify_one();
+        if state.frames.len() >= OUTBOX_CAPACITY {
+            drop(state);
+            tracing::warn!("outbox full: dropping a peer that does not read");
+            self.kick.cancel();
+            return false;
+        }
+        state.frames.push_back(frame);
+        if state.blocked {
+            // The connection task is writing what came before: it takes this one too.
+            return true;
+        }
+        // Write it from here. A noop waker: if the socket cannot take it now, the connection
+        // task takes over with its own.
+        let in_batch = UNFLUSHED.try_with(|_| ()).is_ok();
+        match state.poll_write(&mut Context::from_waker(Waker::noop()), !in_batch) {
+            Poll::Ready(Ok(())) => {
+                if in_batch && state.unflushed && !state.deferred {
+                    state.deferred = true;
+                    drop(state);
+                    UNFLUSHED.with(|list| list.borrow_mut().push(self.clone()));
+                }
+            }
+            Poll::Ready(Err(err)) => {
+                drop(state);
+                tracing::debug!(error = %err, "write failed");
+                // The transport is gone: the connection task ends it.
+                self.kick.cancel();
+            }
+            Poll::Pending => self.hand_over(state),
+        }
         true
     }
 
-    /// Waits until frames are queued, and takes them all.
-    async fn next_batch(&self) -> VecDeque<Message> {
-        loop {
-            let batch = std::mem::take(&mut self.queue.lock().frames);
-            if !batch.is_empty() {
-                return batch;
+    /// Sends what a batch wrote into the socket.
+    fn flush_deferred(&self) {
+        let mut state = self.queue.lock();
+        state.deferred = false;
+        if state.blocked || state.closed {
+            return;
+        }
+        match state.poll_write(&mut Context::from_waker(Waker::noop()), true) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(err)) => {
+                drop(state);
+                tracing::debug!(error = %err, "write failed");
+                self.kick.cancel();
             }
-            self.queue.ready.notified().await;
+            Poll::Pending => self.hand_over(state),
         }
     }
 
-    /// Takes no more frames: the connection is ending.
-    fn close(&self) {
+    /// Leaves the rest to the connection task: the socket cannot take more now.
+    fn hand_over(&self, mut state: std::sync::MutexGuard<'_, QueueState>) {
+        state.blocked = true;
+        drop(state);
+        self.queue.ready.notify_one();
+    }
+
+    /// Writes what the socket could not take from others, when there is something; returns
+    /// once it is sent.
+    async fn written(&self) -> Result<(), tungstenite::Error> {
+        loop {
+            let work = std::future::poll_fn(|cx| {
+                let mut state = self.queue.lock();
+                if !state.blocked {
+                    return Poll::Ready(None);
+                }
+                let written = ready!(state.poll_write(cx, true));
+                state.blocked = false;
+                Poll::Ready(Some(written))
+            });
+            match work.await {
+                Some(result) => return result,
+                None => self.queue.ready.notified().await,
+            }
+        }
+    }
+
+    /// Polls for the next frame the peer sent.
+    fn poll_read(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, tungstenite::Error>>> {
+        match self.queue.lock().socket.as_mut() {
+            Some(socket) => socket.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    /// The next frame the peer sent.
+    async fn read(&self) -> Option<Result<Message, tungstenite::Error>> {
+        std::future::poll_fn(|cx| self.poll_read(cx)).await
+    }
+
+    /// The next frame the peer sent, if it is already here.
+    fn read_now(&self) -> Option<Option<Result<Message, tungstenite::Error>>> {
+        match self.poll_read(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(frame) => Some(frame),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Takes no more frames, and hands back the socket: the connection is ending.
+    fn close(&self) -> Option<Socket> {
         let mut state = self.queue.lock();
         state.closed = true;
         state.frames = VecDeque::new();
+        state.socket.take()
     }
 }
 
@@ -125,7 +282,7 @@ impl Queue {
 }
 
 impl Mailbox for Outbox {
-    fn deliver(&self, text: &str) -> bool {
+    fn deliver(&self, text: String) -> bool {
         self.deliver_frame(Message::text(text))
     }
 }
@@ -221,12 +378,7 @@ struct Connection {
     rate: RateLimit,
 }
 
-async fn handle_socket(
-    mut socket: Socket,
-    relay: Arc<Relay>,
-    host: Option<String>,
-    ticket: Ticket,
-) {
+async fn handle_socket(socket: Socket, relay: Arc<Relay>, host: Option<String>, ticket: Ticket) {
     tracing::info!("connected");
     relay.metrics.connections.fetch_add(1, Ordering::Relaxed);
     relay
@@ -237,7 +389,7 @@ async fn handle_socket(
     let limits = &relay.limits;
     let mut conn = Connection {
         rate: RateLimit::new(limits.rate_per_sec, limits.rate_burst),
-        outbox: Outbox::new(kick.clone()),
+        outbox: Outbox::new(kick.clone(), Some(socket)),
         relay: relay.clone(),
         id: None,
         host,
@@ -247,11 +399,12 @@ async fn handle_socket(
     let mut last_heard = Instant::now();
     // When the peer is due fresh TURN credentials: set once it has joined, if TURN is on.
     let mut refresh_at: Option<Instant> = None;
+    let kicked = kick.cancelled();
+    tokio::pin!(kicked);
 
-    // One task per connection: it reads the socket and writes what is queued for it in turn.
-    // While it writes it does not read, which only slows down a peer that sends and does not
-    // read; one that does not read at all fills its outbox and is kicked, or stops answering
-    // pings and counts as silent.
+    // One task per connection: it reads the socket, and writes what others could not send
+    // straight away. A peer that does not read fills its outbox and is kicked, or stops
+    // answering pings and counts as silent.
     let end = loop {
         let refresh = async {
             match refresh_at {
@@ -261,18 +414,11 @@ async fn handle_socket(
         };
         let frame = tokio::select! {
             biased;
-            _ = kick.cancelled() => {
+            _ = &mut kicked => {
                 break if relay.shutdown.is_cancelled() { End::Shutdown } else { End::Kicked };
             }
-            batch = conn.outbox.next_batch() => {
-                let silent_at = last_heard + limits.idle_timeout;
-                let sent = tokio::select! {
-                    biased;
-                    _ = kick.cancelled() => continue,
-                    _ = tokio::time::sleep_until(silent_at) => break End::Silent,
-                    sent = send_batch(&mut socket, batch) => sent,
-                };
-                if sent.is_err() {
+            written = conn.outbox.written() => {
+                if written.is_err() {
                     // The transport is gone.
                     break End::Kicked;
                 }
@@ -290,73 +436,79 @@ async fn handle_socket(
                 conn.outbox.deliver_frame(Message::Ping(Default::default()));
                 continue;
             }
-            frame = socket.next() => frame,
+            frame = conn.outbox.read() => frame,
         };
+        // This frame, and those that came with it, up to a limit; then what they delivered is
+        // flushed.
+        let end = batched(async {
+            let mut frame = frame;
+            for _ in 1..BATCH_FRAMES {
+                if let Some(end) = conn.on_message(frame).await {
+                    return Some(end);
+                }
+                frame = conn.outbox.read_now()?;
+            }
+            conn.on_message(frame).await
+        })
+        .await;
         last_heard = Instant::now();
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                if let Some(end) = conn.on_frame(Some(text.as_str())).await {
-                    break end;
-                }
-                if conn.id.is_some() && refresh_at.is_none() {
-                    refresh_at = relay
-                        .ice
-                        .refresh_every()
-                        .map(|every| Instant::now() + every);
-                }
-            }
-            Some(Ok(Message::Binary(_))) => {
-                if let Some(end) = conn.on_frame(None).await {
-                    break end;
-                }
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Ok(Message::Close(_))) => break End::Closed,
-            None => break End::Client,
-            Some(Err(err)) => {
-                tracing::debug!(error = %err, "read failed");
-                break match err {
-                    tungstenite::Error::Capacity(_) => End::TooBig,
-                    _ => End::Client,
-                };
-            }
+        if let Some(end) = end {
+            break end;
+        }
+        if conn.id.is_some() && refresh_at.is_none() {
+            refresh_at = relay
+                .ice
+                .refresh_every()
+                .map(|every| Instant::now() + every);
         }
     };
 
     // What is still queued is for a peer that is going away.
-    conn.outbox.close();
+    let socket = conn.outbox.close();
     // A peer that said goodbye frees its name at once; one that vanished keeps its place for
     // the resume grace period.
     if let Some(id) = conn.id {
         relay.rooms.leave(id, !matches!(end, End::Closed)).await;
     }
     kick.cancel();
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        match end.close_frame() {
-            Some(frame) => socket.send(Message::Close(Some(frame))).await,
-            // The client closed: flush the Close reply tungstenite queued for it.
-            None => SinkExt::close(&mut socket).await,
-        }
-    })
-    .await;
+    if let Some(mut socket) = socket {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            match end.close_frame() {
+                Some(frame) => socket.send(Message::Close(Some(frame))).await,
+                // The client closed: flush the Close reply tungstenite queued for it.
+                None => SinkExt::close(&mut socket).await,
+            }
+        })
+        .await;
+    }
     relay.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     drop(ticket);
     tracing::info!(?end, "disconnected");
 }
 
-/// Writes `batch` into the socket's buffer and flushes once: under load, several frames leave
-/// in one write.
-async fn send_batch(
-    socket: &mut Socket,
-    batch: VecDeque<Message>,
-) -> Result<(), tungstenite::Error> {
-    for frame in batch {
-        socket.feed(frame).await?;
-    }
-    socket.flush().await
-}
-
 impl Connection {
+    /// Carries out one frame the client sent (or the end of its stream); returns why to end,
+    /// if it must.
+    async fn on_message(
+        &mut self,
+        frame: Option<Result<Message, tungstenite::Error>>,
+    ) -> Option<End> {
+        match frame {
+            Some(Ok(Message::Text(text))) => self.on_frame(Some(text.as_str())).await,
+            Some(Ok(Message::Binary(_))) => self.on_frame(None).await,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+            Some(Ok(Message::Close(_))) => Some(End::Closed),
+            None => Some(End::Client),
+            Some(Err(err)) => {
+                tracing::debug!(error = %err, "read failed");
+                Some(match err {
+                    tungstenite::Error::Capacity(_) => End::TooBig,
+                    _ => End::Client,
+                })
+            }
+        }
+    }
+
     /// Carries out one data frame (`None` for a binary one); returns why to end, if it must.
     async fn on_frame(&mut self, text: Option<&str>) -> Option<End> {
         let reply = if !self.rate.allow() {
@@ -379,22 +531,22 @@ impl Connection {
             self.relay.metrics.error(*kind);
         }
         match reply {
-            Some(reply) if !self.outbox.deliver(&reply.to_json()) => Some(End::Kicked),
+            Some(reply) if !self.outbox.deliver(reply.to_json()) => Some(End::Kicked),
             _ => None,
         }
     }
 
     /// Carries out one text frame; returns what to answer the sender, if anything.
     async fn on_text(&mut self, text: &str) -> Option<ServerMsg> {
-        let msg = match ClientMsg::parse(text) {
-            Ok(msg) => msg,
+        let request = match Request::parse(text) {
+            Ok(request) => request,
             Err(err) => {
                 tracing::debug!(%err, "bad message");
                 return Some(ServerMsg::error(err.kind(), err.to_string()));
             }
         };
         let rooms = &self.relay.rooms;
-        let result = match Request::from(msg) {
+        let result = match request {
             Request::Ping => Some(ServerMsg::Pong),
             Request::Join { .. } if self.id.is_some() => Some(ServerMsg::error(
                 ErrorKind::AlreadyJoined,
@@ -457,7 +609,7 @@ impl Connection {
             .for_peer(self.host.as_deref(), id, SystemTime::now());
         tracing::debug!("fresh TURN credentials");
         self.outbox
-            .deliver(&ServerMsg::IceServers { ice_servers }.to_json());
+            .deliver(ServerMsg::IceServers { ice_servers }.to_json());
     }
 }
 
@@ -467,21 +619,21 @@ mod tests {
 
     #[test]
     fn a_full_outbox_kicks_its_peer_instead_of_growing() {
-        let outbox = Outbox::new(CancellationToken::new());
+        let outbox = Outbox::new(CancellationToken::new(), None);
         for n in 0..OUTBOX_CAPACITY {
-            assert!(outbox.deliver(&n.to_string()), "frame {n} fits");
+            assert!(outbox.deliver(n.to_string()), "frame {n} fits");
         }
         assert!(!outbox.kick.is_cancelled());
-        assert!(!outbox.deliver("one more"), "the outbox is full");
+        assert!(!outbox.deliver("one more".into()), "the outbox is full");
         assert!(outbox.kick.is_cancelled());
     }
 
     #[test]
     fn a_closed_outbox_takes_nothing_and_holds_nothing() {
-        let outbox = Outbox::new(CancellationToken::new());
-        assert!(outbox.deliver("queued"));
+        let outbox = Outbox::new(CancellationToken::new(), None);
+        assert!(outbox.deliver("queued".into()));
         outbox.close();
-        assert!(!outbox.deliver("too late"));
+        assert!(!outbox.deliver("too late".into()));
         assert!(outbox.queue.lock().frames.is_empty());
         assert!(!outbox.kick.is_cancelled());
     }

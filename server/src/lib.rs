@@ -372,7 +372,7 @@ async fn expire(relay: Arc<Relay>, stop: CancellationToken) {
                     ErrorKind::Expired,
                     format!("nobody joined to take your message within {secs} s"),
                 );
-                sender.deliver(&msg.to_json());
+                sender.deliver(msg.to_json());
             }
         }
     }

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use protocol::{ErrorKind, IceServer, PeerId, PeerInfo, ServerMsg, Signal};
+use protocol::{ErrorKind, IceServer, PeerId, PeerInfo, RawSignal, ServerMsg};
 use tokio::time::Instant;
 
 pub use crate::room::Refusal;
@@ -28,9 +28,9 @@ use crate::{
 /// How a peer is reached: whatever carries text to it. The connection's outbox implements it;
 /// the registry and the backplane know nothing else of the transport.
 pub trait Mailbox: Send + Sync + 'static {
-    /// Queues `text` for the peer without waiting. `false` if it cannot take it (it is going
-    /// away, or does not read and is being dropped).
-    fn deliver(&self, text: &str) -> bool;
+    /// Hands `text` to the peer without waiting (owned: it leaves as it is, uncopied). `false`
+    /// if it cannot take it (it is going away, or does not read and is being dropped).
+    fn deliver(&self, text: String) -> bool;
 }
 
 /// A shared [`Mailbox`].
@@ -257,8 +257,8 @@ impl Registry {
         if let Some(token) = &resume {
             state.tokens.remove(token);
         }
-        for (to, text) in &admitted.deliveries {
-            if let Some(peer) = state.peers.get(to) {
+        for (to, text) in admitted.deliveries {
+            if let Some(peer) = state.peers.get(&to) {
                 peer.mailbox.deliver(text);
             }
         }
@@ -266,11 +266,12 @@ impl Registry {
         // send once they hear of the new peer, come after it.
         let id = admitted.id;
         let peers = admitted.peers;
-        mailbox.deliver(&welcome(id, &room, peers, ice_servers(id), resume_token));
+        mailbox.deliver(welcome(id, &room, peers, ice_servers(id), resume_token));
+        let released = admitted.released.len();
         let mut released_bytes = 0;
-        for text in &admitted.released {
-            mailbox.deliver(text);
+        for text in admitted.released {
             released_bytes += text.len();
+            mailbox.deliver(text);
         }
         state.peers.insert(
             id,
@@ -282,7 +283,7 @@ impl Registry {
         Ok(Joined {
             id,
             room,
-            released: admitted.released.len(),
+            released,
             released_bytes,
         })
     }
@@ -293,20 +294,25 @@ impl Registry {
         &self,
         from: PeerId,
         to: Option<PeerId>,
-        signal: Signal,
+        signal: RawSignal,
     ) -> Result<Relayed, Refusal> {
         let now = self.now();
-        let mut state = self.lock();
-        let state = &mut *state;
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let not_joined = || Refusal::new(ErrorKind::NotJoined, "send \"join\" before signaling");
         let room_name = &state.peers.get(&from).ok_or_else(not_joined)?.room;
         let room = state.rooms.get_mut(room_name).ok_or_else(not_joined)?;
-        match room.relay(from, to, signal, now)? {
+        match room.relay(from, to, &signal, now)? {
             Route::Deliver(target, text) => {
-                if let Some(peer) = state.peers.get(&target) {
-                    peer.mailbox.deliver(&text);
+                // Handed over after the lock is let go: delivering may write to the peer's
+                // socket, and other rooms need not wait for that.
+                let mailbox = state.peers.get(&target).map(|peer| peer.mailbox.clone());
+                drop(guard);
+                let bytes = text.len();
+                if let Some(mailbox) = mailbox {
+                    mailbox.deliver(text);
                 }
-                Ok(Relayed::Delivered(text.len()))
+                Ok(Relayed::Delivered(bytes))
             }
             Route::Held(number, _) => {
                 let due = Due::Held {
@@ -351,8 +357,8 @@ impl Registry {
             self.deadlines
                 .add(Instant::now() + self.timing.resume_grace, due);
         }
-        for (to, text) in &left.deliveries {
-            if let Some(peer) = state.peers.get(to) {
+        for (to, text) in left.deliveries {
+            if let Some(peer) = state.peers.get(&to) {
                 peer.mailbox.deliver(text);
             }
         }
@@ -416,8 +422,8 @@ mod tests {
     }
 
     impl Mailbox for TestMailbox {
-        fn deliver(&self, text: &str) -> bool {
-            self.tx.try_send(text.to_owned()).is_ok()
+        fn deliver(&self, text: String) -> bool {
+            self.tx.try_send(text).is_ok()
         }
     }
 
@@ -463,7 +469,7 @@ mod tests {
         let registry = registry(Duration::from_secs(10));
         let (a, _a_rx) = join(&registry, "r");
         let held = registry
-            .relay(a.id, None, Signal::Offer("v=0".into()))
+            .relay(a.id, None, protocol::Signal::Offer("v=0".into()).into())
             .expect("held");
         assert_eq!(held, Relayed::Held);
         let (b, mut b_rx) = join(&registry, "r");
@@ -480,7 +486,7 @@ mod tests {
         let (a, _a_rx) = join(&registry, "r");
         for sdp in ["v=0 one", "v=0 two"] {
             registry
-                .relay(a.id, None, Signal::Offer(sdp.into()))
+                .relay(a.id, None, protocol::Signal::Offer(sdp.into()).into())
                 .expect("held");
         }
         let due = registry.next_due().await;
@@ -499,14 +505,14 @@ mod tests {
         let registry = registry(Duration::from_secs(1));
         let (a, _a_rx) = join(&registry, "r");
         registry
-            .relay(a.id, None, Signal::HangUp)
+            .relay(a.id, None, protocol::Signal::HangUp.into())
             .expect("held as number 1");
         // The room empties and is made again: its numbers start again.
         registry.leave(a.id, false);
         tokio::time::advance(Duration::from_millis(500)).await;
         let (b, _b_rx) = join(&registry, "r");
         registry
-            .relay(b.id, None, Signal::HangUp)
+            .relay(b.id, None, protocol::Signal::HangUp.into())
             .expect("held as number 1 too");
         let stale = registry.next_due().await;
         assert_eq!(stale.len(), 1);

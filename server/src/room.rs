@@ -8,7 +8,7 @@
 //! stores it back and publishes the messages to the instances the addressees are connected to.
 //! So both modes share one set of rules, and a join costs the room, not the whole relay.
 
-use protocol::{ErrorKind, PeerId, PeerInfo, ServerMsg, Signal};
+use protocol::{ErrorKind, PeerId, PeerInfo, RawSignal, ServerMsg};
 use serde::{Deserialize, Serialize};
 
 /// How many messages one sender may have waiting for a peer that has not joined yet.
@@ -274,7 +274,7 @@ impl Room {
         &mut self,
         from: PeerId,
         to: Option<PeerId>,
-        signal: Signal,
+        signal: &RawSignal,
         now: u64,
     ) -> Result<Route, Refusal> {
         let Some(sender) = self.member(from) else {
@@ -283,7 +283,7 @@ impl Room {
                 "send \"join\" before signaling",
             ));
         };
-        let text = signal.from_peer(from, sender.name.clone()).to_json();
+        let text = signal.stamped(from, sender.name.as_deref());
         let present = |id: PeerId| self.members.iter().any(|m| m.id == id);
         let target = match to {
             Some(to) if to != from && present(to) => Some(to),
@@ -460,7 +460,12 @@ mod tests {
         let mut room = Room::default();
         room.join("r", arrival(1, None), 2, 0).expect("joins");
         let route = room
-            .relay(PeerId(1), None, Signal::Offer("v=0".into()), 0)
+            .relay(
+                PeerId(1),
+                None,
+                &protocol::Signal::Offer("v=0".into()).into(),
+                0,
+            )
             .expect("held");
         assert!(matches!(route, Route::Held(1, _)));
         let admitted = room.join("r", arrival(2, None), 2, 0).expect("joins");
@@ -508,7 +513,7 @@ mod tests {
         let mut room = Room::default();
         room.join("r", arrival(1, Some("ann")), 2, 0)
             .expect("joins");
-        room.relay(PeerId(1), None, Signal::HangUp, 0)
+        room.relay(PeerId(1), None, &protocol::Signal::HangUp.into(), 0)
             .expect("held");
         let text = serde_json::to_string(&room).expect("serializes");
         let back: Room = serde_json::from_str(&text).expect("parses");

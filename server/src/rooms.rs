@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use protocol::{IceServer, PeerId, Signal};
+use protocol::{IceServer, PeerId, RawSignal};
 
 use crate::{
     backplane::Backplane,
@@ -47,7 +47,7 @@ impl Rooms {
         &self,
         from: PeerId,
         to: Option<PeerId>,
-        signal: Signal,
+        signal: RawSignal,
     ) -> Result<Relayed, Refusal> {
         match self {
             Rooms::Memory(registry) => registry.relay(from, to, signal),

@@ -1534,6 +1534,37 @@ async fn flood(addr: SocketAddr, style: usize, stop: Arc<AtomicBool>) -> usize {
     rounds
 }
 
+/// A client that writes many frames at once has them carried out in batches: every one still
+/// arrives, once and in order, among the answers to its own requests.
+#[tokio::test]
+async fn signals_sent_in_one_burst_arrive_once_each_in_order() {
+    let relay = TestRelay::start().await;
+    let ((mut a, a_id), (mut b, _)) = pair(&relay, "burst").await;
+    const BURST: usize = 100;
+    for n in 0..BURST {
+        a.feed(Message::text(offer(&format!("v=0 {n}")).to_json()))
+            .await
+            .expect("queues");
+        if n % 10 == 0 {
+            a.feed(Message::text(ClientMsg::Ping.to_json()))
+                .await
+                .expect("queues");
+        }
+    }
+    a.flush().await.expect("sends the burst");
+    for n in 0..BURST {
+        assert_eq!(
+            recv(&mut b).await,
+            offer_from(a_id, None, &format!("v=0 {n}"))
+        );
+    }
+    for _ in (0..BURST).step_by(10) {
+        assert_eq!(recv(&mut a).await, ServerMsg::Pong);
+    }
+    assert_silent(&mut a).await;
+    assert_silent(&mut b).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_completes_while_bad_clients_flood_the_relay() {
     let relay = TestRelay::start_with_limits(Limits {
