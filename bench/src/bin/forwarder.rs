@@ -112,9 +112,19 @@ async fn handle(stream: TcpStream, pairing: Arc<Pairing>, config: WebSocketConfi
     let _ = partner.close().await;
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let args = Args::parse();
+fn main() -> std::io::Result<()> {
+    // The relay's rule, so that both run on the same kind of runtime: single-threaded on one
+    // CPU (as pinned by the benchmark), a worker per CPU otherwise.
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()?.block_on(serve(Args::parse()))
+}
+
+async fn serve(args: Args) -> std::io::Result<()> {
     let listener = TcpListener::bind((args.addr, args.port)).await?;
     println!("forwarder listening on {}", listener.local_addr()?);
     let pairing = Arc::new(Pairing::default());
