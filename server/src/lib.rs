@@ -11,6 +11,7 @@ mod banner;
 mod connection;
 mod expiry;
 mod host;
+mod http;
 mod ice;
 mod limits;
 mod metrics;
@@ -35,7 +36,6 @@ use axum::{
     middleware,
     response::IntoResponse,
     routing::get,
-    serve::ListenerExt,
     Router,
 };
 use protocol::{ErrorKind, IceServer, ServerMsg};
@@ -303,25 +303,14 @@ pub async fn serve(
         None => router.clone(),
     };
     let http = async {
-        // No Nagle, as on the https port: a relayed frame leaves at once instead of waiting
-        // for the ACK of the previous one (the queued frames of a busy connection still leave
-        // in one write, see `connection`).
-        let http = http.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let served = axum::serve(
-            http,
-            plain.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .await;
+        let served = http::serve(http, None, plain, relay.clone(), stop.clone()).await;
         stop_on_error(served)
     };
     let https = async {
         let Some((listener, tls)) = https else {
             return Ok(());
         };
-        let served = tls::serve(listener, tls, router, relay.clone(), stop.clone()).await;
+        let served = http::serve(listener, Some(tls), router, relay.clone(), stop.clone()).await;
         stop_on_error(served)
     };
     let stun = async {

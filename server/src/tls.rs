@@ -6,24 +6,20 @@
 //! a [`ResolvesServerCert`] for the certificate at every handshake, so a renewed one is used by
 //! the next connection and open connections are left alone.
 //!
-//! Every TLS connection does its handshake in its own task under a time limit: garbage, a half
-//! handshake or a client that says nothing costs one task for a few seconds and never holds up
-//! the accept loop or another connection.
+//! Every TLS connection does its handshake in its own task under a time limit (see `http`):
+//! garbage, a half handshake or a client that says nothing costs one task for a few seconds and
+//! never holds up the accept loop or another connection.
 
 mod self_signed;
 
 use std::{
     fmt,
-    net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{atomic::Ordering, Arc, RwLock},
+    sync::{Arc, RwLock},
     time::{Duration, SystemTime},
 };
 
-use axum::{extract::ConnectInfo, Router};
 use base64::Engine;
-use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::{
     crypto::{ring, CryptoProvider},
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
@@ -32,15 +28,10 @@ use rustls::{
     ServerConfig,
 };
 use sha2::{Digest, Sha256};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tower_service::Service;
+use tokio_util::sync::CancellationToken;
 use x509_parser::{certificate::X509Certificate, prelude::FromDer};
 
 pub use self_signed::CertNames;
-
-use crate::Relay;
 
 /// The certificate's file in the data directory.
 pub const CERT_FILE: &str = "cert.pem";
@@ -53,13 +44,6 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the operator's certificate files are checked for a renewal by default.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How long an https client may take to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long the accept loop rests after a failed accept (say, out of file descriptors), so that
-/// it does not spin while the condition lasts.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 /// Why a certificate or key cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -331,7 +315,7 @@ impl Tls {
         spki_pin_der(self.resolver.get().cert.first()?)
     }
 
-    fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+    pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
@@ -345,7 +329,7 @@ impl Tls {
     /// the new certificate once both files load and belong together. A renewal caught halfway
     /// (a new certificate beside the old key) keeps the old certificate and is tried again when
     /// a file changes again.
-    async fn watch(self, shutdown: CancellationToken) {
+    pub(crate) async fn watch(self, shutdown: CancellationToken) {
         let Some((cert, key)) = self.watched.clone() else {
             return;
         };
@@ -375,110 +359,6 @@ impl Tls {
                 }
             }
         }
-    }
-}
-
-/// Serves `router` over TLS on `listener` until `shutdown` is cancelled, then lets the
-/// connections finish their requests (WebSockets are closed by their own tasks).
-pub(crate) async fn serve(
-    listener: TcpListener,
-    tls: Tls,
-    router: Router,
-    relay: Arc<Relay>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let config = tls.server_config().map_err(std::io::Error::other)?;
-    let acceptor = TlsAcceptor::from(config);
-    let connections = TaskTracker::new();
-    connections.spawn(tls.clone().watch(shutdown.clone()));
-    loop {
-        let (stream, addr) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(%err, "accept failed on the https port");
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
-                    continue;
-                }
-            },
-        };
-        connections.spawn(serve_connection(
-            stream,
-            addr,
-            acceptor.clone(),
-            tls.handshake_timeout,
-            router.clone(),
-            relay.clone(),
-            shutdown.clone(),
-        ));
-    }
-    drop(listener);
-    connections.close();
-    if tokio::time::timeout(crate::DRAIN_TIMEOUT, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            open = connections.len(),
-            "https connections still open after the drain timeout"
-        );
-    }
-    Ok(())
-}
-
-/// One TLS connection: the handshake under its time limit, then HTTP/1.1 with upgrades.
-async fn serve_connection(
-    stream: TcpStream,
-    addr: SocketAddr,
-    acceptor: TlsAcceptor,
-    handshake_timeout: Duration,
-    router: Router,
-    relay: Arc<Relay>,
-    shutdown: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
-    let stream = tokio::select! {
-        _ = shutdown.cancelled() => return,
-        done = handshake => match done {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => {
-                relay.metrics.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%addr, %err, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                relay.metrics.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%addr, "TLS handshake timed out");
-                return;
-            }
-        },
-    };
-    // What `into_make_service_with_connect_info` does for the plain listener: the WebSocket
-    // handler reads the client's address (per-address limits, logs) from the request.
-    let service = service_fn(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(addr));
-        router.clone().call(request)
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            match tokio::time::timeout(crate::DRAIN_TIMEOUT, connection).await {
-                Ok(result) => result,
-                Err(_) => return,
-            }
-        }
-    };
-    if let Err(err) = result {
-        tracing::debug!(%addr, %err, "https connection ended with an error");
     }
 }
 

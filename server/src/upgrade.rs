@@ -25,9 +25,14 @@ use axum::{
     http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use hyper::body::Bytes;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::{
     tungstenite::{
         handshake,
@@ -37,7 +42,89 @@ use tokio_tungstenite::{
 };
 
 /// A relay connection's WebSocket.
-pub type Socket = WebSocketStream<LazyRead<TokioIo<Upgraded>>>;
+pub type Socket = WebSocketStream<LazyRead<Stream>>;
+
+/// What a WebSocket runs on: the connection's own stream, taken back from hyper after the
+/// upgrade, so that every read and write goes straight to it (behind hyper's boxed upgraded
+/// stream, each one went through three more layers, one of them dynamic).
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain ws.
+    Tcp(TcpStream),
+    /// wss.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// A stream of another kind (none today): hyper's own.
+    Upgraded(TokioIo<Upgraded>),
+}
+
+impl Stream {
+    /// The stream under `upgraded`, with what hyper had read of it past the request.
+    fn new(upgraded: Upgraded) -> (Stream, Bytes) {
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => return (Stream::Tcp(parts.io.into_inner()), parts.read_buf),
+            Err(upgraded) => upgraded,
+        };
+        match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+            Ok(parts) => (Stream::Tls(Box::new(parts.io.into_inner())), parts.read_buf),
+            Err(upgraded) => (Stream::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
+        }
+    }
+}
+
+/// Calls `$call` on whichever stream `$self` holds.
+macro_rules! each {
+    ($self:expr, $s:ident => $call:expr) => {
+        match &mut *$self {
+            Stream::Tcp($s) => $call,
+            Stream::Tls($s) => $call,
+            Stream::Upgraded($s) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Upgraded(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
 
 /// How much one system call reads at most: a few frames of the largest kind at once.
 const SCRATCH_BYTES: usize = 16 * 1024;
@@ -121,7 +208,8 @@ impl Upgrade {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let io = LazyRead::new(TokioIo::new(upgraded));
+            let (stream, read) = Stream::new(upgraded);
+            let io = LazyRead::new(stream, &read);
             let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             callback(socket).await;
         });
@@ -163,11 +251,11 @@ pub struct LazyRead<S> {
 }
 
 impl<S> LazyRead<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> Self {
+    /// Wraps `inner`, of which `read` was read already (by the HTTP server, past the request).
+    pub fn new(inner: S, read: &[u8]) -> Self {
         Self {
             inner,
-            spill: Vec::new(),
+            spill: read.to_vec(),
             taken: 0,
         }
     }
@@ -246,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn small_reads_take_everything_in_order_and_keep_nothing_when_drained() {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let mut lazy = LazyRead::new(server);
+        let mut lazy = LazyRead::new(server, &[]);
         let sent: Vec<u8> = (0..40_000u32).map(|n| (n % 251) as u8).collect();
         client.write_all(&sent).await.unwrap();
         drop(client);

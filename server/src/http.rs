@@ -1,0 +1,166 @@
+//! The HTTP/1.1 server both listeners run: a task per connection (with TLS, its handshake first,
+//! under a time limit), request headers under a time limit, WebSocket upgrades, and a graceful
+//! end. hyper is given the connection's own stream type, so that an upgraded connection can be
+//! had back as that stream (see `upgrade`) instead of behind hyper's boxed one.
+
+use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use axum::{extract::ConnectInfo, Router};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower_service::Service;
+
+use crate::{tls::Tls, Relay};
+
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the accept loop rests after a failed accept (say, out of file descriptors), so that
+/// it does not spin while the condition lasts.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` is cancelled, then lets
+/// the connections finish their requests (WebSockets are closed by their own tasks).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    router: Router,
+    relay: Arc<Relay>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let connections = TaskTracker::new();
+    let acceptor = match &tls {
+        Some(tls) => {
+            connections.spawn(tls.clone().watch(shutdown.clone()));
+            let config = tls.server_config().map_err(std::io::Error::other)?;
+            Some((TlsAcceptor::from(config), tls.handshake_timeout))
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, "accept failed on the {scheme} port");
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        // No Nagle: a relayed frame leaves at once instead of waiting for the ACK of the
+        // previous one (the queued frames of a busy connection still leave in one write, see
+        // `connection`).
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            addr,
+            router: router.clone(),
+            shutdown: shutdown.clone(),
+        };
+        match acceptor.clone() {
+            Some((acceptor, timeout)) => {
+                connections.spawn(connection.serve_tls(stream, acceptor, timeout, relay.clone()))
+            }
+            None => connections.spawn(connection.serve(stream)),
+        };
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(crate::DRAIN_TIMEOUT, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "{scheme} connections still open after the drain timeout"
+        );
+    }
+    Ok(())
+}
+
+/// One accepted connection.
+struct Connection {
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    /// The TLS handshake under its time limit, then HTTP.
+    async fn serve_tls(
+        self,
+        stream: TcpStream,
+        acceptor: TlsAcceptor,
+        timeout: Duration,
+        relay: Arc<Relay>,
+    ) {
+        let addr = self.addr;
+        let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
+        let stream = tokio::select! {
+            _ = self.shutdown.cancelled() => return,
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    relay.metrics.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%addr, %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    relay.metrics.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%addr, "TLS handshake timed out");
+                    return;
+                }
+            },
+        };
+        self.serve(stream).await;
+    }
+
+    /// HTTP/1.1 with upgrades on `stream`, until the client is done or shutdown.
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let Connection {
+            addr,
+            router,
+            shutdown,
+        } = self;
+        // What `into_make_service_with_connect_info` does for axum's own server: the WebSocket
+        // handler reads the client's address (per-address limits, logs) from the request.
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(addr));
+            router.clone().call(request)
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut connection = std::pin::pin!(connection);
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            _ = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                match tokio::time::timeout(crate::DRAIN_TIMEOUT, connection).await {
+                    Ok(result) => result,
+                    Err(_) => return,
+                }
+            }
+        };
+        if let Err(err) = result {
+            tracing::debug!(%addr, %err, "connection ended with an error");
+        }
+    }
+}
