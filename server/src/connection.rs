@@ -22,7 +22,7 @@ use protocol::{
     ErrorKind, PeerId, Request, ServerMsg, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY,
     MAX_MESSAGE_BYTES,
 };
-use tokio::{sync::Notify, time::Instant};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{
     self,
     protocol::{frame::coding::CloseCode, CloseFrame, WebSocketConfig},
@@ -68,8 +68,6 @@ pub struct Outbox {
 #[derive(Debug, Default)]
 struct Queue {
     state: Mutex<QueueState>,
-    /// Wakes the connection task when it has frames to write (a permit is kept if it is busy).
-    ready: Notify,
 }
 
 #[derive(Default)]
@@ -87,6 +85,8 @@ struct QueueState {
     blocked: bool,
     /// The connection has ended: nothing more is taken.
     closed: bool,
+    /// Wakes the connection task when the socket could not take everything.
+    waker: Option<Waker>,
 }
 
 impl std::fmt::Debug for QueueState {
@@ -220,27 +220,36 @@ impl Outbox {
     /// Leaves the rest to the connection task: the socket cannot take more now.
     fn hand_over(&self, mut state: std::sync::MutexGuard<'_, QueueState>) {
         state.blocked = true;
+        let waker = state.waker.clone();
         drop(state);
-        self.queue.ready.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
-    /// Writes what the socket could not take from others, when there is something; returns
-    /// once it is sent.
-    async fn written(&self) -> Result<(), tungstenite::Error> {
-        loop {
-            let work = std::future::poll_fn(|cx| {
-                let mut state = self.queue.lock();
-                if !state.blocked {
-                    return Poll::Ready(None);
-                }
-                let written = ready!(state.poll_write(cx, true));
+    /// For the connection task: writes what the socket could not take from others, if
+    /// anything, and polls for the next frame the peer sent. One lock for both, and the task
+    /// is woken for a hand-over through the waker it leaves here.
+    fn poll_socket(&self, cx: &mut Context<'_>) -> Poll<Woken> {
+        let mut state = self.queue.lock();
+        if state.blocked {
+            if let Poll::Ready(written) = state.poll_write(cx, true) {
                 state.blocked = false;
-                Poll::Ready(Some(written))
-            });
-            match work.await {
-                Some(result) => return result,
-                None => self.queue.ready.notified().await,
+                if written.is_err() {
+                    return Poll::Ready(Woken::WriteFailed);
+                }
             }
+        }
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        match state.socket.as_mut() {
+            Some(socket) => socket.poll_next_unpin(cx).map(Woken::Frame),
+            None => Poll::Ready(Woken::Frame(None)),
         }
     }
 
@@ -250,11 +259,6 @@ impl Outbox {
             Some(socket) => socket.poll_next_unpin(cx),
             None => Poll::Ready(None),
         }
-    }
-
-    /// The next frame the peer sent.
-    async fn read(&self) -> Option<Result<Message, tungstenite::Error>> {
-        std::future::poll_fn(|cx| self.poll_read(cx)).await
     }
 
     /// The next frame the peer sent, if it is already here.
@@ -270,6 +274,7 @@ impl Outbox {
         let mut state = self.queue.lock();
         state.closed = true;
         state.frames = VecDeque::new();
+        state.waker = None;
         state.socket.take()
     }
 }
@@ -367,6 +372,18 @@ impl End {
     }
 }
 
+/// What woke a connection's task.
+enum Woken {
+    /// Its kick token was cancelled (see [`Outbox::kick`]), or the relay is shutting down.
+    Kicked,
+    /// A ping, or fresh TURN credentials, is due.
+    Timer,
+    /// Writing what others could not send straight away failed: the transport is gone.
+    WriteFailed,
+    /// The client sent a frame, or its stream ended.
+    Frame(Option<Result<Message, tungstenite::Error>>),
+}
+
 /// One connection's own state, owned by its read loop.
 struct Connection {
     relay: Arc<Relay>,
@@ -394,49 +411,58 @@ async fn handle_socket(socket: Socket, relay: Arc<Relay>, host: Option<String>, 
         id: None,
         host,
     };
-    let mut ping = tokio::time::interval(limits.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    let mut next_ping = last_heard + limits.ping_interval;
     // When the peer is due fresh TURN credentials: set once it has joined, if TURN is on.
     let mut refresh_at: Option<Instant> = None;
+    // One timer for both: the earlier of the two.
+    let timer = tokio::time::sleep_until(next_ping);
     let kicked = kick.cancelled();
-    tokio::pin!(kicked);
+    tokio::pin!(timer, kicked);
 
     // One task per connection: it reads the socket, and writes what others could not send
     // straight away. A peer that does not read fills its outbox and is kicked, or stops
-    // answering pings and counts as silent.
+    // answering pings and counts as silent. Each wake-up polls the kick token, the timer, and
+    // (under one lock) the socket, in that order.
     let end = loop {
-        let refresh = async {
-            match refresh_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+        let woken = std::future::poll_fn(|cx| {
+            if kicked.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woken::Kicked);
             }
-        };
-        let frame = tokio::select! {
-            biased;
-            _ = &mut kicked => {
-                break if relay.shutdown.is_cancelled() { End::Shutdown } else { End::Kicked };
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woken::Timer);
             }
-            written = conn.outbox.written() => {
-                if written.is_err() {
-                    // The transport is gone.
-                    break End::Kicked;
+            conn.outbox.poll_socket(cx)
+        })
+        .await;
+        let frame = match woken {
+            Woken::Kicked => {
+                break if relay.shutdown.is_cancelled() {
+                    End::Shutdown
+                } else {
+                    End::Kicked
+                };
+            }
+            Woken::WriteFailed => break End::Kicked,
+            Woken::Timer => {
+                let now = Instant::now();
+                if now >= next_ping {
+                    if now.duration_since(last_heard) >= limits.idle_timeout {
+                        break End::Silent;
+                    }
+                    conn.outbox.deliver_frame(Message::Ping(Default::default()));
+                    next_ping = now + limits.ping_interval;
                 }
-                continue;
-            }
-            _ = refresh => {
-                conn.refresh_ice_servers();
-                refresh_at = refresh_at.zip(relay.ice.refresh_every()).map(|(at, every)| at + every);
-                continue;
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() >= limits.idle_timeout {
-                    break End::Silent;
+                if refresh_at.is_some_and(|at| now >= at) {
+                    conn.refresh_ice_servers();
+                    refresh_at = refresh_at
+                        .zip(relay.ice.refresh_every())
+                        .map(|(at, every)| at + every);
                 }
-                conn.outbox.deliver_frame(Message::Ping(Default::default()));
+                timer.as_mut().reset(earliest(next_ping, refresh_at));
                 continue;
             }
-            frame = conn.outbox.read() => frame,
+            Woken::Frame(frame) => frame,
         };
         // This frame, and those that came with it, up to a limit; then what they delivered is
         // flushed.
@@ -460,6 +486,7 @@ async fn handle_socket(socket: Socket, relay: Arc<Relay>, host: Option<String>, 
                 .ice
                 .refresh_every()
                 .map(|every| Instant::now() + every);
+            timer.as_mut().reset(earliest(next_ping, refresh_at));
         }
     };
 
@@ -484,6 +511,11 @@ async fn handle_socket(socket: Socket, relay: Arc<Relay>, host: Option<String>, 
     relay.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     drop(ticket);
     tracing::info!(?end, "disconnected");
+}
+
+/// The earlier of a deadline and an optional one.
+fn earliest(at: Instant, other: Option<Instant>) -> Instant {
+    other.map_or(at, |other| other.min(at))
 }
 
 impl Connection {
