@@ -228,9 +228,9 @@ impl Outbox {
     }
 
     /// For the connection task: writes what the socket could not take from others, if
-    /// anything, and polls for the next frame the peer sent. One lock for both, and the task
-    /// is woken for a hand-over through the waker it leaves here.
-    fn poll_socket(&self, cx: &mut Context<'_>) -> Poll<Woken> {
+    /// anything, and (with `read`) polls for the next frame the peer sent. One lock for both,
+    /// and the task is woken for a hand-over through the waker it leaves here.
+    fn poll_socket(&self, cx: &mut Context<'_>, read: bool) -> Poll<Woken> {
         let mut state = self.queue.lock();
         if state.blocked {
             if let Poll::Ready(written) = state.poll_write(cx, true) {
@@ -248,6 +248,7 @@ impl Outbox {
             state.waker = Some(cx.waker().clone());
         }
         match state.socket.as_mut() {
+            Some(_) if !read => Poll::Pending,
             Some(socket) => socket.poll_next_unpin(cx).map(Woken::Frame),
             None => Poll::Ready(Woken::Frame(None)),
         }
@@ -261,12 +262,10 @@ impl Outbox {
         }
     }
 
-    /// The next frame the peer sent, if it is already here.
-    fn read_now(&self) -> Option<Option<Result<Message, tungstenite::Error>>> {
-        match self.poll_read(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(frame) => Some(frame),
-            Poll::Pending => None,
-        }
+    /// The next frame the peer sent, if it is already here; if not, the task is woken when
+    /// it comes.
+    async fn read_now(&self) -> Poll<Option<Result<Message, tungstenite::Error>>> {
+        std::future::poll_fn(|cx| Poll::Ready(self.poll_read(cx))).await
     }
 
     /// Takes no more frames, and hands back the socket: the connection is ending.
@@ -419,20 +418,34 @@ async fn handle_socket(socket: Socket, relay: Arc<Relay>, host: Option<String>, 
     let timer = tokio::time::sleep_until(next_ping);
     let kicked = kick.cancelled();
     tokio::pin!(timer, kicked);
+    // The task's waker the kick token's waiter was registered with: while it is the same, the
+    // waiter wakes the task by itself and a wake-up only needs to read the token.
+    let mut kick_waker: Option<Waker> = None;
+    // The socket was read to its end, with the task's waker, just before the loop came round:
+    // reading it again at once would find nothing.
+    let mut socket_armed = false;
 
     // One task per connection: it reads the socket, and writes what others could not send
     // straight away. A peer that does not read fills its outbox and is kicked, or stops
-    // answering pings and counts as silent. Each wake-up polls the kick token, the timer, and
-    // (under one lock) the socket, in that order.
+    // answering pings and counts as silent. Each wake-up looks at the kick token, the timer,
+    // and (under one lock) the socket, in that order.
     let end = loop {
         let woken = std::future::poll_fn(|cx| {
-            if kicked.as_mut().poll(cx).is_ready() {
+            let is_kicked = match &kick_waker {
+                Some(waker) if waker.will_wake(cx.waker()) => kick.is_cancelled(),
+                _ => {
+                    kick_waker = Some(cx.waker().clone());
+                    kicked.as_mut().poll(cx).is_ready()
+                }
+            };
+            if is_kicked {
                 return Poll::Ready(Woken::Kicked);
             }
             if timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Woken::Timer);
             }
-            conn.outbox.poll_socket(cx)
+            conn.outbox
+                .poll_socket(cx, !std::mem::take(&mut socket_armed))
         })
         .await;
         let frame = match woken {
@@ -466,15 +479,19 @@ async fn handle_socket(socket: Socket, relay: Arc<Relay>, host: Option<String>, 
         };
         // This frame, and those that came with it, up to a limit; then what they delivered is
         // flushed.
-        let end = batched(async {
+        let end;
+        (end, socket_armed) = batched(async {
             let mut frame = frame;
             for _ in 1..BATCH_FRAMES {
                 if let Some(end) = conn.on_message(frame).await {
-                    return Some(end);
+                    return (Some(end), false);
                 }
-                frame = conn.outbox.read_now()?;
+                match conn.outbox.read_now().await {
+                    Poll::Ready(next) => frame = next,
+                    Poll::Pending => return (None, true),
+                }
             }
-            conn.on_message(frame).await
+            (conn.on_message(frame).await, false)
         })
         .await;
         last_heard = Instant::now();
