@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{ClientMsg, IceCandidate, ParseError, PeerId, Request, Signal};
+use crate::{ClientMsg, ParseError, PeerId, Request, Signal};
 
 /// A signal as the relay passes it on.
 #[derive(Clone, Debug)]
@@ -57,8 +57,22 @@ struct Envelope<'a> {
     to: Option<PeerId>,
     #[serde(default, borrow)]
     sdp: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    candidate: Option<&'a RawValue>,
+}
+
+/// What a candidate must look like: [`crate::IceCandidate`]'s fields and types, checked without
+/// copying its strings. A candidate that fits is passed on as written, as the SDP is.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Read only to check the types.
+struct CandidateShape<'a> {
+    #[serde(borrow)]
+    candidate: Cow<'a, str>,
+    #[serde(default, borrow)]
+    sdp_mid: Option<Cow<'a, str>>,
     #[serde(default)]
-    candidate: Option<IceCandidate>,
+    sdp_m_line_index: Option<u16>,
 }
 
 /// The event the addressee receives: [`crate::ServerMsg`]'s fields, in its order.
@@ -149,7 +163,11 @@ impl Request {
                 }
                 Some(sdp.to_owned())
             }
-            Kind::Candidate => Some(raw(&envelope.candidate?)),
+            Kind::Candidate => {
+                let candidate = envelope.candidate?;
+                serde_json::from_str::<CandidateShape>(candidate.get()).ok()?;
+                Some(candidate.to_owned())
+            }
             Kind::HangUp => None,
         };
         Some(Request::Relay {
@@ -162,7 +180,7 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ErrorKind, ServerMsg};
+    use crate::{ErrorKind, IceCandidate, ServerMsg};
 
     fn candidate() -> IceCandidate {
         IceCandidate {
@@ -244,6 +262,27 @@ mod tests {
     }
 
     #[test]
+    fn a_candidate_passes_through_as_written() {
+        // Fields the relay does not know (a browser's usernameFragment) reach the addressee.
+        let candidate = r#"{"candidate":"candidate:1 1 udp 1 10.0.0.1 9 typ host","sdpMid":null,"usernameFragment":"u\/f"}"#;
+        let text = format!(r#"{{"type":"candidate","to":3,"candidate":{candidate}}}"#);
+        let Ok(Request::Relay { to, signal }) = Request::parse(&text) else {
+            panic!("a candidate");
+        };
+        assert_eq!(to, Some(PeerId(3)));
+        let stamped = signal.stamped(PeerId(1), None);
+        assert_eq!(
+            stamped,
+            format!(r#"{{"type":"candidate","from":1,"candidate":{candidate}}}"#)
+        );
+        let Ok(ServerMsg::Candidate { candidate, .. }) = ServerMsg::parse(&stamped) else {
+            panic!("the addressee reads a candidate");
+        };
+        assert_eq!(candidate.sdp_mid, None);
+        assert_eq!(candidate.sdp_m_line_index, None);
+    }
+
+    #[test]
     fn what_the_envelope_does_not_fit_is_refused_as_before() {
         for (text, kind) in [
             (r#"{"type":"offer","sdp":7}"#, ErrorKind::InvalidMessage),
@@ -252,6 +291,18 @@ mod tests {
             (r#"{"type":"answer","sdp":{}}"#, ErrorKind::InvalidMessage),
             (
                 r#"{"type":"candidate","candidate":"x"}"#,
+                ErrorKind::InvalidMessage,
+            ),
+            (
+                r#"{"type":"candidate","candidate":{"sdpMid":"0"}}"#,
+                ErrorKind::InvalidMessage,
+            ),
+            (
+                r#"{"type":"candidate","candidate":{"candidate":"c","sdpMLineIndex":70000}}"#,
+                ErrorKind::InvalidMessage,
+            ),
+            (
+                r#"{"type":"candidate","candidate":{"candidate":"c","sdpMid":0}}"#,
                 ErrorKind::InvalidMessage,
             ),
             (
