@@ -209,7 +209,10 @@ impl Upgrade {
                 return;
             };
             let (stream, read) = Stream::new(upgraded);
+            // Copied out, not kept: the bytes are a slice of hyper's read buffer, which they
+            // would keep allocated for the connection's life (~8 KiB).
             let io = LazyRead::new(stream, &read);
+            drop(read);
             let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             callback(socket).await;
         });
