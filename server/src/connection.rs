@@ -61,7 +61,7 @@ pub struct Outbox {
 /// One peer's socket and the frames waiting for it. Whoever delivers a frame writes it into
 /// the socket at once if nothing waits before it: the common case costs the peer's connection
 /// task no wake-up. A connection carrying out what its client sent leaves the flushes of what
-/// it wrote to the end of the frames it read in one go (see [`batched`]), so that under load
+/// it wrote to the end of the frames it read in one go (see [`flush_batch`]), so that under load
 /// several frames leave in one system call. When the socket cannot take a frame, it waits here
 /// and the peer's connection task is woken to write it when it can. Empty, the queue holds no
 /// allocation (a bounded `mpsc` channel allocates a block of 32 slots up front).
@@ -102,6 +102,21 @@ impl std::fmt::Debug for QueueState {
 }
 
 impl QueueState {
+    /// Puts `frame` straight into the socket if nothing waits before it and the socket takes
+    /// it now; queues it otherwise. The queue then holds no allocation for a peer whose socket
+    /// keeps up.
+    fn push(&mut self, frame: Message, cx: &mut Context<'_>) -> Result<(), tungstenite::Error> {
+        if let (true, Some(socket)) = (self.frames.is_empty(), self.socket.as_mut()) {
+            if let Poll::Ready(ready) = socket.poll_ready_unpin(cx) {
+                ready?;
+                self.unflushed = true;
+                return socket.start_send_unpin(frame);
+            }
+        }
+        self.frames.push_back(frame);
+        Ok(())
+    }
+
     /// Moves the waiting frames into the socket and, with `flush`, sends them, as far as the
     /// socket takes them now.
     fn poll_write(
@@ -132,19 +147,17 @@ tokio::task_local! {
     static UNFLUSHED: RefCell<Vec<Outbox>>;
 }
 
-/// Runs `work` (a connection carrying out the frames it read in one go) with the flushes of
-/// what it writes to other sockets left to its end: one system call per socket for the batch.
-async fn batched<T>(work: impl Future<Output = T>) -> T {
-    UNFLUSHED
-        .scope(RefCell::default(), async {
-            let out = work.await;
-            let outboxes = UNFLUSHED.with(|list| std::mem::take(&mut *list.borrow_mut()));
-            for outbox in outboxes {
-                outbox.flush_deferred();
-            }
-            out
-        })
-        .await
+/// Ends a batch (a connection carrying out the frames it read in one go, inside
+/// `UNFLUSHED.scope`): flushes what it wrote to other sockets, one system call per socket.
+///
+/// The batch is written out in the connection's loop, not passed to a function: a future
+/// passed by value into an `async fn` is stored once more in the caller's task for each level,
+/// and a connection's task is most of an idle socket's memory.
+fn flush_batch() {
+    let outboxes = UNFLUSHED.with(|list| std::mem::take(&mut *list.borrow_mut()));
+    for outbox in outboxes {
+        outbox.flush_deferred();
+    }
 }
 
 impl Outbox {
@@ -172,15 +185,20 @@ impl Outbox {
             self.kick.cancel();
             return false;
         }
-        state.frames.push_back(frame);
         if state.blocked {
             // The connection task is writing what came before: it takes this one too.
+            state.frames.push_back(frame);
             return true;
         }
         // Write it from here. A noop waker: if the socket cannot take it now, the connection
         // task takes over with its own.
         let in_batch = UNFLUSHED.try_with(|_| ()).is_ok();
-        match state.poll_write(&mut Context::from_waker(Waker::noop()), !in_batch) {
+        let cx = &mut Context::from_waker(Waker::noop());
+        let written = match state.push(frame, cx) {
+            Ok(()) => state.poll_write(cx, !in_batch),
+            Err(err) => Poll::Ready(Err(err)),
+        };
+        match written {
             Poll::Ready(Ok(())) => {
                 if in_batch && state.unflushed && !state.deferred {
                     state.deferred = true;
@@ -394,22 +412,35 @@ struct Connection {
     rate: RateLimit,
 }
 
-async fn handle_socket(socket: Socket, relay: Arc<Relay>, host: Option<String>, ticket: Ticket) {
+/// The connection's task. Not an `async fn`: one keeps room for its arguments for its whole
+/// life, and the socket (~370 bytes) moves into the outbox at once; a connection's task is most
+/// of an idle socket's memory.
+fn handle_socket(
+    socket: Socket,
+    relay: Arc<Relay>,
+    host: Option<String>,
+    ticket: Ticket,
+) -> impl Future<Output = ()> {
+    let kick = relay.shutdown.child_token();
+    let conn = Connection {
+        rate: RateLimit::new(relay.limits.rate_per_sec, relay.limits.rate_burst),
+        outbox: Outbox::new(kick.clone(), Some(socket)),
+        relay,
+        id: None,
+        host,
+    };
+    run(conn, kick, ticket)
+}
+
+async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
     tracing::info!("connected");
+    let relay = conn.relay.clone();
     relay.metrics.connections.fetch_add(1, Ordering::Relaxed);
     relay
         .metrics
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
-    let kick = relay.shutdown.child_token();
     let limits = &relay.limits;
-    let mut conn = Connection {
-        rate: RateLimit::new(limits.rate_per_sec, limits.rate_burst),
-        outbox: Outbox::new(kick.clone(), Some(socket)),
-        relay: relay.clone(),
-        id: None,
-        host,
-    };
     let mut last_heard = Instant::now();
     let mut next_ping = last_heard + limits.ping_interval;
     // When the peer is due fresh TURN credentials: set once it has joined, if TURN is on.
@@ -480,20 +511,25 @@ async fn handle_socket(socket: Socket, relay: Arc<Relay>, host: Option<String>, 
         // This frame, and those that came with it, up to a limit; then what they delivered is
         // flushed.
         let end;
-        (end, socket_armed) = batched(async {
-            let mut frame = frame;
-            for _ in 1..BATCH_FRAMES {
-                if let Some(end) = conn.on_message(frame).await {
-                    return (Some(end), false);
-                }
-                match conn.outbox.read_now().await {
-                    Poll::Ready(next) => frame = next,
-                    Poll::Pending => return (None, true),
-                }
-            }
-            (conn.on_message(frame).await, false)
-        })
-        .await;
+        (end, socket_armed) = UNFLUSHED
+            .scope(RefCell::default(), async {
+                let mut frame = frame;
+                let out = 'batch: {
+                    for _ in 1..BATCH_FRAMES {
+                        if let Some(end) = conn.on_message(frame).await {
+                            break 'batch (Some(end), false);
+                        }
+                        match conn.outbox.read_now().await {
+                            Poll::Ready(next) => frame = next,
+                            Poll::Pending => break 'batch (None, true),
+                        }
+                    }
+                    (conn.on_message(frame).await, false)
+                };
+                flush_batch();
+                out
+            })
+            .await;
         last_heard = Instant::now();
         if let Some(end) = end {
             break end;
