@@ -10,9 +10,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod json;
+#[cfg(feature = "relay")]
 mod raw;
 pub use json::{exact_integer, json_string, JsonView, ReadError};
-pub use raw::RawSignal;
+#[cfg(feature = "relay")]
+pub use raw::{RawSignal, Request};
 
 /// The largest text frame the relay accepts; a larger one closes the connection with
 /// [`CLOSE_MESSAGE_TOO_BIG`]. An SDP offer with audio and video is 3 to 6 KB.
@@ -197,60 +199,6 @@ impl Signal {
                 candidate,
             },
             Signal::HangUp => ServerMsg::HangUp { from, from_name },
-        }
-    }
-}
-
-/// A [`ClientMsg`] sorted into what the relay does with it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Request {
-    /// Enter a room.
-    Join {
-        /// The room's name.
-        room: String,
-        /// An optional display name.
-        name: Option<String>,
-        /// A resume token from an earlier `welcome`.
-        resume: Option<String>,
-        /// The page's session id.
-        session: Option<String>,
-    },
-    /// Forward a signal to a peer of the sender's room.
-    Relay {
-        /// The addressed peer; `None` means the other peer of a 1:1 room.
-        to: Option<PeerId>,
-        /// What to forward, as the sender wrote it.
-        signal: RawSignal,
-    },
-    /// Answer with `pong`.
-    Ping,
-}
-
-impl From<ClientMsg> for Request {
-    fn from(msg: ClientMsg) -> Self {
-        let (to, signal) = match msg {
-            ClientMsg::Join {
-                room,
-                name,
-                resume,
-                session,
-            } => {
-                return Request::Join {
-                    room,
-                    name,
-                    resume,
-                    session,
-                }
-            }
-            ClientMsg::Offer { to, sdp } => (to, Signal::Offer(sdp)),
-            ClientMsg::Answer { to, sdp } => (to, Signal::Answer(sdp)),
-            ClientMsg::Candidate { to, candidate } => (to, Signal::Candidate(candidate)),
-            ClientMsg::HangUp { to } => (to, Signal::HangUp),
-            ClientMsg::Ping => return Request::Ping,
-        };
-        Request::Relay {
-            to,
-            signal: signal.into(),
         }
     }
 }
@@ -564,29 +512,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_signal_sent_to_a_peer_is_the_request_to_relay_it() {
-        let candidate = IceCandidate {
-            candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host".into(),
-            sdp_mid: Some("0".into()),
-            sdp_m_line_index: Some(0),
-        };
-        for signal in [
-            Signal::Offer("o".into()),
-            Signal::Answer("a".into()),
-            Signal::Candidate(candidate),
-            Signal::HangUp,
-        ] {
-            assert_eq!(
-                Request::from(signal.clone().to_peer(PeerId(4))),
-                Request::Relay {
-                    to: Some(PeerId(4)),
-                    signal: signal.into()
-                }
-            );
-        }
-    }
-
-    #[test]
     fn signals_round_trip_with_the_documented_shape() {
         let msg = ClientMsg::Candidate {
             to: Some(PeerId(7)),
@@ -659,25 +584,6 @@ mod tests {
         let err = ClientMsg::parse(r#"{"type":"offer"}"#).expect_err("sdp is missing");
         assert_eq!(err.kind(), ErrorKind::InvalidMessage);
         assert!(err.to_string().contains("sdp"), "{err}");
-    }
-
-    #[test]
-    fn requests_sort_signals_from_joins() {
-        assert_eq!(
-            Request::from(ClientMsg::HangUp { to: None }),
-            Request::Relay {
-                to: None,
-                signal: Signal::HangUp.into()
-            }
-        );
-        assert_eq!(
-            Signal::Answer("v=0".into()).from_peer(PeerId(2), None),
-            ServerMsg::Answer {
-                from: PeerId(2),
-                from_name: None,
-                sdp: "v=0".into()
-            }
-        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{ClientMsg, ParseError, PeerId, Request, Signal};
+use crate::{ClientMsg, ParseError, PeerId, Signal};
 
 /// A signal as the relay passes it on.
 #[derive(Clone, Debug)]
@@ -177,6 +177,60 @@ impl Request {
     }
 }
 
+/// A [`ClientMsg`] sorted into what the relay does with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Enter a room.
+    Join {
+        /// The room's name.
+        room: String,
+        /// An optional display name.
+        name: Option<String>,
+        /// A resume token from an earlier `welcome`.
+        resume: Option<String>,
+        /// The page's session id.
+        session: Option<String>,
+    },
+    /// Forward a signal to a peer of the sender's room.
+    Relay {
+        /// The addressed peer; `None` means the other peer of a 1:1 room.
+        to: Option<PeerId>,
+        /// What to forward, as the sender wrote it.
+        signal: RawSignal,
+    },
+    /// Answer with `pong`.
+    Ping,
+}
+
+impl From<ClientMsg> for Request {
+    fn from(msg: ClientMsg) -> Self {
+        let (to, signal) = match msg {
+            ClientMsg::Join {
+                room,
+                name,
+                resume,
+                session,
+            } => {
+                return Request::Join {
+                    room,
+                    name,
+                    resume,
+                    session,
+                }
+            }
+            ClientMsg::Offer { to, sdp } => (to, Signal::Offer(sdp)),
+            ClientMsg::Answer { to, sdp } => (to, Signal::Answer(sdp)),
+            ClientMsg::Candidate { to, candidate } => (to, Signal::Candidate(candidate)),
+            ClientMsg::HangUp { to } => (to, Signal::HangUp),
+            ClientMsg::Ping => return Request::Ping,
+        };
+        Request::Relay {
+            to,
+            signal: signal.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +382,48 @@ mod tests {
         assert_eq!(
             Request::parse(r#"{"type":"ping"}"#).ok(),
             Some(Request::Ping)
+        );
+    }
+
+    #[test]
+    fn a_signal_sent_to_a_peer_is_the_request_to_relay_it() {
+        let candidate = IceCandidate {
+            candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host".into(),
+            sdp_mid: Some("0".into()),
+            sdp_m_line_index: Some(0),
+        };
+        for signal in [
+            Signal::Offer("o".into()),
+            Signal::Answer("a".into()),
+            Signal::Candidate(candidate),
+            Signal::HangUp,
+        ] {
+            assert_eq!(
+                Request::from(signal.clone().to_peer(PeerId(4))),
+                Request::Relay {
+                    to: Some(PeerId(4)),
+                    signal: signal.into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn requests_sort_signals_from_joins() {
+        assert_eq!(
+            Request::from(ClientMsg::HangUp { to: None }),
+            Request::Relay {
+                to: None,
+                signal: Signal::HangUp.into()
+            }
+        );
+        assert_eq!(
+            Signal::Answer("v=0".into()).from_peer(PeerId(2), None),
+            ServerMsg::Answer {
+                from: PeerId(2),
+                from_name: None,
+                sdp: "v=0".into()
+            }
         );
     }
 }
