@@ -590,7 +590,7 @@ impl Backplane {
         // `Ok(bytes)` delivered, `Err(number)` held.
         let route: Result<usize, u64> = self
             .update(&room, false, |state, now| {
-                Ok(match state.relay(from, to, &signal, now)? {
+                Ok(match state.relay(from, to, &signal, || now)? {
                     Route::Deliver(target, text) => (Ok(text.len()), vec![(target, text)]),
                     Route::Held(number, _) => (Err(number), Vec::new()),
                 })

@@ -410,6 +410,8 @@ struct Connection {
     host: Option<String>,
     outbox: Outbox,
     rate: RateLimit,
+    /// When the frames being carried out were read (one clock reading per batch).
+    heard: Instant,
 }
 
 /// The connection's task. Not an `async fn`: one keeps room for its arguments for its whole
@@ -428,6 +430,7 @@ fn handle_socket(
         relay,
         id: None,
         host,
+        heard: Instant::now(),
     };
     run(conn, kick, ticket)
 }
@@ -441,8 +444,7 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
     let limits = &relay.limits;
-    let mut last_heard = Instant::now();
-    let mut next_ping = last_heard + limits.ping_interval;
+    let mut next_ping = conn.heard + limits.ping_interval;
     // When the peer is due fresh TURN credentials: set once it has joined, if TURN is on.
     let mut refresh_at: Option<Instant> = None;
     // One timer for both: the earlier of the two.
@@ -491,7 +493,7 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
             Woken::Timer => {
                 let now = Instant::now();
                 if now >= next_ping {
-                    if now.duration_since(last_heard) >= limits.idle_timeout {
+                    if now.duration_since(conn.heard) >= limits.idle_timeout {
                         break End::Silent;
                     }
                     conn.outbox.deliver_frame(Message::Ping(Default::default()));
@@ -508,6 +510,7 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
             }
             Woken::Frame(frame) => frame,
         };
+        conn.heard = Instant::now();
         // This frame, and those that came with it, up to a limit; then what they delivered is
         // flushed.
         let end;
@@ -530,7 +533,6 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
                 out
             })
             .await;
-        last_heard = Instant::now();
         if let Some(end) = end {
             break end;
         }
@@ -596,7 +598,7 @@ impl Connection {
 
     /// Carries out one data frame (`None` for a binary one); returns why to end, if it must.
     async fn on_frame(&mut self, text: Option<&str>) -> Option<End> {
-        let reply = if !self.rate.allow() {
+        let reply = if !self.rate.allow(self.heard) {
             if self.rate.refused_in_a_row >= self.relay.limits.abuse_limit {
                 return Some(End::Abuse);
             }

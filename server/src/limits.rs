@@ -183,9 +183,8 @@ impl RateLimit {
         }
     }
 
-    /// Takes a token for one message; false when the bucket is empty.
-    pub fn allow(&mut self) -> bool {
-        let now = Instant::now();
+    /// Takes a token for one message that came at `now`; false when the bucket is empty.
+    pub fn allow(&mut self, now: Instant) -> bool {
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -260,11 +259,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_bucket_refills_at_its_rate() {
         let mut bucket = RateLimit::new(10.0, 2.0);
-        assert!(bucket.allow() && bucket.allow());
-        assert!(!bucket.allow());
+        let now = Instant::now();
+        assert!(bucket.allow(now) && bucket.allow(now));
+        assert!(!bucket.allow(now));
         assert_eq!(bucket.refused_in_a_row, 1);
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(bucket.allow());
+        assert!(bucket.allow(Instant::now()));
         assert_eq!(bucket.refused_in_a_row, 0);
     }
 

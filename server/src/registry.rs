@@ -296,13 +296,13 @@ impl Registry {
         to: Option<PeerId>,
         signal: RawSignal,
     ) -> Result<Relayed, Refusal> {
-        let now = self.now();
         let mut guard = self.lock();
         let state = &mut *guard;
         let not_joined = || Refusal::new(ErrorKind::NotJoined, "send \"join\" before signaling");
         let room_name = &state.peers.get(&from).ok_or_else(not_joined)?.room;
         let room = state.rooms.get_mut(room_name).ok_or_else(not_joined)?;
-        match room.relay(from, to, &signal, now)? {
+        // The clock is read only if a reservation needs it.
+        match room.relay(from, to, &signal, || self.now())? {
             Route::Deliver(target, text) => {
                 // Handed over after the lock is let go: delivering may write to the peer's
                 // socket, and other rooms need not wait for that.

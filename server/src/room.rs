@@ -269,13 +269,14 @@ impl Room {
 
     /// Decides where `signal` from member `from` goes: to `to`, or to the one other member. A
     /// signal for somebody who is not there yet (nobody else in the room, or a dropped peer that
-    /// may resume) is held; see [`Room::expire_held`].
+    /// may resume) is held; see [`Room::expire_held`]. `now` (ms) is asked for only to tell
+    /// whether a reservation still holds.
     pub fn relay(
         &mut self,
         from: PeerId,
         to: Option<PeerId>,
         signal: &RawSignal,
-        now: u64,
+        now: impl Fn() -> u64,
     ) -> Result<Route, Refusal> {
         let Some(sender) = self.member(from) else {
             return Err(Refusal::new(
@@ -291,7 +292,7 @@ impl Room {
                 if self
                     .reservations
                     .iter()
-                    .any(|r| r.id == to && r.until > now) =>
+                    .any(|r| r.id == to && r.until > now()) =>
             {
                 None
             }
@@ -464,7 +465,7 @@ mod tests {
                 PeerId(1),
                 None,
                 &protocol::Signal::Offer("v=0".into()).into(),
-                0,
+                || 0,
             )
             .expect("held");
         assert!(matches!(route, Route::Held(1, _)));
@@ -513,7 +514,7 @@ mod tests {
         let mut room = Room::default();
         room.join("r", arrival(1, Some("ann")), 2, 0)
             .expect("joins");
-        room.relay(PeerId(1), None, &protocol::Signal::HangUp.into(), 0)
+        room.relay(PeerId(1), None, &protocol::Signal::HangUp.into(), || 0)
             .expect("held");
         let text = serde_json::to_string(&room).expect("serializes");
         let back: Room = serde_json::from_str(&text).expect("parses");
