@@ -51,11 +51,11 @@ const BATCH_FRAMES: usize = 16;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a peer is reached: its socket's sending side, and the token that ends its connection.
+/// One `Arc`: a batch keeps a clone of each outbox it wrote to, and cloning a
+/// `CancellationToken` takes a lock.
 #[derive(Clone, Debug)]
 pub struct Outbox {
     queue: Arc<Queue>,
-    /// Cancelled to drop the peer, e.g. when it reads too slowly to keep its outbox from filling.
-    pub kick: CancellationToken,
 }
 
 /// One peer's socket and the frames waiting for it. Whoever delivers a frame writes it into
@@ -65,9 +65,11 @@ pub struct Outbox {
 /// several frames leave in one system call. When the socket cannot take a frame, it waits here
 /// and the peer's connection task is woken to write it when it can. Empty, the queue holds no
 /// allocation (a bounded `mpsc` channel allocates a block of 32 slots up front).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Queue {
     state: Mutex<QueueState>,
+    /// Cancelled to drop the peer, e.g. when it reads too slowly to keep its outbox from filling.
+    kick: CancellationToken,
 }
 
 #[derive(Default)]
@@ -162,12 +164,21 @@ fn flush_batch() {
 
 impl Outbox {
     fn new(kick: CancellationToken, socket: Option<Socket>) -> Self {
-        let queue = Queue::default();
-        queue.lock().socket = socket;
+        let state = QueueState {
+            socket,
+            ..QueueState::default()
+        };
         Self {
-            queue: Arc::new(queue),
-            kick,
+            queue: Arc::new(Queue {
+                state: Mutex::new(state),
+                kick,
+            }),
         }
+    }
+
+    /// Cancelled to drop the peer, e.g. when it reads too slowly to keep its outbox from filling.
+    pub fn kick(&self) -> &CancellationToken {
+        &self.queue.kick
     }
 
     /// Sends any frame (a ping, say) without waiting. A full outbox means the peer does not
@@ -176,13 +187,13 @@ impl Outbox {
     pub fn deliver_frame(&self, frame: Message) -> bool {
         let mut state = self.queue.lock();
         // The peer's connection is already ending; its own task cleans up.
-        if state.closed || self.kick.is_cancelled() {
+        if state.closed || self.kick().is_cancelled() {
             return false;
         }
         if state.frames.len() >= OUTBOX_CAPACITY {
             drop(state);
             tracing::warn!("outbox full: dropping a peer that does not read");
-            self.kick.cancel();
+            self.kick().cancel();
             return false;
         }
         if state.blocked {
@@ -210,7 +221,7 @@ impl Outbox {
                 drop(state);
                 tracing::debug!(error = %err, "write failed");
                 // The transport is gone: the connection task ends it.
-                self.kick.cancel();
+                self.kick().cancel();
             }
             Poll::Pending => self.hand_over(state),
         }
@@ -229,7 +240,7 @@ impl Outbox {
             Poll::Ready(Err(err)) => {
                 drop(state);
                 tracing::debug!(error = %err, "write failed");
-                self.kick.cancel();
+                self.kick().cancel();
             }
             Poll::Pending => self.hand_over(state),
         }
@@ -710,9 +721,9 @@ mod tests {
         for n in 0..OUTBOX_CAPACITY {
             assert!(outbox.deliver(n.to_string()), "frame {n} fits");
         }
-        assert!(!outbox.kick.is_cancelled());
+        assert!(!outbox.kick().is_cancelled());
         assert!(!outbox.deliver("one more".into()), "the outbox is full");
-        assert!(outbox.kick.is_cancelled());
+        assert!(outbox.kick().is_cancelled());
     }
 
     #[test]
@@ -722,6 +733,6 @@ mod tests {
         outbox.close();
         assert!(!outbox.deliver("too late".into()));
         assert!(outbox.queue.lock().frames.is_empty());
-        assert!(!outbox.kick.is_cancelled());
+        assert!(!outbox.kick().is_cancelled());
     }
 }
