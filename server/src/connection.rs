@@ -119,6 +119,17 @@ impl QueueState {
         Ok(())
     }
 
+    /// Polls for the next frame the peer sent; the end of the stream once the socket is gone.
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message, tungstenite::Error>>> {
+        match self.socket.as_mut() {
+            Some(socket) => socket.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
     /// Moves the waiting frames into the socket and, with `flush`, sends them, as far as the
     /// socket takes them now.
     fn poll_write(
@@ -209,21 +220,13 @@ impl Outbox {
             Ok(()) => state.poll_write(cx, !in_batch),
             Err(err) => Poll::Ready(Err(err)),
         };
-        match written {
-            Poll::Ready(Ok(())) => {
-                if in_batch && state.unflushed && !state.deferred {
-                    state.deferred = true;
-                    drop(state);
-                    UNFLUSHED.with(|list| list.borrow_mut().push(self.clone()));
-                }
-            }
-            Poll::Ready(Err(err)) => {
-                drop(state);
-                tracing::debug!(error = %err, "write failed");
-                // The transport is gone: the connection task ends it.
-                self.kick().cancel();
-            }
-            Poll::Pending => self.hand_over(state),
+        let wrote = matches!(written, Poll::Ready(Ok(())));
+        if wrote && in_batch && state.unflushed && !state.deferred {
+            state.deferred = true;
+            drop(state);
+            UNFLUSHED.with(|list| list.borrow_mut().push(self.clone()));
+        } else {
+            self.settle(state, written);
         }
         true
     }
@@ -235,24 +238,33 @@ impl Outbox {
         if state.blocked || state.closed {
             return;
         }
-        match state.poll_write(&mut Context::from_waker(Waker::noop()), true) {
+        let written = state.poll_write(&mut Context::from_waker(Waker::noop()), true);
+        self.settle(state, written);
+    }
+
+    /// What follows a write made outside the connection task: a failed transport ends the
+    /// connection (its task does), and what the socket could not take now is left to the task,
+    /// which is woken to write it.
+    fn settle(
+        &self,
+        mut state: std::sync::MutexGuard<'_, QueueState>,
+        written: Poll<Result<(), tungstenite::Error>>,
+    ) {
+        match written {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(err)) => {
                 drop(state);
                 tracing::debug!(error = %err, "write failed");
                 self.kick().cancel();
             }
-            Poll::Pending => self.hand_over(state),
-        }
-    }
-
-    /// Leaves the rest to the connection task: the socket cannot take more now.
-    fn hand_over(&self, mut state: std::sync::MutexGuard<'_, QueueState>) {
-        state.blocked = true;
-        let waker = state.waker.clone();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
+            Poll::Pending => {
+                state.blocked = true;
+                let waker = state.waker.clone();
+                drop(state);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
         }
     }
 
@@ -276,25 +288,17 @@ impl Outbox {
         {
             state.waker = Some(cx.waker().clone());
         }
-        match state.socket.as_mut() {
-            Some(_) if !read => Poll::Pending,
-            Some(socket) => socket.poll_next_unpin(cx).map(Woken::Frame),
-            None => Poll::Ready(Woken::Frame(None)),
-        }
-    }
-
-    /// Polls for the next frame the peer sent.
-    fn poll_read(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, tungstenite::Error>>> {
-        match self.queue.lock().socket.as_mut() {
-            Some(socket) => socket.poll_next_unpin(cx),
-            None => Poll::Ready(None),
+        if read {
+            state.poll_read(cx).map(Woken::Frame)
+        } else {
+            Poll::Pending
         }
     }
 
     /// The next frame the peer sent, if it is already here; if not, the task is woken when
     /// it comes.
     async fn read_now(&self) -> Poll<Option<Result<Message, tungstenite::Error>>> {
-        std::future::poll_fn(|cx| Poll::Ready(self.poll_read(cx))).await
+        std::future::poll_fn(|cx| Poll::Ready(self.queue.lock().poll_read(cx))).await
     }
 
     /// Takes no more frames, and hands back the socket: the connection is ending.
