@@ -139,44 +139,6 @@ fn raw(value: &impl Serialize) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).expect("a signal's payload always serializes")
 }
 
-impl Request {
-    /// Parses one text frame from a client. A signal is read by its envelope and passed on as
-    /// written ([`RawSignal`]); anything else, and any frame the envelope does not fit, is read
-    /// as a [`ClientMsg`], which accepts and refuses exactly as before.
-    pub fn parse(text: &str) -> Result<Request, ParseError> {
-        if let Some(request) = Self::parse_signal(text) {
-            return Ok(request);
-        }
-        ClientMsg::parse(text).map(Request::from)
-    }
-
-    /// The fast path: a well-formed signal, or `None`.
-    fn parse_signal(text: &str) -> Option<Request> {
-        let envelope: Envelope = serde_json::from_str(text).ok()?;
-        let kind = Kind::of(&envelope.kind)?;
-        let payload = match kind {
-            Kind::Offer | Kind::Answer => {
-                let sdp = envelope.sdp?;
-                // A description is a JSON string: anything else is for `ClientMsg` to refuse.
-                if !sdp.get().starts_with('"') {
-                    return None;
-                }
-                Some(sdp.to_owned())
-            }
-            Kind::Candidate => {
-                let candidate = envelope.candidate?;
-                serde_json::from_str::<CandidateShape>(candidate.get()).ok()?;
-                Some(candidate.to_owned())
-            }
-            Kind::HangUp => None,
-        };
-        Some(Request::Relay {
-            to: envelope.to,
-            signal: RawSignal { kind, payload },
-        })
-    }
-}
-
 /// A [`ClientMsg`] sorted into what the relay does with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -228,6 +190,44 @@ impl From<ClientMsg> for Request {
             to,
             signal: signal.into(),
         }
+    }
+}
+
+impl Request {
+    /// Parses one text frame from a client. A signal is read by its envelope and passed on as
+    /// written ([`RawSignal`]); anything else, and any frame the envelope does not fit, is read
+    /// as a [`ClientMsg`], which accepts and refuses exactly as before.
+    pub fn parse(text: &str) -> Result<Request, ParseError> {
+        if let Some(request) = Self::parse_signal(text) {
+            return Ok(request);
+        }
+        ClientMsg::parse(text).map(Request::from)
+    }
+
+    /// The fast path: a well-formed signal, or `None`.
+    fn parse_signal(text: &str) -> Option<Request> {
+        let envelope: Envelope = serde_json::from_str(text).ok()?;
+        let kind = Kind::of(&envelope.kind)?;
+        let payload = match kind {
+            Kind::Offer | Kind::Answer => {
+                let sdp = envelope.sdp?;
+                // A description is a JSON string: anything else is for `ClientMsg` to refuse.
+                if !sdp.get().starts_with('"') {
+                    return None;
+                }
+                Some(sdp.to_owned())
+            }
+            Kind::Candidate => {
+                let candidate = envelope.candidate?;
+                serde_json::from_str::<CandidateShape>(candidate.get()).ok()?;
+                Some(candidate.to_owned())
+            }
+            Kind::HangUp => None,
+        };
+        Some(Request::Relay {
+            to: envelope.to,
+            signal: RawSignal { kind, payload },
+        })
     }
 }
 
