@@ -612,9 +612,9 @@ impl App {
     async fn input(&mut self, input: Input) {
         let mut queue = VecDeque::from([input]);
         while let Some(input) = queue.pop_front() {
-            trace(&format!("in  {input:?}"));
+            trace(&crate::trace::line("in  ", &input));
             for effect in self.engine.handle(input) {
-                trace(&format!("out {effect:?}"));
+                trace(&crate::trace::line("out ", &effect));
                 if let Some(outcome) = self.carry_out(effect).await {
                     queue.push_back(outcome);
                 }
@@ -925,7 +925,8 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 /// How many lines [`trace`] keeps.
 const TRACE_LINES: u32 = 400;
 
-/// Keeps the last [`TRACE_LINES`] engine inputs and effects, shortened, in `window.__callLog`:
+/// Keeps the last [`TRACE_LINES`] engine inputs and effects, shortened (see
+/// [`crate::trace::line`]), in `window.__callLog`:
 /// what a person can copy into a bug report, and what the tests print when a call fails.
 fn trace(line: &str) {
     let Some(window) = web_sys::window() else {
@@ -940,9 +941,8 @@ fn trace(line: &str) {
             log
         }
     };
-    let short: String = line.chars().take(160).collect();
     let stamp = js_sys::Date::now() as u64 % 100_000_000;
-    log.push(&JsValue::from_str(&format!("{stamp} {short}")));
+    log.push(&JsValue::from_str(&format!("{stamp} {line}")));
     if log.length() > TRACE_LINES {
         log.shift();
     }

@@ -15,6 +15,7 @@ pub mod peer;
 pub mod relay;
 pub mod small;
 pub mod stats;
+pub mod trace;
 pub mod ui;
 pub mod verify;
 
