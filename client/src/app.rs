@@ -214,6 +214,10 @@ impl App {
             select.add_event_listener_with_callback("change", chosen.as_ref().unchecked_ref())?;
             listeners.push(chosen);
         }
+        // Between the steps of starting, the page takes what else is waiting: above all the
+        // replies that open the camera, asked for before this code loaded (each would
+        // otherwise wait for the whole start).
+        next_task().await;
         let name = match options.name.as_deref().map(core::clean_name) {
             Some(Ok(name)) => name,
             Some(Err(why)) => {
@@ -253,6 +257,7 @@ impl App {
             _listeners: listeners,
         };
         app.watch_media(media);
+        next_task().await;
         // Page-lifetime: ends when the loop below stops taking events.
         let tick_tx = events_tx.clone();
         wasm_bindgen_futures::spawn_local(async move {
@@ -946,6 +951,11 @@ fn trace(line: &str) {
     if log.length() > TRACE_LINES {
         log.shift();
     }
+}
+
+/// Lets the page run what is waiting (input, the browser's replies) before going on.
+async fn next_task() {
+    sleep_ms(0).await;
 }
 
 /// Waits `ms` milliseconds without blocking the page.
