@@ -504,7 +504,8 @@ const ICE_ERROR_EVENT: &str = "icecandidateerror";
 
 /// An `RTCConfiguration` with `ice_servers`, bundling everything on one transport from the
 /// start: both sides are this page, so there is one set of candidates (and one TURN
-/// allocation) per connection to gather instead of one per audio, video and chat.
+/// allocation) per connection to gather instead of one per audio, video and chat; and one
+/// set gathered ahead (`iceCandidatePoolSize`).
 fn configuration(ice_servers: &[IceServer]) -> RtcConfiguration {
     let config = RtcConfiguration::new();
     config.set_bundle_policy(web_sys::RtcBundlePolicy::MaxBundle);
@@ -522,6 +523,13 @@ fn configuration(ice_servers: &[IceServer]) -> RtcConfiguration {
         servers.push(&entry);
     }
     config.set_ice_servers(&servers);
+    // Gathering starts when the connection is made (the spare: while the page waits) instead
+    // of when its first description is set; web-sys has no setter for it.
+    let _ = Reflect::set(
+        &config,
+        &JsValue::from_str("iceCandidatePoolSize"),
+        &JsValue::from(1),
+    );
     config
 }
 
