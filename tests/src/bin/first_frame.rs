@@ -8,7 +8,8 @@
 //! WebSocket, `getUserMedia`, `RTCPeerConnection`), so the two timelines are comparable.
 //!
 //! `bench/first-frame.sh` installs the seed relay's packages and runs this in a loopback-only
-//! network namespace: `first-frame --seed-dir DIR [--runs N]`.
+//! network namespace: `first-frame --seed-dir DIR [--runs N]`. With `CALL_LOG=1` it also prints
+//! our two pages' call logs (`window.__callLog`: each engine input and effect, stamped in ms).
 
 use std::{
     net::SocketAddr,
@@ -51,6 +52,13 @@ const MARKS_JS: &str = r#"(() => {
       return r;
     });
   };
+  // The camera handed to a connection: added as a track (the seed page) or put on a
+  // transceiver that is already negotiated (ours).
+  const replace = RTCRtpSender.prototype.replaceTrack;
+  RTCRtpSender.prototype.replaceTrack = function (t) {
+    if (t && t.kind === 'video') mark('camera sent');
+    return replace.call(this, t);
+  };
   PC.prototype.setLocalDescription = description(PC.prototype.setLocalDescription, 'localDescription');
   PC.prototype.setRemoteDescription = description(PC.prototype.setRemoteDescription, 'remoteDescription');
   const Pc = function (...args) {
@@ -59,6 +67,8 @@ const MARKS_JS: &str = r#"(() => {
     pc.addEventListener('connectionstatechange', () => {
       if (pc.connectionState === 'connected') mark('ICE connected');
     });
+    const add = pc.addTrack.bind(pc);
+    pc.addTrack = (t, ...rest) => { if (t.kind === 'video') mark('camera sent'); return add(t, ...rest); };
     return pc;
   };
   Pc.prototype = PC.prototype;
@@ -76,10 +86,11 @@ const MARKS_JS: &str = r#"(() => {
 })();"#;
 
 /// The steps, in the order a call goes through them.
-const STEPS: [&str; 10] = [
+const STEPS: [&str; 11] = [
     "page loaded",
     "camera asked",
     "camera",
+    "camera sent",
     "relay asked",
     "joined",
     "connection made",
@@ -203,6 +214,19 @@ async fn run_once(driver: &Driver, base: &str, side: Side) -> Run {
             "return 'first frame' in (window.__marks || {});",
         )
         .await;
+    }
+    if std::env::var("CALL_LOG").is_ok() && side == Side::Ours {
+        for (who, p) in [("caller", &caller), ("callee", &callee)] {
+            let v = p
+                .execute("return (window.__callLog || []).join('\\n');", vec![])
+                .await;
+            eprintln!(
+                "== {who}\n{}",
+                v.ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            );
+        }
     }
     let (caller_origin, caller_marks) = marks(&caller).await;
     let (callee_origin, callee_marks) = marks(&callee).await;
