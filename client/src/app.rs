@@ -23,7 +23,7 @@ use crate::{
     diagnose::{self, Path},
     invite,
     media::{self, MediaError},
-    peer::{Peer, PeerEvent},
+    peer::{Peer, PeerEvent, Spare},
     relay::{RelayEvent, RelaySocket},
     small::VecMap,
     stats,
@@ -144,7 +144,7 @@ pub struct App {
     local: Option<MediaStream>,
     media: MediaRequest,
     /// A connection made at start, for the first call to take (see [`Peer::new`]).
-    spare: Option<web_sys::RtcPeerConnection>,
+    spare: Option<Spare>,
     /// Page-lifetime handlers: the buttons and `online`.
     _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
@@ -253,7 +253,7 @@ impl App {
             share_ended: None,
             local: None,
             media: media.clone(),
-            spare: Peer::spare().ok(),
+            spare: Spare::new().ok(),
             _listeners: listeners,
         };
         app.watch_media(media);
@@ -624,6 +624,9 @@ impl App {
                     queue.push_back(outcome);
                 }
             }
+        }
+        if let Some(spare) = &mut self.spare {
+            let _ = spare.use_servers(self.engine.ice_servers());
         }
     }
 

@@ -56,29 +56,50 @@ pub struct Peer {
     _on_chat_open: Closure<dyn FnMut(web_sys::Event)>,
 }
 
-impl Peer {
-    /// A connection made ahead of need (see [`Peer::new`]): no servers yet, no handlers, nothing
-    /// gathered.
-    pub fn spare() -> Result<RtcPeerConnection, JsValue> {
-        RtcPeerConnection::new_with_configuration(&configuration(&[]))
+/// A connection made ahead of need (see [`Peer::new`]), and the servers it gathers with.
+pub struct Spare {
+    pc: RtcPeerConnection,
+    ice_servers: Vec<IceServer>,
+}
+
+impl Spare {
+    /// A connection with no servers yet, no handlers; it gathers its host candidates at once.
+    pub fn new() -> Result<Self, JsValue> {
+        Ok(Self {
+            pc: RtcPeerConnection::new_with_configuration(&configuration(&[]))?,
+            ice_servers: Vec::new(),
+        })
     }
 
+    /// Gathers with `ice_servers` from now on, if they are new: the relay's servers arrive
+    /// while the page waits, and the candidates are ready when a call starts. Setting the same
+    /// configuration again would throw the gathered candidates away.
+    pub fn use_servers(&mut self, ice_servers: &[IceServer]) -> Result<(), JsValue> {
+        if self.ice_servers != ice_servers {
+            self.pc
+                .set_configuration_with_configuration(&configuration(ice_servers))?;
+            self.ice_servers = ice_servers.to_vec();
+        }
+        Ok(())
+    }
+}
+
+impl Peer {
     /// A new connection using `ice_servers`, reporting through `report`: `spare` if there is
     /// one, else a new one. The first connection a page makes starts the browser's WebRTC
     /// machinery (tens of ms on a small machine); a spare made while the page waits takes that
-    /// off the path of the first call.
+    /// off the path of the first call, and has its candidates gathered by then.
     pub fn new(
-        spare: Option<RtcPeerConnection>,
+        spare: Option<Spare>,
         ice_servers: &[IceServer],
         report: impl Fn(PeerEvent) + 'static,
     ) -> Result<Self, JsValue> {
-        let config = configuration(ice_servers);
         let pc = match spare {
-            Some(pc) => {
-                pc.set_configuration_with_configuration(&config)?;
-                pc
+            Some(mut spare) => {
+                spare.use_servers(ice_servers)?;
+                spare.pc
             }
-            None => RtcPeerConnection::new_with_configuration(&config)?,
+            None => RtcPeerConnection::new_with_configuration(&configuration(ice_servers))?,
         };
 
         let report = std::rc::Rc::new(report);
