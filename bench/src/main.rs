@@ -101,6 +101,11 @@ struct Args {
     /// Write each relay's open-loop latencies (ns, sorted, one per line) to DIR/RELAY.txt.
     #[arg(long, value_name = "DIR")]
     latency_dump: Option<PathBuf>,
+    /// Also run the open loop on our relay and the forwarder at once, alternating between them
+    /// in N short slices (the --measure seconds split between them), so that a stall of the
+    /// shared machine falls on both alike; prints their latency and CPU side by side.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    slices: u32,
 }
 
 /// What each phase does, after --smoke has been applied.
@@ -293,6 +298,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         reports.push(report);
     }
 
+    let sliced = if args.slices > 0 {
+        Some(sliced_open_loop(&plan, &setup, args.slices).await)
+    } else {
+        None
+    };
+
     let mut text = header(&plan, &setup, &reports);
     text.push('\n');
     text.push_str(&report::table(&reports, plan.rate, &plan.idle, plan.accept));
@@ -305,6 +316,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(cross) = &cross {
         text.push('\n');
         text.push_str(cross);
+    }
+    if let Some(sliced) = &sliced {
+        text.push('\n');
+        text.push_str(sliced);
     }
     let notes = report::notes(&reports);
     if !notes.is_empty() {
@@ -340,6 +355,114 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("[bench] FAILED: {}", failed.join(", "));
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Our relay and the forwarder, both running, each with its pairs connected, take turns at the
+/// open loop: `slices` turns each, the order alternating, `plan.measure` split between the
+/// turns (each after a short unmeasured start). The machine's stalls fall on both alike, which
+/// single runs of one relay after the other cannot promise for a 99th percentile. Returns the
+/// Markdown section for the report.
+async fn sliced_open_loop(plan: &Plan, setup: &RelaySetup, slices: u32) -> String {
+    let kinds = [RelayKind::Ours, RelayKind::Forwarder];
+    let mut relays = Vec::new();
+    let mut sets = Vec::new();
+    for kind in kinds {
+        let relay = match RelayProcess::start(kind, setup, "sliced", false) {
+            Ok(relay) => relay,
+            Err(err) => {
+                return format!("Sliced open loop: cannot start {}: {err:#}\n", kind.name())
+            }
+        };
+        match Pairs::connect(
+            kind,
+            relay.addr,
+            relay.addr,
+            relay.pid,
+            plan.pairs,
+            plan.window,
+            plan.verify,
+        )
+        .await
+        {
+            Ok(set) => sets.push(set),
+            Err(err) => {
+                return format!("Sliced open loop: connecting to {}: {err:#}\n", kind.name())
+            }
+        }
+        relays.push(relay);
+    }
+    let slice = plan.measure / slices;
+    let warmup = Duration::from_millis(300);
+    // Per relay: every latency (ns), CPU microseconds and messages summed over the turns.
+    let mut latencies: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    let mut cpu = [(0.0f64, 0u64); 2];
+    let mut failure = None;
+    'turns: for turn in 0..slices {
+        for step in 0..2 {
+            let i = if turn % 2 == 0 { step } else { 1 - step };
+            eprintln!(
+                "[bench] sliced open loop: turn {}/{slices}, {}",
+                turn + 1,
+                kinds[i].name()
+            );
+            match sets[i].open_loop(plan.rate, warmup, slice, None).await {
+                Ok(open) => {
+                    latencies[i].extend_from_slice(&open.latencies_ns);
+                    cpu[i].0 += open.cpu_us_per_msg * open.samples as f64;
+                    cpu[i].1 += open.samples;
+                }
+                Err(err) => {
+                    failure = Some(format!("{}: {err:#}", kinds[i].name()));
+                    break 'turns;
+                }
+            }
+        }
+    }
+    for set in sets {
+        set.close().await;
+    }
+    for relay in relays {
+        let _ = relay.stop();
+    }
+    if let Some(failure) = failure {
+        return format!("Sliced open loop failed: {failure}\n");
+    }
+    let mut rows = Vec::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        latencies[i].sort_unstable();
+        let l = &latencies[i];
+        rows.push((
+            kind.name(),
+            [
+                load::percentile_us(l, 0.50),
+                load::percentile_us(l, 0.99),
+                load::percentile_us(l, 0.999),
+                cpu[i].0 / cpu[i].1.max(1) as f64,
+            ],
+            l.len(),
+        ));
+    }
+    let mut text = format!(
+        "Open loop at {} msg/s in {slices} alternating slices per relay ({:.1} s measured each):\n\n\
+         | relay | samples | p50 µs | p99 µs | p99.9 µs | CPU µs/msg |\n|---|---:|---:|---:|---:|---:|\n",
+        plan.rate,
+        slice.as_secs_f64()
+    );
+    for (name, f, n) in &rows {
+        text.push_str(&format!(
+            "| {name} | {n} | {:.0} | {:.0} | {:.0} | {:.2} |\n",
+            f[0], f[1], f[2], f[3]
+        ));
+    }
+    let (a, b) = (&rows[0].1, &rows[1].1);
+    text.push_str(&format!(
+        "| ours ÷ forwarder | | x{:.2} | x{:.2} | x{:.2} | x{:.2} |\n",
+        a[0] / b[0],
+        a[1] / b[1],
+        a[2] / b[2],
+        a[3] / b[3]
+    ));
+    text
 }
 
 /// Runs every phase of the plan against `kind`: idle sockets on a fresh process, then the
