@@ -317,9 +317,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         text.push('\n');
         text.push_str(cross);
     }
-    if let Some(sliced) = &sliced {
-        text.push('\n');
-        text.push_str(sliced);
+    match &sliced {
+        Some(Ok(sliced)) => {
+            text.push('\n');
+            text.push_str(sliced);
+        }
+        Some(Err(why)) => {
+            text.push_str(&format!("\nThe sliced open loop failed: {why}\n"));
+        }
+        None => {}
     }
     let notes = report::notes(&reports);
     if !notes.is_empty() {
@@ -339,11 +345,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
     }
 
-    let failed: Vec<&str> = reports
+    let mut failed: Vec<&str> = reports
         .iter()
         .filter(|r| !r.is_clean() && (args.smoke || r.kind == RelayKind::Ours))
         .map(|r| r.kind.name())
         .collect();
+    if matches!(sliced, Some(Err(_))) {
+        failed.push("sliced open loop");
+    }
     if failed.is_empty() {
         if args.smoke {
             eprintln!(
@@ -361,17 +370,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// open loop: `slices` turns each, the order alternating, `plan.measure` split between the
 /// turns (each after a short unmeasured start). The machine's stalls fall on both alike, which
 /// single runs of one relay after the other cannot promise for a 99th percentile. Returns the
-/// Markdown section for the report.
-async fn sliced_open_loop(plan: &Plan, setup: &RelaySetup, slices: u32) -> String {
+/// Markdown section for the report, or what went wrong.
+async fn sliced_open_loop(plan: &Plan, setup: &RelaySetup, slices: u32) -> Result<String, String> {
     let kinds = [RelayKind::Ours, RelayKind::Forwarder];
     let mut relays = Vec::new();
     let mut sets = Vec::new();
     for kind in kinds {
         let relay = match RelayProcess::start(kind, setup, "sliced", false) {
             Ok(relay) => relay,
-            Err(err) => {
-                return format!("Sliced open loop: cannot start {}: {err:#}\n", kind.name())
-            }
+            Err(err) => return Err(format!("cannot start {}: {err:#}", kind.name())),
         };
         match Pairs::connect(
             kind,
@@ -385,9 +392,7 @@ async fn sliced_open_loop(plan: &Plan, setup: &RelaySetup, slices: u32) -> Strin
         .await
         {
             Ok(set) => sets.push(set),
-            Err(err) => {
-                return format!("Sliced open loop: connecting to {}: {err:#}\n", kind.name())
-            }
+            Err(err) => return Err(format!("connecting to {}: {err:#}", kind.name())),
         }
         relays.push(relay);
     }
@@ -418,14 +423,25 @@ async fn sliced_open_loop(plan: &Plan, setup: &RelaySetup, slices: u32) -> Strin
             }
         }
     }
-    for set in sets {
-        set.close().await;
+    for (set, kind) in sets.into_iter().zip(kinds) {
+        let faults = set.close().await;
+        if !faults.is_clean() && failure.is_none() {
+            failure = Some(format!(
+                "{}: {} lost, {} misrouted, {} out of order, {} other faults of {} sent",
+                kind.name(),
+                faults.lost,
+                faults.misrouted,
+                faults.out_of_order,
+                faults.unexpected + faults.verify_failed + faults.send_failed + faults.closed_early,
+                faults.sent
+            ));
+        }
     }
     for relay in relays {
         let _ = relay.stop();
     }
     if let Some(failure) = failure {
-        return format!("Sliced open loop failed: {failure}\n");
+        return Err(failure);
     }
     let mut rows = Vec::new();
     for (i, kind) in kinds.iter().enumerate() {
@@ -462,7 +478,7 @@ async fn sliced_open_loop(plan: &Plan, setup: &RelaySetup, slices: u32) -> Strin
         a[2] / b[2],
         a[3] / b[3]
     ));
-    text
+    Ok(text)
 }
 
 /// Runs every phase of the plan against `kind`: idle sockets on a fresh process, then the
