@@ -625,9 +625,6 @@ impl App {
                 }
             }
         }
-        if let Some(spare) = &mut self.spare {
-            let _ = spare.use_servers(self.engine.ice_servers());
-        }
     }
 
     async fn carry_out(&mut self, effect: Effect) -> Option<Input> {
@@ -748,10 +745,16 @@ impl App {
                 }
             }
             Effect::SetIceServers(servers) => {
-                for peer in self.peers.values() {
-                    if let Err(err) = peer.set_ice_servers(&servers) {
+                let warn = |result: Result<(), JsValue>| {
+                    if let Err(err) = result {
                         web_sys::console::warn_2(&"setConfiguration".into(), &err);
                     }
+                };
+                if let Some(spare) = &mut self.spare {
+                    warn(spare.use_servers(&servers));
+                }
+                for peer in self.peers.values() {
+                    warn(peer.set_ice_servers(&servers));
                 }
             }
             Effect::StartTimer { timer, ms } => {

@@ -239,7 +239,8 @@ pub enum Effect {
         /// The connection.
         conn: ConnId,
     },
-    /// Use these ICE servers from now on, on every open connection too.
+    /// Use these ICE servers from now on, on every open connection too (and on a connection
+    /// made ahead of need, so that it gathers with them before anyone calls).
     SetIceServers(Vec<IceServer>),
     /// Start (or restart) a timer.
     StartTimer {
@@ -1003,9 +1004,7 @@ impl Engine {
         self.clear_problem(Trouble::Refused);
         if self.ice_servers != ice_servers {
             self.ice_servers = ice_servers.clone();
-            if self.links().next().is_some() {
-                out.push(Effect::SetIceServers(ice_servers));
-            }
+            out.push(Effect::SetIceServers(ice_servers));
         }
         // Who is here now; anyone we knew who is not may still come back (a relay restart
         // brings everybody back one by one), and keeps their call while its media flows.

@@ -1507,3 +1507,26 @@ fn an_answer_to_an_earlier_offer_is_not_applied_to_a_newer_one() {
         "{fresh:?}"
     );
 }
+
+#[test]
+fn the_relays_servers_are_passed_on_at_welcome_even_before_any_call() {
+    let mut engine = Engine::new(config(false, "s"));
+    engine.handle(Input::Start);
+    let servers = vec![IceServer {
+        urls: vec!["stun:relay.test:3478".into()],
+        username: None,
+        credential: None,
+    }];
+    let welcome = Input::Relay(ServerMsg::Welcome {
+        id: PeerId(1),
+        room: "r".into(),
+        peers: vec![],
+        ice_servers: servers.clone(),
+        resume_token: "token-1".into(),
+    });
+    let effects = engine.handle(welcome.clone());
+    assert!(effects.contains(&Effect::SetIceServers(servers.clone())));
+    // The same servers again (a resume, say) change nothing.
+    let again = engine.handle(welcome);
+    assert!(!again.iter().any(|e| matches!(e, Effect::SetIceServers(_))));
+}
