@@ -204,6 +204,11 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// Faults other than lost, misrouted and out-of-order messages.
+    pub fn others(&self) -> u64 {
+        self.unexpected + self.verify_failed + self.send_failed + self.closed_early
+    }
+
     /// Whether every message arrived once, in order, where it was sent.
     pub fn is_clean(&self) -> bool {
         self.lost == 0

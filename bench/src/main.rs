@@ -432,7 +432,7 @@ async fn sliced_open_loop(plan: &Plan, setup: &RelaySetup, slices: u32) -> Resul
                 faults.lost,
                 faults.misrouted,
                 faults.out_of_order,
-                faults.unexpected + faults.verify_failed + faults.send_failed + faults.closed_early,
+                faults.others(),
                 faults.sent
             ));
         }

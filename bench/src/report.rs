@@ -397,7 +397,7 @@ pub fn table(reports: &[RelayReport], rate: f64, idle_counts: &[usize], accepts:
                 f.lost,
                 f.misrouted,
                 f.out_of_order,
-                f.unexpected + f.verify_failed + f.send_failed + f.closed_early
+                f.others()
             ),
             None => "–".to_owned(),
         };
