@@ -291,8 +291,10 @@ pub struct Tile {
     pub state: TileState,
     /// Whether they are muted or have their camera off.
     pub media: MediaState,
-    /// The verification code both sides of this call show ([`crate::verify`]), once both
-    /// descriptions are known.
+    /// The verification code both sides of this call show ([`crate::verify`]), once they are
+    /// connected: there is nothing to compare before, and drawing its symbols (a colour emoji
+    /// font) takes the page's main thread for tens of ms, which would fall on the moment the
+    /// answer is made and ICE starts.
     pub verify: Option<String>,
 }
 
@@ -744,7 +746,9 @@ impl Engine {
                     state: link.tile,
                     media: link.remote_media,
                     verify: match (&link.local_fingerprint, &link.remote_fingerprint) {
-                        (Some(ours), Some(theirs)) => Some(verify::code(ours, theirs)),
+                        (Some(ours), Some(theirs)) if link.ever_connected => {
+                            Some(verify::code(ours, theirs))
+                        }
                         _ => None,
                     },
                 })

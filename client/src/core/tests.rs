@@ -1530,3 +1530,42 @@ fn the_relays_servers_are_passed_on_at_welcome_even_before_any_call() {
     let again = engine.handle(welcome);
     assert!(!again.iter().any(|e| matches!(e, Effect::SetIceServers(_))));
 }
+
+#[test]
+fn the_verification_code_is_shown_once_the_connection_is_up() {
+    // Drawing the code's symbols takes the page's main thread for tens of ms (a colour emoji
+    // font): not while the answer is being made and ICE is starting, and there is nothing to
+    // compare before the two sides are connected.
+    let offer = "v=0\r\na=fingerprint:sha-256 01:02:03:04:05:06:07:08\r\n";
+    let answer = "v=0\r\na=fingerprint:sha-256 A1:B2:C3:D4:E5:F6:07:18\r\n";
+    let mut callee = Engine::new(config(false, "a"));
+    callee.handle(Input::Start);
+    callee.handle(welcome(1, vec![]));
+    callee.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "b") }));
+    let effects = callee.handle(Input::Relay(ServerMsg::Offer {
+        from: PeerId(2),
+        from_name: None,
+        sdp: offer.into(),
+    }));
+    let conn = opened(&effects)[0];
+    callee.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: false,
+            sdp: answer.into(),
+        },
+    ));
+    assert_eq!(callee.tiles()[0].verify, None, "not connected yet");
+    callee.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+    let code = callee.tiles()[0]
+        .verify
+        .clone()
+        .expect("a code once connected");
+    assert_eq!(code.split(' ').count(), verify::CODE_LENGTH);
+    // The same code on the other side, from the same two fingerprints.
+    let fp = |sdp| verify::fingerprint(sdp).unwrap();
+    assert_eq!(code, verify::code(&fp(answer), &fp(offer)));
+    // It stays through a reconnection: the fingerprints do not change.
+    callee.handle(Input::Peer(conn, PeerInput::State(ConnState::Disconnected)));
+    assert_eq!(callee.tiles()[0].verify.as_deref(), Some(code.as_str()));
+}
