@@ -9,7 +9,10 @@
 //!
 //! `bench/first-frame.sh` installs the seed relay's packages and runs this in a loopback-only
 //! network namespace: `first-frame --seed-dir DIR [--runs N]`. With `CALL_LOG=1` it also prints
-//! our two pages' call logs (`window.__callLog`: each engine input and effect, stamped in ms).
+//! our two pages' call logs (`window.__callLog`: each engine input and effect, stamped in ms);
+//! with `LONG_TASKS=1`, each page's long tasks (main thread busy 50 ms or more: start and
+//! length, ms) beside its marks; with `TRACE_HOLD=1` it keeps the browsers open 12 s after each
+//! call, for a `CHROME` wrapper that records a `--trace-startup` trace to finish writing it.
 
 use std::{
     net::SocketAddr,
@@ -29,6 +32,20 @@ const MARKS_JS: &str = r#"(() => {
   window.__marks = marks;
   const mark = (name) => { if (!(name in marks)) marks[name] = performance.now(); };
   document.addEventListener('DOMContentLoaded', () => mark('page loaded'));
+  // Our page's code: the WebAssembly module compiled and instantiated (the seed has none).
+  for (const f of ['instantiate', 'instantiateStreaming']) {
+    const orig = WebAssembly[f];
+    WebAssembly[f] = (...a) => orig(...a).then((r) => { mark('code ready'); return r; });
+  }
+  // The page's main thread busy for 50 ms or more: [start, length] in ms.
+  window.__longTasks = [];
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        window.__longTasks.push([Math.round(e.startTime), Math.round(e.duration)]);
+      }
+    }).observe({ type: 'longtask', buffered: true });
+  } catch (e) {}
   const media = navigator.mediaDevices;
   if (media) {
     const gum = media.getUserMedia.bind(media);
@@ -86,8 +103,9 @@ const MARKS_JS: &str = r#"(() => {
 })();"#;
 
 /// The steps, in the order a call goes through them.
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "page loaded",
+    "code ready",
     "camera asked",
     "camera",
     "camera sent",
@@ -228,6 +246,23 @@ async fn run_once(driver: &Driver, base: &str, side: Side) -> Run {
             );
         }
     }
+    if std::env::var("LONG_TASKS").is_ok() {
+        for (who, p) in [("caller", &caller), ("callee", &callee)] {
+            let v = p
+                .execute(
+                    "return JSON.stringify([window.__longTasks, window.__marks]);",
+                    vec![],
+                )
+                .await;
+            eprintln!(
+                "long tasks, {} {who}: {}",
+                side.name(),
+                v.ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            );
+        }
+    }
     let (caller_origin, caller_marks) = marks(&caller).await;
     let (callee_origin, callee_marks) = marks(&callee).await;
     let at = |marks: &Value, origin: f64| -> Vec<Option<f64>> {
@@ -244,6 +279,9 @@ async fn run_once(driver: &Driver, base: &str, side: Side) -> Run {
         .zip(callee_steps[first_frame])
         .map(|(a, b)| a.max(b))
         .unwrap_or_else(|| opened.elapsed().as_secs_f64() * 1000.0);
+    if std::env::var("TRACE_HOLD").is_ok() {
+        tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    }
     let _ = caller.close().await;
     let _ = callee.close().await;
     Run {
