@@ -739,8 +739,16 @@ impl App {
             }
             Effect::AddMedia { conn } => {
                 if let (Some(peer), Some(local)) = (self.peers.get(&conn), &self.outgoing()) {
-                    if let Err(err) = peer.add_media(local).await {
+                    let warn = |err: JsValue| {
                         web_sys::console::warn_2(&"adding the camera to a call".into(), &err);
+                    };
+                    match peer.add_media(local) {
+                        Ok(done) => wasm_bindgen_futures::spawn_local(async move {
+                            if let Err(err) = done.await {
+                                warn(err);
+                            }
+                        }),
+                        Err(err) => warn(err),
                     }
                 }
             }

@@ -231,23 +231,41 @@ impl Peer {
     /// Starts sending the tracks of `stream` (the camera opened after the call started): a
     /// transceiver of the same kind with no track takes it, which needs no new negotiation
     /// when it is already send-receive; otherwise the track is added and the browser asks for
-    /// one.
-    pub async fn add_media(&self, stream: &MediaStream) -> Result<(), JsValue> {
+    /// one. Everything is asked for at once; the future only says how it went, so that the
+    /// page goes on with the call (the answer, candidates) while the browser sets the camera
+    /// up on the connection.
+    pub fn add_media(
+        &self,
+        stream: &MediaStream,
+    ) -> Result<impl std::future::Future<Output = Result<(), JsValue>> + 'static, JsValue> {
+        let mut replacing = Vec::new();
+        let mut taken: Vec<RtcRtpTransceiver> = Vec::new();
         for track in stream.get_tracks() {
             let track: MediaStreamTrack = track.dyn_into()?;
-            match self.free_transceiver(&track.kind()) {
+            let free = self
+                .free_transceivers(&track.kind())
+                .into_iter()
+                .find(|t| !taken.iter().any(|u| u == t));
+            match free {
                 Some(transceiver) => {
-                    JsFuture::from(transceiver.sender().replace_track(Some(&track))).await?;
-                    if transceiver.direction() == RtcRtpTransceiverDirection::Recvonly {
-                        transceiver.set_direction(RtcRtpTransceiverDirection::Sendrecv);
-                    }
+                    let done = JsFuture::from(transceiver.sender().replace_track(Some(&track)));
+                    taken.push(transceiver.clone());
+                    replacing.push((done, transceiver));
                 }
                 None => {
                     self.pc.add_track_0(&track, stream);
                 }
             }
         }
-        Ok(())
+        Ok(async move {
+            for (done, transceiver) in replacing {
+                done.await?;
+                if transceiver.direction() == RtcRtpTransceiverDirection::Recvonly {
+                    transceiver.set_direction(RtcRtpTransceiverDirection::Sendrecv);
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Sends `track` instead of what goes out now of its `kind` (`audio` or `video`: the screen
@@ -269,13 +287,16 @@ impl Peer {
         Ok(())
     }
 
-    /// A live transceiver of `kind` that sends nothing yet.
-    fn free_transceiver(&self, kind: &str) -> Option<RtcRtpTransceiver> {
-        self.transceivers().into_iter().find(|t| {
-            t.direction() != RtcRtpTransceiverDirection::Stopped
-                && t.receiver().track().kind() == kind
-                && t.sender().track().is_none()
-        })
+    /// The live transceivers of `kind` that send nothing yet.
+    fn free_transceivers(&self, kind: &str) -> Vec<RtcRtpTransceiver> {
+        self.transceivers()
+            .into_iter()
+            .filter(|t| {
+                t.direction() != RtcRtpTransceiverDirection::Stopped
+                    && t.receiver().track().kind() == kind
+                    && t.sender().track().is_none()
+            })
+            .collect()
     }
 
     fn transceivers(&self) -> Vec<RtcRtpTransceiver> {

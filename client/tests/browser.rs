@@ -613,7 +613,12 @@ async fn glare_is_settled_by_rollback_and_media_can_be_added_mid_call() {
     // The polite side's camera opens now: its tracks go onto the send-receive transceivers
     // the call already has (its own, of the rolled-back offer, were stopped), so they flow with
     // no new negotiation.
-    polite.peer.add_media(&local).await.expect("add the camera");
+    polite
+        .peer
+        .add_media(&local)
+        .expect("add the camera")
+        .await
+        .expect("the camera added");
     let deadline = Deadline::start();
     let video = loop {
         impolite.collect();
