@@ -459,7 +459,14 @@ impl Peer {
         self.set_remote(RtcSdpType::Offer, sdp).await?;
         self.take_part(local).await?;
         let answer = JsFuture::from(self.pc.create_answer()).await?;
-        self.set_local(RtcSdpType::Answer, &sdp_of(&answer)?).await
+        let sdp = sdp_of(&answer)?;
+        // Set as a provisional answer first: the browser drops the candidates it gathered
+        // ahead (`iceCandidatePoolSize`) when a final answer is set, before it starts gathering
+        // for it (Chrome), and gathering anew took 30-150 ms on the way to the first frame. A
+        // provisional answer starts gathering with the pooled candidates; the final one, the
+        // same description, keeps them. A browser that refuses it just gathers afterwards.
+        let _ = self.set_local(RtcSdpType::Pranswer, &sdp).await;
+        self.set_local(RtcSdpType::Answer, &sdp).await
     }
 
     /// Applies the other side's answer to our offer.
