@@ -8,7 +8,9 @@
 //! WebSocket, `getUserMedia`, `RTCPeerConnection`), so the two timelines are comparable.
 //!
 //! `bench/first-frame.sh` installs the seed relay's packages and runs this in a loopback-only
-//! network namespace: `first-frame --seed-dir DIR [--runs N]`. With `CALL_LOG=1` it also prints
+//! network namespace: `first-frame --seed-dir DIR [--runs N] [--baseline DIST]`. With
+//! `--baseline DIST` the other side is not the seed page but our page as built in `DIST` (a
+//! copy of an earlier `dist/`), served by a second relay of ours: two builds side by side. With `CALL_LOG=1` it also prints
 //! our two pages' call logs (`window.__callLog`: each engine input and effect, stamped in ms);
 //! with `LONG_TASKS=1`, each page's long tasks (main thread busy 50 ms or more: start and
 //! length, ms) beside its marks; with `TRACE_HOLD=1` it keeps the browsers open 12 s after each
@@ -123,6 +125,8 @@ const STEPS: [&str; 12] = [
 enum Side {
     Ours,
     Seed,
+    /// Our page as built in `--baseline DIST`.
+    Baseline,
 }
 
 /// A page that only opens the camera, as both pages do first: how soon a fresh Chrome of this
@@ -167,6 +171,7 @@ impl Side {
         match self {
             Side::Ours => "ours",
             Side::Seed => "seed (JS + socket.io)",
+            Side::Baseline => "ours, baseline build",
         }
     }
 }
@@ -217,7 +222,7 @@ async fn run_once(driver: &Driver, base: &str, side: Side) -> Run {
         "const m = window.__marks || {}; return 'camera' in m && 'joined' in m;",
     )
     .await;
-    if side == Side::Ours {
+    if side != Side::Seed {
         browser::wait_for_state(&callee, "the callee to wait in the room", "waiting").await;
     }
     let opened = Instant::now();
@@ -233,7 +238,7 @@ async fn run_once(driver: &Driver, base: &str, side: Side) -> Run {
         )
         .await;
     }
-    if std::env::var("CALL_LOG").is_ok() && side == Side::Ours {
+    if std::env::var("CALL_LOG").is_ok() && side != Side::Seed {
         for (who, p) in [("caller", &caller), ("callee", &callee)] {
             let v = p
                 .execute("return (window.__callLog || []).join('\\n');", vec![])
@@ -351,12 +356,17 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let mut seed_dir = None;
     let mut runs = 8usize;
+    let mut baseline: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seed-dir" => seed_dir = args.next().map(PathBuf::from),
+            "--baseline" => baseline = args.next().map(PathBuf::from),
             "--runs" => runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(runs),
             other => {
-                panic!("unknown argument {other}; usage: first-frame --seed-dir DIR [--runs N]")
+                panic!(
+                    "unknown argument {other}; usage: \
+                     first-frame --seed-dir DIR [--runs N] [--baseline DIST]"
+                )
             }
         }
     }
@@ -376,22 +386,37 @@ async fn main() {
     )
     .await;
     wait_http(seed).await;
+    let mut other = (Side::Seed, format!("http://{seed}"));
+    let mut _baseline_relay = None;
+    if let Some(dist) = &baseline {
+        let (addr, shutdown, relay) = e2e::relay::start_with(
+            ([127, 0, 0, 1], 0).into(),
+            server::Config {
+                dist: dist.clone(),
+                ..server::Config::default()
+            },
+        )
+        .await;
+        other = (Side::Baseline, format!("http://{addr}"));
+        _baseline_relay = Some((shutdown, relay));
+    }
+    let (other, other_base) = other;
     let driver = Driver::start().await;
     // One warm-up call each, not counted: the first Chrome of a run pays for its disk cache.
     run_once(&driver, &format!("http://{ours}"), Side::Ours).await;
-    run_once(&driver, &format!("http://{seed}"), Side::Seed).await;
+    run_once(&driver, &other_base, other).await;
 
     let mut results: Vec<(Side, Run)> = Vec::new();
     for i in 0..runs * 2 {
         // Alternate, starting with the other side every other pair.
         let side = if (i + i / 2) % 2 == 0 {
-            Side::Seed
+            other
         } else {
             Side::Ours
         };
         let base = match side {
             Side::Ours => format!("http://{ours}"),
-            Side::Seed => format!("http://{seed}"),
+            _ => other_base.clone(),
         };
         let run = run_once(&driver, &base, side).await;
         println!(
@@ -412,7 +437,7 @@ async fn main() {
         STEPS.iter().map(|s| format!("{s:>16}")).collect::<String>()
     );
     let mut setups = Vec::new();
-    for side in [Side::Seed, Side::Ours] {
+    for side in [other, Side::Ours] {
         let mine: Vec<&Run> = results
             .iter()
             .filter(|(s, _)| *s == side)
@@ -444,7 +469,8 @@ async fn main() {
         alone.iter().map(|v| format!("{v:>16}")).collect::<String>()
     );
     println!(
-        "\nours / seed: {:.2}x the seed page's time to first frame on both sides",
+        "\nours / {}: {:.2}x the other page's time to first frame on both sides",
+        other.name(),
         setups[1] / setups[0]
     );
     // Runs go in pairs, one of each side, back to back: the median of the pairs' ratios
@@ -453,8 +479,8 @@ async fn main() {
     let pairs: Vec<f64> = results
         .chunks(2)
         .filter_map(|pair| match pair {
-            [(Side::Seed, seed), (Side::Ours, ours)] | [(Side::Ours, ours), (Side::Seed, seed)] => {
-                Some(ours.setup_ms / seed.setup_ms)
+            [(a, them), (Side::Ours, ours)] | [(Side::Ours, ours), (a, them)] if *a == other => {
+                Some(ours.setup_ms / them.setup_ms)
             }
             _ => None,
         })
@@ -463,7 +489,8 @@ async fn main() {
         (lo.min(*r), hi.max(*r))
     });
     println!(
-        "ours / seed, pair by pair: median {:.2}x over {} pairs (range {:.2}x..{:.2}x)",
+        "ours / {}, pair by pair: median {:.2}x over {} pairs (range {:.2}x..{:.2}x)",
+        other.name(),
         median(pairs.clone()),
         pairs.len(),
         spread.0,
