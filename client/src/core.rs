@@ -444,10 +444,6 @@ struct Link {
     signaling: Signaling,
     /// `negotiationneeded` came while the exchange was busy: offer once it is stable.
     negotiation_wanted: bool,
-    /// The camera opened while our offer was out: it goes on the connection once the answer
-    /// is applied ([`Effect::AddMedia`]). Setting it up (the encoder) on the browser's WebRTC
-    /// threads slowed applying the answer, and no media flows before the answer anyway.
-    media_waiting: bool,
     /// A remote description is in place: candidates can be added.
     remote_set: bool,
     /// Our ICE restart offer is out: the other side's new candidates wait for its answer.
@@ -496,9 +492,6 @@ impl Link {
                 .into_iter()
                 .map(|candidate| Effect::AddCandidate { conn, candidate }),
         );
-        if std::mem::take(&mut self.media_waiting) {
-            out.push(Effect::AddMedia { conn });
-        }
         if std::mem::take(&mut self.negotiation_wanted) {
             self.signaling = Signaling::MakingOffer;
             out.push(Effect::MakeOffer { conn });
@@ -630,17 +623,7 @@ impl Engine {
                     if let Some(link) = remote.link.as_mut() {
                         // This one's negotiation is needed.
                         link.restart_superseded = false;
-                        let offer_out = matches!(
-                            link.signaling,
-                            Signaling::MakingOffer
-                                | Signaling::HaveLocalOffer
-                                | Signaling::ApplyingAnswer
-                        );
-                        if offer_out {
-                            link.media_waiting = true;
-                        } else {
-                            out.push(Effect::AddMedia { conn: link.conn });
-                        }
+                        out.push(Effect::AddMedia { conn: link.conn });
                     }
                 }
             }
@@ -1127,7 +1110,6 @@ impl Engine {
             polite,
             signaling: Signaling::Stable,
             negotiation_wanted: false,
-            media_waiting: false,
             remote_set: false,
             restarting: false,
             restart_superseded: false,

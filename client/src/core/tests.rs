@@ -1569,39 +1569,3 @@ fn the_verification_code_is_shown_once_the_connection_is_up() {
     callee.handle(Input::Peer(conn, PeerInput::State(ConnState::Disconnected)));
     assert_eq!(callee.tiles()[0].verify.as_deref(), Some(code.as_str()));
 }
-
-#[test]
-fn a_camera_that_opens_while_our_offer_is_out_goes_on_once_the_answer_is_applied() {
-    let mut caller = Engine::new(config(true, "b"));
-    caller.handle(Input::Start);
-    let conn = opened(&caller.handle(welcome(2, vec![info(1, "a")])))[0];
-    caller.handle(Input::Peer(conn, PeerInput::NegotiationNeeded));
-    caller.handle(Input::Peer(
-        conn,
-        PeerInput::LocalDescription {
-            offer: true,
-            sdp: "offer".into(),
-        },
-    ));
-    // The offer is out: the camera waits, so that the answer is applied without its setup.
-    let effects = caller.handle(Input::Media(Ok(())));
-    assert!(!effects.contains(&Effect::AddMedia { conn }), "{effects:?}");
-    let effects = caller.handle(Input::Relay(ServerMsg::Answer {
-        from: PeerId(1),
-        from_name: None,
-        sdp: "answer".into(),
-    }));
-    assert!(!effects.contains(&Effect::AddMedia { conn }), "{effects:?}");
-    let effects = calls_only(caller.handle(Input::Peer(conn, PeerInput::AnswerApplied)));
-    assert_eq!(
-        effects,
-        vec![
-            Effect::CancelTimer(Timer::AnswerDue(conn)),
-            Effect::AddMedia { conn }
-        ]
-    );
-    // Once, and straight away when nothing is out.
-    caller.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
-    let effects = calls_only(caller.handle(Input::Media(Ok(()))));
-    assert_eq!(effects, vec![Effect::AddMedia { conn }]);
-}
