@@ -351,6 +351,21 @@ async fn wait_http(addr: SocketAddr) {
     }
 }
 
+/// A relay of ours on a free loopback port, serving the page in `dist`.
+async fn serving(
+    dist: PathBuf,
+) -> (
+    SocketAddr,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = server::Config {
+        dist,
+        ..server::Config::default()
+    };
+    e2e::relay::start_with(([127, 0, 0, 1], 0).into(), config).await
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -377,26 +392,12 @@ async fn main() {
         std::env::temp_dir().join(format!("first-frame-camera-{}", std::process::id()));
     std::fs::create_dir_all(&camera_dir).expect("a directory for the camera-only page");
     std::fs::write(camera_dir.join("index.html"), CAMERA_ONLY_HTML).expect("the camera-only page");
-    let (camera_only, _camera_shutdown, _camera_relay) = e2e::relay::start_with(
-        ([127, 0, 0, 1], 0).into(),
-        server::Config {
-            dist: camera_dir.clone(),
-            ..server::Config::default()
-        },
-    )
-    .await;
+    let (camera_only, _camera_shutdown, _camera_relay) = serving(camera_dir.clone()).await;
     wait_http(seed).await;
     let mut other = (Side::Seed, format!("http://{seed}"));
     let mut _baseline_relay = None;
     if let Some(dist) = &baseline {
-        let (addr, shutdown, relay) = e2e::relay::start_with(
-            ([127, 0, 0, 1], 0).into(),
-            server::Config {
-                dist: dist.clone(),
-                ..server::Config::default()
-            },
-        )
-        .await;
+        let (addr, shutdown, relay) = serving(dist.clone()).await;
         other = (Side::Baseline, format!("http://{addr}"));
         _baseline_relay = Some((shutdown, relay));
     }
