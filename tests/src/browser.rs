@@ -138,8 +138,19 @@ impl WebDriverCompatibleCommand for Cdp {
 /// Installed in every test page before its own scripts: keeps each `RTCPeerConnection` in
 /// `window.__pcs` (for its stats) and notes what it does, as the browser sees it (descriptions with their ICE username fragments, signaling,
 /// gathering and connection states, candidates), in `window.__pcLog`. A failing wait prints it
-/// beside the engine's own trace.
+/// beside the engine's own trace. It also keeps the page's uncaught errors, failed loads and
+/// unhandled rejections in `window.__pageErrors`, for a page that never got going.
 const PC_WATCH_JS: &str = r#"(() => {
+  const errors = window.__pageErrors = [];
+  const at = () => Math.round(performance.now()) + ' ';
+  window.addEventListener('error', (e) => {
+    const el = e.target && e.target !== window ? e.target : null;
+    errors.push(at() + (el ? 'failed to load ' + (el.src || el.href || el.tagName) : 'error: ' + e.message));
+  }, true);
+  window.addEventListener('unhandledrejection', (e) => {
+    const r = e.reason;
+    errors.push(at() + 'unhandled rejection: ' + (r && (r.stack || r.message) || r));
+  });
   const PC = window.RTCPeerConnection;
   if (!PC) return;
   const log = window.__pcLog = [];
@@ -269,6 +280,11 @@ pub async fn wait_pages(
                     .await
                     .unwrap_or(Value::Null);
                 eprintln!("[{label}] remote videos: {video}");
+                let loaded = page
+                    .execute(PAGE_FACTS, vec![])
+                    .await
+                    .unwrap_or(Value::Null);
+                eprintln!("[{label}] errors and loads: {loaded}");
                 let done = if truthy(value) { "done" } else { "waiting" };
                 says.push(format!("{label} ({done}) says [{state}] {text}"));
             }
@@ -285,6 +301,12 @@ const VIDEO_FACTS: &str = "return [...document.querySelectorAll('video')].map(v 
     stream: v.srcObject && v.srcObject.id,
     tracks: v.srcObject ? v.srcObject.getTracks().map(t => t.kind + ':' + t.readyState
         + (t.muted ? ':muted' : '')) : [] }));";
+
+/// The page's uncaught errors, and what it loaded (file, ms from start to end), for a page
+/// that stayed at "Loading…".
+const PAGE_FACTS: &str = "return { errors: window.__pageErrors || [],
+    loads: performance.getEntriesByType('resource').map(r =>
+        r.name.split('/').pop() + ' ' + Math.round(r.startTime) + '-' + Math.round(r.responseEnd)) };";
 
 fn truthy(value: &Value) -> bool {
     match value {
