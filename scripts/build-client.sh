@@ -55,7 +55,8 @@ html = open(src, encoding="utf-8").read()
 css = f'<link rel="stylesheet" href="./style-{hash_}.css">'
 rust = (f'<link rel="preload" href="./{name}_bg.wasm" as="fetch" type="application/wasm" crossorigin>\n'
         f'  <link rel="modulepreload" href="./{name}.js">\n'
-        f'  <script type="module">import init from "./{name}.js"; init();</script>')
+        f'  <script type="module">import init from "./{name}.js"; init().catch((e) => {{ console.error(e); '
+        f'window.__notStarted && window.__notStarted(); }});</script>')
 html, n_css = re.subn(r'<link data-trunk rel="css"[^>]*>', css, html)
 html, n_rust = re.subn(r'<link data-trunk rel="rust"[^>]*>', rust, html)
 if n_css != 1 or n_rust != 1:

@@ -40,7 +40,21 @@ pub async fn start() -> Result<(), JsValue> {
     if document.get_element_by_id("localVideo").is_none() {
         return Ok(());
     }
-    let ui = ui::Ui::find(&document)?;
-    let options = app::Options::from_location(&window.location())?;
-    app::App::run(options, ui).await
+    let started = async {
+        let ui = ui::Ui::find(&document)?;
+        let options = app::Options::from_location(&window.location())?;
+        app::App::run(options, ui).await
+    }
+    .await;
+    if let Err(err) = &started {
+        // The person is told in words (`index.html`), the details go to the console.
+        web_sys::console::error_2(&"the page could not start:".into(), err);
+        let say = js_sys::Reflect::get(&window, &"__notStarted".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        if let Some(say) = say {
+            let _ = say.call0(&window);
+        }
+    }
+    started
 }

@@ -734,3 +734,52 @@ async fn chat(pages: &[fantoccini::Client], from: usize, text: &str) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_code_cannot_start_says_so() {
+    let _turn = CHROME_TURN.lock().await;
+    // The real bundle with its WebAssembly cut short, as a download cut off would leave it.
+    let broken = std::env::temp_dir().join(format!("e2e-broken-dist-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&broken);
+    std::fs::create_dir_all(&broken).expect("a directory for the broken bundle");
+    for entry in std::fs::read_dir(relay::dist_dir()).expect("dist/ (make test builds it)") {
+        let path = entry.expect("a file of dist/").path();
+        let name = path
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        // The precompressed copies would be served instead; leave them out.
+        if name.ends_with(".br") || name.ends_with(".gz") {
+            continue;
+        }
+        let mut bytes = std::fs::read(&path).expect("read a file of dist/");
+        if name.ends_with(".wasm") {
+            bytes.truncate(bytes.len() / 2);
+        }
+        std::fs::write(broken.join(&name), bytes).expect("write the broken bundle");
+    }
+    let (addr, shutdown, _relay_task) = relay::start_with(
+        ([127, 0, 0, 1], 0).into(),
+        server::Config {
+            dist: broken.clone(),
+            ..server::Config::default()
+        },
+    )
+    .await;
+    let driver = Driver::start().await;
+    let page = driver.browser().await;
+    page.goto(&format!("http://{addr}/"))
+        .await
+        .expect("open the page");
+    wait_for_state(&page, "the page to say it could not start", "error").await;
+    let (_, text) = status_of(&page).await;
+    assert!(text.contains("could not start"), "the page says {text:?}");
+    assert!(
+        !text.contains("CompileError"),
+        "a raw exception shown: {text:?}"
+    );
+    page.close().await.expect("close");
+    shutdown.cancel();
+    let _ = std::fs::remove_dir_all(&broken);
+}
