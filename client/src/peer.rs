@@ -238,18 +238,19 @@ impl Peer {
         &self,
         stream: &MediaStream,
     ) -> Result<impl std::future::Future<Output = Result<(), JsValue>> + 'static, JsValue> {
+        // Listed once: a sender shows its new track only when `replaceTrack` resolves.
+        let mut free = self.free_transceivers();
         let mut replacing = Vec::new();
-        let mut taken: Vec<RtcRtpTransceiver> = Vec::new();
         for track in stream.get_tracks() {
             let track: MediaStreamTrack = track.dyn_into()?;
-            let free = self
-                .free_transceivers(&track.kind())
-                .into_iter()
-                .find(|t| !taken.iter().any(|u| u == t));
-            match free {
-                Some(transceiver) => {
+            let kind = track.kind();
+            match free
+                .iter()
+                .position(|t| t.receiver().track().kind() == kind)
+            {
+                Some(at) => {
+                    let transceiver = free.remove(at);
                     let done = JsFuture::from(transceiver.sender().replace_track(Some(&track)));
-                    taken.push(transceiver.clone());
                     replacing.push((done, transceiver));
                 }
                 None => {
@@ -287,14 +288,12 @@ impl Peer {
         Ok(())
     }
 
-    /// The live transceivers of `kind` that send nothing yet.
-    fn free_transceivers(&self, kind: &str) -> Vec<RtcRtpTransceiver> {
+    /// The live transceivers that send nothing yet.
+    fn free_transceivers(&self) -> Vec<RtcRtpTransceiver> {
         self.transceivers()
             .into_iter()
             .filter(|t| {
-                t.direction() != RtcRtpTransceiverDirection::Stopped
-                    && t.receiver().track().kind() == kind
-                    && t.sender().track().is_none()
+                t.direction() != RtcRtpTransceiverDirection::Stopped && t.sender().track().is_none()
             })
             .collect()
     }
