@@ -10,8 +10,8 @@
 //! `bench/first-frame.sh` installs the seed relay's packages and runs this in a loopback-only
 //! network namespace: `first-frame --seed-dir DIR [--runs N] [--baseline DIST]`. With
 //! `--baseline DIST` the other side is not the seed page but our page as built in `DIST` (a
-//! copy of an earlier `dist/`), served by a second relay of ours: two builds side by side. With `CALL_LOG=1` it also prints
-//! our two pages' call logs (`window.__callLog`: each engine input and effect, stamped in ms);
+//! copy of an earlier `dist/`), served by a second relay of ours: two builds side by side.
+//! With `CALL_LOG=1` it also prints our two pages' call logs (`window.__callLog`: each engine input and effect, stamped in ms);
 //! with `LONG_TASKS=1`, each page's long tasks (main thread busy 50 ms or more: start and
 //! length, ms) beside its marks; with `TRACE_HOLD=1` it keeps the browsers open 12 s after each
 //! call, for a `CHROME` wrapper that records a `--trace-startup` trace to finish writing it.
@@ -238,34 +238,18 @@ async fn run_once(driver: &Driver, base: &str, side: Side) -> Run {
         )
         .await;
     }
-    if std::env::var("CALL_LOG").is_ok() && side != Side::Seed {
-        for (who, p) in [("caller", &caller), ("callee", &callee)] {
-            let v = p
-                .execute("return (window.__callLog || []).join('\\n');", vec![])
-                .await;
-            eprintln!(
-                "== {who}\n{}",
-                v.ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            );
+    for (who, p) in [("caller", &caller), ("callee", &callee)] {
+        if std::env::var("CALL_LOG").is_ok() && side != Side::Seed {
+            let log = text_of(p, "return (window.__callLog || []).join('\\n');").await;
+            eprintln!("== {who}\n{log}");
         }
-    }
-    if std::env::var("LONG_TASKS").is_ok() {
-        for (who, p) in [("caller", &caller), ("callee", &callee)] {
-            let v = p
-                .execute(
-                    "return JSON.stringify([window.__longTasks, window.__marks]);",
-                    vec![],
-                )
-                .await;
-            eprintln!(
-                "long tasks, {} {who}: {}",
-                side.name(),
-                v.ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            );
+        if std::env::var("LONG_TASKS").is_ok() {
+            let tasks = text_of(
+                p,
+                "return JSON.stringify([window.__longTasks, window.__marks]);",
+            )
+            .await;
+            eprintln!("long tasks, {} {who}: {tasks}", side.name());
         }
     }
     let (caller_origin, caller_marks) = marks(&caller).await;
@@ -351,6 +335,15 @@ async fn wait_http(addr: SocketAddr) {
     }
 }
 
+/// What `script` returns in `page`, as text (empty if it fails).
+async fn text_of(page: &Client, script: &str) -> String {
+    page.execute(script, vec![])
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// A relay of ours on a free loopback port, serving the page in `dist`.
 async fn serving(
     dist: PathBuf,
@@ -394,14 +387,15 @@ async fn main() {
     std::fs::write(camera_dir.join("index.html"), CAMERA_ONLY_HTML).expect("the camera-only page");
     let (camera_only, _camera_shutdown, _camera_relay) = serving(camera_dir.clone()).await;
     wait_http(seed).await;
-    let mut other = (Side::Seed, format!("http://{seed}"));
-    let mut _baseline_relay = None;
-    if let Some(dist) = &baseline {
-        let (addr, shutdown, relay) = serving(dist.clone()).await;
-        other = (Side::Baseline, format!("http://{addr}"));
-        _baseline_relay = Some((shutdown, relay));
-    }
-    let (other, other_base) = other;
+    // The side ours is compared with: the seed page, or an earlier build of ours.
+    let baseline_relay = match baseline {
+        Some(dist) => Some(serving(dist).await),
+        None => None,
+    };
+    let (other, other_base) = match &baseline_relay {
+        Some((addr, ..)) => (Side::Baseline, format!("http://{addr}")),
+        None => (Side::Seed, format!("http://{seed}")),
+    };
     let driver = Driver::start().await;
     // One warm-up call each, not counted: the first Chrome of a run pays for its disk cache.
     run_once(&driver, &format!("http://{ours}"), Side::Ours).await;
