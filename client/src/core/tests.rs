@@ -34,6 +34,27 @@ fn welcome(id: u64, peers: Vec<PeerInfo>) -> Input {
     })
 }
 
+/// A page without the hash (session `session`), in the room as peer 1, and peer 2 (session
+/// `newcomer`) just joined: it waits to be called.
+fn waiting_page(session: &str, newcomer: &str) -> Engine {
+    let mut page = Engine::new(config(false, session));
+    page.handle(Input::Start);
+    page.handle(welcome(1, vec![]));
+    page.handle(Input::Relay(ServerMsg::PeerJoined {
+        peer: info(2, newcomer),
+    }));
+    page
+}
+
+/// An offer from peer `from`, as the relay passes it on.
+fn offer_from(from: u64, sdp: &str) -> Input {
+    Input::Relay(ServerMsg::Offer {
+        from: PeerId(from),
+        from_name: None,
+        sdp: sdp.into(),
+    })
+}
+
 /// `effects` without the relay heartbeat's (tested on its own).
 fn calls_only(effects: Vec<Effect>) -> Vec<Effect> {
     effects
@@ -133,10 +154,7 @@ fn the_page_without_the_hash_waits_and_the_caller_calls() {
 
 #[test]
 fn candidates_wait_for_the_remote_description() {
-    let mut callee = Engine::new(config(false, "a"));
-    callee.handle(Input::Start);
-    callee.handle(welcome(1, vec![]));
-    callee.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "b") }));
+    let mut callee = waiting_page("a", "b");
     let candidate = IceCandidate {
         candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host".into(),
         sdp_mid: Some("0".into()),
@@ -148,11 +166,7 @@ fn candidates_wait_for_the_remote_description() {
         candidate: candidate.clone(),
     });
     assert!(callee.handle(early.clone()).is_empty(), "no call yet");
-    let effects = callee.handle(Input::Relay(ServerMsg::Offer {
-        from: PeerId(2),
-        from_name: None,
-        sdp: "offer".into(),
-    }));
+    let effects = callee.handle(offer_from(2, "offer"));
     let conn = opened(&effects)[0];
     let effects = calls_only(effects);
     assert_eq!(
@@ -382,11 +396,7 @@ fn the_polite_side_leaves_the_restart_to_the_other_and_does_it_only_if_that_fail
     polite.handle(Input::Start);
     polite.handle(welcome(2, vec![]));
     polite.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(3, "a") }));
-    polite.handle(Input::Relay(ServerMsg::Offer {
-        from: PeerId(3),
-        from_name: None,
-        sdp: "offer".into(),
-    }));
+    polite.handle(offer_from(3, "offer"));
     let conn = ConnId(0);
     polite.handle(Input::Peer(
         conn,
@@ -404,11 +414,7 @@ fn the_polite_side_leaves_the_restart_to_the_other_and_does_it_only_if_that_fail
     );
     assert!(polite.timers().any(|t| t == Timer::RestartDue(conn)));
     // The other side's restart offer comes and works: the grace timer goes.
-    polite.handle(Input::Relay(ServerMsg::Offer {
-        from: PeerId(3),
-        from_name: None,
-        sdp: "restart".into(),
-    }));
+    polite.handle(offer_from(3, "restart"));
     let effects = polite.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
     assert!(effects.contains(&Effect::CancelTimer(Timer::RestartDue(conn))));
     // It fails again and nothing comes: our turn.
@@ -1205,15 +1211,8 @@ fn an_offer_without_an_answer_is_sent_again_and_a_repeated_offer_gets_the_same_a
 
     // The callee answers the offer; it comes again (the answer was lost): the same answer
     // goes again, with the callee's candidates, and nothing is applied twice.
-    let mut callee = Engine::new(config(false, "a"));
-    callee.handle(Input::Start);
-    callee.handle(welcome(1, vec![]));
-    callee.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "b") }));
-    let offer = Input::Relay(ServerMsg::Offer {
-        from: PeerId(2),
-        from_name: None,
-        sdp: "offer".into(),
-    });
+    let mut callee = waiting_page("a", "b");
+    let offer = offer_from(2, "offer");
     let effects = callee.handle(offer.clone());
     assert!(effects.contains(&Effect::ApplyOffer {
         conn,
@@ -1245,16 +1244,9 @@ fn an_offer_without_an_answer_is_sent_again_and_a_repeated_offer_gets_the_same_a
 
 #[test]
 fn what_is_said_while_the_relay_is_away_goes_out_on_rejoining() {
-    let mut callee = Engine::new(config(false, "a"));
-    callee.handle(Input::Start);
-    callee.handle(welcome(1, vec![]));
-    callee.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "b") }));
+    let mut callee = waiting_page("a", "b");
     let conn = ConnId(0);
-    callee.handle(Input::Relay(ServerMsg::Offer {
-        from: PeerId(2),
-        from_name: None,
-        sdp: "offer".into(),
-    }));
+    callee.handle(offer_from(2, "offer"));
     callee.handle(Input::RelayLost("gone".into()));
     // The answer and a candidate are made while the relay is away: nothing is sent yet.
     let candidate = IceCandidate {
@@ -1324,15 +1316,8 @@ fn a_connection_that_never_connects_gets_an_ice_restart_and_then_counts_as_lost(
     assert!(!impolite.timers().any(|t| t == Timer::ConnectDue(conn)));
 
     // The polite side gives the other side its grace first, as for a failure.
-    let mut polite = Engine::new(config(false, "b"));
-    polite.handle(Input::Start);
-    polite.handle(welcome(1, vec![]));
-    polite.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "a") }));
-    let effects = polite.handle(Input::Relay(ServerMsg::Offer {
-        from: PeerId(2),
-        from_name: None,
-        sdp: "offer".into(),
-    }));
+    let mut polite = waiting_page("b", "a");
+    let effects = polite.handle(offer_from(2, "offer"));
     let conn = opened(&effects)[0];
     let effects = polite.handle(Input::Timer(Timer::ConnectDue(conn)));
     assert!(
@@ -1538,15 +1523,8 @@ fn the_verification_code_is_shown_once_the_connection_is_up() {
     // compare before the two sides are connected.
     let offer = "v=0\r\na=fingerprint:sha-256 01:02:03:04:05:06:07:08\r\n";
     let answer = "v=0\r\na=fingerprint:sha-256 A1:B2:C3:D4:E5:F6:07:18\r\n";
-    let mut callee = Engine::new(config(false, "a"));
-    callee.handle(Input::Start);
-    callee.handle(welcome(1, vec![]));
-    callee.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "b") }));
-    let effects = callee.handle(Input::Relay(ServerMsg::Offer {
-        from: PeerId(2),
-        from_name: None,
-        sdp: offer.into(),
-    }));
+    let mut callee = waiting_page("a", "b");
+    let effects = callee.handle(offer_from(2, offer));
     let conn = opened(&effects)[0];
     callee.handle(Input::Peer(
         conn,
