@@ -459,7 +459,10 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
     let limits = &relay.limits;
-    let mut next_ping = conn.heard + limits.ping_interval;
+    // The first ping comes at a random point of the second half of the interval: sockets
+    // opened together (every client back after a restart, say) would otherwise be pinged
+    // together every interval, a burst of writes that holds up everybody's messages.
+    let mut next_ping = conn.heard + limits.ping_interval.mul_f64(0.5 + 0.5 * unit_random());
     // When the peer is due fresh TURN credentials: set once it has joined, if TURN is on.
     let mut refresh_at: Option<Instant> = None;
     // One timer for both: the earlier of the two.
@@ -581,6 +584,11 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
     relay.metrics.connections.fetch_sub(1, Ordering::Relaxed);
     drop(ticket);
     tracing::info!(?end, "disconnected");
+}
+
+/// A number in `[0, 1)`, from the system's random source (0 if it has none).
+fn unit_random() -> f64 {
+    f64::from(getrandom::u32().unwrap_or(0)) / (f64::from(u32::MAX) + 1.0)
 }
 
 /// The earlier of a deadline and an optional one.

@@ -1088,6 +1088,50 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
 }
 
 #[tokio::test]
+async fn sockets_opened_together_are_not_pinged_together() {
+    // Clients that connect at once (all of them, back after a restart) would otherwise be
+    // pinged in one burst every interval: a stall of everybody's messages each time.
+    let interval = Duration::from_millis(1000);
+    let relay = TestRelay::start_with_limits(Limits {
+        ping_interval: interval,
+        idle_timeout: interval * 10,
+        ..Limits::default()
+    })
+    .await;
+    let opened = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        clients.push(RawClient::connect(relay.addr).await);
+    }
+    let mut waiting = tokio::task::JoinSet::new();
+    for mut client in clients {
+        waiting.spawn(async move {
+            loop {
+                match client.read_frame().await {
+                    Some((OP_PING, _)) => return opened.elapsed(),
+                    Some(_) => {}
+                    None => panic!("closed before its first ping"),
+                }
+            }
+        });
+    }
+    let firsts: Vec<Duration> = waiting.join_all().await;
+    let first = *firsts.iter().min().expect("twelve pings");
+    let last = *firsts.iter().max().expect("twelve pings");
+    assert!(
+        first >= interval / 2,
+        "a first ping after {first:?}, before half the interval"
+    );
+    // Spread over the second half of the interval: twelve such times all fall within a tenth
+    // of it about once in four million runs; unspread, they come within a few ms.
+    assert!(
+        last - first >= interval / 10,
+        "the first pings came within {:?} of each other: {firsts:?}",
+        last - first
+    );
+}
+
+#[tokio::test]
 async fn messages_beyond_the_rate_are_refused_and_the_connection_stays_open() {
     let relay = TestRelay::start_with_limits(Limits {
         rate_per_sec: 10.0,
