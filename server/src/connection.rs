@@ -586,9 +586,12 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
     tracing::info!(?end, "disconnected");
 }
 
-/// A number in `[0, 1)`, from the system's random source (0 if it has none).
+/// A number in `[0, 1)`, different at each call: std's randomly keyed hasher over the time
+/// (no system call per connection, and nothing that can fail).
 fn unit_random() -> f64 {
-    f64::from(getrandom::u32().unwrap_or(0)) / (f64::from(u32::MAX) + 1.0)
+    use std::hash::{BuildHasher, RandomState};
+    let bits = RandomState::new().hash_one(Instant::now()) >> 11;
+    bits as f64 / (1u64 << 53) as f64
 }
 
 /// The earlier of a deadline and an optional one.
