@@ -24,11 +24,15 @@ use wasm_bindgen::prelude::*;
 /// What `www/index.html` started before this code loaded, left in `window.NAME` (the camera
 /// request, the relay socket): taken once, so that nothing else takes it again.
 pub(crate) fn take_early(name: &str) -> Option<JsValue> {
-    let window = web_sys::window()?;
-    let key = JsValue::from_str(name);
-    let early = js_sys::Reflect::get(&window, &key).ok()?;
-    let _ = js_sys::Reflect::set(&window, &key, &JsValue::NULL);
+    let early = page_value(name)?;
+    let window: JsValue = web_sys::window()?.into();
+    let _ = js_sys::Reflect::set(&window, &JsValue::from_str(name), &JsValue::NULL);
     Some(early)
+}
+
+/// What `www/index.html` left in `window.NAME`.
+fn page_value(name: &str) -> Option<JsValue> {
+    js_sys::Reflect::get(&web_sys::window()?.into(), &JsValue::from_str(name)).ok()
 }
 
 /// Entry point, run by the browser when the module loads.
@@ -49,9 +53,7 @@ pub async fn start() -> Result<(), JsValue> {
     if let Err(err) = &started {
         // The person is told in words (`index.html`), the details go to the console.
         web_sys::console::error_2(&"the page could not start:".into(), err);
-        let say = js_sys::Reflect::get(&window, &"__notStarted".into())
-            .ok()
-            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        let say = page_value("__notStarted").and_then(|f| f.dyn_into::<js_sys::Function>().ok());
         if let Some(say) = say {
             let _ = say.call0(&window);
         }
