@@ -296,6 +296,8 @@ pub struct Tile {
     /// font) takes the page's main thread for tens of ms, which would fall on the moment the
     /// answer is made and ICE starts.
     pub verify: Option<String>,
+    /// How many offers we made on this connection (`data-offers`): a steady call makes none.
+    pub offers: u32,
 }
 
 /// What the status line says.
@@ -476,6 +478,8 @@ struct Link {
     /// The DTLS certificate fingerprints of our side and theirs, from the SDPs.
     local_fingerprint: Option<Vec<u8>>,
     remote_fingerprint: Option<Vec<u8>>,
+    /// Offers made on this connection.
+    offers: u32,
 }
 
 impl Link {
@@ -751,6 +755,7 @@ impl Engine {
                         }
                         _ => None,
                     },
+                    offers: link.offers,
                 })
             })
             .collect()
@@ -1127,6 +1132,7 @@ impl Engine {
             remote_media: MediaState::default(),
             local_fingerprint: None,
             remote_fingerprint: None,
+            offers: 0,
         });
         out.push(Effect::Open { conn, answering });
         let ms = self.config.timing.connect_due_ms;
@@ -1228,6 +1234,7 @@ impl Engine {
                     return;
                 }
                 link.signaling = Signaling::HaveLocalOffer;
+                link.offers += 1;
                 link.local_fingerprint = verify::fingerprint(&sdp);
                 link.last_offer = Some(sdp.clone());
                 link.offer_resends = 0;
@@ -1527,5 +1534,9 @@ impl Engine {
     }
 }
 
+pub mod transceivers;
+
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@
 use std::{cell::RefCell, rc::Rc};
 
 use crate::chat;
+use crate::core::transceivers::{self, Direction, Kind, Step, Transceiver};
 use crate::diagnose::{IceServerError, StatEntry};
 use js_sys::{Array, Function, Reflect};
 use protocol::{IceCandidate, IceServer};
@@ -228,42 +229,40 @@ impl Peer {
         Ok(())
     }
 
-    /// Starts sending the tracks of `stream` (the camera opened after the call started): a
-    /// transceiver of the same kind with no track takes it, which needs no new negotiation
-    /// when it is already send-receive; otherwise the track is added and the browser asks for
-    /// one. Everything is asked for at once; the future only says how it went, so that the
-    /// page goes on with the call (the answer, candidates) while the browser sets the camera
-    /// up on the connection.
+    /// Starts sending the tracks of `stream` (the camera opened after the call started), where
+    /// [`transceivers::camera_opened`] says: a transceiver that sends nothing yet takes it (no
+    /// new negotiation while it is send-receive), or the track is added and the browser asks for
+    /// one. Everything is asked for at once; the future only says how it went, so that the page
+    /// goes on with the call (the answer, candidates) while the browser sets the camera up.
     pub fn add_media(
         &self,
         stream: &MediaStream,
     ) -> Result<impl std::future::Future<Output = Result<(), JsValue>> + 'static, JsValue> {
-        // Listed once: a sender shows its new track only when `replaceTrack` resolves.
-        let mut free = self.free_transceivers();
+        let (list, views) = self.described();
+        let tracks = tracks_of(Some(stream));
         let mut replacing = Vec::new();
-        for track in stream.get_tracks() {
-            let track: MediaStreamTrack = track.dyn_into()?;
-            let kind = track.kind();
-            match free
-                .iter()
-                .position(|t| t.receiver().track().kind() == kind)
-            {
-                Some(at) => {
-                    let transceiver = free.remove(at);
-                    let done = JsFuture::from(transceiver.sender().replace_track(Some(&track)));
-                    replacing.push((done, transceiver));
+        for step in transceivers::camera_opened(&views, has_kinds(&tracks)) {
+            match step {
+                Step::SendTrack(i) => {
+                    let track = track_of(&tracks, views[i].kind);
+                    let sender = list[i].sender();
+                    replacing.push(JsFuture::from(sender.replace_track(track)));
                 }
-                None => {
-                    self.pc.add_track_0(&track, stream);
+                Step::SetDirection(i, direction) => list[i].set_direction(web_direction(direction)),
+                Step::Retire(i) => {
+                    replacing.push(JsFuture::from(list[i].sender().replace_track(None)));
+                    list[i].set_direction(RtcRtpTransceiverDirection::Inactive);
+                }
+                Step::AddTrack(kind) => {
+                    if let Some(track) = track_of(&tracks, kind) {
+                        self.pc.add_track_0(track, stream);
+                    }
                 }
             }
         }
         Ok(async move {
-            for (done, transceiver) in replacing {
+            for done in replacing {
                 done.await?;
-                if transceiver.direction() == RtcRtpTransceiverDirection::Recvonly {
-                    transceiver.set_direction(RtcRtpTransceiverDirection::Sendrecv);
-                }
             }
             Ok(())
         })
@@ -288,16 +287,6 @@ impl Peer {
         Ok(())
     }
 
-    /// The live transceivers that send nothing yet.
-    fn free_transceivers(&self) -> Vec<RtcRtpTransceiver> {
-        self.transceivers()
-            .into_iter()
-            .filter(|t| {
-                t.direction() != RtcRtpTransceiverDirection::Stopped && t.sender().track().is_none()
-            })
-            .collect()
-    }
-
     fn transceivers(&self) -> Vec<RtcRtpTransceiver> {
         self.pc
             .get_transceivers()
@@ -306,42 +295,48 @@ impl Peer {
             .collect()
     }
 
-    /// After an offer is applied: our media rides on its m-lines. Each kind's first transceiver
-    /// sends (our track, if we have one; send-receive either way, so that a camera opened later
-    /// needs no new negotiation). Transceivers of ours that the offer left without an m-line
-    /// (added for an offer of our own that was rolled back) are stopped: they would only ask for
-    /// another negotiation.
+    /// The transceivers, and what [`transceivers`] needs to know of each (those of a kind we
+    /// do not send, if any, are left out of both).
+    fn described(&self) -> (Vec<RtcRtpTransceiver>, Vec<Transceiver>) {
+        self.transceivers()
+            .into_iter()
+            .filter_map(|t| {
+                let view = Transceiver {
+                    kind: Kind::parse(&t.receiver().track().kind())?,
+                    mid: t.mid(),
+                    direction: match t.direction() {
+                        RtcRtpTransceiverDirection::Sendrecv => Direction::SendRecv,
+                        RtcRtpTransceiverDirection::Sendonly => Direction::SendOnly,
+                        RtcRtpTransceiverDirection::Recvonly => Direction::RecvOnly,
+                        RtcRtpTransceiverDirection::Inactive => Direction::Inactive,
+                        _ => Direction::Stopped,
+                    },
+                    sending: t.sender().track().is_some(),
+                };
+                Some((t, view))
+            })
+            .unzip()
+    }
+
+    /// After an offer is applied: our media rides on its m-lines, as
+    /// [`transceivers::after_remote_offer`] says (each kind's carrier sends and receives, with
+    /// our track if we have one, so that a camera opened later needs no new negotiation; what
+    /// the offer left without an m-line is made inactive, never stopped).
     async fn take_part(&self, local: Option<&MediaStream>) -> Result<(), JsValue> {
-        let mut sending: Vec<String> = Vec::new();
-        for transceiver in self.transceivers() {
-            if transceiver.direction() == RtcRtpTransceiverDirection::Stopped {
-                continue;
-            }
-            let kind = transceiver.receiver().track().kind();
-            if transceiver.mid().is_none() {
-                if transceiver.sender().track().is_none() {
-                    transceiver.stop();
+        let (list, views) = self.described();
+        let tracks = tracks_of(local);
+        for step in transceivers::after_remote_offer(&views, has_kinds(&tracks)) {
+            match step {
+                Step::SendTrack(i) => {
+                    let track = track_of(&tracks, views[i].kind);
+                    JsFuture::from(list[i].sender().replace_track(track)).await?;
                 }
-                continue;
-            }
-            if sending.contains(&kind) {
-                continue;
-            }
-            sending.push(kind.clone());
-            if transceiver.direction() == RtcRtpTransceiverDirection::Recvonly {
-                transceiver.set_direction(RtcRtpTransceiverDirection::Sendrecv);
-            }
-            if transceiver.sender().track().is_none() {
-                let track = local.and_then(|stream| {
-                    stream
-                        .get_tracks()
-                        .iter()
-                        .filter_map(|t| t.dyn_into::<MediaStreamTrack>().ok())
-                        .find(|t| t.kind() == kind)
-                });
-                if let Some(track) = track {
-                    JsFuture::from(transceiver.sender().replace_track(Some(&track))).await?;
+                Step::SetDirection(i, direction) => list[i].set_direction(web_direction(direction)),
+                Step::Retire(i) => {
+                    JsFuture::from(list[i].sender().replace_track(None)).await?;
+                    list[i].set_direction(RtcRtpTransceiverDirection::Inactive);
                 }
+                Step::AddTrack(_) => {}
             }
         }
         Ok(())
@@ -579,6 +574,39 @@ fn configuration(ice_servers: &[IceServer]) -> RtcConfiguration {
         &JsValue::from(1),
     );
     config
+}
+
+/// The tracks of `stream`, if any.
+fn tracks_of(stream: Option<&MediaStream>) -> Vec<MediaStreamTrack> {
+    stream
+        .map(|s| {
+            s.get_tracks()
+                .iter()
+                .filter_map(|t| t.dyn_into().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `tracks` has audio, and video.
+fn has_kinds(tracks: &[MediaStreamTrack]) -> [bool; 2] {
+    [Kind::Audio, Kind::Video].map(|kind| track_of(tracks, kind).is_some())
+}
+
+/// The first track of `kind` in `tracks`.
+fn track_of(tracks: &[MediaStreamTrack], kind: Kind) -> Option<&MediaStreamTrack> {
+    tracks.iter().find(|t| t.kind() == kind.as_str())
+}
+
+/// The browser's value for `direction`.
+fn web_direction(direction: Direction) -> RtcRtpTransceiverDirection {
+    match direction {
+        Direction::SendRecv => RtcRtpTransceiverDirection::Sendrecv,
+        Direction::SendOnly => RtcRtpTransceiverDirection::Sendonly,
+        Direction::RecvOnly => RtcRtpTransceiverDirection::Recvonly,
+        Direction::Inactive => RtcRtpTransceiverDirection::Inactive,
+        Direction::Stopped => RtcRtpTransceiverDirection::Stopped,
+    }
 }
 
 /// The `sdp` field of an `RTCSessionDescription` (or its init dictionary).

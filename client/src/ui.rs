@@ -407,6 +407,9 @@ impl Ui {
                 .figure
                 .set_attribute("data-conn", &tile.conn.0.to_string());
             let _ = view.figure.set_attribute("data-state", tile.state.as_str());
+            let _ = view
+                .figure
+                .set_attribute("data-offers", &tile.offers.to_string());
             let _ = view.figure.remove_attribute("hidden");
             let _ = view.video.set_attribute("data-peer", &peer);
             let who = tile.name.as_deref().unwrap_or("Someone");

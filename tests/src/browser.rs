@@ -137,7 +137,8 @@ impl WebDriverCompatibleCommand for Cdp {
 
 /// Installed in every test page before its own scripts: keeps each `RTCPeerConnection` in
 /// `window.__pcs` (for its stats) and notes what it does, as the browser sees it (descriptions with their ICE username fragments, signaling,
-/// gathering and connection states, candidates), in `window.__pcLog`. A failing wait prints it
+/// gathering and connection states, candidates), in `window.__pcLog`, and counts the offers
+/// each one set as its local description (`pc.__offers`). A failing wait prints it
 /// beside the engine's own trace. It also keeps the page's uncaught errors, failed loads and
 /// unhandled rejections in `window.__pageErrors`, for a page that never got going.
 const PC_WATCH_JS: &str = r#"(() => {
@@ -167,7 +168,9 @@ const PC_WATCH_JS: &str = r#"(() => {
     PC.prototype[name] = function (...args) {
       const which = name === 'setLocalDescription' ? 'localDescription' : 'remoteDescription';
       return set.apply(this, args).then(
-        (r) => { const d = this[which]; note(this, name + ' ' + (d ? d.type + ' ufrag ' + ufrag(d) : 'none')); return r; },
+        (r) => { const d = this[which];
+                 if (name === 'setLocalDescription' && d && d.type === 'offer') this.__offers = (this.__offers || 0) + 1;
+                 note(this, name + ' ' + (d ? d.type + ' ufrag ' + ufrag(d) : 'none')); return r; },
         (e) => { note(this, name + ' failed: ' + e); throw e; });
     };
   }
