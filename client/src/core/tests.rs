@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::sim::{self, Browser, FakePc};
 use super::*;
+use crate::verify;
 
 fn config(caller: bool, session: &str) -> Config {
     Config {
@@ -1204,8 +1205,11 @@ fn a_relay_socket_that_stops_answering_is_replaced() {
     let conn = ConnId(0);
     page.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
     let effects = page.handle(Input::Peer(conn, PeerInput::State(ConnState::Disconnected)));
-    assert_eq!(effects[0], Effect::CancelTimer(Timer::Heartbeat));
-    assert_eq!(effects[1], Effect::Send(ClientMsg::Ping));
+    let ping = effects
+        .iter()
+        .position(|e| *e == Effect::Send(ClientMsg::Ping));
+    assert!(ping.is_some(), "{effects:?}");
+    assert!(effects.contains(&Effect::CancelTimer(Timer::Heartbeat)));
     // No answer: the socket is given up and a new one opened, the call kept.
     let effects = page.handle(Input::Timer(Timer::PongDue));
     assert_eq!(effects[0], Effect::DropRelay);
