@@ -4,7 +4,8 @@
 //! offer (a call that renegotiates forty times a second works, and is broken).
 //!
 //! `MATRIX_RUNS=N` repeats the whole matrix N times (a flaky order is a bug, not noise);
-//! `MATRIX_ONLY=TEXT` runs the orders whose label contains TEXT (`[#true / #true] 0 ms`).
+//! `MATRIX_ONLY=TEXT` runs the orders whose label contains TEXT (`[#true / #true] 0 ms`);
+//! `MATRIX_PATIENCE_S=N` fails a room not meshed within N s, with every page's logs.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,14 @@ const STEADY: Duration = Duration::from_secs(10);
 
 /// How long a room may take to connect everybody: generous, two cores run every page.
 const MESH_PATIENCE: Duration = Duration::from_secs(45);
+
+/// [`MESH_PATIENCE`], or `MATRIX_PATIENCE_S` seconds (a short one shows a slow room's logs).
+fn patience() -> Duration {
+    std::env::var("MATRIX_PATIENCE_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(MESH_PATIENCE, Duration::from_secs)
+}
 
 /// True when the page shows `n` remote tiles that all decode video.
 fn decoding(n: usize) -> String {
@@ -123,7 +132,7 @@ async fn run_room(pages: &[Client], base: &str, room: &str, order: &Order) -> (u
         &named,
         &format!("{}: every page decoding every other", order.label()),
         &decoding(n - 1),
-        MESH_PATIENCE,
+        patience(),
     )
     .await;
     let mesh_ms = started.elapsed().as_millis();

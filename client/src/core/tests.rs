@@ -1689,3 +1689,53 @@ fn the_verification_code_is_shown_once_the_connection_is_up() {
     callee.handle(Input::Peer(conn, PeerInput::State(ConnState::Disconnected)));
     assert_eq!(callee.tiles()[0].verify.as_deref(), Some(code.as_str()));
 }
+
+#[test]
+fn after_crossed_restarts_the_next_change_is_negotiated() {
+    // Both sides see the call fail and restart ICE at once (the polite one after its grace):
+    // the restart offers cross, the polite side rolls its own back and answers the other's,
+    // which restarts ICE for both. Chrome then owes no negotiationneeded for our restart; the
+    // next real change (a track added) must still make an offer.
+    let mut world = World::new();
+    world.open(true);
+    world.open(true);
+    world.settle();
+    assert!(world.everyone_connected(), "{}", world.describe());
+    for n in 0..2 {
+        let conn = *world.pages[n].pcs.keys().next().expect("a connection");
+        world.pages[n]
+            .inbox
+            .push_back(Input::Peer(conn, PeerInput::State(ConnState::Failed)));
+    }
+    // Deliver the failures, then the polite side's grace ends before any offer arrives.
+    for n in 0..2 {
+        let input = world.pages[n].inbox.pop_front().expect("the failure");
+        world.deliver(n, input);
+    }
+    world.fire_all(|t| matches!(t, Timer::RestartDue(_)));
+    world.settle();
+    assert!(world.everyone_connected(), "{}", world.describe());
+    let before: Vec<u32> = world
+        .pages
+        .iter()
+        .map(|p| p.engine.tiles()[0].offers)
+        .collect();
+    for page in &mut world.pages {
+        let conn = *page.pcs.keys().next().expect("a connection");
+        page.pcs
+            .get_mut(&conn)
+            .expect("pc")
+            .add_track(transceivers::Kind::Video);
+        page.queue(conn);
+    }
+    world.settle();
+    let after: Vec<u32> = world
+        .pages
+        .iter()
+        .map(|p| p.engine.tiles()[0].offers)
+        .collect();
+    assert!(
+        after.iter().zip(&before).all(|(a, b)| a > b),
+        "a change was not negotiated: offers {before:?} -> {after:?}"
+    );
+}
