@@ -161,12 +161,38 @@ async fn run_room(pages: &[Client], base: &str, room: &str, order: &Order) -> (u
             .execute(&decoding(n - 1), vec![])
             .await
             .expect("script runs");
-        assert_eq!(
-            still,
-            Value::Bool(true),
-            "{}: page {index} lost a tile while steady",
-            order.label()
-        );
+        if still != Value::Bool(true) {
+            let tiles = page
+                .execute(
+                    "return [...document.querySelectorAll('#remotes figure')].map(f => {
+                        const v = f.querySelector('video');
+                        return [f.dataset.conn, f.dataset.state, f.hidden, v.srcObject ? v.srcObject.id : null,
+                                v.srcObject ? v.getVideoPlaybackQuality().totalVideoFrames : 0]; });",
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Null);
+            eprintln!("[page {index}] tiles after the quiet time: {tiles}");
+            eprintln!("[page {index}] {}", connections(page).await);
+            panic!("{}: page {index} lost a tile while steady", order.label());
+        }
+    }
+    if worst == 1 {
+        // Allowed, but worth a look: what made it.
+        for (index, page) in pages.iter().enumerate() {
+            let log = page
+                .execute(
+                    "return (window.__callLog || []).filter(l => /MakeOffer|RestartIce|State|Media|Online/.test(l))
+                        .slice(-12).join('\\n')",
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Null);
+            eprintln!(
+                "[page {index}] offers, restarts and states:\n{}",
+                log.as_str().unwrap_or("")
+            );
+        }
     }
     if worst > 1 {
         for (index, page) in pages.iter().enumerate() {
