@@ -712,7 +712,7 @@ impl App {
             }
             Effect::ApplyOffer { conn, sdp } => {
                 let outgoing = self.outgoing();
-                let peer = self.peers.get_mut(&conn)?;
+                let peer = self.peers.get(&conn)?;
                 let outcome = match peer.answer_offer(&sdp, outgoing.as_ref()).await {
                     Ok(sdp) => PeerInput::LocalDescription { offer: false, sdp },
                     Err(err) => PeerInput::Failed(describe(&err)),
@@ -720,7 +720,7 @@ impl App {
                 return Some(Input::Peer(conn, outcome));
             }
             Effect::ApplyAnswer { conn, sdp } => {
-                let peer = self.peers.get_mut(&conn)?;
+                let peer = self.peers.get(&conn)?;
                 let outcome = match peer.accept_answer(&sdp).await {
                     Ok(()) => PeerInput::AnswerApplied,
                     Err(err) => PeerInput::Failed(describe(&err)),
@@ -728,7 +728,7 @@ impl App {
                 return Some(Input::Peer(conn, outcome));
             }
             Effect::AddCandidate { conn, candidate } => {
-                if let Some(peer) = self.peers.get_mut(&conn) {
+                if let Some(peer) = self.peers.get(&conn) {
                     peer.add_candidate(candidate);
                 }
             }

@@ -40,9 +40,6 @@ pub enum PeerEvent {
 /// An `RTCPeerConnection` whose handlers live exactly as long as it does.
 pub struct Peer {
     pc: RtcPeerConnection,
-    /// Remote candidates that came before the remote description; `addIceCandidate` rejects
-    /// them until it is set.
-    pending: Vec<IceCandidate>,
     // The handlers registered on `pc`; held here so they live exactly as long as it does.
     _on_candidate: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
     _on_track: Closure<dyn FnMut(RtcTrackEvent)>,
@@ -197,7 +194,6 @@ impl Peer {
             _on_chat: on_chat,
             _on_chat_open: on_chat_open,
             pc,
-            pending: Vec::new(),
             _on_candidate: on_candidate,
             _on_track: on_track,
             _on_state: on_state,
@@ -209,7 +205,7 @@ impl Peer {
     /// Applies the other side's offer, rolling back an offer of ours first (the polite side of
     /// perfect negotiation), and answers it; returns the answer's SDP.
     pub async fn answer_offer(
-        &mut self,
+        &self,
         sdp: &str,
         local: Option<&MediaStream>,
     ) -> Result<String, JsValue> {
@@ -451,7 +447,7 @@ impl Peer {
 
     /// Applies the other side's offer and answers it; returns the answer's SDP.
     pub async fn accept_offer(
-        &mut self,
+        &self,
         sdp: &str,
         local: Option<&MediaStream>,
     ) -> Result<String, JsValue> {
@@ -469,22 +465,29 @@ impl Peer {
     }
 
     /// Applies the other side's answer to our offer.
-    pub async fn accept_answer(&mut self, sdp: &str) -> Result<(), JsValue> {
+    pub async fn accept_answer(&self, sdp: &str) -> Result<(), JsValue> {
         self.set_remote(RtcSdpType::Answer, sdp).await
     }
 
-    /// Adds a remote candidate now, or once the remote description is set.
-    pub fn add_candidate(&mut self, candidate: IceCandidate) {
-        if self.pc.remote_description().is_none() {
-            self.pending.push(candidate);
-            return;
-        }
-        self.apply_candidate(&candidate);
-    }
-
-    /// How many remote candidates wait for the remote description.
-    pub fn pending_candidates(&self) -> usize {
-        self.pending.len()
+    /// Hands a remote candidate to the browser without waiting for it: the browser applies
+    /// them in the order given, and the page's other events (the camera, the relay, the other
+    /// calls) are not held up meanwhile; on a busy machine that wait was tens of ms on the way
+    /// to the first frame. The remote description must be in place (`addIceCandidate` rejects
+    /// a candidate before it): the engine keeps the early ones until then, so there is one
+    /// queue of them, not two. A failure is expected for a candidate of an offer we ignored
+    /// (perfect negotiation), and harmless.
+    pub fn add_candidate(&self, candidate: IceCandidate) {
+        let init = RtcIceCandidateInit::new(&candidate.candidate);
+        init.set_sdp_mid(candidate.sdp_mid.as_deref());
+        init.set_sdp_m_line_index(candidate.sdp_m_line_index);
+        let added = self
+            .pc
+            .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(err) = JsFuture::from(added).await {
+                web_sys::console::debug_2(&"addIceCandidate".into(), &err);
+            }
+        });
     }
 
     /// Whether we sent an offer that has not been answered yet.
@@ -499,34 +502,11 @@ impl Peer {
         Ok(sdp.to_owned())
     }
 
-    async fn set_remote(&mut self, kind: RtcSdpType, sdp: &str) -> Result<(), JsValue> {
+    async fn set_remote(&self, kind: RtcSdpType, sdp: &str) -> Result<(), JsValue> {
         let init = RtcSessionDescriptionInit::new(kind);
         init.set_sdp(sdp);
         JsFuture::from(self.pc.set_remote_description(&init)).await?;
-        // Now that the remote description is set, the early candidates can go in, in order.
-        for candidate in std::mem::take(&mut self.pending) {
-            self.apply_candidate(&candidate);
-        }
         Ok(())
-    }
-
-    /// Hands `candidate` to the browser without waiting for it: the browser applies them in
-    /// the order given, and the page's other events (the camera, the relay, the other calls)
-    /// are not held up meanwhile; on a busy machine that wait was tens of ms on the way to
-    /// the first frame. A failure is expected for a candidate of an offer we ignored (perfect
-    /// negotiation), and harmless.
-    fn apply_candidate(&self, candidate: &IceCandidate) {
-        let init = RtcIceCandidateInit::new(&candidate.candidate);
-        init.set_sdp_mid(candidate.sdp_mid.as_deref());
-        init.set_sdp_m_line_index(candidate.sdp_m_line_index);
-        let added = self
-            .pc
-            .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
-        wasm_bindgen_futures::spawn_local(async move {
-            if let Err(err) = JsFuture::from(added).await {
-                web_sys::console::debug_2(&"addIceCandidate".into(), &err);
-            }
-        });
     }
 }
 
