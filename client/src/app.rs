@@ -13,6 +13,8 @@ use futures::{
     future::{LocalBoxFuture, Shared},
     FutureExt, StreamExt,
 };
+use gloo_events::{EventListener, EventListenerOptions};
+use gloo_timers::callback::Timeout;
 use protocol::ServerMsg;
 use wasm_bindgen::{prelude::*, JsCast};
 use web_sys::{MediaStream, RtcPeerConnectionState};
@@ -107,20 +109,6 @@ impl Options {
     }
 }
 
-/// A `setTimeout` that is cleared when dropped, with the closure it calls.
-struct Timeout {
-    handle: i32,
-    _callback: Closure<dyn FnMut()>,
-}
-
-impl Drop for Timeout {
-    fn drop(&mut self) {
-        if let Some(window) = web_sys::window() {
-            window.clear_timeout_with_handle(self.handle);
-        }
-    }
-}
-
 type MediaRequest = Shared<LocalBoxFuture<'static, Result<MediaStream, MediaError>>>;
 
 /// The page: the engine, and the browser objects that carry out its effects.
@@ -135,18 +123,19 @@ pub struct App {
     relay_generation: u32,
     peers: VecMap<ConnId, Peer>,
     streams: VecMap<ConnId, MediaStream>,
+    /// The engine's timers; dropping one clears it.
     timers: VecMap<Timer, Timeout>,
     /// The screen we share instead of the camera, and the handler of its end.
     share: Option<MediaStream>,
-    share_ended: Option<Closure<dyn FnMut(web_sys::Event)>>,
+    share_ended: Option<EventListener>,
     /// Each call's stats history and path, read with the paths every second.
     stats: VecMap<ConnId, (stats::History, Option<Path>)>,
     local: Option<MediaStream>,
     media: MediaRequest,
     /// A connection made at start, for the first call to take (see [`Peer::new`]).
     spare: Option<Spare>,
-    /// Page-lifetime handlers: the buttons and `online`.
-    _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+    /// Page-lifetime handlers: the buttons, fields, `online` and `devicechange`.
+    _listeners: Vec<EventListener>,
 }
 
 impl App {
@@ -157,21 +146,16 @@ impl App {
         let mut listeners = Vec::new();
         for &(button, _) in &Button::ALL {
             let tx = events_tx.clone();
-            let handler = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+            listeners.push(EventListener::new(ui.button(button), "click", move |_| {
                 let _ = tx.unbounded_send(Event::Click(button));
-            });
-            ui.button(button)
-                .set_onclick(Some(handler.as_ref().unchecked_ref()));
-            listeners.push(handler);
+            }));
         }
-        let online = {
+        {
             let tx = events_tx.clone();
-            Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+            listeners.push(EventListener::new(&window, "online", move |_| {
                 let _ = tx.unbounded_send(Event::Online);
-            })
-        };
-        window.add_event_listener_with_callback("online", online.as_ref().unchecked_ref())?;
-        listeners.push(online);
+            }));
+        }
         // Enter in the chat field sends (Shift+Enter would be a new line in a text area), and
         // in the name field uses the name.
         for (field, button) in [
@@ -179,40 +163,38 @@ impl App {
             (&ui.name_input, Button::Name),
         ] {
             let tx = events_tx.clone();
-            let enter = Closure::<dyn FnMut(_)>::new(move |event: web_sys::Event| {
-                let Some(key) = event.dyn_ref::<web_sys::KeyboardEvent>() else {
-                    return;
-                };
-                if key.key() == "Enter" && !key.shift_key() {
-                    key.prevent_default();
-                    let _ = tx.unbounded_send(Event::Click(button));
-                }
-            });
-            field.add_event_listener_with_callback("keydown", enter.as_ref().unchecked_ref())?;
-            listeners.push(enter);
+            // Not passive: the handler keeps the key from the field.
+            let options = EventListenerOptions::enable_prevent_default();
+            listeners.push(EventListener::new_with_options(
+                field,
+                "keydown",
+                options,
+                move |event| {
+                    let Some(key) = event.dyn_ref::<web_sys::KeyboardEvent>() else {
+                        return;
+                    };
+                    if key.key() == "Enter" && !key.shift_key() {
+                        key.prevent_default();
+                        let _ = tx.unbounded_send(Event::Click(button));
+                    }
+                },
+            ));
         }
         // Devices come and go (a headset plugged in, a camera unplugged mid-call).
         if let Ok(devices) = window.navigator().media_devices() {
             let tx = events_tx.clone();
-            let changed = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+            listeners.push(EventListener::new(&devices, "devicechange", move |_| {
                 let _ = tx.unbounded_send(Event::Devices);
-            });
-            devices.add_event_listener_with_callback(
-                "devicechange",
-                changed.as_ref().unchecked_ref(),
-            )?;
-            listeners.push(changed);
+            }));
         }
         for (select, kind) in [
             (&ui.camera_select, "videoinput"),
             (&ui.mic_select, "audioinput"),
         ] {
             let tx = events_tx.clone();
-            let chosen = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+            listeners.push(EventListener::new(select, "change", move |_| {
                 let _ = tx.unbounded_send(Event::DeviceChosen(kind));
-            });
-            select.add_event_listener_with_callback("change", chosen.as_ref().unchecked_ref())?;
-            listeners.push(chosen);
+            }));
         }
         // Between the steps of starting, the page takes what else is waiting: above all the
         // replies that open the camera, asked for before this code loaded (each would
@@ -649,11 +631,10 @@ impl App {
                         if let Some(track) = &track {
                             // The browser's own "Stop sharing" ends the track.
                             let tx = self.events_tx.clone();
-                            let ended = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
-                                let _ = tx.unbounded_send(Event::ShareEnded);
-                            });
-                            track.set_onended(Some(ended.as_ref().unchecked_ref()));
-                            self.share_ended = Some(ended);
+                            self.share_ended =
+                                Some(EventListener::new(track, "ended", move |_| {
+                                    let _ = tx.unbounded_send(Event::ShareEnded);
+                                }));
                         }
                         for peer in self.peers.values() {
                             if let Err(err) = peer.replace("video", track.as_ref()).await {
@@ -671,15 +652,14 @@ impl App {
                 }
             }
             Effect::Share(false) => {
+                self.share_ended = None;
                 if let Some(screen) = self.share.take() {
                     for track in screen.get_tracks().iter() {
                         if let Ok(track) = track.dyn_into::<web_sys::MediaStreamTrack>() {
-                            track.set_onended(None);
                             track.stop();
                         }
                     }
                 }
-                self.share_ended = None;
                 let camera = self.local.as_ref().and_then(video_track);
                 for peer in self.peers.values() {
                     if let Err(err) = peer.replace("video", camera.as_ref()).await {
@@ -767,26 +747,13 @@ impl App {
             }
             Effect::StartTimer { timer, ms } => {
                 let tx = self.events_tx.clone();
-                let callback = Closure::<dyn FnMut()>::new(move || {
+                // setTimeout takes an i32: a longer wait would go off at once.
+                let ms = ms.min(i32::MAX as u32);
+                let timeout = Timeout::new(ms, move || {
                     let _ = tx.unbounded_send(Event::Timer(timer));
                 });
-                let handle = web_sys::window().and_then(|w| {
-                    w.set_timeout_with_callback_and_timeout_and_arguments_0(
-                        callback.as_ref().unchecked_ref(),
-                        i32::try_from(ms).unwrap_or(i32::MAX),
-                    )
-                    .ok()
-                });
-                if let Some(handle) = handle {
-                    // Replacing a running timer drops (and so clears) the old one.
-                    self.timers.insert(
-                        timer,
-                        Timeout {
-                            handle,
-                            _callback: callback,
-                        },
-                    );
-                }
+                // Replacing a running timer drops (and so clears) the old one.
+                self.timers.insert(timer, timeout);
             }
             Effect::CancelTimer(timer) => {
                 self.timers.remove(&timer);
