@@ -5,6 +5,11 @@
 //! [`Event`] into a channel; [`App::run`] takes them one at a time. The outcome of an effect on
 //! a peer connection is fed back to the engine before the next event, so the engine always
 //! knows where each negotiation stands. Nothing decides here: `core.rs` does.
+//!
+//! The loop never waits for a person or the network: a request that may (the screen picker,
+//! a camera or microphone, the clipboard) runs on its own and comes back as an [`Event`], so
+//! the relay, the calls and the timers go on meanwhile. What it does wait for are the browser's
+//! own short steps on a connection (descriptions, `replaceTrack`, `getStats`).
 
 use std::collections::VecDeque;
 
@@ -71,6 +76,21 @@ pub enum Event {
     DeviceChosen(&'static str),
     /// The shared screen's track ended (the browser's own "Stop sharing").
     ShareEnded,
+    /// The screen asked for by share request number `.0` opened, or was refused (with words
+    /// for the person).
+    ScreenOpened(u32, Result<MediaStream, String>),
+    /// The camera (`videoinput`) or microphone (`audioinput`) of device request number
+    /// `request` opened, or not.
+    DeviceOpened {
+        /// Which kind of device.
+        kind: &'static str,
+        /// The number of the request: only the latest of its kind is used.
+        request: u32,
+        /// Its track.
+        track: Result<web_sys::MediaStreamTrack, MediaError>,
+    },
+    /// The invite link was written to the clipboard (`true`) or could not be.
+    LinkCopied(String, bool),
 }
 
 /// How the page was opened.
@@ -128,6 +148,10 @@ pub struct App {
     /// The screen we share instead of the camera, and the handler of its end.
     share: Option<MediaStream>,
     share_ended: Option<EventListener>,
+    /// The number of the latest share effect: a screen asked for before it is not wanted.
+    share_request: u32,
+    /// The number of the latest camera and microphone request, by kind.
+    device_requests: VecMap<&'static str, u32>,
     /// Each call's stats history and path, read with the paths every second.
     stats: VecMap<ConnId, (stats::History, Option<Path>)>,
     local: Option<MediaStream>,
@@ -233,6 +257,8 @@ impl App {
             stats: VecMap::new(),
             share: None,
             share_ended: None,
+            share_request: 0,
+            device_requests: VecMap::new(),
             local: None,
             media: media.clone(),
             spare: Spare::new().ok(),
@@ -305,10 +331,36 @@ impl App {
             Event::Click(Button::HangUp) => self.input(Input::HangUp).await,
             Event::Click(Button::ChatSend) => self.send_chat(),
             Event::Click(Button::Name) => self.use_name().await,
-            Event::Click(Button::CopyLink) => self.copy_link().await,
+            Event::Click(Button::CopyLink) => self.copy_link(),
             Event::Click(Button::StartAudio) => self.ui.start_audio(),
             Event::Click(Button::Share) => self.input(Input::ToggleShare).await,
             Event::ShareEnded => self.input(Input::ShareEnded).await,
+            Event::ScreenOpened(request, screen) if request == self.share_request => match screen {
+                Ok(screen) => self.share_screen(screen).await,
+                Err(why) => {
+                    self.ui.chat_note(Some(&why));
+                    self.input(Input::ShareEnded).await;
+                }
+            },
+            // Sharing was stopped (or asked for again) while the picker was open.
+            Event::ScreenOpened(_, screen) => {
+                if let Ok(screen) = screen {
+                    stop_tracks(&screen);
+                }
+            }
+            Event::DeviceOpened {
+                kind,
+                request,
+                track,
+            } => self.device_opened(kind, request, track).await,
+            Event::LinkCopied(link, written) => {
+                let text = if written {
+                    "Link copied; send it to the people you want to talk to:"
+                } else {
+                    "Copy this link and send it to the people you want to talk to:"
+                };
+                self.ui.invite_note(text, Some(&link));
+            }
             Event::Devices => self.list_devices(),
             Event::DevicesListed(devices) => self.look_at_devices(devices).await,
             Event::DeviceChosen(kind) => {
@@ -317,8 +369,7 @@ impl App {
                 } else {
                     &self.ui.mic_select
                 };
-                let id = select.value();
-                self.use_device(kind, &id).await;
+                self.use_device(kind, select.value());
             }
             Event::Click(Button::Stats) => {
                 self.ui.toggle_stats();
@@ -346,8 +397,9 @@ impl App {
     }
 
     /// Copies the link to this room to the clipboard, and shows it (to copy by hand where the
-    /// browser does not let the page write to the clipboard).
-    async fn copy_link(&mut self) {
+    /// browser does not let the page write to the clipboard) once the clipboard has answered
+    /// ([`Event::LinkCopied`]): a browser may ask the person first.
+    fn copy_link(&self) {
         let Some(window) = web_sys::window() else {
             return;
         };
@@ -360,27 +412,25 @@ impl App {
         let clipboard = js_sys::Reflect::get(&window.navigator(), &"clipboard".into())
             .ok()
             .filter(|c| !c.is_undefined());
-        let written = match clipboard {
-            Some(clipboard) => {
-                let write = js_sys::Reflect::get(&clipboard, &"writeText".into())
-                    .ok()
-                    .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-                match write.map(|f| f.call1(&clipboard, &JsValue::from_str(&link))) {
-                    Some(Ok(promise)) => match promise.dyn_into::<js_sys::Promise>() {
-                        Ok(promise) => wasm_bindgen_futures::JsFuture::from(promise).await.is_ok(),
-                        Err(_) => false,
-                    },
-                    _ => false,
-                }
-            }
-            None => false,
-        };
-        let text = if written {
-            "Link copied; send it to the people you want to talk to:"
-        } else {
-            "Copy this link and send it to the people you want to talk to:"
-        };
-        self.ui.invite_note(text, Some(&link));
+        let write = clipboard.and_then(|clipboard| {
+            let write = js_sys::Reflect::get(&clipboard, &"writeText".into())
+                .ok()?
+                .dyn_into::<js_sys::Function>()
+                .ok()?;
+            write
+                .call1(&clipboard, &JsValue::from_str(&link))
+                .ok()?
+                .dyn_into::<js_sys::Promise>()
+                .ok()
+        });
+        let tx = self.events_tx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let written = match write {
+                Some(promise) => wasm_bindgen_futures::JsFuture::from(promise).await.is_ok(),
+                None => false,
+            };
+            let _ = tx.unbounded_send(Event::LinkCopied(link, written));
+        });
     }
 
     /// Takes the name in the name field: remembered for next time, and joined with.
@@ -431,7 +481,7 @@ impl App {
             self.ui.show_devices(kind, &devices, chosen.as_deref());
             if gone {
                 match chosen {
-                    Some(id) => self.use_device(kind, &id).await,
+                    Some(id) => self.use_device(kind, id),
                     None => self.ui.chat_note(Some(if kind == "videoinput" {
                         "The camera went away and there is no other."
                     } else {
@@ -442,16 +492,47 @@ impl App {
         }
     }
 
-    /// Sends from the camera or microphone `id` from now on, on every call.
-    async fn use_device(&mut self, kind: &str, id: &str) {
-        let track = match media::open_device(kind, id).await {
-            Ok(track) => track,
+    /// Asks for the camera or microphone `id`; it comes back as [`Event::DeviceOpened`] (the
+    /// browser may ask the person first, and a camera takes a while to open).
+    fn use_device(&mut self, kind: &'static str, id: String) {
+        let request = self.device_requests.get(&kind).map_or(1, |n| n + 1);
+        self.device_requests.insert(kind, request);
+        let tx = self.events_tx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let track = media::open_device(kind, &id).await;
+            let _ = tx.unbounded_send(Event::DeviceOpened {
+                kind,
+                request,
+                track,
+            });
+        });
+    }
+
+    /// Sends from `track`, the camera or microphone of device request `request`, from now on,
+    /// on every call; a track of an older request (the person chose again meanwhile) is
+    /// stopped instead.
+    async fn device_opened(
+        &mut self,
+        kind: &'static str,
+        request: u32,
+        track: Result<web_sys::MediaStreamTrack, MediaError>,
+    ) {
+        let latest = self.device_requests.get(&kind) == Some(&request);
+        let track = match track {
+            Ok(track) if latest => track,
+            Ok(track) => {
+                track.stop();
+                return;
+            }
             Err(err) => {
-                self.ui.chat_note(Some(&err.to_string()));
+                if latest {
+                    self.ui.chat_note(Some(&err.to_string()));
+                }
                 return;
             }
         };
         let Some(local) = &self.local else {
+            track.stop();
             return;
         };
         let old = if kind == "videoinput" {
@@ -480,6 +561,26 @@ impl App {
                 }
             }
         }
+    }
+
+    /// Sends `screen`, just opened, instead of the camera's video on every call, and shows it.
+    async fn share_screen(&mut self, screen: MediaStream) {
+        let track = video_track(&screen);
+        if let Some(track) = &track {
+            // The browser's own "Stop sharing" ends the track.
+            let tx = self.events_tx.clone();
+            self.share_ended = Some(EventListener::new(track, "ended", move |_| {
+                let _ = tx.unbounded_send(Event::ShareEnded);
+            }));
+        }
+        for peer in self.peers.values() {
+            if let Err(err) = peer.replace("video", track.as_ref()).await {
+                web_sys::console::warn_2(&"sharing the screen".into(), &err);
+            }
+        }
+        self.ui.show_local(Some(&screen));
+        self.share = Some(screen);
+        self.ui.show_share(true);
     }
 
     /// What we send: the camera and microphone, with the shared screen's video instead of the
@@ -625,40 +726,22 @@ impl App {
             }
             Effect::Open { conn, answering } => return self.open(conn, answering),
             Effect::Share(true) => {
-                match media::open_screen().await {
-                    Ok(screen) => {
-                        let track = video_track(&screen);
-                        if let Some(track) = &track {
-                            // The browser's own "Stop sharing" ends the track.
-                            let tx = self.events_tx.clone();
-                            self.share_ended =
-                                Some(EventListener::new(track, "ended", move |_| {
-                                    let _ = tx.unbounded_send(Event::ShareEnded);
-                                }));
-                        }
-                        for peer in self.peers.values() {
-                            if let Err(err) = peer.replace("video", track.as_ref()).await {
-                                web_sys::console::warn_2(&"sharing the screen".into(), &err);
-                            }
-                        }
-                        self.ui.show_local(Some(&screen));
-                        self.share = Some(screen);
-                        self.ui.show_share(true);
-                    }
-                    Err(why) => {
-                        self.ui.chat_note(Some(&why));
-                        return Some(Input::ShareEnded);
-                    }
-                }
+                // The browser's picker waits for the person: the loop goes on meanwhile, and
+                // the screen comes back as Event::ScreenOpened.
+                self.share_request += 1;
+                let request = self.share_request;
+                let tx = self.events_tx.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let screen = media::open_screen().await;
+                    let _ = tx.unbounded_send(Event::ScreenOpened(request, screen));
+                });
             }
             Effect::Share(false) => {
+                // A screen still being picked is not wanted any more.
+                self.share_request += 1;
                 self.share_ended = None;
                 if let Some(screen) = self.share.take() {
-                    for track in screen.get_tracks().iter() {
-                        if let Ok(track) = track.dyn_into::<web_sys::MediaStreamTrack>() {
-                            track.stop();
-                        }
-                    }
+                    stop_tracks(&screen);
                 }
                 let camera = self.local.as_ref().and_then(video_track);
                 for peer in self.peers.values() {
@@ -948,6 +1031,15 @@ async fn sleep_ms(ms: u32) {
         }
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Stops every track of `stream`.
+fn stop_tracks(stream: &MediaStream) {
+    for track in stream.get_tracks().iter() {
+        if let Ok(track) = track.dyn_into::<web_sys::MediaStreamTrack>() {
+            track.stop();
+        }
+    }
 }
 
 /// The first video track of `stream`.
