@@ -29,8 +29,8 @@ pub enum RelayEvent {
 pub struct RelaySocket {
     /// Frames for the socket's task to send.
     outbox: UnboundedSender<String>,
-    /// Dropped with this: the task then stops at once, even with frames still in `outbox`,
-    /// and drops the socket, which closes it.
+    /// Dropped with this: the task stops on its next turn, before anything else (frames still
+    /// in `outbox` are not sent), and drops the socket, which closes it.
     _alive: oneshot::Sender<()>,
 }
 
