@@ -142,7 +142,7 @@ impl Peer {
             }));
         }
         {
-            // web-sys has no type for this event; its fields are read by name.
+            // A STUN or TURN server that failed; the event's fields are read by name.
             let report = report.clone();
             listeners.push(EventListener::new(&pc, "icecandidateerror", move |event| {
                 let field = |name: &str| Reflect::get(event, &JsValue::from_str(name)).ok();
