@@ -5,6 +5,11 @@
 //! [`Event`] into a channel; [`App::run`] takes them one at a time. The outcome of an effect on
 //! a peer connection is fed back to the engine before the next event, so the engine always
 //! knows where each negotiation stands. Nothing decides here: `core.rs` does.
+//!
+//! The loop never waits for a person or the network: a request that may (the screen picker,
+//! a camera or microphone, the clipboard) runs on its own and comes back as an [`Event`], so
+//! the relay, the calls and the timers go on meanwhile. What it does wait for are the browser's
+//! own short steps on a connection (descriptions, `replaceTrack`, `getStats`).
 
 use std::collections::VecDeque;
 
@@ -13,6 +18,8 @@ use futures::{
     future::{LocalBoxFuture, Shared},
     FutureExt, StreamExt,
 };
+use gloo_events::{EventListener, EventListenerOptions};
+use gloo_timers::callback::Timeout;
 use protocol::ServerMsg;
 use wasm_bindgen::{prelude::*, JsCast};
 use web_sys::{MediaStream, RtcPeerConnectionState};
@@ -69,6 +76,21 @@ pub enum Event {
     DeviceChosen(&'static str),
     /// The shared screen's track ended (the browser's own "Stop sharing").
     ShareEnded,
+    /// The screen asked for by share request number `.0` opened, or was refused (with words
+    /// for the person).
+    ScreenOpened(u32, Result<MediaStream, String>),
+    /// The camera (`videoinput`) or microphone (`audioinput`) of device request number
+    /// `request` opened, or not.
+    DeviceOpened {
+        /// Which kind of device.
+        kind: &'static str,
+        /// The number of the request: only the latest of its kind is used.
+        request: u32,
+        /// Its track.
+        track: Result<web_sys::MediaStreamTrack, MediaError>,
+    },
+    /// The invite link was written to the clipboard (`true`) or could not be.
+    LinkCopied(String, bool),
 }
 
 /// How the page was opened.
@@ -107,20 +129,6 @@ impl Options {
     }
 }
 
-/// A `setTimeout` that is cleared when dropped, with the closure it calls.
-struct Timeout {
-    handle: i32,
-    _callback: Closure<dyn FnMut()>,
-}
-
-impl Drop for Timeout {
-    fn drop(&mut self) {
-        if let Some(window) = web_sys::window() {
-            window.clear_timeout_with_handle(self.handle);
-        }
-    }
-}
-
 type MediaRequest = Shared<LocalBoxFuture<'static, Result<MediaStream, MediaError>>>;
 
 /// The page: the engine, and the browser objects that carry out its effects.
@@ -135,18 +143,23 @@ pub struct App {
     relay_generation: u32,
     peers: VecMap<ConnId, Peer>,
     streams: VecMap<ConnId, MediaStream>,
+    /// The engine's timers; dropping one clears it.
     timers: VecMap<Timer, Timeout>,
     /// The screen we share instead of the camera, and the handler of its end.
     share: Option<MediaStream>,
-    share_ended: Option<Closure<dyn FnMut(web_sys::Event)>>,
+    share_ended: Option<EventListener>,
+    /// The number of the latest share effect: a screen asked for before it is not wanted.
+    share_request: u32,
+    /// The number of the latest camera and microphone request, by kind.
+    device_requests: VecMap<&'static str, u32>,
     /// Each call's stats history and path, read with the paths every second.
     stats: VecMap<ConnId, (stats::History, Option<Path>)>,
     local: Option<MediaStream>,
     media: MediaRequest,
     /// A connection made at start, for the first call to take (see [`Peer::new`]).
     spare: Option<Spare>,
-    /// Page-lifetime handlers: the buttons and `online`.
-    _listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+    /// Page-lifetime handlers: the buttons, fields, `online` and `devicechange`.
+    _listeners: Vec<EventListener>,
 }
 
 impl App {
@@ -157,21 +170,16 @@ impl App {
         let mut listeners = Vec::new();
         for &(button, _) in &Button::ALL {
             let tx = events_tx.clone();
-            let handler = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+            listeners.push(EventListener::new(ui.button(button), "click", move |_| {
                 let _ = tx.unbounded_send(Event::Click(button));
-            });
-            ui.button(button)
-                .set_onclick(Some(handler.as_ref().unchecked_ref()));
-            listeners.push(handler);
+            }));
         }
-        let online = {
+        {
             let tx = events_tx.clone();
-            Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+            listeners.push(EventListener::new(&window, "online", move |_| {
                 let _ = tx.unbounded_send(Event::Online);
-            })
-        };
-        window.add_event_listener_with_callback("online", online.as_ref().unchecked_ref())?;
-        listeners.push(online);
+            }));
+        }
         // Enter in the chat field sends (Shift+Enter would be a new line in a text area), and
         // in the name field uses the name.
         for (field, button) in [
@@ -179,40 +187,38 @@ impl App {
             (&ui.name_input, Button::Name),
         ] {
             let tx = events_tx.clone();
-            let enter = Closure::<dyn FnMut(_)>::new(move |event: web_sys::Event| {
-                let Some(key) = event.dyn_ref::<web_sys::KeyboardEvent>() else {
-                    return;
-                };
-                if key.key() == "Enter" && !key.shift_key() {
-                    key.prevent_default();
-                    let _ = tx.unbounded_send(Event::Click(button));
-                }
-            });
-            field.add_event_listener_with_callback("keydown", enter.as_ref().unchecked_ref())?;
-            listeners.push(enter);
+            // Not passive: the handler keeps the key from the field.
+            let options = EventListenerOptions::enable_prevent_default();
+            listeners.push(EventListener::new_with_options(
+                field,
+                "keydown",
+                options,
+                move |event| {
+                    let Some(key) = event.dyn_ref::<web_sys::KeyboardEvent>() else {
+                        return;
+                    };
+                    if key.key() == "Enter" && !key.shift_key() {
+                        key.prevent_default();
+                        let _ = tx.unbounded_send(Event::Click(button));
+                    }
+                },
+            ));
         }
         // Devices come and go (a headset plugged in, a camera unplugged mid-call).
         if let Ok(devices) = window.navigator().media_devices() {
             let tx = events_tx.clone();
-            let changed = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+            listeners.push(EventListener::new(&devices, "devicechange", move |_| {
                 let _ = tx.unbounded_send(Event::Devices);
-            });
-            devices.add_event_listener_with_callback(
-                "devicechange",
-                changed.as_ref().unchecked_ref(),
-            )?;
-            listeners.push(changed);
+            }));
         }
         for (select, kind) in [
             (&ui.camera_select, "videoinput"),
             (&ui.mic_select, "audioinput"),
         ] {
             let tx = events_tx.clone();
-            let chosen = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+            listeners.push(EventListener::new(select, "change", move |_| {
                 let _ = tx.unbounded_send(Event::DeviceChosen(kind));
-            });
-            select.add_event_listener_with_callback("change", chosen.as_ref().unchecked_ref())?;
-            listeners.push(chosen);
+            }));
         }
         // Between the steps of starting, the page takes what else is waiting: above all the
         // replies that open the camera, asked for before this code loaded (each would
@@ -251,6 +257,8 @@ impl App {
             stats: VecMap::new(),
             share: None,
             share_ended: None,
+            share_request: 0,
+            device_requests: VecMap::new(),
             local: None,
             media: media.clone(),
             spare: Spare::new().ok(),
@@ -323,10 +331,36 @@ impl App {
             Event::Click(Button::HangUp) => self.input(Input::HangUp).await,
             Event::Click(Button::ChatSend) => self.send_chat(),
             Event::Click(Button::Name) => self.use_name().await,
-            Event::Click(Button::CopyLink) => self.copy_link().await,
+            Event::Click(Button::CopyLink) => self.copy_link(),
             Event::Click(Button::StartAudio) => self.ui.start_audio(),
             Event::Click(Button::Share) => self.input(Input::ToggleShare).await,
             Event::ShareEnded => self.input(Input::ShareEnded).await,
+            Event::ScreenOpened(request, screen) if request == self.share_request => match screen {
+                Ok(screen) => self.share_screen(screen).await,
+                Err(why) => {
+                    self.ui.chat_note(Some(&why));
+                    self.input(Input::ShareEnded).await;
+                }
+            },
+            // Sharing was stopped (or asked for again) while the picker was open.
+            Event::ScreenOpened(_, screen) => {
+                if let Ok(screen) = screen {
+                    stop_tracks(&screen);
+                }
+            }
+            Event::DeviceOpened {
+                kind,
+                request,
+                track,
+            } => self.device_opened(kind, request, track).await,
+            Event::LinkCopied(link, written) => {
+                let text = if written {
+                    "Link copied; send it to the people you want to talk to:"
+                } else {
+                    "Copy this link and send it to the people you want to talk to:"
+                };
+                self.ui.invite_note(text, Some(&link));
+            }
             Event::Devices => self.list_devices(),
             Event::DevicesListed(devices) => self.look_at_devices(devices).await,
             Event::DeviceChosen(kind) => {
@@ -335,8 +369,7 @@ impl App {
                 } else {
                     &self.ui.mic_select
                 };
-                let id = select.value();
-                self.use_device(kind, &id).await;
+                self.use_device(kind, select.value());
             }
             Event::Click(Button::Stats) => {
                 self.ui.toggle_stats();
@@ -364,8 +397,9 @@ impl App {
     }
 
     /// Copies the link to this room to the clipboard, and shows it (to copy by hand where the
-    /// browser does not let the page write to the clipboard).
-    async fn copy_link(&mut self) {
+    /// browser does not let the page write to the clipboard) once the clipboard has answered
+    /// ([`Event::LinkCopied`]): a browser may ask the person first.
+    fn copy_link(&self) {
         let Some(window) = web_sys::window() else {
             return;
         };
@@ -378,27 +412,25 @@ impl App {
         let clipboard = js_sys::Reflect::get(&window.navigator(), &"clipboard".into())
             .ok()
             .filter(|c| !c.is_undefined());
-        let written = match clipboard {
-            Some(clipboard) => {
-                let write = js_sys::Reflect::get(&clipboard, &"writeText".into())
-                    .ok()
-                    .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-                match write.map(|f| f.call1(&clipboard, &JsValue::from_str(&link))) {
-                    Some(Ok(promise)) => match promise.dyn_into::<js_sys::Promise>() {
-                        Ok(promise) => wasm_bindgen_futures::JsFuture::from(promise).await.is_ok(),
-                        Err(_) => false,
-                    },
-                    _ => false,
-                }
-            }
-            None => false,
-        };
-        let text = if written {
-            "Link copied; send it to the people you want to talk to:"
-        } else {
-            "Copy this link and send it to the people you want to talk to:"
-        };
-        self.ui.invite_note(text, Some(&link));
+        let write = clipboard.and_then(|clipboard| {
+            let write = js_sys::Reflect::get(&clipboard, &"writeText".into())
+                .ok()?
+                .dyn_into::<js_sys::Function>()
+                .ok()?;
+            write
+                .call1(&clipboard, &JsValue::from_str(&link))
+                .ok()?
+                .dyn_into::<js_sys::Promise>()
+                .ok()
+        });
+        let tx = self.events_tx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let written = match write {
+                Some(promise) => wasm_bindgen_futures::JsFuture::from(promise).await.is_ok(),
+                None => false,
+            };
+            let _ = tx.unbounded_send(Event::LinkCopied(link, written));
+        });
     }
 
     /// Takes the name in the name field: remembered for next time, and joined with.
@@ -449,7 +481,7 @@ impl App {
             self.ui.show_devices(kind, &devices, chosen.as_deref());
             if gone {
                 match chosen {
-                    Some(id) => self.use_device(kind, &id).await,
+                    Some(id) => self.use_device(kind, id),
                     None => self.ui.chat_note(Some(if kind == "videoinput" {
                         "The camera went away and there is no other."
                     } else {
@@ -460,16 +492,47 @@ impl App {
         }
     }
 
-    /// Sends from the camera or microphone `id` from now on, on every call.
-    async fn use_device(&mut self, kind: &str, id: &str) {
-        let track = match media::open_device(kind, id).await {
-            Ok(track) => track,
+    /// Asks for the camera or microphone `id`; it comes back as [`Event::DeviceOpened`] (the
+    /// browser may ask the person first, and a camera takes a while to open).
+    fn use_device(&mut self, kind: &'static str, id: String) {
+        let request = self.device_requests.get(&kind).map_or(1, |n| n + 1);
+        self.device_requests.insert(kind, request);
+        let tx = self.events_tx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let track = media::open_device(kind, &id).await;
+            let _ = tx.unbounded_send(Event::DeviceOpened {
+                kind,
+                request,
+                track,
+            });
+        });
+    }
+
+    /// Sends from `track`, the camera or microphone of device request `request`, from now on,
+    /// on every call; a track of an older request (the person chose again meanwhile) is
+    /// stopped instead.
+    async fn device_opened(
+        &mut self,
+        kind: &'static str,
+        request: u32,
+        track: Result<web_sys::MediaStreamTrack, MediaError>,
+    ) {
+        let latest = self.device_requests.get(&kind) == Some(&request);
+        let track = match track {
+            Ok(track) if latest => track,
+            Ok(track) => {
+                track.stop();
+                return;
+            }
             Err(err) => {
-                self.ui.chat_note(Some(&err.to_string()));
+                if latest {
+                    self.ui.chat_note(Some(&err.to_string()));
+                }
                 return;
             }
         };
         let Some(local) = &self.local else {
+            track.stop();
             return;
         };
         let old = if kind == "videoinput" {
@@ -498,6 +561,26 @@ impl App {
                 }
             }
         }
+    }
+
+    /// Sends `screen`, just opened, instead of the camera's video on every call, and shows it.
+    async fn share_screen(&mut self, screen: MediaStream) {
+        let track = video_track(&screen);
+        if let Some(track) = &track {
+            // The browser's own "Stop sharing" ends the track.
+            let tx = self.events_tx.clone();
+            self.share_ended = Some(EventListener::new(track, "ended", move |_| {
+                let _ = tx.unbounded_send(Event::ShareEnded);
+            }));
+        }
+        for peer in self.peers.values() {
+            if let Err(err) = peer.replace("video", track.as_ref()).await {
+                web_sys::console::warn_2(&"sharing the screen".into(), &err);
+            }
+        }
+        self.ui.show_local(Some(&screen));
+        self.share = Some(screen);
+        self.ui.show_share(true);
     }
 
     /// What we send: the camera and microphone, with the shared screen's video instead of the
@@ -643,43 +726,23 @@ impl App {
             }
             Effect::Open { conn, answering } => return self.open(conn, answering),
             Effect::Share(true) => {
-                match media::open_screen().await {
-                    Ok(screen) => {
-                        let track = video_track(&screen);
-                        if let Some(track) = &track {
-                            // The browser's own "Stop sharing" ends the track.
-                            let tx = self.events_tx.clone();
-                            let ended = Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
-                                let _ = tx.unbounded_send(Event::ShareEnded);
-                            });
-                            track.set_onended(Some(ended.as_ref().unchecked_ref()));
-                            self.share_ended = Some(ended);
-                        }
-                        for peer in self.peers.values() {
-                            if let Err(err) = peer.replace("video", track.as_ref()).await {
-                                web_sys::console::warn_2(&"sharing the screen".into(), &err);
-                            }
-                        }
-                        self.ui.show_local(Some(&screen));
-                        self.share = Some(screen);
-                        self.ui.show_share(true);
-                    }
-                    Err(why) => {
-                        self.ui.chat_note(Some(&why));
-                        return Some(Input::ShareEnded);
-                    }
-                }
+                // The browser's picker waits for the person: the loop goes on meanwhile, and
+                // the screen comes back as Event::ScreenOpened.
+                self.share_request += 1;
+                let request = self.share_request;
+                let tx = self.events_tx.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let screen = media::open_screen().await;
+                    let _ = tx.unbounded_send(Event::ScreenOpened(request, screen));
+                });
             }
             Effect::Share(false) => {
-                if let Some(screen) = self.share.take() {
-                    for track in screen.get_tracks().iter() {
-                        if let Ok(track) = track.dyn_into::<web_sys::MediaStreamTrack>() {
-                            track.set_onended(None);
-                            track.stop();
-                        }
-                    }
-                }
+                // A screen still being picked is not wanted any more.
+                self.share_request += 1;
                 self.share_ended = None;
+                if let Some(screen) = self.share.take() {
+                    stop_tracks(&screen);
+                }
                 let camera = self.local.as_ref().and_then(video_track);
                 for peer in self.peers.values() {
                     if let Err(err) = peer.replace("video", camera.as_ref()).await {
@@ -712,7 +775,7 @@ impl App {
             }
             Effect::ApplyOffer { conn, sdp } => {
                 let outgoing = self.outgoing();
-                let peer = self.peers.get_mut(&conn)?;
+                let peer = self.peers.get(&conn)?;
                 let outcome = match peer.answer_offer(&sdp, outgoing.as_ref()).await {
                     Ok(sdp) => PeerInput::LocalDescription { offer: false, sdp },
                     Err(err) => PeerInput::Failed(describe(&err)),
@@ -720,7 +783,7 @@ impl App {
                 return Some(Input::Peer(conn, outcome));
             }
             Effect::ApplyAnswer { conn, sdp } => {
-                let peer = self.peers.get_mut(&conn)?;
+                let peer = self.peers.get(&conn)?;
                 let outcome = match peer.accept_answer(&sdp).await {
                     Ok(()) => PeerInput::AnswerApplied,
                     Err(err) => PeerInput::Failed(describe(&err)),
@@ -728,7 +791,7 @@ impl App {
                 return Some(Input::Peer(conn, outcome));
             }
             Effect::AddCandidate { conn, candidate } => {
-                if let Some(peer) = self.peers.get_mut(&conn) {
+                if let Some(peer) = self.peers.get(&conn) {
                     peer.add_candidate(candidate);
                 }
             }
@@ -767,26 +830,13 @@ impl App {
             }
             Effect::StartTimer { timer, ms } => {
                 let tx = self.events_tx.clone();
-                let callback = Closure::<dyn FnMut()>::new(move || {
+                // setTimeout takes an i32: a longer wait would go off at once.
+                let ms = ms.min(i32::MAX as u32);
+                let timeout = Timeout::new(ms, move || {
                     let _ = tx.unbounded_send(Event::Timer(timer));
                 });
-                let handle = web_sys::window().and_then(|w| {
-                    w.set_timeout_with_callback_and_timeout_and_arguments_0(
-                        callback.as_ref().unchecked_ref(),
-                        i32::try_from(ms).unwrap_or(i32::MAX),
-                    )
-                    .ok()
-                });
-                if let Some(handle) = handle {
-                    // Replacing a running timer drops (and so clears) the old one.
-                    self.timers.insert(
-                        timer,
-                        Timeout {
-                            handle,
-                            _callback: callback,
-                        },
-                    );
-                }
+                // Replacing a running timer drops (and so clears) the old one.
+                self.timers.insert(timer, timeout);
             }
             Effect::CancelTimer(timer) => {
                 self.timers.remove(&timer);
@@ -981,6 +1031,15 @@ async fn sleep_ms(ms: u32) {
         }
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Stops every track of `stream`.
+fn stop_tracks(stream: &MediaStream) {
+    for track in stream.get_tracks().iter() {
+        if let Ok(track) = track.dyn_into::<web_sys::MediaStreamTrack>() {
+            track.stop();
+        }
+    }
 }
 
 /// The first video track of `stream`.

@@ -9,6 +9,7 @@ use std::{cell::RefCell, rc::Rc};
 use crate::chat;
 use crate::core::transceivers::{self, Direction, Kind, Step, Transceiver};
 use crate::diagnose::{IceServerError, StatEntry};
+use gloo_events::EventListener;
 use js_sys::{Array, Function, Reflect};
 use protocol::{IceCandidate, IceServer};
 use wasm_bindgen::{prelude::*, JsCast};
@@ -41,20 +42,11 @@ pub enum PeerEvent {
 /// An `RTCPeerConnection` whose handlers live exactly as long as it does.
 pub struct Peer {
     pc: RtcPeerConnection,
-    /// Remote candidates that came before the remote description; `addIceCandidate` rejects
-    /// them until it is set.
-    pending: Vec<IceCandidate>,
-    // The handlers registered on `pc`; held here so they live exactly as long as it does.
-    _on_candidate: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
-    _on_track: Closure<dyn FnMut(RtcTrackEvent)>,
-    _on_state: Closure<dyn FnMut(web_sys::Event)>,
-    _on_ice_error: Closure<dyn FnMut(web_sys::Event)>,
-    _on_negotiation: Closure<dyn FnMut(web_sys::Event)>,
     /// The chat channel, and what was sent on it before it opened.
     chat: RtcDataChannel,
     chat_outbox: Rc<RefCell<Vec<String>>>,
-    _on_chat: Closure<dyn FnMut(MessageEvent)>,
-    _on_chat_open: Closure<dyn FnMut(web_sys::Event)>,
+    /// The handlers on `pc` and `chat`: each removes itself when dropped.
+    listeners: Vec<EventListener>,
 }
 
 /// A connection made ahead of need (see [`Peer::new`]), and the servers it gathers with.
@@ -103,10 +95,12 @@ impl Peer {
             None => RtcPeerConnection::new_with_configuration(&configuration(ice_servers))?,
         };
 
-        let report = std::rc::Rc::new(report);
-        let on_candidate = {
+        let report = Rc::new(report);
+        let mut listeners = Vec::new();
+        {
             let report = report.clone();
-            Closure::<dyn FnMut(_)>::new(move |event: RtcPeerConnectionIceEvent| {
+            listeners.push(EventListener::new(&pc, "icecandidate", move |event| {
+                let event: &RtcPeerConnectionIceEvent = event.unchecked_ref();
                 // A null candidate marks the end of gathering; trickle ICE needs nothing for it.
                 if let Some(c) = event.candidate() {
                     report(PeerEvent::Candidate(IceCandidate {
@@ -115,57 +109,53 @@ impl Peer {
                         sdp_m_line_index: c.sdp_m_line_index(),
                     }));
                 }
-            })
-        };
+            }));
+        }
         // Every track this connection receives goes into one stream of ours, whatever streams
         // the sender named (none, when its camera came after the offer): the person's video
         // element keeps one stream for the whole call, through renegotiations and restarts.
         let remote = MediaStream::new()?;
-        let on_track = {
+        {
             let report = report.clone();
-            let remote = remote.clone();
-            Closure::<dyn FnMut(_)>::new(move |event: RtcTrackEvent| {
-                let track = event.track();
+            listeners.push(EventListener::new(&pc, "track", move |event| {
+                let track = event.unchecked_ref::<RtcTrackEvent>().track();
                 if remote.get_track_by_id(&track.id()).is_none() {
                     remote.add_track(&track);
                 }
                 report(PeerEvent::Track(remote.clone()));
-            })
-        };
-        let on_state = {
-            let pc = pc.clone();
-            let report = report.clone();
-            Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
-                report(PeerEvent::State(pc.connection_state()));
-            })
-        };
-        let on_negotiation = {
-            let report = report.clone();
-            Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
-                report(PeerEvent::NegotiationNeeded);
-            })
-        };
-        // web-sys has no `onicecandidateerror` setter; the event's fields are read by name.
-        let report_errors = report.clone();
-        let on_ice_error = Closure::<dyn FnMut(_)>::new(move |event: web_sys::Event| {
-            let report = &report_errors;
-            let field = |name: &str| Reflect::get(&event, &JsValue::from_str(name)).ok();
-            let text = |name: &str| field(name).and_then(|v| v.as_string()).unwrap_or_default();
-            let code = field("errorCode").and_then(|v| v.as_f64()).unwrap_or(0.0);
-            report(PeerEvent::IceServerError(IceServerError {
-                url: text("url"),
-                code: code as u16,
-                text: text("errorText"),
             }));
-        });
-        pc.set_onicecandidate(Some(on_candidate.as_ref().unchecked_ref()));
-        pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
-        pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
-        pc.set_onnegotiationneeded(Some(on_negotiation.as_ref().unchecked_ref()));
-        pc.add_event_listener_with_callback(
-            ICE_ERROR_EVENT,
-            on_ice_error.as_ref().unchecked_ref(),
-        )?;
+        }
+        {
+            let report = report.clone();
+            let state_of = pc.clone();
+            listeners.push(EventListener::new(
+                &pc,
+                "connectionstatechange",
+                move |_| {
+                    report(PeerEvent::State(state_of.connection_state()));
+                },
+            ));
+        }
+        {
+            let report = report.clone();
+            listeners.push(EventListener::new(&pc, "negotiationneeded", move |_| {
+                report(PeerEvent::NegotiationNeeded);
+            }));
+        }
+        {
+            // A STUN or TURN server that failed; the event's fields are read by name.
+            let report = report.clone();
+            listeners.push(EventListener::new(&pc, "icecandidateerror", move |event| {
+                let field = |name: &str| Reflect::get(event, &JsValue::from_str(name)).ok();
+                let text = |name: &str| field(name).and_then(|v| v.as_string()).unwrap_or_default();
+                let code = field("errorCode").and_then(|v| v.as_f64()).unwrap_or(0.0);
+                report(PeerEvent::IceServerError(IceServerError {
+                    url: text("url"),
+                    code: code as u16,
+                    text: text("errorText"),
+                }));
+            }));
+        }
         // Negotiated on both sides with the same id: no signaling of its own, and in the first
         // offer of whichever side makes it.
         let init = RtcDataChannelInit::new();
@@ -173,44 +163,32 @@ impl Peer {
         init.set_id(chat::CHANNEL_ID);
         let chat = pc.create_data_channel_with_data_channel_dict(chat::CHANNEL_LABEL, &init);
         let chat_outbox: Rc<RefCell<Vec<String>>> = Rc::default();
-        let on_chat = {
-            let report = report.clone();
-            Closure::<dyn FnMut(_)>::new(move |event: MessageEvent| {
-                if let Some(frame) = event.data().as_string() {
-                    report(PeerEvent::Chat(frame));
-                }
-            })
-        };
-        let on_chat_open = {
-            let chat = chat.clone();
+        listeners.push(EventListener::new(&chat, "message", move |event| {
+            if let Some(frame) = event.unchecked_ref::<MessageEvent>().data().as_string() {
+                report(PeerEvent::Chat(frame));
+            }
+        }));
+        {
+            let chat_of = chat.clone();
             let outbox = chat_outbox.clone();
-            Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
+            listeners.push(EventListener::new(&chat, "open", move |_| {
                 for frame in outbox.borrow_mut().drain(..) {
-                    let _ = chat.send_with_str(&frame);
+                    let _ = chat_of.send_with_str(&frame);
                 }
-            })
-        };
-        chat.set_onmessage(Some(on_chat.as_ref().unchecked_ref()));
-        chat.set_onopen(Some(on_chat_open.as_ref().unchecked_ref()));
+            }));
+        }
         Ok(Self {
+            pc,
             chat,
             chat_outbox,
-            _on_chat: on_chat,
-            _on_chat_open: on_chat_open,
-            pc,
-            pending: Vec::new(),
-            _on_candidate: on_candidate,
-            _on_track: on_track,
-            _on_state: on_state,
-            _on_ice_error: on_ice_error,
-            _on_negotiation: on_negotiation,
+            listeners,
         })
     }
 
     /// Applies the other side's offer, rolling back an offer of ours first (the polite side of
     /// perfect negotiation), and answers it; returns the answer's SDP.
     pub async fn answer_offer(
-        &mut self,
+        &self,
         sdp: &str,
         local: Option<&MediaStream>,
     ) -> Result<String, JsValue> {
@@ -446,7 +424,7 @@ impl Peer {
 
     /// Applies the other side's offer and answers it; returns the answer's SDP.
     pub async fn accept_offer(
-        &mut self,
+        &self,
         sdp: &str,
         local: Option<&MediaStream>,
     ) -> Result<String, JsValue> {
@@ -464,22 +442,29 @@ impl Peer {
     }
 
     /// Applies the other side's answer to our offer.
-    pub async fn accept_answer(&mut self, sdp: &str) -> Result<(), JsValue> {
+    pub async fn accept_answer(&self, sdp: &str) -> Result<(), JsValue> {
         self.set_remote(RtcSdpType::Answer, sdp).await
     }
 
-    /// Adds a remote candidate now, or once the remote description is set.
-    pub fn add_candidate(&mut self, candidate: IceCandidate) {
-        if self.pc.remote_description().is_none() {
-            self.pending.push(candidate);
-            return;
-        }
-        self.apply_candidate(&candidate);
-    }
-
-    /// How many remote candidates wait for the remote description.
-    pub fn pending_candidates(&self) -> usize {
-        self.pending.len()
+    /// Hands a remote candidate to the browser without waiting for it: the browser applies
+    /// them in the order given, and the page's other events (the camera, the relay, the other
+    /// calls) are not held up meanwhile; on a busy machine that wait was tens of ms on the way
+    /// to the first frame. The remote description must be in place (`addIceCandidate` rejects
+    /// a candidate before it): the engine keeps the early ones until then, so there is one
+    /// queue of them, not two. A failure is expected for a candidate of an offer we ignored
+    /// (perfect negotiation), and harmless.
+    pub fn add_candidate(&self, candidate: IceCandidate) {
+        let init = RtcIceCandidateInit::new(&candidate.candidate);
+        init.set_sdp_mid(candidate.sdp_mid.as_deref());
+        init.set_sdp_m_line_index(candidate.sdp_m_line_index);
+        let added = self
+            .pc
+            .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(err) = JsFuture::from(added).await {
+                web_sys::console::debug_2(&"addIceCandidate".into(), &err);
+            }
+        });
     }
 
     /// Whether we sent an offer that has not been answered yet.
@@ -494,56 +479,21 @@ impl Peer {
         Ok(sdp.to_owned())
     }
 
-    async fn set_remote(&mut self, kind: RtcSdpType, sdp: &str) -> Result<(), JsValue> {
+    async fn set_remote(&self, kind: RtcSdpType, sdp: &str) -> Result<(), JsValue> {
         let init = RtcSessionDescriptionInit::new(kind);
         init.set_sdp(sdp);
         JsFuture::from(self.pc.set_remote_description(&init)).await?;
-        // Now that the remote description is set, the early candidates can go in, in order.
-        for candidate in std::mem::take(&mut self.pending) {
-            self.apply_candidate(&candidate);
-        }
         Ok(())
-    }
-
-    /// Hands `candidate` to the browser without waiting for it: the browser applies them in
-    /// the order given, and the page's other events (the camera, the relay, the other calls)
-    /// are not held up meanwhile; on a busy machine that wait was tens of ms on the way to
-    /// the first frame. A failure is expected for a candidate of an offer we ignored (perfect
-    /// negotiation), and harmless.
-    fn apply_candidate(&self, candidate: &IceCandidate) {
-        let init = RtcIceCandidateInit::new(&candidate.candidate);
-        init.set_sdp_mid(candidate.sdp_mid.as_deref());
-        init.set_sdp_m_line_index(candidate.sdp_m_line_index);
-        let added = self
-            .pc
-            .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
-        wasm_bindgen_futures::spawn_local(async move {
-            if let Err(err) = JsFuture::from(added).await {
-                web_sys::console::debug_2(&"addIceCandidate".into(), &err);
-            }
-        });
     }
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        // Unregister first: the closures are freed with `self`, and a late event must not call
-        // into freed memory.
-        self.pc.set_onicecandidate(None);
-        self.pc.set_ontrack(None);
-        self.pc.set_onconnectionstatechange(None);
-        self.pc.set_onnegotiationneeded(None);
-        self.chat.set_onmessage(None);
-        self.chat.set_onopen(None);
-        let _ = self.pc.remove_event_listener_with_callback(
-            ICE_ERROR_EVENT,
-            self._on_ice_error.as_ref().unchecked_ref(),
-        );
+        // The handlers go first: nothing is reported about a connection already given up.
+        self.listeners.clear();
         self.pc.close();
     }
 }
-
-const ICE_ERROR_EVENT: &str = "icecandidateerror";
 
 /// An `RTCConfiguration` with `ice_servers`, bundling everything on one transport from the
 /// start: both sides are this page, so there is one set of candidates (and one TURN

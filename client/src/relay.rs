@@ -1,15 +1,20 @@
-//! The relay connection: the browser's WebSocket, whose handlers live exactly as long as it
-//! does. Frames sent before it opens wait for it; each frame received is read as a
+//! The relay connection: gloo-net's WebSocket (a `Stream` of the frames read and a `Sink` of
+//! those sent, which owns its handlers and removes them when dropped), run by a task of its
+//! own. Frames sent before it opens wait for it; each frame received is read as a
 //! [`ServerMsg`]; its end is reported once, in words for the person.
 
-use std::{
-    cell::{Cell, RefCell},
-    rc::Rc,
-};
+use std::{future::poll_fn, task::Poll};
 
+use futures::{
+    channel::{
+        mpsc::{self, UnboundedReceiver, UnboundedSender},
+        oneshot,
+    },
+    FutureExt, SinkExt, StreamExt,
+};
+use gloo_net::websocket::{futures::WebSocket, Message, State, WebSocketError};
 use protocol::ServerMsg;
-use wasm_bindgen::{prelude::*, JsCast};
-use web_sys::{CloseEvent, MessageEvent, WebSocket};
+use wasm_bindgen::JsCast;
 
 /// What the relay connection reports.
 #[derive(Debug)]
@@ -22,12 +27,11 @@ pub enum RelayEvent {
 
 /// One WebSocket to the relay. Dropping it closes the socket, and nothing more is reported.
 pub struct RelaySocket {
-    ws: WebSocket,
-    /// Frames sent while the socket was still connecting.
-    outbox: Rc<RefCell<Vec<String>>>,
-    _on_open: Closure<dyn FnMut(web_sys::Event)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
+    /// Frames for the socket's task to send.
+    outbox: UnboundedSender<String>,
+    /// Dropped with this: the task stops on its next turn, before anything else (frames still
+    /// in `outbox` are not sent), and drops the socket, which closes it.
+    _alive: oneshot::Sender<()>,
 }
 
 impl RelaySocket {
@@ -35,105 +39,130 @@ impl RelaySocket {
     /// opened while this code loaded, if it is to `url` and has not failed, else opens one.
     pub fn open(url: &str, report: impl Fn(RelayEvent) + 'static) -> Result<Self, String> {
         let ws = match take_early_socket(url) {
-            Some(ws) => ws,
-            None => Self::connect(url)?,
-        };
-        Ok(Self::watch(ws, report))
-    }
-
-    fn connect(url: &str) -> Result<WebSocket, String> {
-        WebSocket::new(url).map_err(|err| {
-            let why = js_sys::Reflect::get(&err, &JsValue::from_str("message"))
-                .ok()
-                .and_then(|m| m.as_string())
-                .unwrap_or_default();
-            format!("Cannot reach the relay: {why}")
-        })
-    }
-
-    fn watch(ws: WebSocket, report: impl Fn(RelayEvent) + 'static) -> Self {
-        let report = Rc::new(report);
-        let outbox: Rc<RefCell<Vec<String>>> = Rc::default();
-        // A socket taken over may have opened already: then frames go out at once.
-        let opened = Rc::new(Cell::new(ws.ready_state() == WebSocket::OPEN));
-        let on_open = {
-            let ws = ws.clone();
-            let outbox = outbox.clone();
-            let opened = opened.clone();
-            Closure::<dyn FnMut(_)>::new(move |_: web_sys::Event| {
-                opened.set(true);
-                for frame in outbox.borrow_mut().drain(..) {
-                    let _ = ws.send_with_str(&frame);
-                }
-            })
-        };
-        let on_message = {
-            let report = report.clone();
-            Closure::<dyn FnMut(_)>::new(move |event: MessageEvent| {
-                // The relay sends text only; anything else is not for us.
-                let Some(text) = event.data().as_string() else {
-                    return;
-                };
-                let read = crate::json::parse(&text)
-                    .ok_or_else(|| protocol::ReadError::new("not JSON"))
-                    .and_then(ServerMsg::read);
-                match read {
-                    Ok(msg) => report(RelayEvent::Message(msg)),
-                    Err(err) => web_sys::console::warn_1(
-                        &format!("the relay sent something unreadable ({err}): {text}").into(),
-                    ),
-                }
-            })
-        };
-        let on_close = Closure::<dyn FnMut(_)>::new(move |event: CloseEvent| {
-            report(RelayEvent::Lost(lost_words(
-                event.code(),
-                &event.reason(),
-                opened.get(),
-            )));
-        });
-        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        Self {
-            ws,
-            outbox,
-            _on_open: on_open,
-            _on_message: on_message,
-            _on_close: on_close,
+            Some(ws) => WebSocket::try_from(ws),
+            None => WebSocket::open(url),
         }
+        .map_err(|err| format!("Cannot reach the relay: {}", err.message))?;
+        let (outbox, frames) = mpsc::unbounded();
+        let (alive, dropped) = oneshot::channel();
+        wasm_bindgen_futures::spawn_local(run(ws, frames, dropped, report));
+        Ok(Self {
+            outbox,
+            _alive: alive,
+        })
     }
 
     /// Sends one text frame now, or once the socket opens. A socket that is closing takes
     /// nothing: the engine sends again what matters once it has joined anew.
     pub fn send(&self, frame: String) {
-        match self.ws.ready_state() {
-            WebSocket::CONNECTING => self.outbox.borrow_mut().push(frame),
-            WebSocket::OPEN => {
-                let _ = self.ws.send_with_str(&frame);
+        let _ = self.outbox.unbounded_send(frame);
+    }
+}
+
+/// What the socket's task does next.
+enum Step {
+    /// Its [`RelaySocket`] was dropped.
+    Stop,
+    /// Send a frame.
+    Send(String),
+    /// The socket opened: the frames that waited for it go out.
+    Opened,
+    /// What the socket read; `None` after its close.
+    Read(Option<Result<Message, WebSocketError>>),
+}
+
+/// Runs one relay socket until it closes or its [`RelaySocket`] is dropped.
+async fn run(
+    mut ws: WebSocket,
+    mut frames: UnboundedReceiver<String>,
+    mut dropped: oneshot::Receiver<()>,
+    report: impl Fn(RelayEvent),
+) {
+    // A socket taken over may have opened already: then frames go out at once.
+    let mut opened = matches!(ws.state(), State::Open);
+    let mut waiting = Vec::new();
+    loop {
+        let step = poll_fn(|cx| {
+            // First, on every turn: once the RelaySocket is gone, nothing more is sent, read
+            // or reported.
+            if dropped.poll_unpin(cx).is_ready() {
+                return Poll::Ready(Step::Stop);
             }
-            _ => {}
+            if let Poll::Ready(Some(frame)) = frames.poll_next_unpin(cx) {
+                return Poll::Ready(Step::Send(frame));
+            }
+            // The sink is ready once the socket has left `CONNECTING`, open or failed (a
+            // failed one then reads its error and close).
+            if !opened && ws.poll_ready_unpin(cx).is_ready() && matches!(ws.state(), State::Open) {
+                return Poll::Ready(Step::Opened);
+            }
+            ws.poll_next_unpin(cx).map(Step::Read)
+        })
+        .await;
+        match step {
+            // Dropping `ws` closes the socket and removes its handlers.
+            Step::Stop => return,
+            Step::Send(frame) if opened => send(&mut ws, frame).await,
+            Step::Send(frame) => waiting.push(frame),
+            Step::Opened => {
+                opened = true;
+                for frame in std::mem::take(&mut waiting) {
+                    send(&mut ws, frame).await;
+                }
+            }
+            Step::Read(Some(Ok(Message::Text(text)))) => read(&text, &report),
+            // The relay sends text only; anything else is not for us.
+            Step::Read(Some(Ok(Message::Bytes(_)))) => {}
+            Step::Read(Some(Err(WebSocketError::ConnectionClose(event)))) => {
+                report(RelayEvent::Lost(lost_words(
+                    event.code,
+                    &event.reason,
+                    opened,
+                )));
+                return;
+            }
+            // An `error` event: the `close` event that follows says more.
+            Step::Read(Some(Err(_))) => {}
+            // The stream ends only after the close event, which has returned already.
+            Step::Read(None) => {
+                report(RelayEvent::Lost(lost_words(1006, "", opened)));
+                return;
+            }
         }
     }
 }
 
-impl Drop for RelaySocket {
-    fn drop(&mut self) {
-        self.ws.set_onopen(None);
-        self.ws.set_onmessage(None);
-        self.ws.set_onclose(None);
-        let _ = self.ws.close();
+/// Sends `frame` on an open socket (so at once). A socket that is closing discards it
+/// without an error; its close event follows.
+async fn send(ws: &mut WebSocket, frame: String) {
+    let _ = ws.send(Message::Text(frame)).await;
+}
+
+/// Reports `text`, a frame from the relay, as a [`ServerMsg`]; one that cannot be read goes
+/// to the console.
+fn read(text: &str, report: &impl Fn(RelayEvent)) {
+    let read = crate::json::parse(text)
+        .ok_or_else(|| protocol::ReadError::new("not JSON"))
+        .and_then(ServerMsg::read);
+    match read {
+        Ok(msg) => report(RelayEvent::Message(msg)),
+        Err(err) => web_sys::console::warn_1(
+            &format!("the relay sent something unreadable ({err}): {text}").into(),
+        ),
     }
 }
 
 /// The socket `index.html` opened before this code loaded (`window.__earlyRelay`), once: if it
 /// goes to `url` and is opening or open. One that failed is closed and left; the caller opens
 /// its own, which reports the failure the usual way.
-fn take_early_socket(url: &str) -> Option<WebSocket> {
+fn take_early_socket(url: &str) -> Option<web_sys::WebSocket> {
     let ws = crate::take_early("__earlyRelay")?
-        .dyn_into::<WebSocket>()
+        .dyn_into::<web_sys::WebSocket>()
         .ok()?;
-    let usable = matches!(ws.ready_state(), WebSocket::CONNECTING | WebSocket::OPEN);
+    let usable = matches!(
+        ws.ready_state(),
+        web_sys::WebSocket::CONNECTING | web_sys::WebSocket::OPEN
+    );
     if usable && ws.url() == url {
         Some(ws)
     } else {

@@ -196,7 +196,7 @@ impl Side {
 }
 
 /// Adds `candidates` to `to`, emptying the list.
-fn deliver(candidates: &mut Vec<IceCandidate>, to: &mut Peer) {
+fn deliver(candidates: &mut Vec<IceCandidate>, to: &Peer) {
     for candidate in std::mem::take(candidates) {
         to.add_candidate(candidate);
     }
@@ -208,8 +208,8 @@ async fn connect(a: &mut Side, b: &mut Side) {
     loop {
         a.collect();
         b.collect();
-        deliver(&mut a.candidates, &mut b.peer);
-        deliver(&mut b.candidates, &mut a.peer);
+        deliver(&mut a.candidates, &b.peer);
+        deliver(&mut b.candidates, &a.peer);
         if a.connected() && b.connected() {
             return;
         }
@@ -306,12 +306,13 @@ async fn two_peers_negotiate_connect_and_carry_video() {
     stop(&local);
 }
 
-/// The bug of the original pages: candidates that arrive before the offer. B must keep them
-/// until it has the offer, then apply them. B's own candidates are withheld from A, so the
+/// The bug of the original pages: candidates that arrive before the offer. The browser refuses
+/// them then, so they must be kept until B has the offer (the engine keeps them: `Link::pending`
+/// in `core.rs`, tested there), then applied. B's own candidates are withheld from A, so the
 /// connection can only come up if B really applied A's early candidates: A then learns B's
 /// address from B's connectivity checks.
 #[wasm_bindgen_test]
-async fn candidates_before_the_offer_are_queued_then_applied() {
+async fn candidates_before_the_offer_are_refused_then_applied_after_it() {
     let mut a = Side::new("A");
     let mut b = Side::new("B");
     a.peer.send_media(None);
@@ -339,20 +340,11 @@ async fn candidates_before_the_offer_are_queued_then_applied() {
     );
     bare.close();
 
-    let mut queued = 0;
+    let answer = b.peer.accept_offer(&offer, None).await.expect("B answers");
+    // What the engine does once the offer is in place: the kept candidates go in, in order.
     for candidate in early {
         b.peer.add_candidate(candidate);
-        queued += 1;
-        assert_eq!(b.peer.pending_candidates(), queued);
     }
-    assert!(b.peer.pending_candidates() > 0);
-
-    let answer = b.peer.accept_offer(&offer, None).await.expect("B answers");
-    assert_eq!(
-        b.peer.pending_candidates(),
-        0,
-        "applying the offer must apply the queued candidates"
-    );
     a.peer
         .accept_answer(&answer)
         .await
@@ -371,14 +363,13 @@ async fn candidates_before_the_offer_are_queued_then_applied() {
         deadline
             .tick(|| {
                 format!(
-                    "a connection through the queued candidates only; {}; {}",
+                    "a connection through A's early candidates only; {}; {}",
                     a.describe(),
                     b.describe()
                 )
             })
             .await;
     }
-    assert_eq!(b.peer.pending_candidates(), 0);
 }
 
 /// The fake camera and microphone open, and the camera shows in a `<video>`.
