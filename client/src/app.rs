@@ -60,8 +60,9 @@ pub enum Event {
     RelayLost(u32, String),
     /// A peer connection reported something.
     Peer(ConnId, PeerEvent),
-    /// A timer went off.
-    Timer(Timer),
+    /// A timer went off: the one started as number `.1` (a timer started again, or cancelled,
+    /// after its `setTimeout` fired but before the loop took the event, is stale).
+    Timer(Timer, u32),
     /// The browser is online again after a network change.
     Online,
     /// A button was pressed.
@@ -143,8 +144,11 @@ pub struct App {
     relay_generation: u32,
     peers: VecMap<ConnId, Peer>,
     streams: VecMap<ConnId, MediaStream>,
-    /// The engine's timers; dropping one clears it.
-    timers: VecMap<Timer, Timeout>,
+    /// The engine's running timers, each with the number it was started as; dropping one
+    /// clears it. Which timers run is the engine's to say: this only carries it out.
+    timers: VecMap<Timer, (u32, Timeout)>,
+    /// The number of the last timer started.
+    timer_starts: u32,
     /// The screen we share instead of the camera, and the handler of its end.
     share: Option<MediaStream>,
     share_ended: Option<EventListener>,
@@ -254,6 +258,7 @@ impl App {
             peers: VecMap::new(),
             streams: VecMap::new(),
             timers: VecMap::new(),
+            timer_starts: 0,
             stats: VecMap::new(),
             share: None,
             share_ended: None,
@@ -316,8 +321,9 @@ impl App {
             }
             Event::Relay(..) | Event::RelayLost(..) => {} // From a socket already replaced.
             Event::Peer(conn, event) => self.on_peer(conn, event).await,
-            Event::Timer(timer) => {
-                if self.timers.remove(&timer).is_some() {
+            Event::Timer(timer, number) => {
+                if self.timers.get(&timer).is_some_and(|(n, _)| *n == number) {
+                    self.timers.remove(&timer);
                     self.input(Input::Timer(timer)).await;
                 }
             }
@@ -830,13 +836,15 @@ impl App {
             }
             Effect::StartTimer { timer, ms } => {
                 let tx = self.events_tx.clone();
+                self.timer_starts = self.timer_starts.wrapping_add(1);
+                let number = self.timer_starts;
                 // setTimeout takes an i32: a longer wait would go off at once.
                 let ms = ms.min(i32::MAX as u32);
                 let timeout = Timeout::new(ms, move || {
-                    let _ = tx.unbounded_send(Event::Timer(timer));
+                    let _ = tx.unbounded_send(Event::Timer(timer, number));
                 });
                 // Replacing a running timer drops (and so clears) the old one.
-                self.timers.insert(timer, timeout);
+                self.timers.insert(timer, (number, timeout));
             }
             Effect::CancelTimer(timer) => {
                 self.timers.remove(&timer);
