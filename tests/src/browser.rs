@@ -135,12 +135,12 @@ impl WebDriverCompatibleCommand for Cdp {
     }
 }
 
-/// Installed in every test page before its own scripts: keeps each `RTCPeerConnection` in
+/// Installed in every test page before its own scripts (Firefox's too, see [`crate::firefox`]): keeps each `RTCPeerConnection` in
 /// `window.__pcs` (for its stats) and notes what it does, as the browser sees it (descriptions with their ICE username fragments, signaling,
 /// gathering and connection states, candidates), in `window.__pcLog`. A failing wait prints it
 /// beside the engine's own trace. It also keeps the page's uncaught errors, failed loads and
 /// unhandled rejections in `window.__pageErrors`, for a page that never got going.
-const PC_WATCH_JS: &str = r#"(() => {
+pub(crate) const PC_WATCH_JS: &str = r#"(() => {
   const errors = window.__pageErrors = [];
   const at = () => Math.round(performance.now()) + ' ';
   window.addEventListener('error', (e) => {
@@ -278,8 +278,8 @@ pub async fn wait_pages(
                     Some(pcs) => {
                         eprintln!("[{label}] its connections, as the browser saw them:\n{pcs}")
                     }
-                    // Only Chrome's pages get the watch, through DevTools.
-                    None => eprintln!("[{label}] its connections: not watched in this browser"),
+                    // The watch is installed by Driver::browser and Gecko::browser only.
+                    None => eprintln!("[{label}] its connections: not watched in this page"),
                 }
                 let video = page
                     .execute(&format!("{VIDEO_FRAMES_FN} {VIDEO_FACTS}"), vec![])

@@ -1,6 +1,10 @@
 //! Real headless Firefox ESR pages driven through geckodriver, beside the Chrome ones of
 //! [`crate::browser`]: the same [`Client`], so every helper there works on these pages too.
 //!
+//! Firefox has no DevTools command to run a script before a page's own; WebDriver BiDi's
+//! `script.addPreloadScript` does it, so its pages keep the same connection watch
+//! (`window.__pcLog`) that a failing wait prints.
+//!
 //! Firefox gathers no ICE candidate on loopback alone, nor without a default route: the tests
 //! run inside `scripts/loopback-only.sh`, whose namespace has a veth pair of its own for that.
 
@@ -16,7 +20,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Map, Value};
 use tokio::process::{Child, Command};
 
-use crate::browser::{free_port, PATIENCE};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::browser::{free_port, PATIENCE, PC_WATCH_JS};
 
 /// The preferences every test Firefox gets: a fake camera and microphone granted without
 /// asking, video and sound that play without a click, and none of Firefox's own traffic
@@ -149,11 +156,14 @@ impl Gecko {
         }
     }
 
-    /// The session of this geckodriver: a new headless Firefox with [`firefox_prefs`]. Waits
-    /// for geckodriver to listen. Call it once per driver.
+    /// The session of this geckodriver: a new headless Firefox with [`firefox_prefs`], whose
+    /// pages get the connection watch of Chrome's (`window.__pcLog`, printed by a failing
+    /// wait). Waits for geckodriver to listen. Call it once per driver.
     pub async fn browser(&self) -> Client {
         let caps = json!({
             "browserName": "firefox",
+            // A WebDriver BiDi connection as well, for the watch.
+            "webSocketUrl": true,
             "moz:firefoxOptions": {
                 "binary": firefox_path(),
                 "args": ["-headless"],
@@ -167,7 +177,16 @@ impl Gecko {
         loop {
             let mut builder = ClientBuilder::new(HttpConnector::new());
             match builder.capabilities(caps.clone()).connect(&self.url).await {
-                Ok(client) => return client,
+                Ok(client) => {
+                    let bidi = client
+                        .capabilities()
+                        .and_then(|caps| caps.get("webSocketUrl"))
+                        .and_then(Value::as_str)
+                        .expect("Firefox offers WebDriver BiDi")
+                        .to_owned();
+                    preload(&bidi, PC_WATCH_JS).await;
+                    return client;
+                }
                 // geckodriver takes a moment to listen.
                 Err(_) if started.elapsed() < PATIENCE => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -187,6 +206,44 @@ impl Drop for Gecko {
         let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.profiles);
     }
+}
+
+/// Has the session behind the WebDriver BiDi WebSocket at `bidi` run `script` in every page
+/// before the page's own scripts (`script.addPreloadScript`: what Chrome's DevTools call
+/// `Page.addScriptToEvaluateOnNewDocument`). The script stays with the session after the
+/// WebSocket closes.
+async fn preload(bidi: &str, script: &str) {
+    let (mut socket, _) = tokio_tungstenite::connect_async(bidi)
+        .await
+        .unwrap_or_else(|e| panic!("no WebDriver BiDi at {bidi}: {e}"));
+    let command = json!({
+        "id": 1,
+        "method": "script.addPreloadScript",
+        "params": { "functionDeclaration": format!("() => {{ {script} }}") },
+    });
+    socket
+        .send(Message::text(command.to_string()))
+        .await
+        .expect("send the preload script");
+    let answered = tokio::time::timeout(PATIENCE, async {
+        while let Some(message) = socket.next().await {
+            let Ok(Message::Text(text)) = message else {
+                continue;
+            };
+            let reply: Value = serde_json::from_str(&text).expect("BiDi speaks JSON");
+            if reply["id"] == 1 {
+                return reply;
+            }
+        }
+        Value::Null
+    })
+    .await
+    .expect("an answer to the preload script");
+    assert_eq!(
+        answered["type"], "success",
+        "the preload script was refused: {answered}"
+    );
+    let _ = socket.close(None).await;
 }
 
 /// A headless Firefox with a geckodriver of its own: keep the driver as long as the page.
