@@ -135,12 +135,12 @@ impl WebDriverCompatibleCommand for Cdp {
     }
 }
 
-/// Installed in every test page before its own scripts (Firefox's too, see [`crate::firefox`]): keeps each `RTCPeerConnection` in
+/// Installed in every test page before its own scripts: keeps each `RTCPeerConnection` in
 /// `window.__pcs` (for its stats) and notes what it does, as the browser sees it (descriptions with their ICE username fragments, signaling,
 /// gathering and connection states, candidates), in `window.__pcLog`. A failing wait prints it
 /// beside the engine's own trace. It also keeps the page's uncaught errors, failed loads and
 /// unhandled rejections in `window.__pageErrors`, for a page that never got going.
-pub(crate) const PC_WATCH_JS: &str = r#"(() => {
+const PC_WATCH_JS: &str = r#"(() => {
   const errors = window.__pageErrors = [];
   const at = () => Math.round(performance.now()) + ' ';
   window.addEventListener('error', (e) => {
@@ -191,6 +191,11 @@ pub(crate) const PC_WATCH_JS: &str = r#"(() => {
   Object.setPrototypeOf(Watched, PC);
   window.RTCPeerConnection = Watched;
 })();"#;
+
+/// The connection watch of every Chrome page, for Firefox's pages too ([`crate::firefox`]).
+pub(crate) fn connection_watch_js() -> &'static str {
+    PC_WATCH_JS
+}
 
 /// A new browser session from the chromedriver at `url`, with Chrome started with `args`.
 /// Waits for chromedriver to listen.

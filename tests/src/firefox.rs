@@ -23,7 +23,7 @@ use tokio::process::{Child, Command};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::browser::{free_port, PATIENCE, PC_WATCH_JS};
+use crate::browser::{connection_watch_js, free_port, PATIENCE};
 
 /// The preferences every test Firefox gets: a fake camera and microphone granted without
 /// asking, video and sound that play without a click, and none of Firefox's own traffic
@@ -184,7 +184,7 @@ impl Gecko {
                         .and_then(Value::as_str)
                         .expect("Firefox offers WebDriver BiDi")
                         .to_owned();
-                    preload(&bidi, PC_WATCH_JS).await;
+                    preload(&bidi, connection_watch_js()).await;
                     return client;
                 }
                 // geckodriver takes a moment to listen.
