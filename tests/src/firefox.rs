@@ -143,6 +143,9 @@ impl Gecko {
             .args(["--websocket-port", "0"])
             .arg("--profile-root")
             .arg(&profiles)
+            // A release build takes the remote-settings server of the prefs (a data: URL that
+            // leads nowhere) only with this; without it, it looks up Mozilla's.
+            .env("MOZ_REMOTE_SETTINGS_DEVTOOLS", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
