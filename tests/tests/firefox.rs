@@ -19,6 +19,7 @@ use e2e::{
     relay,
 };
 use fantoccini::{Client, Locator};
+use futures_util::future::join_all;
 
 /// The tests of this file take turns: each runs two or three browsers, and on two cores more
 /// at once would make their waits flaky.
@@ -68,8 +69,8 @@ async fn chromium_and_firefox_call_each_other_both_ways() {
     let started = Instant::now();
     let (relay, shutdown, _relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 2).await;
     let driver = Driver::start().await;
-    let chrome = driver.browser().await;
-    let (_gecko, fox) = firefox().await;
+    // Both browsers start at once: Firefox takes seconds.
+    let (chrome, (_gecko, fox)) = tokio::join!(driver.browser(), firefox());
 
     // Firefox waits and Chromium calls: Chromium offers, Firefox answers.
     one_to_one(relay, "chromium-calls-firefox", &fox, &chrome).await;
@@ -88,8 +89,7 @@ async fn two_firefox_pages_call_each_other() {
     let _turn = TURN.lock().await;
     let started = Instant::now();
     let (relay, shutdown, _relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 2).await;
-    let (_gecko_a, a) = firefox().await;
-    let (_gecko_b, b) = firefox().await;
+    let ((_gecko_a, a), (_gecko_b, b)) = tokio::join!(firefox(), firefox());
 
     one_to_one(relay, "firefox-calls-firefox", &a, &b).await;
 
@@ -112,18 +112,18 @@ async fn room_of_three(room: &str, order: [(Engine, &str); 3]) {
     let started = Instant::now();
     let (relay, shutdown, _relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
     let driver = Driver::start().await;
-    let mut geckos = Vec::new();
-    let mut pages = Vec::new();
-    for (engine, _) in order {
-        pages.push(match engine {
-            Engine::Chromium => driver.browser().await,
+    // The three browsers start at once: Firefox takes seconds.
+    let started_browsers = join_all(order.iter().map(|(engine, _)| async {
+        match engine {
+            Engine::Chromium => (None, driver.browser().await),
             Engine::Firefox => {
                 let (gecko, page) = firefox().await;
-                geckos.push(gecko);
-                page
+                (Some(gecko), page)
             }
-        });
-    }
+        }
+    }))
+    .await;
+    let (_geckos, pages): (Vec<_>, Vec<_>) = started_browsers.into_iter().unzip();
     let opened = Instant::now();
     for (page, (_, hash)) in pages.iter().zip(order) {
         page.goto(&format!("http://{relay}/?room={room}{hash}"))
