@@ -1,7 +1,8 @@
 # The two commands a new machine needs. Both install what is missing first (scripts/setup.sh).
 #   make run    build the client, start the relay, print the URLs to open (PORT=9000 make run)
 #   make test   every test: format, lints on both targets, relay, browser client, end-to-end
-#               calls, calls across network namespaces (LAN, two NATs and TURN), benchmark smoke
+#               calls (Chromium, Firefox ESR and both together), calls across network namespaces
+#               (LAN, two NATs and TURN), benchmark smoke
 # And for working on the client: make dev (trunk serve with live reload beside the relay).
 
 SHELL := /bin/bash
@@ -36,9 +37,11 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p client -p protocol --target wasm32-unknown-unknown --all-targets -- -D warnings
 
-# The relay tests and the end-to-end call. They talk to 127.0.0.1 only; the namespace makes
-# sure Chrome does too. Built outside it, because building may need the registry. The client's
-# decisions (client/src/core) are plain Rust and run here too, on the host.
+# The relay tests and the end-to-end calls, Chromium's and Firefox's (tests/tests/firefox.rs).
+# They talk to 127.0.0.1 only; the namespace makes sure the browsers do too (its veth pair to
+# itself gives Firefox an address to gather candidates on, and leads nowhere). Built outside it,
+# because building may need the registry. The client's decisions (client/src/core) are plain
+# Rust and run here too, on the host.
 test-native:
 	cargo test --no-run
 	scripts/loopback-only.sh cargo test --offline -- --nocapture --skip lab_

@@ -5,14 +5,16 @@
 #                             (about 4 minutes the first time), and wasm-opt, esbuild and brotli
 #                             (a smaller bundle) when apt is there
 #   scripts/setup.sh --test   the same plus what the tests start: Chromium and ChromeDriver,
-#                             iproute2 and iptables for the network labs, coturn for TURN,
-#                             redis-server for the relays that share rooms
+#                             Firefox ESR and geckodriver (built with cargo: about 3 minutes
+#                             the first time), iproute2 and iptables for the network labs,
+#                             coturn for TURN, redis-server for the relays that share rooms
 #   scripts/setup.sh --dev    the same as the first plus trunk, for `make dev` (about 10 minutes
 #                             the first time: only the live-reload loop needs it)
 set -euo pipefail
 
 WASM_BINDGEN_VERSION=0.2.130
 TRUNK_VERSION=0.21.14
+GECKODRIVER_VERSION=0.37.1
 
 say() { printf '[setup] %s\n' "$*"; }
 mode=${1:-}
@@ -31,6 +33,7 @@ need esbuild esbuild
 if [ "$mode" = "--test" ]; then
   need chromium chromium
   need chromedriver chromium-driver
+  need firefox-esr firefox-esr
   need ip iproute2
   need iptables iptables
   need turnserver coturn
@@ -69,6 +72,12 @@ fi
 if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION"; then
   say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (first time only: about 4 minutes on 2 cores)"
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+# Debian has no geckodriver package; Mozilla publishes it as a crate.
+if [ "$mode" = "--test" ] && ! geckodriver --version 2>/dev/null | grep -q " $GECKODRIVER_VERSION"; then
+  say "installing geckodriver $GECKODRIVER_VERSION (first time only: about 3 minutes on 2 cores)"
+  cargo install geckodriver --version "$GECKODRIVER_VERSION"
 fi
 
 if [ "$mode" = "--dev" ] && ! trunk --version 2>/dev/null | grep -q " $TRUNK_VERSION"; then

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fantoccini::{wd::WebDriverCompatibleCommand, Client, ClientBuilder};
+use fantoccini::{wd::WebDriverCompatibleCommand, Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
@@ -195,6 +195,11 @@ const PC_WATCH_JS: &str = r#"(() => {
   window.RTCPeerConnection = Watched;
 })();"#;
 
+/// The connection watch of every Chrome page, for Firefox's pages too ([`crate::firefox`]).
+pub(crate) fn connection_watch_js() -> &'static str {
+    PC_WATCH_JS
+}
+
 /// A new browser session from the chromedriver at `url`, with Chrome started with `args`.
 /// Waits for chromedriver to listen.
 pub async fn connect_browser(url: &str, args: &[String]) -> Client {
@@ -271,15 +276,21 @@ pub async fn wait_pages(
                     kept.display()
                 );
                 let pcs = page
-                    .execute("return (window.__pcLog || []).join('\\n')", vec![])
+                    .execute(
+                        "return window.__pcLog ? window.__pcLog.join('\\n') : null",
+                        vec![],
+                    )
                     .await
                     .unwrap_or(Value::Null);
-                eprintln!(
-                    "[{label}] its connections, as the browser saw them:\n{}",
-                    pcs.as_str().unwrap_or("")
-                );
+                match pcs.as_str() {
+                    Some(pcs) => {
+                        eprintln!("[{label}] its connections, as the browser saw them:\n{pcs}")
+                    }
+                    // The watch is installed by Driver::browser and Gecko::browser only.
+                    None => eprintln!("[{label}] its connections: not watched in this page"),
+                }
                 let video = page
-                    .execute(VIDEO_FACTS, vec![])
+                    .execute(&format!("{VIDEO_FRAMES_FN} {VIDEO_FACTS}"), vec![])
                     .await
                     .unwrap_or(Value::Null);
                 eprintln!("[{label}] remote videos: {video}");
@@ -297,10 +308,23 @@ pub async fn wait_pages(
     }
 }
 
-/// What each remote `<video>` shows, for a failing test's report.
+// The function of `VIDEO_FRAMES_FN`, as a literal for `concat!`.
+macro_rules! video_frames_js {
+    () => {
+        "(v) => v.mozPaintedFrames !== undefined
+            ? v.mozPaintedFrames : v.getVideoPlaybackQuality().totalVideoFrames"
+    };
+}
+
+/// Defines `videoFrames(video)`: the frames `video` has shown so far. Chrome counts them in
+/// `getVideoPlaybackQuality()`; headless Firefox leaves that at 0 and counts painted frames in
+/// its own `mozPaintedFrames`.
+pub const VIDEO_FRAMES_FN: &str = concat!("const videoFrames = ", video_frames_js!(), ";");
+
+/// What each `<video>` shows, for a failing test's report.
 const VIDEO_FACTS: &str = "return [...document.querySelectorAll('video')].map(v => ({
     id: v.id, peer: v.dataset.peer, paused: v.paused, ready: v.readyState,
-    frames: v.getVideoPlaybackQuality().totalVideoFrames,
+    frames: videoFrames(v), size: v.videoWidth + 'x' + v.videoHeight,
     stream: v.srcObject && v.srcObject.id,
     tracks: v.srcObject ? v.srcObject.getTracks().map(t => t.kind + ':' + t.readyState
         + (t.muted ? ':muted' : '')) : [] }));";
@@ -341,10 +365,14 @@ pub async fn status_of(page: &Client) -> (String, String) {
     )
 }
 
-/// Defines `frames()`: decoded frames in the page's remote video so far (0 without a stream).
-pub const REMOTE_FRAMES_FN: &str = "const frames = () => {
-    const v = document.getElementById('remoteVideo');
-    return v.srcObject ? v.getVideoPlaybackQuality().totalVideoFrames : 0; };";
+/// Defines `frames()`: decoded frames in the page's remote video so far (0 without a stream),
+/// in Chrome or Firefox.
+pub const REMOTE_FRAMES_FN: &str = concat!(
+    "const frames = () => { const v = document.getElementById('remoteVideo');
+        return v.srcObject ? (",
+    video_frames_js!(),
+    ")(v) : 0; };"
+);
 
 /// Decoded frames in the page's remote video so far.
 pub async fn frames(page: &Client) -> u64 {
@@ -435,4 +463,98 @@ pub async fn screenshot(page: &Client, name: &str, width: u32, height: u32) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
     std::fs::create_dir_all(&dir).expect("docs/screenshots");
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
+}
+
+/// Waits until both pages show a verification code (`#verifyCode`) and returns it; both must
+/// show the same one.
+pub async fn same_code(a: &Client, b: &Client) -> String {
+    let script = "const v = document.getElementById('verifyCode');
+        return v && v.dataset.code ? v.dataset.code : '';";
+    let codes = wait_pages(
+        &[("a", a), ("b", b)],
+        "the verification codes",
+        script,
+        PATIENCE,
+    )
+    .await;
+    let codes: Vec<&str> = codes
+        .iter()
+        .map(|c| c.as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(codes[0], codes[1], "the two sides show different codes");
+    assert_eq!(codes[0].split(' ').count(), 5, "five symbols: {codes:?}");
+    codes[0].to_owned()
+}
+
+/// Defines `tiles()`: per remote tile, `[data-conn, decoded frames]`, in Chrome or Firefox.
+pub const TILES_FN: &str = concat!(
+    "const tiles = () => [...document.querySelectorAll('#remotes figure[data-conn]')]
+        .map(f => { const v = f.querySelector('video');
+                    return [f.dataset.conn, v.srcObject ? (",
+    video_frames_js!(),
+    ")(v) : 0]; });"
+);
+
+/// Waits until `page` shows `n` remote tiles that all decode video; returns their connections.
+pub async fn decoding_everyone(page: &Client, n: usize) -> Vec<String> {
+    wait_for(page, &format!("{n} remote tiles with frames"), &decoding(n)).await;
+    tile_frames(page)
+        .await
+        .into_iter()
+        .map(|(conn, _)| conn)
+        .collect()
+}
+
+/// A script that is true when the page shows `n` remote tiles that all decode video.
+pub fn decoding(n: usize) -> String {
+    format!("{TILES_FN} const t = tiles(); return t.length === {n} && t.every(([, f]) => f > 0);")
+}
+
+/// `(data-conn, decoded frames)` of each remote tile of `page`.
+pub async fn tile_frames(page: &Client) -> Vec<(String, u64)> {
+    let value = page
+        .execute(&format!("{TILES_FN} return tiles();"), vec![])
+        .await
+        .expect("script runs");
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t[0].as_str().unwrap_or_default().to_owned(),
+                t[1].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Types `text` into the chat of `pages[from]` and sends it with Enter; every other page shows
+/// it once, as text, marked with the sender's relay id.
+pub async fn chat(pages: &[Client], from: usize, text: &str) {
+    let sender = &pages[from];
+    let input = sender
+        .find(Locator::Id("chatInput"))
+        .await
+        .expect("the chat field");
+    input
+        .send_keys(&format!("{text}\u{e007}"))
+        .await
+        .expect("type and press Enter");
+    // The sender's own line appears once the text is taken (the field's keys are events).
+    let own = format!(
+        "return [...document.querySelectorAll('#chatLog p[data-from=\"me\"] span')]
+            .some(s => s.textContent === {text:?});"
+    );
+    wait_for(sender, &format!("the sender's own line {text:?}"), &own).await;
+    let script = format!(
+        "const lines = [...document.querySelectorAll('#chatLog p')]
+            .filter(p => p.dataset.from !== 'me' && p.querySelector('span').textContent === {text:?});
+         return lines.length === 1 && !lines[0].querySelector('span b') ? lines[0].dataset.from : '';"
+    );
+    for (n, page) in pages.iter().enumerate() {
+        if n != from {
+            wait_for(page, &format!("the chat message {text:?}"), &script).await;
+        }
+    }
 }

@@ -9,8 +9,9 @@ use std::{net::SocketAddr, time::Instant};
 
 use e2e::{
     browser::{
-        frames, frames_beyond, screenshot, status_of, wait_for, wait_for_state, wait_pages,
-        wait_until_alone, Driver, PATIENCE,
+        chat, decoding, decoding_everyone, frames, frames_beyond, same_code, screenshot, status_of,
+        tile_frames, wait_for, wait_for_state, wait_pages, wait_until_alone, Driver, PATIENCE,
+        TILES_FN,
     },
     relay,
 };
@@ -122,66 +123,6 @@ async fn two_pages_see_each_other_hang_up_and_call_again() {
     wait_until_alone(&callee, "the callee to notice the caller left").await;
     callee.close().await.expect("close the callee");
     shutdown.cancel();
-}
-
-/// Waits until both pages show a verification code (`#verifyCode`) and returns it; both must
-/// show the same one.
-async fn same_code(a: &fantoccini::Client, b: &fantoccini::Client) -> String {
-    let script = "const v = document.getElementById('verifyCode');
-        return v && v.dataset.code ? v.dataset.code : '';";
-    let codes = wait_pages(
-        &[("a", a), ("b", b)],
-        "the verification codes",
-        script,
-        PATIENCE,
-    )
-    .await;
-    let codes: Vec<&str> = codes
-        .iter()
-        .map(|c| c.as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(codes[0], codes[1], "the two sides show different codes");
-    assert_eq!(codes[0].split(' ').count(), 5, "five symbols: {codes:?}");
-    codes[0].to_owned()
-}
-
-/// Defines `tiles()`: per remote tile, `[data-conn, decoded frames]`.
-const TILES_FN: &str = "const tiles = () => [...document.querySelectorAll('#remotes figure[data-conn]')]
-    .map(f => { const v = f.querySelector('video');
-                return [f.dataset.conn, v.srcObject ? v.getVideoPlaybackQuality().totalVideoFrames : 0]; });";
-
-/// Waits until `page` shows `n` remote tiles that all decode video; returns their connections.
-async fn decoding_everyone(page: &fantoccini::Client, n: usize) -> Vec<String> {
-    wait_for(page, &format!("{n} remote tiles with frames"), &decoding(n)).await;
-    tile_frames(page)
-        .await
-        .into_iter()
-        .map(|(conn, _)| conn)
-        .collect()
-}
-
-/// A script that is true when the page shows `n` remote tiles that all decode video.
-fn decoding(n: usize) -> String {
-    format!("{TILES_FN} const t = tiles(); return t.length === {n} && t.every(([, f]) => f > 0);")
-}
-
-/// `(data-conn, decoded frames)` of each remote tile of `page`.
-async fn tile_frames(page: &fantoccini::Client) -> Vec<(String, u64)> {
-    let value = page
-        .execute(&format!("{TILES_FN} return tiles();"), vec![])
-        .await
-        .expect("script runs");
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| {
-            (
-                t[0].as_str().unwrap_or_default().to_owned(),
-                t[1].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
 }
 
 /// Opens `n` pages in `room` (the second one with `#true`, the others without) one after the
@@ -703,36 +644,6 @@ async fn a_page_without_camera_or_autoplay_flag_plays_and_offers_to_start_the_so
     listener.close().await.expect("close the listener");
     caller.close().await.expect("close the caller");
     shutdown.cancel();
-}
-
-/// Types `text` into the chat of `pages[from]` and sends it with Enter; every other page shows
-/// it once, as text, marked with the sender's relay id.
-async fn chat(pages: &[fantoccini::Client], from: usize, text: &str) {
-    let sender = &pages[from];
-    let input = sender
-        .find(Locator::Id("chatInput"))
-        .await
-        .expect("the chat field");
-    input
-        .send_keys(&format!("{text}\u{e007}"))
-        .await
-        .expect("type and press Enter");
-    // The sender's own line appears once the text is taken (the field's keys are events).
-    let own = format!(
-        "return [...document.querySelectorAll('#chatLog p[data-from=\"me\"] span')]
-            .some(s => s.textContent === {text:?});"
-    );
-    wait_for(sender, &format!("the sender's own line {text:?}"), &own).await;
-    let script = format!(
-        "const lines = [...document.querySelectorAll('#chatLog p')]
-            .filter(p => p.dataset.from !== 'me' && p.querySelector('span').textContent === {text:?});
-         return lines.length === 1 && !lines[0].querySelector('span b') ? lines[0].dataset.from : '';"
-    );
-    for (n, page) in pages.iter().enumerate() {
-        if n != from {
-            wait_for(page, &format!("the chat message {text:?}"), &script).await;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
