@@ -173,6 +173,19 @@ async fn run_room(pages: &[Client], base: &str, room: &str, order: &Order) -> (u
                 .await
                 .unwrap_or(Value::Null);
             eprintln!("[page {index}] tiles after the quiet time: {tiles}");
+            let log = page
+                .execute(
+                    "return [document.getElementById('status').textContent].concat((window.__callLog || [])
+                        .filter(l => /Failed|Close|HangUp|PeerLeft|State|Welcome|RelayLost/.test(l))
+                        .slice(-30)).join('\\n')",
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Null);
+            eprintln!(
+                "[page {index}] status and what closed:\n{}",
+                log.as_str().unwrap_or("")
+            );
             eprintln!("[page {index}] {}", connections(page).await);
             panic!("{}: page {index} lost a tile while steady", order.label());
         }
@@ -182,8 +195,8 @@ async fn run_room(pages: &[Client], base: &str, room: &str, order: &Order) -> (u
         for (index, page) in pages.iter().enumerate() {
             let log = page
                 .execute(
-                    "return (window.__callLog || []).filter(l => /MakeOffer|RestartIce|State|Media|Online/.test(l))
-                        .slice(-12).join('\\n')",
+                    "return (window.__callLog || []).filter(l => /MakeOffer|RestartIce|State|Media|Online|Negotiation|Timer\\(|AnswerApplied|ApplyOffer|offer: false/.test(l))
+                        .slice(-30).join('\\n')",
                     vec![],
                 )
                 .await
