@@ -998,6 +998,14 @@ fn a_room_settles_with_few_offers_per_connection() {
                     most <= 3,
                     "{browser:?} {label}: a connection made {most} offers"
                 );
+                for page in &world.pages {
+                    let opened = page.engine.connections_opened() as usize;
+                    assert!(
+                        opened < world.pages.len(),
+                        "{browser:?} {label}: a call was closed and opened again ({opened})\n{}",
+                        world.describe()
+                    );
+                }
             },
         );
     }
