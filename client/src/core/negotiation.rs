@@ -507,8 +507,18 @@ impl Negotiation {
         }
     }
 
-    /// An effect on the connection failed: the exchange cannot go on.
-    pub fn failed(&self, why: String, out: &mut Out) {
+    /// An effect on the connection failed. The browser refusing the offer of a renegotiation
+    /// leaves the connection as it was negotiated, and the call goes on: Chrome refuses its own
+    /// next offer after it rolled one back to answer Firefox's ("A BUNDLE group contains a
+    /// codec collision for header extension id=6", seen in rooms of three with a Firefox page),
+    /// and closing the call then left Firefox with a connection nobody answered. Anything else
+    /// ends the call, with words for the person.
+    pub fn failed(&mut self, why: String, out: &mut Out) {
+        if self.making_offer && self.remote_set {
+            self.making_offer = false;
+            self.wanted = false;
+            return;
+        }
         out.note(Note::Failed(format!(
             "The call could not be set up ({why}). Press Call to try again."
         )));

@@ -1747,3 +1747,44 @@ fn after_crossed_restarts_the_next_change_is_negotiated() {
         "a change was not negotiated: offers {before:?} -> {after:?}"
     );
 }
+
+#[test]
+fn a_renegotiation_offer_the_browser_refuses_keeps_the_call() {
+    // Set up: a call negotiated once (we answered their offer).
+    let mut page = waiting_page("b", "a");
+    let conn = ConnId(0);
+    page.handle(offer_from(2, "offer"));
+    page.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: false,
+            sdp: "answer".into(),
+        },
+    ));
+    page.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
+    // A renegotiation: the browser refuses to set our offer.
+    assert_eq!(
+        page.handle(Input::Peer(conn, PeerInput::NegotiationNeeded)),
+        vec![Effect::MakeOffer { conn }]
+    );
+    let effects = page.handle(Input::Peer(
+        conn,
+        PeerInput::Failed("A BUNDLE group contains a codec collision".into()),
+    ));
+    assert!(!effects.contains(&Effect::Close { conn }), "{effects:?}");
+    assert_eq!(page.status(), Status::Connected);
+    assert_eq!(page.tiles().len(), 1);
+    // Their next offer is answered as usual.
+    assert!(page
+        .handle(offer_from(2, "offer 2"))
+        .contains(&Effect::ApplyOffer {
+            conn,
+            sdp: "offer 2".into()
+        }));
+    // A failure while setting the call up still ends it, and says so.
+    let mut fresh = waiting_page("b", "a");
+    fresh.handle(offer_from(2, "offer"));
+    let effects = fresh.handle(Input::Peer(conn, PeerInput::Failed("no".into())));
+    assert!(effects.contains(&Effect::Close { conn }), "{effects:?}");
+    assert!(fresh.status().text().contains("could not be set up"));
+}
