@@ -420,10 +420,7 @@ impl Negotiation {
                 } else {
                     // Never connected: no path exists. Say why, and what to do next; the ICE
                     // restart below tries once more meanwhile.
-                    out.note(Note::Trouble(diagnose::ice_failure_advice(
-                        setup,
-                        self.turn_refused.as_deref(),
-                    )));
+                    out.note(Note::Trouble(self.no_path_advice(setup)));
                 }
                 out.cancel(Timer::Disconnected(conn));
                 if !out.running(Timer::Lost(conn)) {
@@ -497,13 +494,26 @@ impl Negotiation {
                      your own network."
                         .to_owned()
                 } else {
-                    diagnose::ice_failure_advice(setup, self.turn_refused.as_deref())
+                    self.no_path_advice(setup)
                 };
                 out.cancel(Timer::Disconnected(conn));
                 out.cancel(Timer::RestartDue(conn));
                 out.note(Note::Trouble(text));
             }
             Timer::Reconnect | Timer::Heartbeat | Timer::PongDue => {}
+        }
+    }
+
+    /// What to tell the person about a call that never connected: ICE advice if the two pages
+    /// did exchange descriptions; otherwise the network is not the problem (on one machine a
+    /// firewall would be wrong advice), the other page never answered.
+    fn no_path_advice(&self, setup: IceSetup) -> String {
+        if self.remote_set || self.turn_refused.is_some() {
+            diagnose::ice_failure_advice(setup, self.turn_refused.as_deref())
+        } else {
+            "The other person's page never answered the call: it may be stuck or closed. Ask \
+             them to reload it. Press Call to try again."
+                .to_owned()
         }
     }
 

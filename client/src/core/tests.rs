@@ -1788,3 +1788,44 @@ fn a_renegotiation_offer_the_browser_refuses_keeps_the_call() {
     assert!(effects.contains(&Effect::Close { conn }), "{effects:?}");
     assert!(fresh.status().text().contains("could not be set up"));
 }
+
+#[test]
+fn a_call_never_answered_is_not_blamed_on_the_network() {
+    // We call; the other page never answers (stuck, or closed without a word).
+    let mut caller = Engine::new(config(true, "b"));
+    caller.handle(Input::Start);
+    caller.handle(welcome(2, vec![info(1, "a")]));
+    let conn = ConnId(0);
+    caller.handle(Input::Peer(conn, PeerInput::NegotiationNeeded));
+    caller.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: true,
+            sdp: "offer".into(),
+        },
+    ));
+    caller.handle(Input::Timer(Timer::ConnectDue(conn)));
+    caller.handle(Input::Timer(Timer::Lost(conn)));
+    let text = caller.status().text().to_owned();
+    assert!(text.contains("never answered"), "{text}");
+    assert!(
+        !text.contains("firewall") && !text.contains("ICE"),
+        "{text}"
+    );
+    // Descriptions exchanged and still no path: that is the network's.
+    let mut callee = waiting_page("a", "b");
+    callee.handle(offer_from(2, "offer"));
+    callee.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: false,
+            sdp: "answer".into(),
+        },
+    ));
+    callee.handle(Input::Peer(conn, PeerInput::State(ConnState::Failed)));
+    assert!(
+        callee.status().text().contains("ICE failed"),
+        "{:?}",
+        callee.status()
+    );
+}
