@@ -48,6 +48,38 @@ fn waiting_page(session: &str, newcomer: &str) -> Engine {
     page
 }
 
+/// A `#true` page (session "b", peer 2) that called peer 1 (session "a") and has its offer
+/// `sdp` out on connection 0.
+fn caller_with_offer_out(sdp: &str) -> Engine {
+    let mut caller = Engine::new(config(true, "b"));
+    caller.handle(Input::Start);
+    caller.handle(welcome(2, vec![info(1, "a")]));
+    let conn = ConnId(0);
+    caller.handle(Input::Peer(conn, PeerInput::NegotiationNeeded));
+    caller.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: true,
+            sdp: sdp.into(),
+        },
+    ));
+    caller
+}
+
+/// [`waiting_page`] that answered peer 2's offer on connection 0.
+fn answered_page(session: &str, newcomer: &str) -> Engine {
+    let mut page = waiting_page(session, newcomer);
+    page.handle(offer_from(2, "offer"));
+    page.handle(Input::Peer(
+        ConnId(0),
+        PeerInput::LocalDescription {
+            offer: false,
+            sdp: "answer".into(),
+        },
+    ));
+    page
+}
+
 /// An offer from peer `from`, as the relay passes it on.
 fn offer_from(from: u64, sdp: &str) -> Input {
     Input::Relay(ServerMsg::Offer {
@@ -1606,18 +1638,7 @@ fn screen_sharing_is_toggled_and_ends_once() {
 
 #[test]
 fn an_answer_to_an_earlier_offer_is_not_applied_to_a_newer_one() {
-    let mut caller = Engine::new(config(true, "b"));
-    caller.handle(Input::Start);
-    caller.handle(welcome(2, vec![info(1, "a")]));
-    let conn = ConnId(0);
-    caller.handle(Input::Peer(conn, PeerInput::NegotiationNeeded));
-    caller.handle(Input::Peer(
-        conn,
-        PeerInput::LocalDescription {
-            offer: true,
-            sdp: "a=mid:0\r\na=mid:1\r\na=mid:2\r\na=mid:3\r\n".into(),
-        },
-    ));
+    let mut caller = caller_with_offer_out("a=mid:0\r\na=mid:1\r\na=mid:2\r\na=mid:3\r\n");
     // The answer to the first offer, of three m-lines, comes after our second of four.
     let stale = caller.handle(Input::Relay(ServerMsg::Answer {
         from: PeerId(1),
@@ -1751,16 +1772,8 @@ fn after_crossed_restarts_the_next_change_is_negotiated() {
 #[test]
 fn a_renegotiation_offer_the_browser_refuses_keeps_the_call() {
     // Set up: a call negotiated once (we answered their offer).
-    let mut page = waiting_page("b", "a");
+    let mut page = answered_page("b", "a");
     let conn = ConnId(0);
-    page.handle(offer_from(2, "offer"));
-    page.handle(Input::Peer(
-        conn,
-        PeerInput::LocalDescription {
-            offer: false,
-            sdp: "answer".into(),
-        },
-    ));
     page.handle(Input::Peer(conn, PeerInput::State(ConnState::Connected)));
     // A renegotiation: the browser refuses to set our offer.
     assert_eq!(
@@ -1792,18 +1805,8 @@ fn a_renegotiation_offer_the_browser_refuses_keeps_the_call() {
 #[test]
 fn a_call_never_answered_is_not_blamed_on_the_network() {
     // We call; the other page never answers (stuck, or closed without a word).
-    let mut caller = Engine::new(config(true, "b"));
-    caller.handle(Input::Start);
-    caller.handle(welcome(2, vec![info(1, "a")]));
+    let mut caller = caller_with_offer_out("offer");
     let conn = ConnId(0);
-    caller.handle(Input::Peer(conn, PeerInput::NegotiationNeeded));
-    caller.handle(Input::Peer(
-        conn,
-        PeerInput::LocalDescription {
-            offer: true,
-            sdp: "offer".into(),
-        },
-    ));
     caller.handle(Input::Timer(Timer::ConnectDue(conn)));
     caller.handle(Input::Timer(Timer::Lost(conn)));
     let text = caller.status().text().to_owned();
@@ -1813,15 +1816,7 @@ fn a_call_never_answered_is_not_blamed_on_the_network() {
         "{text}"
     );
     // Descriptions exchanged and still no path: that is the network's.
-    let mut callee = waiting_page("a", "b");
-    callee.handle(offer_from(2, "offer"));
-    callee.handle(Input::Peer(
-        conn,
-        PeerInput::LocalDescription {
-            offer: false,
-            sdp: "answer".into(),
-        },
-    ));
+    let mut callee = answered_page("a", "b");
     callee.handle(Input::Peer(conn, PeerInput::State(ConnState::Failed)));
     assert!(
         callee.status().text().contains("ICE failed"),
