@@ -167,6 +167,8 @@ pub struct FakePc {
     pub closed: bool,
     /// Offers set as local description, as the browser counts them.
     pub offers: u32,
+    /// Chrome after rolling back its offer for Firefox's: see [`FakePc::answer_offer`].
+    refuses_new_lines: bool,
 }
 
 impl FakePc {
@@ -201,6 +203,7 @@ impl FakePc {
             next_mid: 0,
             closed: false,
             offers: 0,
+            refuses_new_lines: false,
         };
         if calling {
             for kind in [Kind::Audio, Kind::Video] {
@@ -371,8 +374,9 @@ impl FakePc {
     fn describe(&mut self, kind: &str, sections: &[Section]) -> Description {
         self.version += 1;
         let mut sdp = format!(
-            "v=0\no=- {} {} IN IP4 0.0.0.0\ns={kind}\na=fingerprint:sha-256 {}\na=ice-ufrag:{}-{}\n",
-            self.origin, self.version, self.fingerprint, self.origin, self.ufrag
+            "v=0\no=- {} {} IN IP4 0.0.0.0\ns={kind}\na=fingerprint:sha-256 {}\na=ice-ufrag:{}-{}\n\
+             a=x-browser:{:?}\n",
+            self.origin, self.version, self.fingerprint, self.origin, self.ufrag, self.browser
         );
         for s in sections {
             sdp.push_str(&format!(
@@ -390,6 +394,17 @@ impl FakePc {
         if self.signaling != Signaling::Stable {
             // A browser would make a new offer; the engine never asks for one then.
             return Err("the engine asked for an offer off stable".into());
+        }
+        let adds_lines = self
+            .transceivers
+            .iter()
+            .any(|t| t.mid.is_none() && !t.stopping && !t.stopped);
+        if self.refuses_new_lines && adds_lines {
+            return Err(
+                "Failed to set local offer sdp: A BUNDLE group contains a codec \
+                        collision for header extension id=6"
+                    .into(),
+            );
         }
         if self.restart_pending {
             self.ufrag += 1;
@@ -465,9 +480,15 @@ impl FakePc {
         camera: bool,
         old_policy: bool,
     ) -> Result<String, String> {
-        if self.signaling == Signaling::HaveLocalOffer {
+        let rolled_back = self.signaling == Signaling::HaveLocalOffer;
+        if rolled_back {
             self.rollback();
         }
+        // Chrome, having rolled its offer back to answer Firefox's, refuses its own next offer
+        // that adds m-lines: the header extension ids of its rolled-back offer collide with
+        // Firefox's in the BUNDLE group.
+        self.refuses_new_lines =
+            self.browser == Browser::Chrome && rolled_back && sdp.contains("a=x-browser:Firefox");
         let offer = Description::parse(sdp);
         for s in &offer.sections {
             let Some(kind) = Kind::parse(&s.kind) else {

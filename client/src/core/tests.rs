@@ -558,6 +558,8 @@ struct Page {
     timers: BTreeMap<Timer, u32>,
     /// The camera and microphone are open (the page got `Media(Ok)`).
     camera: bool,
+    /// Its browser, when not the world's.
+    browser: Option<Browser>,
 }
 
 impl Page {
@@ -623,6 +625,7 @@ impl World {
             id: None,
             timers: BTreeMap::new(),
             camera: false,
+            browser: None,
         });
         self.carry_out(n, effects);
         // The camera opens a moment after the relay was asked for: the page's first
@@ -744,7 +747,7 @@ impl World {
                 }
                 Effect::Open { conn, answering } => {
                     let pc = FakePc::new(
-                        self.browser,
+                        page.browser.unwrap_or(self.browser),
                         format!("{n}-{}", conn.0),
                         n as u8 + 1,
                         !answering,
@@ -1823,4 +1826,38 @@ fn a_call_never_answered_is_not_blamed_on_the_network() {
         "{:?}",
         callee.status()
     );
+}
+
+#[test]
+fn a_room_with_a_firefox_page_connects_though_chrome_refuses_an_offer() {
+    // Chrome `/`, Firefox `#true`, Chrome `/`, at once, cameras late: the Chromes collide with
+    // the Firefox, roll back, answer, and then refuse their follow-up offer; the calls go on.
+    for pattern in [
+        [false, true, false],
+        [true, true, false],
+        [false, true, true],
+    ] {
+        let mut world = World::new();
+        world.camera_late = true;
+        for (n, caller) in pattern.into_iter().enumerate() {
+            world.open(caller);
+            if n == 1 {
+                world.pages[1].browser = Some(Browser::Firefox);
+            }
+        }
+        assert!(world.try_settle(20_000), "{pattern:?}: never settled");
+        world.cameras_open();
+        assert!(world.try_settle(20_000), "{pattern:?}: never settled");
+        assert!(
+            world.everyone_connected(),
+            "{pattern:?}\n{}",
+            world.describe()
+        );
+        for page in &world.pages {
+            assert!(
+                page.engine.connections_opened() < 3,
+                "{pattern:?}: a call was reopened"
+            );
+        }
+    }
 }
