@@ -70,8 +70,6 @@ pub struct Negotiation {
     making_offer: bool,
     /// `ApplyAnswer` issued, not yet done (the W3C's `isSettingRemoteAnswerPending`).
     setting_remote_answer: bool,
-    /// `negotiationneeded` came while the exchange was busy: offer once it is stable.
-    wanted: bool,
     /// A remote description is in place: candidates can be added.
     remote_set: bool,
     /// Our ICE restart offer is out: the other side's new candidates wait for its answer.
@@ -121,7 +119,6 @@ impl Negotiation {
             signaling: Signaling::Stable,
             making_offer: false,
             setting_remote_answer: false,
-            wanted: false,
             remote_set: false,
             restarting: false,
             pending: Vec::new(),
@@ -184,18 +181,20 @@ impl Negotiation {
         out.push(Effect::Close { conn });
     }
 
-    /// `negotiationneeded`.
+    /// `negotiationneeded`. One that reaches us while an exchange is under way (the browser
+    /// queued it while stable) is dropped, as the W3C's pattern does: the browser clears its
+    /// flag when the connection is stable again and fires anew if a negotiation is still
+    /// needed. Keeping it for later made one more offer after every such exchange, though the
+    /// offer under way already carried the change (seen in rooms of four: two offers in 10 s
+    /// of a steady call).
     pub fn negotiation_needed(&mut self, out: &mut Out) {
         if self.signaling == Signaling::Stable && !self.making_offer {
             self.offer(out);
-        } else {
-            self.wanted = true;
         }
     }
 
     fn offer(&mut self, out: &mut Out) {
         self.making_offer = true;
-        self.wanted = false;
         out.push(Effect::MakeOffer { conn: self.conn });
     }
 
@@ -321,7 +320,7 @@ impl Negotiation {
     }
 
     /// Back to stable with a remote description in place: the candidates that waited go in,
-    /// a negotiation asked for meanwhile starts now, and our offer needs no resending.
+    /// and our offer needs no resending.
     fn stable_again(&mut self, out: &mut Out) {
         let conn = self.conn;
         self.signaling = Signaling::Stable;
@@ -331,9 +330,6 @@ impl Negotiation {
         out.cancel(Timer::AnswerDue(conn));
         for candidate in std::mem::take(&mut self.pending) {
             out.push(Effect::AddCandidate { conn, candidate });
-        }
-        if self.wanted {
-            self.offer(out);
         }
     }
 
@@ -526,7 +522,6 @@ impl Negotiation {
     pub fn failed(&mut self, why: String, out: &mut Out) {
         if self.making_offer && self.remote_set {
             self.making_offer = false;
-            self.wanted = false;
             return;
         }
         out.note(Note::Failed(format!(
