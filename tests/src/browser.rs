@@ -516,6 +516,11 @@ pub async fn tile_frames(page: &Client) -> Vec<(String, u64)> {
         .execute(&format!("{TILES_FN} return tiles();"), vec![])
         .await
         .expect("script runs");
+    conn_counts(&value)
+}
+
+/// `[[data-conn, count], ...]` from a page's script as pairs (a missing count reads 0).
+pub fn conn_counts(value: &Value) -> Vec<(String, u64)> {
     value
         .as_array()
         .into_iter()

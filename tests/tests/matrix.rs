@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::{
-    browser::{wait_pages, Driver},
+    browser::{conn_counts, wait_pages, Driver},
     relay,
 };
 use fantoccini::Client;
@@ -55,17 +55,7 @@ const OFFERS: &str = "return {
 /// The offers made so far on `page`: the engine's per tile, the browser's per connection.
 async fn offers(page: &Client) -> (Vec<(String, u64)>, Vec<u64>) {
     let v = page.execute(OFFERS, vec![]).await.expect("script runs");
-    let engine = v["engine"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| {
-            (
-                t[0].as_str().unwrap_or_default().to_owned(),
-                t[1].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
+    let engine = conn_counts(&v["engine"]);
     let browser = v["browser"]
         .as_array()
         .into_iter()
