@@ -563,3 +563,23 @@ pub async fn chat(pages: &[Client], from: usize, text: &str) {
         }
     }
 }
+
+/// The last `last` lines of `page`'s call log (`window.__callLog`) that match the JavaScript
+/// regular expression `pattern`, with the status line first: what the tests print when a call
+/// did something a person would notice.
+pub async fn call_log(page: &Client, pattern: &str, last: usize) -> String {
+    let script = format!(
+        "return [document.getElementById('status').textContent].concat((window.__callLog || [])
+            .filter(l => /{pattern}/.test(l)).slice(-{last})).join('\\n')"
+    );
+    page.execute(&script, vec![])
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// What closed or opened a connection on `page`, and why: the lines to print when a call was
+/// rebuilt where it should have stayed.
+pub const CLOSED_OR_OPENED: &str =
+    "Failed|Close|Open|HangUp|PeerLeft|PeerJoined|Welcome|RelayLost|State|Lost";

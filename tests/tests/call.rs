@@ -9,9 +9,9 @@ use std::{net::SocketAddr, time::Instant};
 
 use e2e::{
     browser::{
-        chat, decoding, decoding_everyone, frames, frames_beyond, same_code, screenshot, status_of,
-        tile_frames, wait_for, wait_for_state, wait_pages, wait_until_alone, Driver, PATIENCE,
-        TILES_FN,
+        call_log, chat, decoding, decoding_everyone, frames, frames_beyond, same_code, screenshot,
+        status_of, tile_frames, wait_for, wait_for_state, wait_pages, wait_until_alone, Driver,
+        CLOSED_OR_OPENED, PATIENCE, TILES_FN,
     },
     relay,
 };
@@ -190,6 +190,10 @@ async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
     chat(&pages, 0, "hello <b>everyone</b>").await;
     screenshot(&pages[1], "room-of-4-with-chat", 1280, 800).await;
 
+    // The calls stayed what they were (a page that closes and reopens one shows its person
+    // frozen, then gone, then back).
+    same_calls(&pages, &conns, "after the chat").await;
+
     // The relay goes away mid-call: the pages say so, and their media keeps flowing.
     shutdown.cancel();
     relay_task.await.expect("the relay stops");
@@ -211,6 +215,7 @@ async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     // ... and so does the chat.
     chat(&pages, 2, "still here without the relay").await;
+    same_calls(&pages, &conns, "without the relay").await;
     for (page, before) in pages.iter().zip(&before) {
         let now = tile_frames(page).await;
         assert_eq!(now.len(), 3, "a tile went away with the relay");
@@ -253,6 +258,32 @@ async fn mesh_rooms_connect_everybody_and_survive_the_relay() {
         page.close().await.expect("close a page");
     }
     shutdown.cancel();
+}
+
+/// Asserts that every page still shows the calls of `conns` (its tiles' connections) and no
+/// other; if not, prints what each page's call log says closed or opened one.
+async fn same_calls(pages: &[fantoccini::Client], conns: &[Vec<String>], when: &str) {
+    let mut now = Vec::new();
+    for page in pages {
+        now.push(
+            tile_frames(page)
+                .await
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect::<Vec<_>>(),
+        );
+    }
+    if now != conns {
+        for (index, page) in pages.iter().enumerate() {
+            eprintln!(
+                "[page {index}] calls {:?} -> {:?}; what closed or opened one:\n{}",
+                conns[index],
+                now[index],
+                call_log(page, CLOSED_OR_OPENED, 60).await
+            );
+        }
+        panic!("a page rebuilt a call {when}: {conns:?} -> {now:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,11 +65,12 @@ impl RelayLink {
         self.me
     }
 
-    /// Why the relay is lost, while it is down.
+    /// Why the relay was lost, until a `welcome` says we are back: a socket being opened
+    /// again is not being back (and fails again while the relay is away).
     pub fn lost(&self) -> Option<&str> {
         self.lost
             .as_deref()
-            .filter(|_| self.state == LinkState::Down)
+            .filter(|_| self.state != LinkState::Joined)
     }
 
     /// Opens a socket and joins with `join` (made with [`RelayLink::take_resume`]).

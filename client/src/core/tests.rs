@@ -478,6 +478,13 @@ fn relay_reconnection_backs_off_with_jitter_and_resumes() {
         assert!(page.status().text().contains("Reconnecting"));
         let effects = page.handle(Input::Timer(Timer::Reconnect));
         assert_eq!(effects[0], Effect::ConnectRelay);
+        // Opening a socket is not being back: the page says so until a welcome (it said
+        // "connected" meanwhile, and a test took that for the relay being back).
+        assert!(
+            page.status().text().contains("Reconnecting"),
+            "while the socket opens: {:?}",
+            page.status()
+        );
     }
     let timing = Timing::default();
     for (attempt, ms) in delays.iter().enumerate() {
