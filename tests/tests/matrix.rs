@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::{
-    browser::{conn_counts, wait_pages, Driver},
+    browser::{call_log, conn_counts, wait_pages, Driver},
     relay,
 };
 use fantoccini::Client;
@@ -19,6 +19,10 @@ use serde_json::Value;
 /// The tests of this file take turns: each runs four Chromes, and on two cores eight at once
 /// would make their waits flaky.
 static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The call-log lines that tell a connection's exchanges and its end.
+const EXCHANGES: &str =
+    "Open|Close|Failed|HangUp|PeerLeft|PeerJoined|MakeOffer|ApplyOffer|ApplyAnswer|Offer \\{|Answer \\{|State\\(|RestartIce|Lost";
 
 /// How long a call must stay quiet once everybody decodes everybody.
 const STEADY: Duration = Duration::from_secs(10);
@@ -177,6 +181,15 @@ async fn run_room(pages: &[Client], base: &str, room: &str, order: &Order) -> (u
                 log.as_str().unwrap_or("")
             );
             eprintln!("[page {index}] {}", connections(page).await);
+            // The page that lost a tile may only have followed another that rebuilt its
+            // connection first (an offer from a new connection does not fit the old one):
+            // what every page did, in time order, names the first.
+            for (other, page) in pages.iter().enumerate() {
+                eprintln!(
+                    "[page {other}] offers, answers, failures and closes:\n{}",
+                    call_log(page, EXCHANGES, 80).await
+                );
+            }
             panic!("{}: page {index} lost a tile while steady", order.label());
         }
     }
