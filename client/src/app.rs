@@ -34,16 +34,40 @@ use crate::{
     relay::{RelayEvent, RelaySocket},
     small::VecMap,
     stats,
+    text::{Lang, RelayWhy, Text},
     ui::{Button, Ui},
 };
 
 /// Where the page keeps the person's name between visits (`localStorage`).
 const NAME_KEY: &str = "name";
 
+/// Where the page keeps the language the person chose (`localStorage`).
+const LANG_KEY: &str = "lang";
+
 /// The name kept from an earlier visit.
 fn stored_name() -> Option<String> {
+    stored(NAME_KEY)
+}
+
+/// What the page kept under `key` (`localStorage`).
+fn stored(key: &str) -> Option<String> {
     let storage = web_sys::window()?.local_storage().ok()??;
-    storage.get_item(NAME_KEY).ok()?
+    storage.get_item(key).ok()?
+}
+
+/// Keeps `lang` for the next visit.
+fn store_lang(lang: Lang) {
+    if let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok()?) {
+        let _ = storage.set_item(LANG_KEY, lang.tag());
+    }
+}
+
+/// The browser's languages, in the person's order (`navigator.languages`).
+fn browser_languages() -> Vec<String> {
+    web_sys::window()
+        .map(|w| w.navigator().languages())
+        .map(|list| list.iter().filter_map(|tag| tag.as_string()).collect())
+        .unwrap_or_default()
 }
 
 /// How often the page re-reads each call's path from `getStats()`.
@@ -57,7 +81,7 @@ pub enum Event {
     /// A message from relay connection number `.0`.
     Relay(u32, ServerMsg),
     /// Relay connection number `.0` closed or failed, with words for the person.
-    RelayLost(u32, String),
+    RelayLost(u32, RelayWhy),
     /// A peer connection reported something.
     Peer(ConnId, PeerEvent),
     /// A timer went off: the one started as number `.1` (a timer started again, or cancelled,
@@ -79,7 +103,7 @@ pub enum Event {
     ShareEnded,
     /// The screen asked for by share request number `.0` opened, or was refused (with words
     /// for the person).
-    ScreenOpened(u32, Result<MediaStream, String>),
+    ScreenOpened(u32, Result<MediaStream, Text>),
     /// The camera (`videoinput`) or microphone (`audioinput`) of device request number
     /// `request` opened, or not.
     DeviceOpened {
@@ -92,6 +116,8 @@ pub enum Event {
     },
     /// The invite link was written to the clipboard (`true`) or could not be.
     LinkCopied(String, bool),
+    /// The person chose a language in `langSelect`.
+    LangChosen,
 }
 
 /// How the page was opened.
@@ -105,6 +131,9 @@ pub struct Options {
     pub relay_url: String,
     /// The name typed last time, or `?name=`: as given, checked before use.
     pub name: Option<String>,
+    /// The language to show the page in: `?lang=`, the one chosen last time, or the
+    /// browser's.
+    pub lang: Lang,
 }
 
 impl Options {
@@ -121,7 +150,18 @@ impl Options {
             "ws"
         };
         let name = search.get("name").or_else(stored_name);
+        let asked = search.get("lang");
+        let lang = Lang::choose(
+            asked.as_deref(),
+            stored(LANG_KEY).as_deref(),
+            &browser_languages(),
+        );
+        // Asked for by the address: kept, as if chosen on the page.
+        if asked.as_deref().and_then(Lang::from_tag).is_some() {
+            store_lang(lang);
+        }
         Ok(Self {
+            lang,
             caller: location.hash()? == "#true",
             room,
             relay_url: format!("{scheme}://{}/ws", location.host()?),
@@ -168,7 +208,7 @@ pub struct App {
 
 impl App {
     /// Sets the page up and runs until the page goes away.
-    pub async fn run(options: Options, ui: Ui) -> Result<(), JsValue> {
+    pub async fn run(options: Options, mut ui: Ui) -> Result<(), JsValue> {
         let window = web_sys::window().ok_or("no window")?;
         let (events_tx, mut events_rx) = mpsc::unbounded();
         let mut listeners = Vec::new();
@@ -224,6 +264,13 @@ impl App {
                 let _ = tx.unbounded_send(Event::DeviceChosen(kind));
             }));
         }
+        {
+            let tx = events_tx.clone();
+            listeners.push(EventListener::new(&ui.lang_select, "change", move |_| {
+                let _ = tx.unbounded_send(Event::LangChosen);
+            }));
+        }
+        ui.set_lang(options.lang);
         // Between the steps of starting, the page takes what else is waiting: above all the
         // replies that open the camera, asked for before this code loaded (each would
         // otherwise wait for the whole start).
@@ -231,7 +278,7 @@ impl App {
         let name = match options.name.as_deref().map(core::clean_name) {
             Some(Ok(name)) => name,
             Some(Err(why)) => {
-                ui.name_note(Some(&why));
+                ui.name_note(Some(why));
                 None
             }
             None => None,
@@ -310,7 +357,8 @@ impl App {
             }
             Event::Media(Err(err)) => {
                 web_sys::console::warn_1(&format!("getUserMedia: {err:?}").into());
-                self.input(Input::Media(Err(err.to_string()))).await;
+                self.input(Input::Media(Err(Text::Media(err.problem()))))
+                    .await;
             }
             Event::Relay(generation, msg) if generation == self.relay_generation => {
                 self.input(Input::Relay(msg)).await;
@@ -344,7 +392,7 @@ impl App {
             Event::ScreenOpened(request, screen) if request == self.share_request => match screen {
                 Ok(screen) => self.share_screen(screen).await,
                 Err(why) => {
-                    self.ui.chat_note(Some(&why));
+                    self.ui.chat_note(Some(why));
                     self.input(Input::ShareEnded).await;
                 }
             },
@@ -361,14 +409,22 @@ impl App {
             } => self.device_opened(kind, request, track).await,
             Event::LinkCopied(link, written) => {
                 let text = if written {
-                    "Link copied; send it to the people you want to talk to:"
+                    Text::LinkCopied
                 } else {
-                    "Copy this link and send it to the people you want to talk to:"
+                    Text::CopyThisLink
                 };
                 self.ui.invite_note(text, Some(&link));
             }
             Event::Devices => self.list_devices(),
             Event::DevicesListed(devices) => self.look_at_devices(devices).await,
+            Event::LangChosen => {
+                if let Some(lang) = Lang::from_tag(&self.ui.lang_select.value()) {
+                    store_lang(lang);
+                    self.ui.set_lang(lang);
+                    // The devices' names before the browser tells them are ours.
+                    self.list_devices();
+                }
+            }
             Event::DeviceChosen(kind) => {
                 let select = if kind == "videoinput" {
                     &self.ui.camera_select
@@ -391,7 +447,8 @@ impl App {
                         &room,
                     );
                     if let Err(err) = location.assign(&link) {
-                        self.ui.invite_note(&describe(&err), None);
+                        web_sys::console::warn_2(&"new room".into(), &err);
+                        self.ui.invite_note(Text::CopyThisLink, Some(&link));
                     }
                 }
             }
@@ -452,7 +509,7 @@ impl App {
                 }
                 self.input(Input::SetName(name)).await;
             }
-            Err(why) => self.ui.name_note(Some(&why)),
+            Err(why) => self.ui.name_note(Some(why)),
         }
     }
 
@@ -488,10 +545,8 @@ impl App {
             if gone {
                 match chosen {
                     Some(id) => self.use_device(kind, id),
-                    None => self.ui.chat_note(Some(if kind == "videoinput" {
-                        "The camera went away and there is no other."
-                    } else {
-                        "The microphone went away and there is no other."
+                    None => self.ui.chat_note(Some(Text::DeviceGone {
+                        camera: kind == "videoinput",
                     })),
                 }
             }
@@ -532,7 +587,8 @@ impl App {
             }
             Err(err) => {
                 if latest {
-                    self.ui.chat_note(Some(&err.to_string()));
+                    web_sys::console::warn_1(&format!("device: {err:?}").into());
+                    self.ui.chat_note(Some(Text::Media(err.problem())));
                 }
                 return;
             }
@@ -632,13 +688,15 @@ impl App {
         let text = match chat::compose(&self.ui.chat_input.value()) {
             Ok(text) => text,
             Err(err) => {
-                self.ui.chat_note(Some(&err.to_string()));
+                self.ui.chat_note(Some(match err {
+                    chat::ChatError::TooLong(n) => Text::ChatTooLong(n, chat::MAX_CHARS),
+                    _ => Text::ChatEmpty,
+                }));
                 return;
             }
         };
         if self.peers.is_empty() {
-            self.ui
-                .chat_note(Some("Nobody is in the call yet: the message was not sent."));
+            self.ui.chat_note(Some(Text::ChatNobody));
             return;
         }
         let at = js_sys::Date::now() as u64;
@@ -646,7 +704,8 @@ impl App {
         for peer in self.peers.values() {
             peer.send_chat(&frame);
         }
-        self.ui.add_chat(None, "You", at, &text);
+        self.ui
+            .add_chat(None, &Text::You.show(self.ui.lang()), at, &text);
         self.ui.chat_input.set_value("");
         self.ui.chat_note(None);
     }
@@ -680,7 +739,7 @@ impl App {
                         let who = tile
                             .as_ref()
                             .and_then(|t| t.name.clone())
-                            .unwrap_or_else(|| "Someone".to_owned());
+                            .unwrap_or_else(|| Text::Someone.show(self.ui.lang()));
                         let from = tile.map(|t| t.peer);
                         self.ui.add_chat(from, &who, wire.at, &wire.text);
                     }

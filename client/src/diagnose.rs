@@ -3,8 +3,6 @@
 //! The browser layer reads `getStats()` into [`StatEntry`]s and forwards ICE candidate errors;
 //! everything here is plain Rust and unit-tested on the host (`cargo test -p client --lib`).
 
-use std::fmt;
-
 use protocol::IceServer;
 
 /// How an ICE candidate reaches its owner, from the candidate's `candidateType`.
@@ -57,17 +55,6 @@ impl Path {
     /// The `data-path` value: `host`, `srflx`, `prflx` or `relay`.
     pub fn as_str(self) -> &'static str {
         self.0.as_str()
-    }
-}
-
-impl fmt::Display for Path {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
-            CandidateType::Host => "Direct connection (same network).",
-            CandidateType::Srflx => "Direct connection through NAT (found with STUN).",
-            CandidateType::Prflx => "Direct connection through NAT.",
-            CandidateType::Relay => "Relayed through the TURN server.",
-        })
     }
 }
 
@@ -175,35 +162,6 @@ impl IceServerError {
     }
 }
 
-/// What the page says when ICE fails: what was configured and what to do next.
-pub fn ice_failure_advice(setup: IceSetup, turn_refused: Option<&str>) -> String {
-    const LEAD: &str = "The connection failed (ICE failed): the two devices found no network \
-                        path to each other.";
-    if let Some(url) = turn_refused {
-        return format!(
-            "{LEAD} The TURN server {url} refused the credentials the relay handed out: check \
-             that the relay's --turn-secret is the static-auth-secret of the TURN server (and \
-             that both clocks are right). Press Call to try again."
-        );
-    }
-    match setup {
-        IceSetup { turn: true, .. } => format!(
-            "{LEAD} A TURN server was configured but no path through it worked: check that it \
-             is running and that its port is open to both devices. Press Call to try again."
-        ),
-        IceSetup { stun: true, .. } => format!(
-            "{LEAD} Only STUN is configured, and a firewall between the two networks blocks \
-             direct traffic: start the relay with a TURN server (--turn-url and --turn-secret, \
-             see the README). Press Call to try again."
-        ),
-        IceSetup { .. } => format!(
-            "{LEAD} No STUN or TURN server is configured: calls connect only inside one network. \
-             Start the relay with its STUN port open (--stun-port) and a TURN server \
-             (--turn-url and --turn-secret, see the README). Press Call to try again."
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +251,13 @@ mod tests {
 
     #[test]
     fn advice_follows_what_was_configured() {
+        let ice_failure_advice = |setup, refused: Option<&str>| {
+            crate::text::Text::NoPath {
+                setup,
+                turn_refused: refused.map(str::to_owned),
+            }
+            .show(crate::text::Lang::En)
+        };
         let none = ice_failure_advice(IceSetup::of(&[]), None);
         assert!(none.contains("No STUN or TURN server"), "{none}");
         let stun = ice_failure_advice(IceSetup::of(&[server("stun:relay.lan:3478")]), None);

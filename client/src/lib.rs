@@ -15,6 +15,7 @@ pub mod peer;
 pub mod relay;
 pub mod small;
 pub mod stats;
+pub mod text;
 pub mod trace;
 pub mod ui;
 pub mod verify;
@@ -35,6 +36,21 @@ fn page_value(name: &str) -> Option<JsValue> {
     js_sys::Reflect::get(&web_sys::window()?.into(), &JsValue::from_str(name)).ok()
 }
 
+/// What this browser lacks to make a call, if anything: WebRTC's `RTCPeerConnection` (a
+/// WebKit built without it has the camera but cannot call), or `WebSocket`.
+fn missing(window: &web_sys::Window) -> Option<text::Missing> {
+    let has = |name: &str| {
+        js_sys::Reflect::get(window, &JsValue::from_str(name)).is_ok_and(|v| v.is_function())
+    };
+    if !has("RTCPeerConnection") {
+        Some(text::Missing::PeerConnection)
+    } else if !has("WebSocket") {
+        Some(text::Missing::WebSocket)
+    } else {
+        None
+    }
+}
+
 /// Entry point, run by the browser when the module loads.
 #[wasm_bindgen(start)]
 pub async fn start() -> Result<(), JsValue> {
@@ -45,8 +61,16 @@ pub async fn start() -> Result<(), JsValue> {
         return Ok(());
     }
     let started = async {
-        let ui = ui::Ui::find(&document)?;
+        let mut ui = ui::Ui::find(&document)?;
         let options = app::Options::from_location(&window.location())?;
+        // A browser without what a call needs is told so, in words, before anything starts
+        // (and fails with an exception's text).
+        if let Some(missing) = missing(&window) {
+            ui.set_lang(options.lang);
+            ui.set_status(&core::Status::Error(text::Text::Unsupported(missing)));
+            ui.enable(false, false, false);
+            return Ok(());
+        }
         app::App::run(options, ui).await
     }
     .await;

@@ -1,11 +1,11 @@
 //! Camera and microphone, and the errors a person meets getting them.
 
-use std::fmt;
-
 use js_sys::Reflect;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{MediaStream, MediaStreamConstraints};
+
+use crate::text::{Lang, MediaProblem, Text};
 
 /// Why the page has no camera or microphone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,27 +23,15 @@ pub enum MediaError {
     Other(String),
 }
 
-impl fmt::Display for MediaError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl MediaError {
+    /// What the person is told (the browser's own words, if any, go to the console).
+    pub fn problem(&self) -> MediaProblem {
         match self {
-            MediaError::InsecureContext => f.write_str(
-                "Camera and microphone are blocked because this page was opened over plain http \
-                 from another machine. Browsers allow them only on https:// or on localhost: open \
-                 the https:// address the relay printed when it started (accept its certificate \
-                 once). You can still see and hear the others.",
-            ),
-            MediaError::Denied => f.write_str(
-                "Camera and microphone access was denied. Allow it in the browser's address bar, \
-                 then press Start.",
-            ),
-            MediaError::NoDevice => f.write_str(
-                "No camera or microphone was found. Plug one in, then press Start. \
-                 You can still see and hear the other person.",
-            ),
-            MediaError::InUse => f.write_str(
-                "The camera or microphone is in use by another program. Close it, then press Start.",
-            ),
-            MediaError::Other(why) => write!(f, "Could not open the camera or microphone: {why}"),
+            MediaError::InsecureContext => MediaProblem::InsecureContext,
+            MediaError::Denied => MediaProblem::Denied,
+            MediaError::NoDevice => MediaProblem::NoDevice,
+            MediaError::InUse => MediaProblem::InUse,
+            MediaError::Other(_) => MediaProblem::Other,
         }
     }
 }
@@ -98,28 +86,34 @@ pub async fn open_camera_and_microphone() -> Result<MediaStream, MediaError> {
 
 /// Asks to share a screen, a window or a tab (`getDisplayMedia`, video only). web-sys has it
 /// behind unstable APIs, so it is called by name.
-pub async fn open_screen() -> Result<MediaStream, String> {
-    let window = web_sys::window().ok_or("no window")?;
+pub async fn open_screen() -> Result<MediaStream, Text> {
+    let window = web_sys::window().ok_or(Text::ScreenUnsupported)?;
     let devices = window
         .navigator()
         .media_devices()
-        .map_err(|_| "screen sharing needs https".to_owned())?;
+        .map_err(|_| Text::Screen(MediaProblem::InsecureContext))?;
     let open = Reflect::get(&devices, &JsValue::from_str("getDisplayMedia"))
         .ok()
         .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
-        .ok_or("this browser cannot share a screen")?;
+        .ok_or(Text::ScreenUnsupported)?;
     let constraints = MediaStreamConstraints::new();
     constraints.set_video(&JsValue::TRUE);
     let request = open
         .call1(&devices, &constraints)
-        .map_err(|err| format!("{:?}", classify(err)))?;
+        .map_err(|err| screen_refused(classify(err)))?;
     let stream = JsFuture::from(js_sys::Promise::from(request))
         .await
-        .map_err(|err| match classify(err) {
-            MediaError::Denied => "Screen sharing was not allowed.".to_owned(),
-            other => format!("Could not share the screen: {other}"),
-        })?;
-    stream.dyn_into().map_err(|_| "not a stream".to_owned())
+        .map_err(|err| screen_refused(classify(err)))?;
+    stream
+        .dyn_into()
+        .map_err(|_| Text::Screen(MediaProblem::Other))
+}
+
+/// What the person is told when the screen cannot be shared; the browser's words go to the
+/// console.
+fn screen_refused(err: MediaError) -> Text {
+    web_sys::console::warn_1(&format!("getDisplayMedia: {err:?}").into());
+    Text::Screen(err.problem())
 }
 
 /// Sorts a `getUserMedia` rejection (a `DOMException`) by its name.
@@ -241,14 +235,13 @@ pub fn choose_device<'a>(
 
 /// What the device choice shows for `device`, the `n`th of its kind: its label, or a number
 /// before the browser tells labels.
-pub fn device_label(device: &Device, n: usize) -> String {
+pub fn device_label(device: &Device, n: usize, lang: Lang) -> String {
     if device.label.is_empty() {
-        let what = if device.kind == "videoinput" {
-            "Camera"
-        } else {
-            "Microphone"
-        };
-        format!("{what} {}", n + 1)
+        Text::Device {
+            camera: device.kind == "videoinput",
+            n: n + 1,
+        }
+        .show(lang)
     } else {
         device.label.clone()
     }
@@ -287,7 +280,8 @@ mod tests {
             Some("c1")
         );
         assert_eq!(choose_device(&devices[..1], "videoinput", Some("c1")), None);
-        assert_eq!(device_label(&devices[1], 0), "Camera 1");
-        assert_eq!(device_label(&devices[0], 1), "Microphone 2");
+        assert_eq!(device_label(&devices[1], 0, Lang::En), "Camera 1");
+        assert_eq!(device_label(&devices[0], 1, Lang::En), "Microphone 2");
+        assert_eq!(device_label(&devices[1], 0, Lang::ZhHant), "攝影機 1");
     }
 }

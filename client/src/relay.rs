@@ -16,13 +16,15 @@ use gloo_net::websocket::{futures::WebSocket, Message, State, WebSocketError};
 use protocol::ServerMsg;
 use wasm_bindgen::JsCast;
 
+use crate::text::RelayWhy;
+
 /// What the relay connection reports.
 #[derive(Debug)]
 pub enum RelayEvent {
     /// A message from the relay.
     Message(ServerMsg),
     /// The connection ended (or never opened), with words for the person.
-    Lost(String),
+    Lost(RelayWhy),
 }
 
 /// One WebSocket to the relay. Dropping it closes the socket, and nothing more is reported.
@@ -37,12 +39,15 @@ pub struct RelaySocket {
 impl RelaySocket {
     /// Connects to `url`, reporting through `report`: takes over the socket `index.html`
     /// opened while this code loaded, if it is to `url` and has not failed, else opens one.
-    pub fn open(url: &str, report: impl Fn(RelayEvent) + 'static) -> Result<Self, String> {
+    pub fn open(url: &str, report: impl Fn(RelayEvent) + 'static) -> Result<Self, RelayWhy> {
         let ws = match take_early_socket(url) {
             Some(ws) => WebSocket::try_from(ws),
             None => WebSocket::open(url),
         }
-        .map_err(|err| format!("Cannot reach the relay: {}", err.message))?;
+        .map_err(|err| {
+            web_sys::console::warn_1(&format!("relay socket: {}", err.message).into());
+            RelayWhy::Unreachable
+        })?;
         let (outbox, frames) = mpsc::unbounded();
         let (alive, dropped) = oneshot::channel();
         wasm_bindgen_futures::spawn_local(run(ws, frames, dropped, report));
@@ -114,7 +119,7 @@ async fn run(
             // The relay sends text only; anything else is not for us.
             Step::Read(Some(Ok(Message::Bytes(_)))) => {}
             Step::Read(Some(Err(WebSocketError::ConnectionClose(event)))) => {
-                report(RelayEvent::Lost(lost_words(
+                report(RelayEvent::Lost(lost_why(
                     event.code,
                     &event.reason,
                     opened,
@@ -125,7 +130,7 @@ async fn run(
             Step::Read(Some(Err(_))) => {}
             // The stream ends only after the close event, which has returned already.
             Step::Read(None) => {
-                report(RelayEvent::Lost(lost_words(1006, "", opened)));
+                report(RelayEvent::Lost(lost_why(1006, "", opened)));
                 return;
             }
         }
@@ -171,17 +176,20 @@ fn take_early_socket(url: &str) -> Option<web_sys::WebSocket> {
     }
 }
 
-/// What the person is told when the relay connection ends with close `code` and `reason`;
-/// `opened` tells a relay that went away from one that was never reached.
-pub fn lost_words(code: u16, reason: &str, opened: bool) -> String {
+/// Why the relay connection ended with close `code` and `reason`; `opened` tells a relay
+/// that went away from one that was never reached. The relay's own words (`reason`) go to the
+/// console, not to the person.
+pub fn lost_why(code: u16, reason: &str, opened: bool) -> RelayWhy {
+    if !reason.is_empty() {
+        web_sys::console::info_1(&format!("relay closed: {code} {reason}").into());
+    }
     match code {
-        1001 => "The relay is shutting down.".to_owned(),
-        1009 => "The relay closed the connection: a message was too big.".to_owned(),
+        1001 => RelayWhy::ShuttingDown,
+        1009 => RelayWhy::TooBig,
         // 1006: no close frame, the connection just ended (or never began).
-        1006 if !opened => "Cannot reach the relay: is the server running?".to_owned(),
-        1006 => "Lost the connection to the relay.".to_owned(),
-        code if reason.is_empty() => format!("The relay closed the connection (code {code})."),
-        code => format!("The relay closed the connection (code {code}: {reason})."),
+        1006 if !opened => RelayWhy::Unreachable,
+        1006 => RelayWhy::Lost,
+        code => RelayWhy::Closed(code),
     }
 }
 
@@ -190,21 +198,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_end_of_the_relay_connection_is_told_in_words() {
-        assert_eq!(lost_words(1001, "", true), "The relay is shutting down.");
-        assert!(lost_words(1006, "", false).contains("is the server running"));
-        assert_eq!(
-            lost_words(1006, "", true),
-            "Lost the connection to the relay."
-        );
-        assert!(lost_words(1009, "", true).contains("too big"));
-        assert_eq!(
-            lost_words(4000, "kicked", true),
-            "The relay closed the connection (code 4000: kicked)."
-        );
-        assert_eq!(
-            lost_words(1000, "", true),
-            "The relay closed the connection (code 1000)."
-        );
+    fn the_end_of_the_relay_connection_is_told_by_its_code() {
+        assert_eq!(lost_why(1001, "", true), RelayWhy::ShuttingDown);
+        assert_eq!(lost_why(1006, "", false), RelayWhy::Unreachable);
+        assert_eq!(lost_why(1006, "", true), RelayWhy::Lost);
+        assert_eq!(lost_why(1009, "", true), RelayWhy::TooBig);
+        assert_eq!(lost_why(1000, "", true), RelayWhy::Closed(1000));
     }
 }

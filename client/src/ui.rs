@@ -6,7 +6,8 @@
 //! `connectionPath` for the network path of the call, and `remotes` holding one tile per other
 //! person: a `<figure data-peer data-conn data-state>` with a `<video data-peer>` and a caption.
 //! The chat: `chatInput`, `chatSend`, `chatLog` (one `<p data-from>` per message) and
-//! `chatNote` (what went wrong with the last message).
+//! `chatNote` (what went wrong with the last message). `langSelect` picks the language; every
+//! word comes from [`crate::text`], and `<html lang>` says which language is shown.
 
 use protocol::PeerId;
 use wasm_bindgen::{JsCast, JsValue};
@@ -16,11 +17,12 @@ use web_sys::{
 };
 
 use crate::{
-    core::{ConnId, MediaState, Status, Tile, TileState},
+    core::{ConnId, MediaState, Status, Tile},
     diagnose::Path,
     media::{self, Device},
     small::VecMap,
     stats::History,
+    text::{label, Lang, Text},
 };
 
 /// The buttons of the page.
@@ -115,6 +117,21 @@ pub struct Ui {
     pub camera_select: HtmlSelectElement,
     /// See [`Ui::camera_select`].
     pub mic_select: HtmlSelectElement,
+    /// The language choice.
+    pub lang_select: HtmlSelectElement,
+    /// The language the page is shown in.
+    lang: Lang,
+    /// What the notes under the name, the chat and the invite buttons say (the invite's with
+    /// its link), kept to be said again in another language.
+    notes: [Option<(Text, Option<String>)>; 3],
+}
+
+/// Which note: see [`Ui::notes`](Ui).
+#[derive(Clone, Copy)]
+enum Note {
+    Name = 0,
+    Chat = 1,
+    Invite = 2,
 }
 
 impl Ui {
@@ -149,7 +166,98 @@ impl Ui {
             share: by_id(document, "shareButton")?,
             camera_select: by_id(document, "cameraSelect")?,
             mic_select: by_id(document, "micSelect")?,
+            lang_select: by_id(document, "langSelect")?,
+            lang: Lang::En,
+            notes: [None, None, None],
         })
+    }
+
+    /// The language the page is shown in.
+    pub fn lang(&self) -> Lang {
+        self.lang
+    }
+
+    /// Shows the page in `lang`: `<html lang>`, the title, every fixed word (`data-t`,
+    /// `data-t-label`, `data-t-placeholder`, `data-t-title`), the language choice and the
+    /// notes. The status line and the tiles follow with the next [`Ui::set_status`] and
+    /// [`Ui::sync_tiles`].
+    pub fn set_lang(&mut self, lang: Lang) {
+        self.lang = lang;
+        if let Some(root) = self.document.document_element() {
+            let _ = root.set_attribute("lang", lang.tag());
+        }
+        if let Some(title) = label("title", lang) {
+            self.document.set_title(title);
+        }
+        for (selector, attribute) in [
+            ("[data-t]", None),
+            ("[data-t-label]", Some("aria-label")),
+            ("[data-t-placeholder]", Some("placeholder")),
+            ("[data-t-title]", Some("title")),
+        ] {
+            let Ok(found) = self.document.query_selector_all(selector) else {
+                continue;
+            };
+            let key_attribute = &selector[1..selector.len() - 1];
+            for n in 0..found.length() {
+                let Some(element) = found.get(n).and_then(|e| e.dyn_into::<Element>().ok()) else {
+                    continue;
+                };
+                let key = element.get_attribute(key_attribute).unwrap_or_default();
+                let Some(words) = label(&key, lang) else {
+                    continue;
+                };
+                match attribute {
+                    None => element.set_text_content(Some(words)),
+                    Some(attribute) => {
+                        let _ = element.set_attribute(attribute, words);
+                    }
+                }
+            }
+        }
+        if self.lang_select.length() == 0 {
+            for choice in Lang::ALL {
+                if let Ok(option) = self.document.create_element("option") {
+                    let _ = option.set_attribute("value", choice.tag());
+                    let _ = option.set_attribute("lang", choice.tag());
+                    option.set_text_content(Some(choice.name()));
+                    let _ = self.lang_select.append_child(&option);
+                }
+            }
+        }
+        self.lang_select.set_value(lang.tag());
+        for note in [Note::Name, Note::Chat, Note::Invite] {
+            let kept = self.notes[note as usize].take();
+            self.note(note, kept);
+        }
+        for view in self.tiles.values() {
+            let _ = view
+                .verify
+                .set_attribute("title", &Text::CheckHelp.show(lang));
+            // Said again by the next sync.
+            let _ = view.verify.remove_attribute("data-code");
+        }
+    }
+
+    /// Says `text` (with `link` after it) in the element of `note`, or nothing.
+    fn note(&mut self, note: Note, text: Option<(Text, Option<String>)>) {
+        let element = match note {
+            Note::Name => &self.name_note,
+            Note::Chat => &self.chat_note,
+            Note::Invite => &self.invite_note,
+        };
+        let words = text.as_ref().map(|(text, link)| match link {
+            Some(link) => format!("{} {link}", text.show(self.lang)),
+            None => text.show(self.lang),
+        });
+        element.set_text_content(words.as_deref());
+        if let Note::Invite = note {
+            let _ = match text.as_ref().and_then(|(_, link)| link.as_deref()) {
+                Some(link) => element.set_attribute("data-link", link),
+                None => element.remove_attribute("data-link"),
+            };
+        }
+        self.notes[note as usize] = text;
     }
 
     /// The element for `button`.
@@ -183,7 +291,7 @@ impl Ui {
                 continue;
             };
             let _ = option.set_attribute("value", &device.id);
-            option.set_text_content(Some(&media::device_label(device, n)));
+            option.set_text_content(Some(&media::device_label(device, n, self.lang)));
             if selected == Some(device.id.as_str()) {
                 let _ = option.set_attribute("selected", "");
             }
@@ -217,9 +325,11 @@ impl Ui {
         self.stats.set_text_content(None);
         if tiles.is_empty() {
             self.stats
-                .set_text_content(Some("Nobody is in the call: no stats yet."));
+                .set_text_content(Some(&Text::NoStatsYet.show(self.lang)));
             return;
         }
+        let measuring = Text::Measuring.show(self.lang);
+        let someone = Text::Someone.show(self.lang);
         for tile in tiles {
             let Ok(row) = self.document.create_element("div") else {
                 continue;
@@ -229,14 +339,15 @@ impl Ui {
                 Some((history, path)) => (
                     history
                         .figures
-                        .map_or_else(|| "measuring…".to_owned(), |f| f.line()),
-                    path.map(|p| p.to_string()).unwrap_or_default(),
+                        .map_or_else(|| measuring.clone(), |f| f.line()),
+                    path.map(|p| Text::Path(p.0).show(self.lang))
+                        .unwrap_or_default(),
                     history.graph(),
                 ),
-                None => ("measuring…".to_owned(), String::new(), String::new()),
+                None => (measuring.clone(), String::new(), String::new()),
             };
             for (class, text) in [
-                ("who", tile.name.as_deref().unwrap_or("Someone")),
+                ("who", tile.name.as_deref().unwrap_or(&someone)),
                 ("figures", figures.as_str()),
                 ("path", path.as_str()),
                 ("graph", graph.as_str()),
@@ -263,21 +374,13 @@ impl Ui {
 
     /// Says `text` about inviting, with the room's `link` after it (as text, and in
     /// `data-link`).
-    pub fn invite_note(&self, text: &str, link: Option<&str>) {
-        let line = match link {
-            Some(link) => format!("{text} {link}"),
-            None => text.to_owned(),
-        };
-        self.invite_note.set_text_content(Some(&line));
-        let _ = match link {
-            Some(link) => self.invite_note.set_attribute("data-link", link),
-            None => self.invite_note.remove_attribute("data-link"),
-        };
+    pub fn invite_note(&mut self, text: Text, link: Option<&str>) {
+        self.note(Note::Invite, Some((text, link.map(str::to_owned))));
     }
 
     /// Says what is wrong with the typed name, or nothing.
-    pub fn name_note(&self, text: Option<&str>) {
-        self.name_note.set_text_content(text);
+    pub fn name_note(&mut self, text: Option<Text>) {
+        self.note(Note::Name, text.map(|text| (text, None)));
     }
 
     /// Shows on the buttons (`aria-pressed`) whether we are muted and have the camera off.
@@ -313,14 +416,15 @@ impl Ui {
     }
 
     /// Says what went wrong with the last message (`None` clears it).
-    pub fn chat_note(&self, note: Option<&str>) {
-        self.chat_note.set_text_content(note);
+    pub fn chat_note(&mut self, note: Option<Text>) {
+        self.note(Note::Chat, note.map(|text| (text, None)));
     }
 
     /// Shows `status` on the status line, with its `data-state`.
     pub fn set_status(&self, status: &Status) {
-        if self.status.text_content().as_deref() != Some(status.text()) {
-            self.status.set_text_content(Some(status.text()));
+        let words = status.words(self.lang);
+        if self.status.text_content().as_deref() != Some(words.as_str()) {
+            self.status.set_text_content(Some(&words));
         }
         let _ = self.status.set_attribute("data-state", status.state());
     }
@@ -328,7 +432,9 @@ impl Ui {
     /// Shows the path of the call's media, with `data-path` set to `host`, `srflx`, `prflx`
     /// or `relay`; `None` clears it.
     pub fn show_path(&self, path: Option<Path>) {
-        let (text, value) = path.map_or((String::new(), ""), |p| (p.to_string(), p.as_str()));
+        let (text, value) = path.map_or((String::new(), ""), |p| {
+            (Text::Path(p.0).show(self.lang), p.as_str())
+        });
         self.path.set_text_content(Some(&text));
         let _ = self.path.set_attribute("data-path", value);
     }
@@ -412,21 +518,15 @@ impl Ui {
                 .set_attribute("data-offers", &tile.offers.to_string());
             let _ = view.figure.remove_attribute("hidden");
             let _ = view.video.set_attribute("data-peer", &peer);
-            let who = tile.name.as_deref().unwrap_or("Someone");
             set_flag(&view.figure, "data-muted", tile.media.muted);
             set_flag(&view.figure, "data-camera-off", tile.media.camera_off);
-            let mut caption = match tile.state {
-                TileState::Connecting => format!("{who} (connecting…)"),
-                TileState::Connected => who.to_owned(),
-                TileState::Reconnecting => format!("{who} (reconnecting…)"),
-                TileState::Lost => format!("{who} (connection lost)"),
-            };
-            if tile.media.muted {
-                caption.push_str(", muted");
+            let caption = Text::Caption {
+                name: tile.name.clone(),
+                state: tile.state,
+                muted: tile.media.muted,
+                camera_off: tile.media.camera_off,
             }
-            if tile.media.camera_off {
-                caption.push_str(", camera off");
-            }
+            .show(self.lang);
             if view.caption.text_content().as_deref() != Some(caption.as_str()) {
                 view.caption.set_text_content(Some(&caption));
             }
@@ -436,7 +536,7 @@ impl Ui {
                 view.verify.set_text_content(
                     tile.verify
                         .as_ref()
-                        .map(|code| format!("Check: {code}"))
+                        .map(|code| Text::Check(code.clone()).show(self.lang))
                         .as_deref(),
                 );
             }
@@ -546,11 +646,7 @@ impl Ui {
     fn verify_element(&self, figure: &Element) -> Result<Element, JsValue> {
         let verify = self.document.create_element("p")?;
         verify.set_class_name("verify");
-        verify.set_attribute(
-            "title",
-            "You and the other person see the same symbols here. If yours differ from theirs, \
-             somebody between you can listen in: hang up.",
-        )?;
+        verify.set_attribute("title", &Text::CheckHelp.show(self.lang))?;
         figure.append_child(&verify)?;
         Ok(verify)
     }

@@ -19,6 +19,7 @@ use client::{
     diagnose::{self, IceServerError},
     media::open_camera_and_microphone,
     peer::{Peer, PeerEvent},
+    text::{Lang, Text},
     ui::{Button, Ui},
 };
 use futures::channel::mpsc::{self, TryRecvError, UnboundedReceiver};
@@ -460,6 +461,12 @@ fn options_come_from_the_address() {
     let no_room = at("?room=#false");
     let plain = at("?");
     let named = at("?name=Zoe");
+    let chinese = at("?lang=zh-TW");
+    // Asked for by the address, it is kept: the next page without `?lang=` shows it too.
+    let kept = at("?");
+    if let Some(storage) = window.local_storage().expect("storage") {
+        storage.remove_item("lang").expect("forget the language");
+    }
     history
         .replace_state_with_url(&JsValue::NULL, "", Some(&original))
         .expect("restore the address");
@@ -472,8 +479,12 @@ fn options_come_from_the_address() {
             // The tests are served over http, so the relay is plain ws on the same host.
             relay_url: format!("ws://{host}/ws"),
             name: None,
+            // The browser's language (the test browser's is English).
+            lang: Lang::En,
         }
     );
+    assert_eq!(chinese.lang, Lang::ZhHant);
+    assert_eq!(kept.lang, Lang::ZhHant);
     assert_eq!(no_room.room, protocol::DEFAULT_ROOM, "an empty room name");
     assert!(!no_room.caller, "#false is not the caller");
     assert_eq!(plain.room, protocol::DEFAULT_ROOM);
@@ -507,7 +518,8 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         <button id="copyLinkButton"></button><button id="newRoomButton"></button>
         <p id="inviteNote"></p><button id="startAudioButton"></button>
         <button id="statsButton"></button><div id="stats"></div><button id="shareButton"></button>
-        <select id="cameraSelect"></select><select id="micSelect"></select>"#;
+        <select id="cameraSelect"></select><select id="micSelect"></select>
+        <select id="langSelect"></select>"#;
 
     assert_eq!(message(Ui::find(&page(""))), "the page has no #localVideo");
     assert_eq!(
@@ -525,14 +537,31 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
     );
 
     let document = page(complete);
-    let ui = Ui::find(&document).expect("all elements are there");
-    ui.set_status(&Status::Waiting("Waiting for you.".to_owned()));
+    let mut ui = Ui::find(&document).expect("all elements are there");
+    ui.set_status(&Status::Waiting(Text::WaitingAlone));
     let status = document.get_element_by_id("status").expect("#status");
     assert_eq!(
         status.get_attribute("data-state").as_deref(),
         Some("waiting")
     );
-    assert_eq!(status.text_content().as_deref(), Some("Waiting for you."));
+    assert_eq!(
+        status.text_content().as_deref(),
+        Some("Waiting for the other person to open the page…")
+    );
+    ui.set_lang(Lang::ZhHans);
+    ui.set_status(&Status::Waiting(Text::WaitingAlone));
+    assert_eq!(
+        status.text_content().as_deref(),
+        Some("正在等待对方打开这个页面…")
+    );
+    assert_eq!(
+        document
+            .document_element()
+            .and_then(|e| e.get_attribute("lang"))
+            .as_deref(),
+        Some("zh-Hans")
+    );
+    ui.set_lang(Lang::En);
     ui.enable(false, true, false);
     let disabled: Vec<bool> = Button::ALL
         .iter()

@@ -24,6 +24,7 @@ use protocol::{ClientMsg, ErrorKind, IceCandidate, IceServer, PeerId, PeerInfo, 
 use crate::{
     diagnose::{IceServerError, IceSetup},
     small::VecSet,
+    text::{Lang, RelayWhy, Text},
 };
 
 pub mod local_media;
@@ -115,16 +116,13 @@ pub enum PeerInput {
 }
 
 /// The name the person typed, made ready to join with: trimmed, `None` when empty; refused
-/// with words for the person when the relay would refuse it (control characters, too long).
-pub fn clean_name(typed: &str) -> Result<Option<String>, String> {
+/// for the person when the relay would refuse it (control characters, too long).
+pub fn clean_name(typed: &str) -> Result<Option<String>, Text> {
     let name = typed.trim();
     if name.is_empty() {
         return Ok(None);
     }
-    if name.chars().any(char::is_control) {
-        return Err("A name cannot contain control characters (such as line breaks).".to_owned());
-    }
-    protocol::validate_name(name).map_err(|why| format!("That name cannot be used: {why}."))?;
+    protocol::validate_name(name).map_err(|_| Text::NameInvalid)?;
     Ok(Some(name.to_owned()))
 }
 
@@ -144,14 +142,14 @@ pub enum Input {
     Start,
     /// A message from the relay.
     Relay(ServerMsg),
-    /// The relay connection closed or could not open, with words for the person.
-    RelayLost(String),
+    /// The relay connection closed or could not open, and why.
+    RelayLost(RelayWhy),
     /// A timer went off.
     Timer(Timer),
     /// The browser reports a network change (`online`).
     Online,
-    /// Camera and microphone opened (`Ok`), or why not.
-    Media(Result<(), String>),
+    /// Camera and microphone opened (`Ok`), or what to tell the person.
+    Media(Result<(), Text>),
     /// The person pressed Call.
     Call,
     /// The person pressed Hang up.
@@ -306,15 +304,15 @@ pub enum Status {
     /// Asking for camera and microphone, or joining the room.
     Starting,
     /// In the room alone, or with people who have not called yet.
-    Waiting(String),
+    Waiting(Text),
     /// Setting up a call.
     Connecting,
     /// Media flows with everybody called.
     Connected,
     /// The person hung up, or was hung up on.
-    Ended(String),
+    Ended(Text),
     /// Something the person must know about; stays until what resolves it happens.
-    Error(String),
+    Error(Text),
 }
 
 impl Status {
@@ -330,14 +328,19 @@ impl Status {
         }
     }
 
-    /// The status line's text.
-    pub fn text(&self) -> &str {
+    /// What the status line says.
+    pub fn text(&self) -> Text {
         match self {
-            Status::Starting => "Starting: asking for camera and microphone…",
-            Status::Connecting => "Connecting…",
-            Status::Connected => "Connected.",
-            Status::Waiting(text) | Status::Ended(text) | Status::Error(text) => text,
+            Status::Starting => Text::Starting,
+            Status::Connecting => Text::Connecting,
+            Status::Connected => Text::Connected,
+            Status::Waiting(text) | Status::Ended(text) | Status::Error(text) => text.clone(),
         }
+    }
+
+    /// The status line's words in `lang`.
+    pub fn words(&self, lang: Lang) -> String {
+        self.text().show(lang)
     }
 }
 
@@ -550,8 +553,7 @@ impl Engine {
                         self.close_call(conn, out);
                     }
                     self.active = false;
-                    self.view
-                        .set_ended(Some("Call ended. Press Call to call again.".to_owned()));
+                    self.view.set_ended(Some(Text::CallEnded));
                 }
             }
             Input::SetName(name) => {
@@ -736,9 +738,7 @@ impl Engine {
                 if let Some(conn) = self.conn_of(from) {
                     self.close_call(conn, out);
                     if self.room.calls().next().is_none() {
-                        self.view.set_ended(Some(
-                            "The other person hung up. Press Call to call again.".to_owned(),
-                        ));
+                        self.view.set_ended(Some(Text::OtherHungUp));
                     }
                 }
             }
@@ -760,10 +760,7 @@ impl Engine {
                 ..
             } => {
                 out.push(Effect::DropRelay);
-                self.relay_down(
-                    "The relay cannot reach the store it shares rooms through.".to_owned(),
-                    out,
-                );
+                self.relay_down(RelayWhy::StoreDown, out);
             }
             ServerMsg::Error {
                 kind: ErrorKind::NameTaken,
@@ -771,21 +768,14 @@ impl Engine {
             } => {
                 self.name_refused = true;
                 let name = self.config.name.clone().unwrap_or_default();
-                self.view.set_problem(
-                    Trouble::Refused,
-                    format!(
-                        "Somebody in this room is already called “{name}”. Type another name \
-                         and press Use name."
-                    ),
-                );
+                self.view
+                    .set_problem(Trouble::Refused, Text::NameTaken(name));
             }
-            ServerMsg::Error { kind, message } => {
+            // The relay's own words (`message`) are in the call log, for a bug report.
+            ServerMsg::Error { kind, .. } => {
                 let text = match kind {
-                    ErrorKind::RoomFull => format!(
-                        "This room is full. Add ?room=NAME to the address to use another room. \
-                         ({message})"
-                    ),
-                    _ => format!("The relay refused a request: {message}"),
+                    ErrorKind::RoomFull => Text::RoomFull,
+                    _ => Text::Refused,
                 };
                 self.view.set_problem(Trouble::Refused, text);
             }
@@ -925,10 +915,7 @@ impl Engine {
                 // A socket whose network went away can stay "open" for minutes: drop it and
                 // connect again, from wherever this device is now.
                 out.push(Effect::DropRelay);
-                self.relay_down(
-                    "The relay stopped answering (the network may have changed).".to_owned(),
-                    out,
-                );
+                self.relay_down(RelayWhy::NoAnswer, out);
             }
             Timer::Disconnected(conn)
             | Timer::Lost(conn)
@@ -940,7 +927,7 @@ impl Engine {
         }
     }
 
-    fn relay_down(&mut self, why: String, out: &mut Out) {
+    fn relay_down(&mut self, why: RelayWhy, out: &mut Out) {
         let timing = self.config.timing;
         if self.relay.down(why, &timing, out) {
             self.room.route_calls(false);

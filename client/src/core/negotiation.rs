@@ -25,10 +25,7 @@
 use protocol::{IceCandidate, PeerId, Signal};
 
 use super::{ConnId, ConnState, Effect, Out, TileState, Timer, Timing};
-use crate::{
-    diagnose::{self, IceSetup},
-    verify,
-};
+use crate::{diagnose::IceSetup, text::Text, verify};
 
 /// The most of our candidates kept to be sent again, and of signals kept without a route.
 pub const KEPT_SIGNALS: usize = 64;
@@ -49,9 +46,9 @@ enum Signaling {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Note {
     /// The call cannot go on: close it and say why.
-    Failed(String),
+    Failed(Text),
     /// Tell the person this about the call (a path that cannot be found, a call lost).
-    Trouble(String),
+    Trouble(Text),
     /// The call connected: what was said about calls no longer holds.
     Connected,
     /// The network may have changed: check that the relay socket still works.
@@ -485,10 +482,7 @@ impl Negotiation {
             Timer::Lost(_) => {
                 self.tile = TileState::Lost;
                 let text = if self.ever_connected {
-                    "Lost the connection with someone: it could not be restored. They may have \
-                     lost their network or closed the page; ask them to reload it, or check \
-                     your own network."
-                        .to_owned()
+                    Text::ConnectionLost
                 } else {
                     self.no_path_advice(setup)
                 };
@@ -503,13 +497,14 @@ impl Negotiation {
     /// What to tell the person about a call that never connected: ICE advice if the two pages
     /// did exchange descriptions; otherwise the network is not the problem (on one machine a
     /// firewall would be wrong advice), the other page never answered.
-    fn no_path_advice(&self, setup: IceSetup) -> String {
+    fn no_path_advice(&self, setup: IceSetup) -> Text {
         if self.remote_set || self.turn_refused.is_some() {
-            diagnose::ice_failure_advice(setup, self.turn_refused.as_deref())
+            Text::NoPath {
+                setup,
+                turn_refused: self.turn_refused.clone(),
+            }
         } else {
-            "The other person's page never answered the call: it may be stuck or closed. Ask \
-             them to reload it. Press Call to try again."
-                .to_owned()
+            Text::NeverAnswered
         }
     }
 
@@ -518,14 +513,13 @@ impl Negotiation {
     /// next offer after it rolled one back to answer Firefox's ("A BUNDLE group contains a
     /// codec collision for header extension id=6", seen in rooms of three with a Firefox page),
     /// and closing the call then left Firefox with a connection nobody answered. Anything else
-    /// ends the call, with words for the person.
-    pub fn failed(&mut self, why: String, out: &mut Out) {
+    /// ends the call, with words for the person (the browser's own words, `_why`, are in the
+    /// call log: an exception's text helps a bug report, not the person).
+    pub fn failed(&mut self, _why: String, out: &mut Out) {
         if self.making_offer && self.remote_set {
             self.making_offer = false;
             return;
         }
-        out.note(Note::Failed(format!(
-            "The call could not be set up ({why}). Press Call to try again."
-        )));
+        out.note(Note::Failed(Text::CallFailed));
     }
 }

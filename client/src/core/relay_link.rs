@@ -4,6 +4,7 @@
 use protocol::{ClientMsg, PeerId};
 
 use super::{Effect, Out, Timer, Timing};
+use crate::text::RelayWhy;
 
 /// Where the link stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub struct RelayLink {
     /// Attempts since the last welcome: the backoff's exponent.
     reconnects: u32,
     /// Why the relay was lost, while it is.
-    lost: Option<String>,
+    lost: Option<RelayWhy>,
     /// The jitter's generator.
     rng: u64,
 }
@@ -67,10 +68,8 @@ impl RelayLink {
 
     /// Why the relay was lost, until a `welcome` says we are back: a socket being opened
     /// again is not being back (and fails again while the relay is away).
-    pub fn lost(&self) -> Option<&str> {
-        self.lost
-            .as_deref()
-            .filter(|_| self.state != LinkState::Joined)
+    pub fn lost(&self) -> Option<RelayWhy> {
+        self.lost.filter(|_| self.state != LinkState::Joined)
     }
 
     /// Opens a socket and joins with `join` (made with [`RelayLink::take_resume`]).
@@ -115,7 +114,7 @@ impl RelayLink {
     /// The relay connection is gone, with words for the person: try again after a jittered,
     /// growing delay ("equal jitter": half fixed, half random, so that a restarted relay is not
     /// hit by every page at the same instant). Whether it was up until now.
-    pub fn down(&mut self, why: String, timing: &Timing, out: &mut Out) -> bool {
+    pub fn down(&mut self, why: RelayWhy, timing: &Timing, out: &mut Out) -> bool {
         if self.state == LinkState::Down {
             return false;
         }
@@ -155,9 +154,9 @@ mod tests {
         let mut delays = Vec::new();
         for _ in 0..8 {
             let mut out = Out::new(std::mem::take(&mut timers));
-            assert!(link.down("gone".into(), &timing, &mut out));
+            assert!(link.down(RelayWhy::Lost, &timing, &mut out));
             // Down twice is down once.
-            assert!(!link.down("gone".into(), &timing, &mut out));
+            assert!(!link.down(RelayWhy::Lost, &timing, &mut out));
             let (effects, kept, _) = out.finish();
             timers = kept;
             delays.extend(effects.iter().filter_map(|e| match e {
@@ -182,7 +181,7 @@ mod tests {
         let mut out = Out::new(timers);
         link.welcomed(PeerId(1), "t".into(), &timing, &mut out);
         assert!(link.joined());
-        assert!(link.down("gone".into(), &timing, &mut out));
+        assert!(link.down(RelayWhy::Lost, &timing, &mut out));
         let (effects, _, _) = out.finish();
         let first = effects.iter().rev().find_map(|e| match e {
             Effect::StartTimer {

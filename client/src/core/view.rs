@@ -2,6 +2,7 @@
 //! words for the person. Each problem is kept by kind and cleared by what resolves it.
 
 use super::{relay_link::RelayLink, room::Room, Status, Tile, TileState};
+use crate::text::Text;
 
 /// What a problem on the page is about; each kind is cleared by what resolves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,14 +18,14 @@ pub enum Trouble {
 /// What the person is told beyond the state of things.
 #[derive(Debug, Default)]
 pub struct View {
-    problems: Vec<(Trouble, String)>,
+    problems: Vec<(Trouble, Text)>,
     /// The last call ended (hang-up), with words for the person.
-    ended: Option<String>,
+    ended: Option<Text>,
 }
 
 impl View {
     /// Says `text` about `kind`, replacing what was said about it.
-    pub fn set_problem(&mut self, kind: Trouble, text: String) {
+    pub fn set_problem(&mut self, kind: Trouble, text: Text) {
         self.problems.retain(|(k, _)| *k != kind);
         self.problems.push((kind, text));
     }
@@ -35,7 +36,7 @@ impl View {
     }
 
     /// The call ended, as `text` says (`None`: a new one is under way).
-    pub fn set_ended(&mut self, text: Option<String>) {
+    pub fn set_ended(&mut self, text: Option<Text>) {
         self.ended = text;
     }
 
@@ -45,12 +46,10 @@ impl View {
             return Status::Error(text.clone());
         }
         if let Some(why) = relay.lost() {
-            let keep = if room.calls().next().is_some() {
-                " The call goes on meanwhile."
-            } else {
-                ""
-            };
-            return Status::Error(format!("{why} Reconnecting to the relay…{keep}"));
+            return Status::Error(Text::RelayAway {
+                why,
+                calls_go_on: room.calls().next().is_some(),
+            });
         }
         if !relay.joined() && relay.me().is_none() {
             return Status::Starting;
@@ -61,8 +60,8 @@ impl View {
                 return Status::Ended(ended.clone());
             }
             return Status::Waiting(match room.present() {
-                0 => "Waiting for the other person to open the page…".to_owned(),
-                _ => "The other person is here. Waiting for their call, or press Call.".to_owned(),
+                0 => Text::WaitingAlone,
+                _ => Text::WaitingOtherHere,
             });
         }
         if calls.all(|c| c.negotiation.tile() == TileState::Connected) {
