@@ -2,7 +2,7 @@
 //!
 //! It serves the built client bundle and relays JSON signaling messages (see the `protocol`
 //! crate) between the peers of a room over WebSocket at `/ws`, over plain http and over https
-//! ([`tls`]), and answers STUN Binding requests on UDP ([`stun`]). The binary in `main.rs` only
+//! ([`tls`]), and answers STUN Binding requests and TURN on UDP ([`stun`], [`turn_server`]). The binary in `main.rs` only
 //! reads its configuration, binds ([`Listeners::bind`]) and calls [`serve`]; tests start the
 //! relay the same way on port 0, or with [`run`] for plain http only.
 
@@ -21,6 +21,7 @@ mod room;
 mod rooms;
 pub mod stun;
 pub mod tls;
+pub mod turn_server;
 mod upgrade;
 
 use std::{
@@ -44,7 +45,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{compression::CompressionLayer, services::ServeDir};
 
 pub use backplane::{Backplane, BackplaneConfig};
-pub use banner::{banner, lan_addresses, Banner};
+pub use banner::{banner, lan_addresses, Banner, TurnBanner};
 pub use ice::{turn_credential, turn_username, IceError, TurnConfig, TurnSecret};
 pub use limits::Limits;
 pub use metrics::Metrics;
@@ -52,6 +53,7 @@ pub use redirect::redirect_target;
 pub use registry::{Mailbox, Registry, Timing};
 pub use rooms::Rooms;
 pub use tls::Tls;
+pub use turn_server::{load_or_create_secret, Quota, TurnServerConfig};
 
 /// How long shutdown waits for connections to say goodbye before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,6 +80,10 @@ pub struct Config {
     /// A TURN server that takes credentials minted with a shared secret; every peer gets its
     /// own, refreshed before they expire. `None` (the default): no TURN.
     pub turn: Option<TurnConfig>,
+    /// The built-in TURN server, on [`Listeners::stun`]'s socket (it answers STUN Binding
+    /// requests as well). Pages get it as `turn:` on the host they were loaded from. `None`
+    /// (the default): that socket answers STUN only.
+    pub turn_server: Option<TurnServerConfig>,
     /// Redis, to share rooms with other instances. `None` (the default): rooms live in this
     /// process only, and nothing goes through Redis.
     pub backplane: Option<BackplaneConfig>,
@@ -93,6 +99,7 @@ impl Default for Config {
             limits: Limits::default(),
             tls: None,
             turn: None,
+            turn_server: None,
             backplane: None,
         }
     }
@@ -191,14 +198,16 @@ pub struct Relay {
 impl Relay {
     /// A relay with no peers yet, stopping when `shutdown` is cancelled.
     pub fn new(config: &Config, shutdown: CancellationToken) -> Arc<Self> {
-        Self::with_stun(config, shutdown, None)
+        Self::with_stun(config, shutdown, None, false)
     }
 
-    /// A relay that hands out its own STUN server on `stun_port`, if given.
+    /// A relay that hands out its own STUN server on `stun_port`, if given, and its own TURN
+    /// server there when `own_turn`.
     fn with_stun(
         config: &Config,
         shutdown: CancellationToken,
         stun_port: Option<u16>,
+        own_turn: bool,
     ) -> Arc<Self> {
         let timing = Timing {
             hold: config.limits.hold,
@@ -223,6 +232,14 @@ impl Relay {
                 fixed: config.ice_servers.clone(),
                 stun_port,
                 turn: config.turn.clone(),
+                own_turn: stun_port
+                    .zip(config.turn_server.as_ref())
+                    .filter(|_| own_turn)
+                    .map(|(port, turn)| ice::OwnTurn {
+                        port,
+                        secret: turn.secret.clone(),
+                        ttl: turn.ttl,
+                    }),
             },
             shutdown,
             tracker: TaskTracker::new(),
@@ -281,13 +298,28 @@ pub async fn serve(
         Some((listener, _)) => Some(listener.local_addr()?.port()),
         None => None,
     };
-    let stun_port = match &stun {
-        Some(socket) => Some(socket.local_addr()?.port()),
+    let stun_addr = match &stun {
+        Some(socket) => Some(socket.local_addr()?),
         None => None,
+    };
+    let stun_port = stun_addr.map(|addr| addr.port());
+    // The built-in TURN server runs on the STUN socket, advertised at an address peers can
+    // reach; without one it does not run, and pages are not told about it.
+    let turn_server = match (stun_addr, config.turn_server.clone()) {
+        (Some(addr), Some(turn)) => match turn.advertised_ip(addr.ip()) {
+            Some(advertised) => Some((turn, advertised)),
+            None => {
+                tracing::warn!(
+                    "no address to advertise TURN at: running without TURN; set --public-ip"
+                );
+                None
+            }
+        },
+        _ => None,
     };
     // Everything stops at `stop`: on shutdown, or when one of the servers fails.
     let stop = shutdown.child_token();
-    let relay = Relay::with_stun(&config, stop.clone(), stun_port);
+    let relay = Relay::with_stun(&config, stop.clone(), stun_port, turn_server.is_some());
     let router = app(relay.clone(), config.dist);
     let stop_on_error = |result: std::io::Result<()>| {
         if result.is_err() {
@@ -314,8 +346,12 @@ pub async fn serve(
         stop_on_error(served)
     };
     let stun = async {
-        if let Some(socket) = stun {
-            stun::serve(socket, relay.clone(), stop.clone()).await;
+        match (stun, turn_server) {
+            (Some(socket), Some((turn, advertised))) => {
+                turn_server::serve(socket, turn, advertised, relay.clone(), stop.clone()).await;
+            }
+            (Some(socket), None) => stun::serve(socket, relay.clone(), stop.clone()).await,
+            (None, _) => {}
         }
     };
     let backplane = async {
