@@ -17,13 +17,20 @@ use std::{
 use futures_util::SinkExt;
 use protocol::{ClientMsg, IceServer, ServerMsg};
 use server::{Listeners, Quota, TurnSecret, TurnServerConfig};
+use stun::{
+    agent::TransactionId,
+    message::{Message as StunMessage, MessageType, CLASS_INDICATION, METHOD_SEND},
+};
 use tokio::{
     net::{TcpListener, TcpStream, UdpSocket},
     task::JoinHandle,
 };
 use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::{CancellationToken, DropGuard};
-use turn::client::{Client, ClientConfig};
+use turn::{
+    client::{Client, ClientConfig},
+    proto::{data::Data, peeraddr::PeerAddress},
+};
 use webrtc_util::Conn;
 
 mod common;
@@ -123,7 +130,12 @@ impl TurnRelay {
 
     /// A TURN client on `local_ip` speaking to this relay.
     async fn client(&self, local_ip: &str, username: &str, password: &str) -> Client {
-        let socket = UdpSocket::bind((local_ip, 0)).await.expect("binds");
+        let socket = Arc::new(UdpSocket::bind((local_ip, 0)).await.expect("binds"));
+        self.client_on(socket, username, password).await
+    }
+
+    /// A TURN client on `socket` (which the test may write to itself).
+    async fn client_on(&self, socket: Arc<UdpSocket>, username: &str, password: &str) -> Client {
         let client = Client::new(ClientConfig {
             stun_serv_addr: self.udp.to_string(),
             turn_serv_addr: self.udp.to_string(),
@@ -132,7 +144,7 @@ impl TurnRelay {
             realm: String::new(),
             software: String::new(),
             rto_in_ms: 0,
-            conn: Arc::new(socket),
+            conn: socket,
             vnet: None,
         })
         .await
@@ -244,8 +256,9 @@ async fn loopback_and_private_peers_are_refused_and_nothing_reaches_them() {
     let listener = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
     let target = listener.local_addr().expect("an address");
 
+    let c_socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("binds"));
     let c = relay
-        .client("127.0.0.1", &turn.username, &turn.password)
+        .client_on(Arc::clone(&c_socket), &turn.username, &turn.password)
         .await;
     let rc = allocate(&c).await.expect("allocates");
     for peer in [
@@ -270,6 +283,23 @@ async fn loopback_and_private_peers_are_refused_and_nothing_reaches_them() {
     assert_two_allocations_talk(&rc, &rd).await;
     for _ in 0..10 {
         let _ = rc.send_to(b"sneak", target).await;
+    }
+    // The client refuses to send where it got no permission: Send indications (which need no
+    // credentials) straight from its socket go as far as the relayed socket's own check, since
+    // the allocation holds a permission for 127.0.0.1.
+    let mut send = StunMessage::new();
+    send.build(&[
+        Box::new(TransactionId::new()),
+        Box::new(MessageType::new(METHOD_SEND, CLASS_INDICATION)),
+        Box::new(PeerAddress {
+            ip: target.ip(),
+            port: target.port(),
+        }),
+        Box::new(Data(b"sneak".to_vec())),
+    ])
+    .expect("builds");
+    for _ in 0..10 {
+        c_socket.send_to(&send.raw, relay.udp).await.expect("sends");
     }
     let mut buf = [0u8; 64];
     let arrived = tokio::time::timeout(Duration::from_secs(1), listener.recv_from(&mut buf)).await;
