@@ -127,14 +127,14 @@ pub fn banner(info: &Banner) -> String {
         (Some(port), Some(turn)) => {
             let _ = writeln!(
                 out,
-                "STUN and TURN are answered on UDP port {port}; relayed addresses are advertised at {ip}, UDP ports {first}-{last} (--public-ip, --turn-ports).",
+                "STUN and TURN are answered on UDP and TCP port {port}; relayed addresses are advertised at {ip}, UDP ports {first}-{last} (--public-ip, --turn-ports).",
                 ip = turn.advertised,
                 first = turn.ports.start(),
                 last = turn.ports.end(),
             );
             let _ = writeln!(
                 out,
-                "For calls between networks, open in the firewall: TCP {http}{https}, UDP {port}, UDP {first}-{last}.",
+                "For calls between networks, open in the firewall: TCP {http}{https}, UDP and TCP {port}, UDP {first}-{last}.",
                 http = info.http_port,
                 https = info.https_port.map(|p| format!(" and {p}")).unwrap_or_default(),
                 first = turn.ports.start(),
@@ -195,7 +195,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("open in the firewall: TCP 8080 and 8443, UDP 3478, UDP 49160-49999."),
+            text.contains(
+                "open in the firewall: TCP 8080 and 8443, UDP and TCP 3478, UDP 49160-49999."
+            ),
             "{text}"
         );
     }

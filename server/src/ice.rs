@@ -171,8 +171,10 @@ fn mint(
 /// The relay's own TURN server, as handed to the pages.
 #[derive(Clone, Debug)]
 pub(crate) struct OwnTurn {
-    /// Its UDP port (the STUN port).
+    /// Its port (the STUN port).
     pub port: u16,
+    /// Whether it takes TCP on that port too.
+    pub tcp: bool,
     /// The secret its credentials are minted with.
     pub secret: TurnSecret,
     /// How long they stay valid.
@@ -230,7 +232,11 @@ impl IceServers {
             credential: None,
         });
         let own_turn = self.own_turn.as_ref().zip(host).map(|(turn, host)| {
-            let urls = vec![format!("turn:{host}:{}?transport=udp", turn.port)];
+            let port = turn.port;
+            let mut urls = vec![format!("turn:{host}:{port}?transport=udp")];
+            if turn.tcp {
+                urls.push(format!("turn:{host}:{port}?transport=tcp"));
+            }
             mint(urls, &turn.secret, turn.ttl, peer, now)
         });
         let turn = self.turn.as_ref().map(|turn| turn.server_for(peer, now));
@@ -385,6 +391,7 @@ mod tests {
             turn: None,
             own_turn: Some(OwnTurn {
                 port: 3478,
+                tcp: true,
                 secret: secret(),
                 ttl: Duration::from_secs(3600),
             }),
@@ -393,7 +400,13 @@ mod tests {
         let servers = ice.for_peer(Some("call.example"), PeerId(7), at);
         assert_eq!(servers.len(), 2);
         assert_eq!(servers[0].urls, ["stun:call.example:3478"]);
-        assert_eq!(servers[1].urls, ["turn:call.example:3478?transport=udp"]);
+        assert_eq!(
+            servers[1].urls,
+            [
+                "turn:call.example:3478?transport=udp",
+                "turn:call.example:3478?transport=tcp"
+            ]
+        );
         assert_eq!(servers[1].username.as_deref(), Some("1700003600:7"));
         assert_eq!(
             servers[1].credential.as_deref(),

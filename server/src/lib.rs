@@ -198,16 +198,16 @@ pub struct Relay {
 impl Relay {
     /// A relay with no peers yet, stopping when `shutdown` is cancelled.
     pub fn new(config: &Config, shutdown: CancellationToken) -> Arc<Self> {
-        Self::with_stun(config, shutdown, None, false)
+        Self::with_stun(config, shutdown, None, None)
     }
 
     /// A relay that hands out its own STUN server on `stun_port`, if given, and its own TURN
-    /// server there when `own_turn`.
+    /// server there when `own_turn` is given (`Some(true)`: over TCP too).
     fn with_stun(
         config: &Config,
         shutdown: CancellationToken,
         stun_port: Option<u16>,
-        own_turn: bool,
+        own_turn: Option<bool>,
     ) -> Arc<Self> {
         let timing = Timing {
             hold: config.limits.hold,
@@ -234,9 +234,10 @@ impl Relay {
                 turn: config.turn.clone(),
                 own_turn: stun_port
                     .zip(config.turn_server.as_ref())
-                    .filter(|_| own_turn)
-                    .map(|(port, turn)| ice::OwnTurn {
+                    .zip(own_turn)
+                    .map(|((port, turn), tcp)| ice::OwnTurn {
                         port,
+                        tcp,
                         secret: turn.secret.clone(),
                         ttl: turn.ttl,
                     }),
@@ -317,9 +318,25 @@ pub async fn serve(
         },
         _ => None,
     };
+    // TURN over TCP on the same port, for networks that drop UDP; a taken port is skipped.
+    let turn_tcp = match (&turn_server, stun_addr) {
+        (Some(_), Some(addr)) => match TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(err) => {
+                tracing::warn!(%addr, %err, "cannot listen for TURN over TCP: running TURN over UDP only");
+                None
+            }
+        },
+        _ => None,
+    };
     // Everything stops at `stop`: on shutdown, or when one of the servers fails.
     let stop = shutdown.child_token();
-    let relay = Relay::with_stun(&config, stop.clone(), stun_port, turn_server.is_some());
+    let relay = Relay::with_stun(
+        &config,
+        stop.clone(),
+        stun_port,
+        turn_server.as_ref().map(|_| turn_tcp.is_some()),
+    );
     let router = app(relay.clone(), config.dist);
     let stop_on_error = |result: std::io::Result<()>| {
         if result.is_err() {
@@ -348,7 +365,8 @@ pub async fn serve(
     let stun = async {
         match (stun, turn_server) {
             (Some(socket), Some((turn, advertised))) => {
-                turn_server::serve(socket, turn, advertised, relay.clone(), stop.clone()).await;
+                let stop = stop.clone();
+                turn_server::serve(socket, turn_tcp, turn, advertised, relay.clone(), stop).await;
             }
             (Some(socket), None) => stun::serve(socket, relay.clone(), stop.clone()).await,
             (None, _) => {}

@@ -15,14 +15,16 @@
 //! - its `AuthHandler`, for coturn's REST credentials (`<expiry>:<peer>`, which the crate's
 //!   own `LongTermAuthHandler` does not parse).
 //!
-//! What it does not do (yet): TURN over TCP or TLS (the crate's server speaks UDP only; its
-//! 5-tuples are always UDP), and IPv6 relayed addresses.
+//! The crate's server reads datagrams; TURN over TCP on the same port is framed into them here,
+//! one crate server per connection ([`tcp`]). What it does not do (yet): TURN over TLS, and
+//! IPv6 relayed addresses.
 //!
 //! The decisions themselves (which peers, how many allocations) live in [`policy`], without
 //! sockets.
 
 mod conn;
 pub mod policy;
+mod tcp;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -32,7 +34,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::{net::UdpSocket, sync::mpsc};
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    sync::mpsc,
+};
 use tokio_util::sync::CancellationToken;
 use turn::server::{
     config::{ConnConfig, ServerConfig},
@@ -154,11 +159,12 @@ pub fn load_or_create_secret(data_dir: &Path) -> Result<TurnSecret, SecretError>
     Ok(TurnSecret::new(secret))
 }
 
-/// Serves TURN (and STUN Binding) on `socket` until `stop` is cancelled. Relayed sockets are
-/// bound to the socket's own address (IPv4 when it is bound to all addresses) and advertised
-/// at `advertised`.
+/// Serves TURN (and STUN Binding) on `socket`, and over TCP on `tcp` if given, until `stop`
+/// is cancelled. Relayed sockets are bound to the socket's own address (IPv4 when it is bound
+/// to all addresses) and advertised at `advertised`.
 pub(crate) async fn serve(
     socket: UdpSocket,
+    tcp: Option<TcpListener>,
     config: TurnServerConfig,
     advertised: IpAddr,
     relay: Arc<Relay>,
@@ -201,6 +207,7 @@ pub(crate) async fn serve(
     // Allocations close on their own (expiry, a refresh to zero): the crate says so here. It
     // waits for room in this channel, so it is drained until the very end.
     let (closed_tx, mut closed_rx) = mpsc::channel(1024);
+    let tcp_closed_tx = closed_tx.clone();
     let server = Server::new(ServerConfig {
         conn_configs: vec![ConnConfig {
             conn: Arc::new(listening),
@@ -220,15 +227,30 @@ pub(crate) async fn serve(
             return;
         }
     };
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            closed = closed_rx.recv() => match closed {
-                Some(info) => state.closed(&info),
-                None => break,
-            },
+    let over_tcp = async {
+        if let Some(listener) = tcp {
+            tcp::serve(
+                listener,
+                Arc::clone(&state),
+                REALM,
+                tcp_closed_tx,
+                stop.clone(),
+            )
+            .await;
         }
-    }
+    };
+    let notified = async {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                closed = closed_rx.recv() => match closed {
+                    Some(info) => state.closed(&info),
+                    None => break,
+                },
+            }
+        }
+    };
+    tokio::join!(over_tcp, notified);
     let closing = async {
         if let Err(err) = server.close().await {
             tracing::debug!(%err, "TURN server close");

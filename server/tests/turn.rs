@@ -22,6 +22,7 @@ use stun::{
     message::{Message as StunMessage, MessageType, CLASS_INDICATION, METHOD_SEND},
 };
 use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream, UdpSocket},
     task::JoinHandle,
 };
@@ -53,7 +54,7 @@ struct TurnRelay {
 
 /// What a page is handed for the built-in TURN server.
 struct Credentials {
-    url: String,
+    urls: Vec<String>,
     username: String,
     password: String,
 }
@@ -86,6 +87,9 @@ impl TurnRelay {
         };
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(server::serve(listeners, config, shutdown.clone()));
+        // Answered once `serve` runs, which listens for TURN over TCP before it answers.
+        let (status, _) = get(http, "/healthz").await;
+        assert_eq!(status, 200, "/healthz");
         Self {
             http,
             udp,
@@ -115,7 +119,7 @@ impl TurnRelay {
             .find(|s| s.urls.iter().any(|u| u.starts_with("turn:")))
             .unwrap_or_else(|| panic!("a TURN entry in {servers:?}"));
         let credentials = Credentials {
-            url: turn.urls[0].clone(),
+            urls: turn.urls.clone(),
             username: turn.username.clone().expect("a user name"),
             password: turn.credential.clone().expect("a credential"),
         };
@@ -212,8 +216,11 @@ async fn two_allocations_relay_to_each_other_on_credentials_the_relay_minted() {
     let relay = TurnRelay::start(turn_config(Quota::default())).await;
     let (_ws, turn) = relay.credentials("turn-pair").await;
     assert_eq!(
-        turn.url,
-        format!("turn:127.0.0.1:{}?transport=udp", relay.udp.port())
+        turn.urls,
+        [
+            format!("turn:127.0.0.1:{}?transport=udp", relay.udp.port()),
+            format!("turn:127.0.0.1:{}?transport=tcp", relay.udp.port())
+        ]
     );
 
     let a = relay
@@ -486,23 +493,24 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
+const UCLIENT: &str = "/usr/bin/turnutils_uclient";
+
 /// coturn's own test client, in client-to-client mode (`-y`: its allocations relay to each
-/// other), with REST credentials minted from the secret as the relay mints them. Skipped where
-/// Debian's coturn is not installed.
-#[tokio::test]
-async fn coturns_client_relays_through_the_built_in_server() {
-    let uclient = "/usr/bin/turnutils_uclient";
-    if !std::path::Path::new(uclient).exists() {
-        eprintln!("skipped: no {uclient} (Debian's coturn package)");
-        return;
+/// other), with REST credentials minted from the secret as the relay mints them, over UDP or
+/// (with `-t`) TCP. Returns how many messages it sent and received; `None` where Debian's
+/// coturn is not installed.
+async fn uclient(relay: &TurnRelay, flags: &[&str]) -> Option<(u64, u64)> {
+    if !std::path::Path::new(UCLIENT).exists() {
+        eprintln!("skipped: no {UCLIENT} (Debian's coturn package)");
+        return None;
     }
-    let relay = TurnRelay::start(turn_config(Quota::default())).await;
     let username = format!("{}:uclient", unix_now() + 600);
     let password = server::turn_credential(&TurnSecret::new(SECRET), &username);
     let port = relay.udp.port().to_string();
     let output = tokio::time::timeout(
         Duration::from_secs(30),
-        tokio::process::Command::new(uclient)
+        tokio::process::Command::new(UCLIENT)
+            .args(flags)
             .args(["-y", "-c", "-n", "50", "-m", "2", "-l", "200", "-z", "5"])
             .args(["-u", &username, "-w", &password, "-p", &port, "127.0.0.1"])
             .kill_on_drop(true)
@@ -532,10 +540,90 @@ async fn coturns_client_relays_through_the_built_in_server() {
     };
     let (sent, received) = (count("tot_send_msgs"), count("tot_recv_msgs"));
     assert!(sent >= 100, "{text}");
-    assert_eq!(received, sent, "{text}");
+    Some((sent, received))
+}
+
+#[tokio::test]
+async fn coturns_client_relays_through_the_built_in_server() {
+    let relay = TurnRelay::start(turn_config(Quota::default())).await;
+    let Some((sent, received)) = uclient(&relay, &[]).await else {
+        return;
+    };
+    assert_eq!(received, sent);
     let metrics = relay.metrics().await;
     assert!(
         metric(&metrics, "relay_turn_allocations_total") >= 2,
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn coturns_client_relays_over_tcp_on_the_same_port() {
+    let relay = TurnRelay::start(turn_config(Quota::default())).await;
+    let Some((sent, received)) = uclient(&relay, &["-t"]).await else {
+        return;
+    };
+    assert_eq!(received, sent);
+    let metrics = relay.metrics().await;
+    assert!(
+        metric(&metrics, "relay_turn_allocations_total") >= 2,
+        "{metrics}"
+    );
+}
+
+/// A Binding request over TCP, answered over TCP: whether a connection still works.
+async fn binding_over_tcp(stream: &mut TcpStream) -> std::io::Result<()> {
+    let request = header(0x0001, 0);
+    stream.write_all(&request).await?;
+    let mut answer = [0u8; 20];
+    tokio::time::timeout(RECV_TIMEOUT, stream.read_exact(&mut answer))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    assert_eq!(&answer[..2], &[0x01, 0x01], "a Binding success");
+    assert_eq!(&answer[8..20], &request[8..20], "the same transaction");
+    let len = usize::from(u16::from_be_bytes([answer[2], answer[3]]));
+    let mut attributes = vec![0u8; len];
+    stream.read_exact(&mut attributes).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tcp_connection_that_stalls_or_sends_garbage_ends_alone() {
+    let relay = TurnRelay::start(turn_config(Quota::default())).await;
+    let connect = || TcpStream::connect(relay.udp);
+    // Half a message, then silence.
+    let mut stalled = connect().await.expect("connects");
+    stalled
+        .write_all(&header(0x0003, 8)[..10])
+        .await
+        .expect("writes");
+    // Garbage: the connection is closed, since its framing is lost.
+    let mut garbage = connect().await.expect("connects");
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(RECV_TIMEOUT, garbage.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Others go on, over TCP and over UDP.
+    let mut fine = connect().await.expect("connects");
+    binding_over_tcp(&mut fine)
+        .await
+        .expect("answered over TCP");
+    binding_over_tcp(&mut fine).await.expect("and again");
+    let (_ws, turn) = relay.credentials("turn-tcp-others").await;
+    let a = relay
+        .client("127.0.0.1", &turn.username, &turn.password)
+        .await;
+    let b = relay
+        .client("127.0.0.1", &turn.username, &turn.password)
+        .await;
+    let ra = allocate(&a).await.expect("allocates");
+    let rb = allocate(&b).await.expect("allocates");
+    assert_two_allocations_talk(&ra, &rb).await;
+    // Still open: a stalled frame is given up on after its time-out, not at once.
+    drop(stalled);
 }

@@ -118,7 +118,7 @@ pub(crate) struct State {
 
 /// What [`State::inspect`] makes of a datagram on the listening socket.
 #[derive(Debug, PartialEq, Eq)]
-enum Verdict {
+pub(super) enum Verdict {
     /// Hand it to the crate.
     Pass,
     /// Drop it.
@@ -188,7 +188,7 @@ impl State {
     }
 
     /// Decides what happens to `datagram` from `from` on the listening socket `local`.
-    fn inspect(&self, datagram: &[u8], from: SocketAddr, local: SocketAddr) -> Verdict {
+    pub(super) fn inspect(&self, datagram: &[u8], from: SocketAddr, local: SocketAddr) -> Verdict {
         // ChannelData: the crate looks up the channel, and the relayed socket checks the peer.
         if datagram.first().is_some_and(|b| b & 0xc0 == 0x40) {
             return Verdict::Pass;
@@ -321,7 +321,7 @@ impl State {
     }
 
     /// Notes what the crate answers to an Allocate: a success makes its requester a holder.
-    fn observe_sent(&self, datagram: &[u8], to: SocketAddr, local: SocketAddr) {
+    pub(super) fn observe_sent(&self, datagram: &[u8], to: SocketAddr, local: SocketAddr) {
         let allocate_answer = matches!(datagram.get(..2), Some([0x01, 0x03] | [0x01, 0x13]));
         if !allocate_answer || datagram.len() < 20 {
             return;
