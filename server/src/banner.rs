@@ -127,7 +127,8 @@ pub fn banner(info: &Banner) -> String {
         (Some(port), Some(turn)) => {
             let _ = writeln!(
                 out,
-                "STUN and TURN are answered on UDP and TCP port {port}; relayed addresses are advertised at {ip}, UDP ports {first}-{last} (--public-ip, --turn-ports).",
+                "STUN and TURN are answered on UDP and TCP port {port}{tls}; relayed addresses are advertised at {ip}, UDP ports {first}-{last} (--public-ip, --turn-ports).",
+                tls = info.https_port.map(|p| format!(", TURN over TLS on TCP {p}")).unwrap_or_default(),
                 ip = turn.advertised,
                 first = turn.ports.start(),
                 last = turn.ports.end(),
@@ -190,6 +191,7 @@ mod tests {
             }),
             ..info()
         });
+        assert!(text.contains("TURN over TLS on TCP 8443;"), "{text}");
         assert!(
             text.contains("advertised at 203.0.113.10, UDP ports 49160-49999"),
             "{text}"

@@ -175,6 +175,8 @@ pub(crate) struct OwnTurn {
     pub port: u16,
     /// Whether it takes TCP on that port too.
     pub tcp: bool,
+    /// The https port, where it takes TLS too.
+    pub tls_port: Option<u16>,
     /// The secret its credentials are minted with.
     pub secret: TurnSecret,
     /// How long they stay valid.
@@ -236,6 +238,9 @@ impl IceServers {
             let mut urls = vec![format!("turn:{host}:{port}?transport=udp")];
             if turn.tcp {
                 urls.push(format!("turn:{host}:{port}?transport=tcp"));
+            }
+            if let Some(tls_port) = turn.tls_port {
+                urls.push(format!("turns:{host}:{tls_port}?transport=tcp"));
             }
             mint(urls, &turn.secret, turn.ttl, peer, now)
         });
@@ -392,6 +397,7 @@ mod tests {
             own_turn: Some(OwnTurn {
                 port: 3478,
                 tcp: true,
+                tls_port: Some(443),
                 secret: secret(),
                 ttl: Duration::from_secs(3600),
             }),
@@ -404,7 +410,8 @@ mod tests {
             servers[1].urls,
             [
                 "turn:call.example:3478?transport=udp",
-                "turn:call.example:3478?transport=tcp"
+                "turn:call.example:3478?transport=tcp",
+                "turns:call.example:443?transport=tcp"
             ]
         );
         assert_eq!(servers[1].username.as_deref(), Some("1700003600:7"));

@@ -193,21 +193,26 @@ pub struct Relay {
     /// Every WebSocket task, so that shutdown can wait for them: axum's graceful shutdown does
     /// not wait for upgraded connections.
     tracker: TaskTracker,
+    /// The built-in TURN server, once it runs: the https port hands it the connections that
+    /// speak STUN after the TLS handshake.
+    turn_streams: std::sync::OnceLock<turn_server::Streams>,
 }
 
 impl Relay {
     /// A relay with no peers yet, stopping when `shutdown` is cancelled.
     pub fn new(config: &Config, shutdown: CancellationToken) -> Arc<Self> {
-        Self::with_stun(config, shutdown, None, None)
+        Self::with_stun(config, shutdown, None, None, None)
     }
 
     /// A relay that hands out its own STUN server on `stun_port`, if given, and its own TURN
-    /// server there when `own_turn` is given (`Some(true)`: over TCP too).
+    /// server there when `own_turn` is given (`Some(true)`: over TCP too; over TLS on
+    /// `tls_port` when there is one).
     fn with_stun(
         config: &Config,
         shutdown: CancellationToken,
         stun_port: Option<u16>,
         own_turn: Option<bool>,
+        tls_port: Option<u16>,
     ) -> Arc<Self> {
         let timing = Timing {
             hold: config.limits.hold,
@@ -238,12 +243,14 @@ impl Relay {
                     .map(|((port, turn), tcp)| ice::OwnTurn {
                         port,
                         tcp,
+                        tls_port,
                         secret: turn.secret.clone(),
                         ttl: turn.ttl,
                     }),
             },
             shutdown,
             tracker: TaskTracker::new(),
+            turn_streams: std::sync::OnceLock::new(),
         })
     }
 }
@@ -336,6 +343,7 @@ pub async fn serve(
         stop.clone(),
         stun_port,
         turn_server.as_ref().map(|_| turn_tcp.is_some()),
+        tls_port,
     );
     let router = app(relay.clone(), config.dist);
     let stop_on_error = |result: std::io::Result<()>| {

@@ -16,8 +16,9 @@
 //!   own `LongTermAuthHandler` does not parse).
 //!
 //! The crate's server reads datagrams; TURN over TCP on the same port is framed into them here,
-//! one crate server per connection ([`tcp`]). What it does not do (yet): TURN over TLS, and
-//! IPv6 relayed addresses.
+//! one crate server per connection ([`tcp`]), and so is TURN over TLS on the https port, which
+//! hands over the connections whose first byte after the handshake is a STUN message's (see
+//! `http`). What it does not do (yet): IPv6 relayed addresses.
 //!
 //! The decisions themselves (which peers, how many allocations) live in [`policy`], without
 //! sockets.
@@ -25,6 +26,8 @@
 mod conn;
 pub mod policy;
 mod tcp;
+
+pub(crate) use tcp::Streams;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -182,6 +185,8 @@ pub(crate) async fn serve(
         (true, IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         (false, _) => bound,
     };
+    let https_streams = Arc::clone(&relay);
+    let https_streams = &https_streams.turn_streams;
     let mut own_ips = crate::banner::lan_addresses(bound);
     own_ips.extend([advertised, bound]);
     let state = Arc::new(conn::State::new(
@@ -227,16 +232,12 @@ pub(crate) async fn serve(
             return;
         }
     };
+    let streams = tcp::Streams::new(Arc::clone(&state), REALM, tcp_closed_tx, stop.clone());
+    // The https port hands over the connections that speak STUN after the handshake.
+    let _ = https_streams.set(streams.clone());
     let over_tcp = async {
         if let Some(listener) = tcp {
-            tcp::serve(
-                listener,
-                Arc::clone(&state),
-                REALM,
-                tcp_closed_tx,
-                stop.clone(),
-            )
-            .await;
+            tcp::serve(listener, streams).await;
         }
     };
     let notified = async {

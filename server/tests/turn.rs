@@ -16,6 +16,7 @@ use std::{
 
 use futures_util::SinkExt;
 use protocol::{ClientMsg, IceServer, ServerMsg};
+use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
 use server::{Listeners, Quota, TurnSecret, TurnServerConfig};
 use stun::{
     agent::TransactionId,
@@ -47,6 +48,7 @@ const PORTS: std::ops::RangeInclusive<u16> = 45000..=45999;
 /// One relay with TURN on an ephemeral UDP port of 127.0.0.1; stopped when dropped.
 struct TurnRelay {
     http: SocketAddr,
+    https: Option<SocketAddr>,
     udp: SocketAddr,
     _handle: JoinHandle<std::io::Result<()>>,
     _stop: DropGuard,
@@ -68,9 +70,19 @@ fn turn_config(quota: Quota) -> TurnServerConfig {
 
 impl TurnRelay {
     async fn start(turn: TurnServerConfig) -> Self {
+        Self::start_with(turn, None).await
+    }
+
+    /// With https (and TURN over TLS on its port) when `tls` is given.
+    async fn start_with(turn: TurnServerConfig, tls: Option<server::Tls>) -> Self {
+        let https = match &tls {
+            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("binds")),
+            None => None,
+        };
+        let https_addr = https.as_ref().map(|l| l.local_addr().expect("an address"));
         let listeners = Listeners {
             http: TcpListener::bind("127.0.0.1:0").await.expect("binds"),
-            https: None,
+            https,
             stun: Some(UdpSocket::bind("127.0.0.1:0").await.expect("binds")),
         };
         let http = listeners.http.local_addr().expect("an address");
@@ -83,6 +95,7 @@ impl TurnRelay {
         let config = server::Config {
             dist: PathBuf::from("/nonexistent/relay-test-dist"),
             turn_server: Some(turn),
+            tls,
             ..server::Config::default()
         };
         let shutdown = CancellationToken::new();
@@ -92,6 +105,7 @@ impl TurnRelay {
         assert_eq!(status, 200, "/healthz");
         Self {
             http,
+            https: https_addr,
             udp,
             _handle: handle,
             _stop: shutdown.drop_guard(),
@@ -497,16 +511,16 @@ const UCLIENT: &str = "/usr/bin/turnutils_uclient";
 
 /// coturn's own test client, in client-to-client mode (`-y`: its allocations relay to each
 /// other), with REST credentials minted from the secret as the relay mints them, over UDP or
-/// (with `-t`) TCP. Returns how many messages it sent and received; `None` where Debian's
+/// (with `-t`) TCP, or (with `-t -S`) TLS, to `port` on 127.0.0.1. Returns how many messages it sent and received; `None` where Debian's
 /// coturn is not installed.
-async fn uclient(relay: &TurnRelay, flags: &[&str]) -> Option<(u64, u64)> {
+async fn uclient(flags: &[&str], port: u16) -> Option<(u64, u64)> {
     if !std::path::Path::new(UCLIENT).exists() {
         eprintln!("skipped: no {UCLIENT} (Debian's coturn package)");
         return None;
     }
     let username = format!("{}:uclient", unix_now() + 600);
     let password = server::turn_credential(&TurnSecret::new(SECRET), &username);
-    let port = relay.udp.port().to_string();
+    let port = port.to_string();
     let output = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::process::Command::new(UCLIENT)
@@ -546,7 +560,7 @@ async fn uclient(relay: &TurnRelay, flags: &[&str]) -> Option<(u64, u64)> {
 #[tokio::test]
 async fn coturns_client_relays_through_the_built_in_server() {
     let relay = TurnRelay::start(turn_config(Quota::default())).await;
-    let Some((sent, received)) = uclient(&relay, &[]).await else {
+    let Some((sent, received)) = uclient(&[], relay.udp.port()).await else {
         return;
     };
     assert_eq!(received, sent);
@@ -560,7 +574,7 @@ async fn coturns_client_relays_through_the_built_in_server() {
 #[tokio::test]
 async fn coturns_client_relays_over_tcp_on_the_same_port() {
     let relay = TurnRelay::start(turn_config(Quota::default())).await;
-    let Some((sent, received)) = uclient(&relay, &["-t"]).await else {
+    let Some((sent, received)) = uclient(&["-t"], relay.udp.port()).await else {
         return;
     };
     assert_eq!(received, sent);
@@ -626,4 +640,55 @@ async fn a_tcp_connection_that_stalls_or_sends_garbage_ends_alone() {
     assert_two_allocations_talk(&ra, &rb).await;
     // Still open: a stalled frame is given up on after its time-out, not at once.
     drop(stalled);
+}
+
+#[tokio::test]
+async fn coturns_client_relays_over_tls_on_the_https_port_which_still_serves_pages() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let tls = server::Tls::self_signed(dir.path()).expect("a certificate");
+    let relay = TurnRelay::start_with(turn_config(Quota::default()), Some(tls)).await;
+    let https = relay.https.expect("https");
+    let (_ws, turn) = relay.credentials("turn-tls").await;
+    assert!(
+        turn.urls
+            .contains(&format!("turns:127.0.0.1:{}?transport=tcp", https.port())),
+        "{:?}",
+        turn.urls
+    );
+    let Some((sent, received)) = uclient(&["-t", "-S"], https.port()).await else {
+        return;
+    };
+    assert_eq!(received, sent);
+    // The same port still serves https.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.path().join("cert.pem")).expect("reads") {
+        roots.add(cert.expect("a certificate")).expect("a root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(https).await.expect("connects");
+    let name = ServerName::IpAddress(https.ip().into());
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .expect("the handshake");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut answer = String::new();
+    tokio::time::timeout(RECV_TIMEOUT, stream.read_to_string(&mut answer))
+        .await
+        .expect("in time")
+        .expect("reads");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let metrics = relay.metrics().await;
+    assert!(
+        metric(&metrics, "relay_turn_allocations_total") >= 2,
+        "{metrics}"
+    );
 }

@@ -13,11 +13,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-        TcpListener, TcpStream,
-    },
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpListener,
     sync::{mpsc, Mutex, Semaphore},
 };
 use tokio_util::sync::CancellationToken;
@@ -66,7 +63,7 @@ pub(crate) enum FrameError {
 
 /// Reads one frame: a STUN message (20-byte header plus its length) or ChannelData (4-byte
 /// header plus its length, padded to 4 bytes).
-async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> Result<Vec<u8>, FrameError> {
+async fn read_frame(reader: &mut Reader, max: usize) -> Result<Vec<u8>, FrameError> {
     let mut header = [0u8; 4];
     tokio::time::timeout(IDLE_TIMEOUT, reader.read_exact(&mut header[..1]))
         .await
@@ -92,10 +89,14 @@ async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> Result<Vec<u8>, F
         .map_err(|_| FrameError::Timeout)?
 }
 
+/// The halves of a TURN connection: TCP, or TLS on the https port.
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// One TURN connection, as the crate's socket.
 struct TcpConn {
-    reader: Mutex<OwnedReadHalf>,
-    writer: Mutex<OwnedWriteHalf>,
+    reader: Mutex<Reader>,
+    writer: Mutex<Writer>,
     peer: SocketAddr,
     local: SocketAddr,
     state: Arc<State>,
@@ -193,14 +194,59 @@ impl Conn for TcpConn {
     }
 }
 
-/// Accepts TURN connections on `listener` until `stop`.
-pub(crate) async fn serve(
-    listener: TcpListener,
+/// What a TURN connection needs from the server it joins: handed to the https port, which
+/// passes on the connections whose first bytes are STUN.
+#[derive(Clone)]
+pub struct Streams {
     state: Arc<State>,
     realm: &'static str,
     closed_tx: mpsc::Sender<AllocationInfo>,
     stop: CancellationToken,
-) {
+}
+
+impl Streams {
+    pub(crate) fn new(
+        state: Arc<State>,
+        realm: &'static str,
+        closed_tx: mpsc::Sender<AllocationInfo>,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            state,
+            realm,
+            closed_tx,
+            stop,
+        }
+    }
+
+    /// Serves TURN on `stream` (from `peer`, accepted at `local`) until it or the relay ends.
+    pub(crate) async fn serve<S>(&self, stream: S, peer: SocketAddr, local: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (reader, writer) = tokio::io::split(stream);
+        connection(
+            Box::new(reader),
+            Box::new(writer),
+            peer,
+            local,
+            Arc::clone(&self.state),
+            self.realm,
+            self.closed_tx.clone(),
+            self.stop.clone(),
+        )
+        .await;
+    }
+}
+
+/// Accepts TURN connections on `listener` until `stop`.
+pub(crate) async fn serve(listener: TcpListener, streams: Streams) {
+    let Streams {
+        state,
+        realm,
+        closed_tx,
+        stop,
+    } = streams;
     let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(place) = Arc::clone(&places).acquire_owned().await else {
@@ -221,27 +267,31 @@ pub(crate) async fn serve(
         let closed_tx = closed_tx.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            connection(stream, peer, state, realm, closed_tx, stop).await;
+            let _ = stream.set_nodelay(true);
+            let Ok(local) = stream.local_addr() else {
+                return;
+            };
+            let (reader, writer) = stream.into_split();
+            let (reader, writer): (Reader, Writer) = (Box::new(reader), Box::new(writer));
+            connection(reader, writer, peer, local, state, realm, closed_tx, stop).await;
             drop(place);
         });
     }
 }
 
 /// Runs one connection's TURN server until the connection or the relay ends.
+#[allow(clippy::too_many_arguments)]
 async fn connection(
-    stream: TcpStream,
+    reader: Reader,
+    writer: Writer,
     peer: SocketAddr,
+    local: SocketAddr,
     state: Arc<State>,
     realm: &'static str,
     closed_tx: mpsc::Sender<AllocationInfo>,
     stop: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
-    let Ok(local) = stream.local_addr() else {
-        return;
-    };
     let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
-    let (reader, writer) = stream.into_split();
     let ended = stop.child_token();
     let conn = TcpConn {
         reader: Mutex::new(reader),
