@@ -510,9 +510,9 @@ fn unix_now() -> u64 {
 const UCLIENT: &str = "/usr/bin/turnutils_uclient";
 
 /// coturn's own test client, in client-to-client mode (`-y`: its allocations relay to each
-/// other), with REST credentials minted from the secret as the relay mints them, over UDP or
-/// (with `-t`) TCP, or (with `-t -S`) TLS, to `port` on 127.0.0.1. Returns how many messages it sent and received; `None` where Debian's
-/// coturn is not installed.
+/// other), with REST credentials minted from the secret as the relay mints them, over UDP,
+/// (with `-t`) TCP or (with `-t -S`) TLS, to `port` on 127.0.0.1. Returns how many messages
+/// it sent and received; `None` where Debian's coturn is not installed.
 async fn uclient(flags: &[&str], port: u16) -> Option<(u64, u64)> {
     if !std::path::Path::new(UCLIENT).exists() {
         eprintln!("skipped: no {UCLIENT} (Debian's coturn package)");
@@ -655,11 +655,6 @@ async fn coturns_client_relays_over_tls_on_the_https_port_which_still_serves_pag
         "{:?}",
         turn.urls
     );
-    let Some((sent, received)) = uclient(&["-t", "-S"], https.port()).await else {
-        return;
-    };
-    assert_eq!(received, sent);
-    // The same port still serves https.
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(dir.path().join("cert.pem")).expect("reads") {
         roots.add(cert.expect("a certificate")).expect("a root");
@@ -670,12 +665,28 @@ async fn coturns_client_relays_over_tls_on_the_https_port_which_still_serves_pag
         .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = TcpStream::connect(https).await.expect("connects");
-    let name = ServerName::IpAddress(https.ip().into());
-    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(client))
-        .connect(name, tcp)
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let connect = || async {
+        let tcp = TcpStream::connect(https).await.expect("connects");
+        let name = ServerName::IpAddress(https.ip().into());
+        connector.connect(name, tcp).await.expect("the handshake")
+    };
+
+    // A TLS connection that sends half a STUN message and stalls holds up nobody.
+    let mut stalled = connect().await;
+    stalled
+        .write_all(&header(0x0003, 8)[..10])
         .await
-        .expect("the handshake");
+        .expect("writes");
+    stalled.flush().await.expect("flushes");
+
+    let Some((sent, received)) = uclient(&["-t", "-S"], https.port()).await else {
+        return;
+    };
+    assert_eq!(received, sent);
+
+    // The same port still serves https.
+    let mut stream = connect().await;
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .await
@@ -691,4 +702,5 @@ async fn coturns_client_relays_over_tls_on_the_https_port_which_still_serves_pag
         metric(&metrics, "relay_turn_allocations_total") >= 2,
         "{metrics}"
     );
+    drop(stalled);
 }
