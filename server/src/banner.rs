@@ -1,7 +1,7 @@
 //! What the relay prints when it starts: where to open the page on this machine and on the
 //! others, the certificate's fingerprint to compare in the browser, and a QR code for phones.
 
-use std::{fmt::Write, net::IpAddr};
+use std::{fmt::Write, net::IpAddr, ops::RangeInclusive};
 
 use qrcode::{render::unicode::Dense1x2, QrCode};
 
@@ -18,8 +18,19 @@ pub struct Banner {
     pub lan: Vec<IpAddr>,
     /// The UDP port of the built-in STUN server, if it runs.
     pub stun_port: Option<u16>,
+    /// The built-in TURN server, if it runs (on [`Banner::stun_port`]).
+    pub turn: Option<TurnBanner>,
     /// Whether the relay listens on loopback only, so that other devices cannot connect.
     pub loopback_only: bool,
+}
+
+/// What the banner says of the built-in TURN server.
+#[derive(Clone, Debug)]
+pub struct TurnBanner {
+    /// The address relayed addresses are advertised at.
+    pub advertised: IpAddr,
+    /// The relayed ports.
+    pub ports: RangeInclusive<u16>,
 }
 
 /// The addresses other devices may reach the relay at when it listens on `bound`: `bound`
@@ -112,8 +123,29 @@ pub fn banner(info: &Banner) -> String {
             );
         }
     }
-    if let Some(port) = info.stun_port {
-        let _ = writeln!(out, "STUN is answered on UDP port {port}.");
+    match (info.stun_port, &info.turn) {
+        (Some(port), Some(turn)) => {
+            let _ = writeln!(
+                out,
+                "STUN and TURN are answered on UDP and TCP port {port}{tls}; relayed addresses are advertised at {ip}, UDP ports {first}-{last} (--public-ip, --turn-ports).",
+                tls = info.https_port.map(|p| format!(", TURN over TLS on TCP {p}")).unwrap_or_default(),
+                ip = turn.advertised,
+                first = turn.ports.start(),
+                last = turn.ports.end(),
+            );
+            let _ = writeln!(
+                out,
+                "For calls between networks, open in the firewall: TCP {http}{https}, UDP and TCP {port}, UDP {first}-{last}.",
+                http = info.http_port,
+                https = info.https_port.map(|p| format!(" and {p}")).unwrap_or_default(),
+                first = turn.ports.start(),
+                last = turn.ports.end(),
+            );
+        }
+        (Some(port), None) => {
+            let _ = writeln!(out, "STUN is answered on UDP port {port}.");
+        }
+        (None, _) => {}
     }
     if let (Some(first), Some(_), false) = (others.first(), info.https_port, info.loopback_only) {
         if let Ok(code) = QrCode::new(first.as_bytes()) {
@@ -145,8 +177,31 @@ mod tests {
                 "fd00::20".parse().expect("ip"),
             ],
             stun_port: Some(3478),
+            turn: None,
             loopback_only: false,
         }
+    }
+
+    #[test]
+    fn the_banner_says_what_turn_advertises_and_what_to_open() {
+        let text = banner(&Banner {
+            turn: Some(TurnBanner {
+                advertised: "203.0.113.10".parse().expect("ip"),
+                ports: 49160..=49999,
+            }),
+            ..info()
+        });
+        assert!(text.contains("TURN over TLS on TCP 8443;"), "{text}");
+        assert!(
+            text.contains("advertised at 203.0.113.10, UDP ports 49160-49999"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "open in the firewall: TCP 8080 and 8443, UDP and TCP 3478, UDP 49160-49999."
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! had back as that stream (see `upgrade`) instead of behind hyper's boxed one.
 
 use std::{
+    io,
     net::SocketAddr,
+    pin::Pin,
     sync::{atomic::Ordering, Arc},
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -13,7 +16,7 @@ use axum::{extract::ConnectInfo, Router};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
 };
 use tokio_rustls::TlsAcceptor;
@@ -98,7 +101,8 @@ struct Connection {
 }
 
 impl Connection {
-    /// The TLS handshake under its time limit, then HTTP.
+    /// The TLS handshake under its time limit, then HTTP, or TURN when the first byte is a
+    /// STUN message's.
     async fn serve_tls(
         self,
         stream: TcpStream,
@@ -107,6 +111,9 @@ impl Connection {
         relay: Arc<Relay>,
     ) {
         let addr = self.addr;
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
         let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
         let stream = tokio::select! {
             _ = self.shutdown.cancelled() => return,
@@ -124,6 +131,24 @@ impl Connection {
                 }
             },
         };
+        // A STUN message starts with two zero bits (its type), HTTP with a method's capital
+        // letter; ChannelData (0b01) never comes first.
+        let mut stream = stream;
+        let mut first = [0u8; 1];
+        let read = tokio::select! {
+            _ = self.shutdown.cancelled() => return,
+            read = tokio::time::timeout(HEADER_TIMEOUT, stream.read(&mut first)) => read,
+        };
+        if !matches!(read, Ok(Ok(1))) {
+            return;
+        }
+        let stream = Sniffed::new(first[0], stream);
+        if first[0] < 0x40 {
+            if let Some(turn) = relay.turn_streams.get() {
+                turn.serve(stream, addr, local).await;
+            }
+            return;
+        }
         self.serve(stream).await;
     }
 
@@ -162,5 +187,67 @@ impl Connection {
         if let Err(err) = result {
             tracing::debug!(%addr, %err, "connection ended with an error");
         }
+    }
+}
+
+/// A stream whose first byte was read to tell STUN from HTTP, and is read again first.
+#[derive(Debug)]
+pub struct Sniffed<S> {
+    first: Option<u8>,
+    inner: S,
+}
+
+impl<S> Sniffed<S> {
+    fn new(first: u8, inner: S) -> Self {
+        Self {
+            first: Some(first),
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() > 0 {
+            if let Some(first) = self.first.take() {
+                buf.put_slice(&[first]);
+                return Poll::Ready(Ok(()));
+            }
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -143,18 +143,44 @@ impl TurnConfig {
 
     /// The TURN server with credentials for `peer`, valid for the lifetime from `now`.
     pub fn server_for(&self, peer: PeerId, now: SystemTime) -> IceServer {
-        let expiry = now.duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
-        // Rounded up: the credentials must last the whole lifetime, or a refresh at 80% of a
-        // short one could come after they expired.
-        let expiry_secs = expiry.as_secs() + u64::from(expiry.subsec_nanos() > 0);
-        let username = turn_username(expiry_secs, peer);
-        let credential = turn_credential(&self.secret, &username);
-        IceServer {
-            urls: self.urls.clone(),
-            username: Some(username),
-            credential: Some(credential),
-        }
+        mint(self.urls.clone(), &self.secret, self.ttl, peer, now)
     }
+}
+
+/// `urls` with credentials for `peer` minted with `secret`, valid for `ttl` from `now`.
+fn mint(
+    urls: Vec<String>,
+    secret: &TurnSecret,
+    ttl: Duration,
+    peer: PeerId,
+    now: SystemTime,
+) -> IceServer {
+    let expiry = now.duration_since(UNIX_EPOCH).unwrap_or_default() + ttl;
+    // Rounded up: the credentials must last the whole lifetime, or a refresh at 80% of a
+    // short one could come after they expired.
+    let expiry_secs = expiry.as_secs() + u64::from(expiry.subsec_nanos() > 0);
+    let username = turn_username(expiry_secs, peer);
+    let credential = turn_credential(secret, &username);
+    IceServer {
+        urls,
+        username: Some(username),
+        credential: Some(credential),
+    }
+}
+
+/// The relay's own TURN server, as handed to the pages.
+#[derive(Clone, Debug)]
+pub(crate) struct OwnTurn {
+    /// Its port (the STUN port).
+    pub port: u16,
+    /// Whether it takes TCP on that port too.
+    pub tcp: bool,
+    /// The https port, where it takes TLS too.
+    pub tls_port: Option<u16>,
+    /// The secret its credentials are minted with.
+    pub secret: TurnSecret,
+    /// How long they stay valid.
+    pub ttl: Duration,
 }
 
 /// coturn's REST user name: `<expiry unix time>:<peer id>`.
@@ -193,28 +219,47 @@ pub(crate) struct IceServers {
     pub stun_port: Option<u16>,
     /// The TURN server, if any.
     pub turn: Option<TurnConfig>,
+    /// The relay's own TURN server, when it runs.
+    pub own_turn: Option<OwnTurn>,
 }
 
 impl IceServers {
     /// The list for `peer`: the relay's own STUN server at `host` (the host the page was loaded
-    /// from, already checked by [`crate::host::url_host`]), the fixed servers, then TURN with
-    /// credentials minted now.
+    /// from, already checked by [`crate::host::url_host`]), the fixed servers, then TURN (the
+    /// relay's own at `host`, or the configured one) with credentials minted now.
     pub fn for_peer(&self, host: Option<&str>, peer: PeerId, now: SystemTime) -> Vec<IceServer> {
         let own = self.stun_port.zip(host).map(|(port, host)| IceServer {
             urls: vec![format!("stun:{host}:{port}")],
             username: None,
             credential: None,
         });
+        let own_turn = self.own_turn.as_ref().zip(host).map(|(turn, host)| {
+            let port = turn.port;
+            let mut urls = vec![format!("turn:{host}:{port}?transport=udp")];
+            if turn.tcp {
+                urls.push(format!("turn:{host}:{port}?transport=tcp"));
+            }
+            if let Some(tls_port) = turn.tls_port {
+                urls.push(format!("turns:{host}:{tls_port}?transport=tcp"));
+            }
+            mint(urls, &turn.secret, turn.ttl, peer, now)
+        });
         let turn = self.turn.as_ref().map(|turn| turn.server_for(peer, now));
         own.into_iter()
             .chain(self.fixed.iter().cloned())
+            .chain(own_turn)
             .chain(turn)
             .collect()
     }
 
     /// How often a peer needs fresh credentials, if it needs any.
     pub fn refresh_every(&self) -> Option<Duration> {
-        self.turn.as_ref().map(|turn| turn.ttl.mul_f64(REFRESH_AT))
+        let ttls = self.turn.as_ref().map(|turn| turn.ttl);
+        let own = self.own_turn.as_ref().map(|turn| turn.ttl);
+        ttls.into_iter()
+            .chain(own)
+            .min()
+            .map(|ttl| ttl.mul_f64(REFRESH_AT))
     }
 }
 
@@ -325,6 +370,7 @@ mod tests {
                 Duration::from_secs(100),
             )
             .expect("valid"),
+            own_turn: None,
         };
         let servers = ice.for_peer(Some("[fd00::1]"), PeerId(3), UNIX_EPOCH);
         assert_eq!(servers.len(), 3);
@@ -340,5 +386,41 @@ mod tests {
         );
         // Without a usable host there is no own STUN entry.
         assert_eq!(ice.for_peer(None, PeerId(3), UNIX_EPOCH).len(), 2);
+    }
+
+    #[test]
+    fn the_relays_own_turn_server_is_named_by_the_pages_host() {
+        let ice = IceServers {
+            fixed: Vec::new(),
+            stun_port: Some(3478),
+            turn: None,
+            own_turn: Some(OwnTurn {
+                port: 3478,
+                tcp: true,
+                tls_port: Some(443),
+                secret: secret(),
+                ttl: Duration::from_secs(3600),
+            }),
+        };
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let servers = ice.for_peer(Some("call.example"), PeerId(7), at);
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers[0].urls, ["stun:call.example:3478"]);
+        assert_eq!(
+            servers[1].urls,
+            [
+                "turn:call.example:3478?transport=udp",
+                "turn:call.example:3478?transport=tcp",
+                "turns:call.example:443?transport=tcp"
+            ]
+        );
+        assert_eq!(servers[1].username.as_deref(), Some("1700003600:7"));
+        assert_eq!(
+            servers[1].credential.as_deref(),
+            Some("3OnaB8pTohwW5FtC5Nh003v64fU=")
+        );
+        assert_eq!(ice.refresh_every(), Some(Duration::from_secs(2880)));
+        let text = format!("{ice:?}");
+        assert!(!text.contains("north-wind"), "{text}");
     }
 }

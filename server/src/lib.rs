@@ -2,7 +2,7 @@
 //!
 //! It serves the built client bundle and relays JSON signaling messages (see the `protocol`
 //! crate) between the peers of a room over WebSocket at `/ws`, over plain http and over https
-//! ([`tls`]), and answers STUN Binding requests on UDP ([`stun`]). The binary in `main.rs` only
+//! ([`tls`]), and answers STUN Binding requests and TURN on UDP ([`stun`], [`turn_server`]). The binary in `main.rs` only
 //! reads its configuration, binds ([`Listeners::bind`]) and calls [`serve`]; tests start the
 //! relay the same way on port 0, or with [`run`] for plain http only.
 
@@ -21,6 +21,7 @@ mod room;
 mod rooms;
 pub mod stun;
 pub mod tls;
+pub mod turn_server;
 mod upgrade;
 
 use std::{
@@ -44,7 +45,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{compression::CompressionLayer, services::ServeDir};
 
 pub use backplane::{Backplane, BackplaneConfig};
-pub use banner::{banner, lan_addresses, Banner};
+pub use banner::{banner, lan_addresses, Banner, TurnBanner};
 pub use ice::{turn_credential, turn_username, IceError, TurnConfig, TurnSecret};
 pub use limits::Limits;
 pub use metrics::Metrics;
@@ -52,6 +53,7 @@ pub use redirect::redirect_target;
 pub use registry::{Mailbox, Registry, Timing};
 pub use rooms::Rooms;
 pub use tls::Tls;
+pub use turn_server::{load_or_create_secret, Quota, TurnServerConfig};
 
 /// How long shutdown waits for connections to say goodbye before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,6 +80,10 @@ pub struct Config {
     /// A TURN server that takes credentials minted with a shared secret; every peer gets its
     /// own, refreshed before they expire. `None` (the default): no TURN.
     pub turn: Option<TurnConfig>,
+    /// The built-in TURN server, on [`Listeners::stun`]'s socket (it answers STUN Binding
+    /// requests as well). Pages get it as `turn:` on the host they were loaded from. `None`
+    /// (the default): that socket answers STUN only.
+    pub turn_server: Option<TurnServerConfig>,
     /// Redis, to share rooms with other instances. `None` (the default): rooms live in this
     /// process only, and nothing goes through Redis.
     pub backplane: Option<BackplaneConfig>,
@@ -93,6 +99,7 @@ impl Default for Config {
             limits: Limits::default(),
             tls: None,
             turn: None,
+            turn_server: None,
             backplane: None,
         }
     }
@@ -186,19 +193,26 @@ pub struct Relay {
     /// Every WebSocket task, so that shutdown can wait for them: axum's graceful shutdown does
     /// not wait for upgraded connections.
     tracker: TaskTracker,
+    /// The built-in TURN server, once it runs: the https port hands it the connections that
+    /// speak STUN after the TLS handshake.
+    turn_streams: std::sync::OnceLock<turn_server::Streams>,
 }
 
 impl Relay {
     /// A relay with no peers yet, stopping when `shutdown` is cancelled.
     pub fn new(config: &Config, shutdown: CancellationToken) -> Arc<Self> {
-        Self::with_stun(config, shutdown, None)
+        Self::with_stun(config, shutdown, None, None, None)
     }
 
-    /// A relay that hands out its own STUN server on `stun_port`, if given.
+    /// A relay that hands out its own STUN server on `stun_port`, if given, and its own TURN
+    /// server there when `own_turn` is given (`Some(true)`: over TCP too; over TLS on
+    /// `tls_port` when there is one).
     fn with_stun(
         config: &Config,
         shutdown: CancellationToken,
         stun_port: Option<u16>,
+        own_turn: Option<bool>,
+        tls_port: Option<u16>,
     ) -> Arc<Self> {
         let timing = Timing {
             hold: config.limits.hold,
@@ -223,9 +237,20 @@ impl Relay {
                 fixed: config.ice_servers.clone(),
                 stun_port,
                 turn: config.turn.clone(),
+                own_turn: stun_port
+                    .zip(config.turn_server.as_ref())
+                    .zip(own_turn)
+                    .map(|((port, turn), tcp)| ice::OwnTurn {
+                        port,
+                        tcp,
+                        tls_port,
+                        secret: turn.secret.clone(),
+                        ttl: turn.ttl,
+                    }),
             },
             shutdown,
             tracker: TaskTracker::new(),
+            turn_streams: std::sync::OnceLock::new(),
         })
     }
 }
@@ -281,13 +306,45 @@ pub async fn serve(
         Some((listener, _)) => Some(listener.local_addr()?.port()),
         None => None,
     };
-    let stun_port = match &stun {
-        Some(socket) => Some(socket.local_addr()?.port()),
+    let stun_addr = match &stun {
+        Some(socket) => Some(socket.local_addr()?),
         None => None,
+    };
+    let stun_port = stun_addr.map(|addr| addr.port());
+    // The built-in TURN server runs on the STUN socket, advertised at an address peers can
+    // reach; without one it does not run, and pages are not told about it.
+    let turn_server = match (stun_addr, config.turn_server.clone()) {
+        (Some(addr), Some(turn)) => match turn.advertised_ip(addr.ip()) {
+            Some(advertised) => Some((turn, advertised)),
+            None => {
+                tracing::warn!(
+                    "no address to advertise TURN at: running without TURN; set --public-ip"
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    // TURN over TCP on the same port, for networks that drop UDP; a taken port is skipped.
+    let turn_tcp = match (&turn_server, stun_addr) {
+        (Some(_), Some(addr)) => match TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(err) => {
+                tracing::warn!(%addr, %err, "cannot listen for TURN over TCP: running TURN over UDP only");
+                None
+            }
+        },
+        _ => None,
     };
     // Everything stops at `stop`: on shutdown, or when one of the servers fails.
     let stop = shutdown.child_token();
-    let relay = Relay::with_stun(&config, stop.clone(), stun_port);
+    let relay = Relay::with_stun(
+        &config,
+        stop.clone(),
+        stun_port,
+        turn_server.as_ref().map(|_| turn_tcp.is_some()),
+        tls_port,
+    );
     let router = app(relay.clone(), config.dist);
     let stop_on_error = |result: std::io::Result<()>| {
         if result.is_err() {
@@ -314,8 +371,13 @@ pub async fn serve(
         stop_on_error(served)
     };
     let stun = async {
-        if let Some(socket) = stun {
-            stun::serve(socket, relay.clone(), stop.clone()).await;
+        match (stun, turn_server) {
+            (Some(socket), Some((turn, advertised))) => {
+                let stop = stop.clone();
+                turn_server::serve(socket, turn_tcp, turn, advertised, relay.clone(), stop).await;
+            }
+            (Some(socket), None) => stun::serve(socket, relay.clone(), stop.clone()).await,
+            (None, _) => {}
         }
     };
     let backplane = async {

@@ -185,11 +185,17 @@ impl RateLimit {
 
     /// Takes a token for one message that came at `now`; false when the bucket is empty.
     pub fn allow(&mut self, now: Instant) -> bool {
+        self.take(now, 1.0)
+    }
+
+    /// Takes `cost` tokens (bytes, for a bandwidth cap) at `now`; false, taking none, when the
+    /// bucket holds fewer.
+    pub fn take(&mut self, now: Instant, cost: f64) -> bool {
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= cost {
+            self.tokens -= cost;
             self.refused_in_a_row = 0;
             true
         } else {

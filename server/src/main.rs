@@ -1,11 +1,16 @@
 //! The relay binary: reads flags and environment, binds, and runs until Ctrl-C or SIGTERM.
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    ops::RangeInclusive,
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::Context;
 use clap::Parser;
 use protocol::IceServer;
-use server::{Banner, Listeners, Tls, TurnConfig, TurnSecret};
+use server::{Banner, Listeners, Tls, TurnConfig, TurnSecret, TurnServerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -41,13 +46,36 @@ struct Args {
     /// port is taken (coturn on the same machine), the relay runs on without it.
     #[arg(long, env = "STUN_PORT", default_value_t = 3478)]
     stun_port: u16,
+    /// Turn the built-in TURN server off (it runs on the STUN port unless --turn-url names
+    /// another TURN server).
+    #[arg(long, env = "NO_TURN")]
+    no_turn: bool,
+    /// UDP ports of the built-in TURN server's relayed addresses: every relayed connection of
+    /// every page holds one (a room of six all behind strict NATs takes 30). Open them in the
+    /// firewall.
+    #[arg(long, env = "TURN_PORTS", default_value = "49160-49999", value_parser = port_range)]
+    turn_ports: RangeInclusive<u16>,
+    /// The address peers reach this machine at, for a relay behind NAT (e.g. a cloud VM): the
+    /// built-in TURN server advertises its relayed addresses there.
+    /// [default: --addr, or the machine's first network address]
+    #[arg(long, env = "PUBLIC_IP")]
+    public_ip: Option<IpAddr>,
+    /// Relayed kbit/s per allocation of the built-in TURN server, each direction; 0: no cap.
+    #[arg(long, env = "TURN_MAX_KBPS", default_value_t = 10_000)]
+    turn_max_kbps: u32,
+    /// Let the built-in TURN server relay to private addresses (10/8, 172.16/12, 192.168/16,
+    /// 100.64/10, fc00::/7), e.g. for a relay inside a company network. Loopback, link-local,
+    /// multicast and the relay's own ports stay refused.
+    #[arg(long, env = "TURN_ALLOW_PRIVATE")]
+    turn_allow_private: bool,
     /// TURN server URL, e.g. turn:turn.example.org:3478 or turns:turn.example.org:5349
     /// (?transport=tcp allowed). Repeat the flag, or separate URLs with commas in the variable.
     /// Needs --turn-secret or --turn-secret-file.
     #[arg(long = "turn-url", env = "TURN_URLS", value_delimiter = ',')]
     turn_urls: Vec<String>,
     /// The TURN server's shared secret (coturn's static-auth-secret), used to mint short-lived
-    /// credentials for each peer. It never reaches a page or a log.
+    /// credentials for each peer. It never reaches a page or a log. Without --turn-url, the
+    /// built-in TURN server's secret; without either, the relay keeps one in --data-dir.
     #[arg(
         long,
         env = "TURN_SECRET",
@@ -136,7 +164,9 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // The TURN crate logs every datagram it refuses at error level, which anybody
+            // can set off at will; what matters is logged by server/src/turn_server.
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,turn=off")),
         )
         .init();
     let args = Args::parse();
@@ -156,7 +186,33 @@ async fn run() -> anyhow::Result<()> {
         (None, Some(path)) => Some(TurnSecret::from_file(path)?),
         (None, None) => None,
     };
-    let turn = TurnConfig::new(args.turn_urls, secret, Duration::from_secs(args.turn_ttl))?;
+    let ttl = Duration::from_secs(args.turn_ttl);
+    let external = args.turn_urls.iter().any(|url| !url.trim().is_empty());
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(server::tls::default_data_dir);
+    // An external TURN server (coturn) takes the place of the built-in one.
+    // With --no-turn or no STUN port, a secret without a URL is the error it always was.
+    let (turn, turn_server) = if external || args.no_turn || args.stun_port == 0 {
+        (TurnConfig::new(args.turn_urls, secret, ttl)?, None)
+    } else {
+        let secret = match secret {
+            Some(secret) => secret,
+            None => server::load_or_create_secret(&data_dir).context(
+                "the built-in TURN server needs a secret: give a writable --data-dir, \
+                 --turn-secret, or --no-turn",
+            )?,
+        };
+        let mut config = TurnServerConfig::new(secret);
+        config.ttl = ttl;
+        config.ports = args.turn_ports.clone();
+        config.public_ip = args.public_ip;
+        config.max_kbps = args.turn_max_kbps;
+        config.allow_private = args.turn_allow_private;
+        config.services = redis_addresses(args.redis_url.as_deref()).await;
+        (None, Some(config))
+    };
     if !args.dist.join("index.html").is_file() {
         tracing::warn!(dist = %args.dist.display(), "no index.html in the client directory: build the client with `make run` or `trunk build --release`");
     }
@@ -165,7 +221,7 @@ async fn run() -> anyhow::Result<()> {
     let tls = if tls_on {
         let tls = match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Tls::from_files(cert, key),
-            _ => Tls::self_signed(&args.data_dir.unwrap_or_else(server::tls::default_data_dir)),
+            _ => Tls::self_signed(&data_dir),
         };
         Some(tls.context(
             "cannot set up https: give --tls-cert and --tls-key, a writable --data-dir, or \
@@ -186,6 +242,17 @@ async fn run() -> anyhow::Result<()> {
         Some(socket) => Some(socket.local_addr()?.port()),
         None => None,
     };
+    let turn_banner = match (&turn_server, &listeners.stun) {
+        (Some(config), Some(socket)) => {
+            config
+                .advertised_ip(socket.local_addr()?.ip())
+                .map(|ip| server::TurnBanner {
+                    advertised: ip,
+                    ports: config.ports.clone(),
+                })
+        }
+        _ => None,
+    };
     if stun_port.is_none() && ice_servers.is_empty() && turn.is_none() {
         tracing::info!(
             "no STUN or TURN server: calls connect on the same network only (see --stun-port, --turn-url)"
@@ -197,6 +264,7 @@ async fn run() -> anyhow::Result<()> {
         fingerprint: tls.as_ref().map(Tls::fingerprint),
         lan: server::lan_addresses(args.addr),
         stun_port,
+        turn: turn_banner,
         loopback_only: args.addr.is_loopback(),
     };
     println!("{}", server::banner(&info));
@@ -236,11 +304,46 @@ async fn run() -> anyhow::Result<()> {
         limits,
         tls,
         turn,
+        turn_server,
         backplane,
     };
     server::serve(listeners, config, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `FIRST-LAST` (or one port) as a range of ports other than 0.
+fn port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let (first, last) = text.split_once('-').unwrap_or((text, text));
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{p:?} is not a port (1-65535): write FIRST-LAST"))
+    };
+    let (first, last) = (port(first)?, port(last)?);
+    if first > last {
+        return Err(format!(
+            "{first}-{last} is empty: write the lower port first"
+        ));
+    }
+    Ok(first..=last)
+}
+
+/// Where the Redis of `--redis-url` is, so that the built-in TURN server never relays there.
+async fn redis_addresses(url: Option<&str>) -> Vec<SocketAddr> {
+    use redis::IntoConnectionInfo;
+    let Some(Ok(info)) = url.map(IntoConnectionInfo::into_connection_info) else {
+        return Vec::new();
+    };
+    let (host, port) = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+        redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+        _ => return Vec::new(),
+    };
+    let found = tokio::net::lookup_host((host.as_str(), port)).await;
+    found.map(Iterator::collect).unwrap_or_default()
 }
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.

@@ -7,6 +7,8 @@ use std::{
 
 use protocol::ErrorKind;
 
+use crate::turn_server::Refusal;
+
 /// What the relay counts. Every field is a plain atomic: counting never takes a lock.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -24,7 +26,16 @@ pub struct Metrics {
     pub stun_requests: AtomicU64,
     /// TLS handshakes that failed or timed out on the https port.
     pub tls_handshakes_failed: AtomicU64,
+    /// Allocations of the built-in TURN server alive now.
+    pub turn_allocations: AtomicU64,
+    /// Allocations the built-in TURN server granted since start.
+    pub turn_allocations_total: AtomicU64,
+    /// Bytes relayed between allocations and peers, both directions.
+    pub turn_bytes_relayed: AtomicU64,
+    /// Datagrams dropped by the per-allocation bandwidth cap.
+    pub turn_dropped_over_cap: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
+    turn_refused: [AtomicU64; Refusal::ALL.len()],
 }
 
 impl Metrics {
@@ -32,6 +43,13 @@ impl Metrics {
     pub fn error(&self, kind: ErrorKind) {
         if let Some(i) = ErrorKind::ALL.iter().position(|k| *k == kind) {
             self.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one thing the TURN server refused.
+    pub fn turn_refused(&self, why: Refusal) {
+        if let Some(i) = Refusal::ALL.iter().position(|r| *r == why) {
+            self.turn_refused[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -102,6 +120,42 @@ impl Metrics {
             "TLS handshakes on the https port that failed or timed out.",
             get(&self.tls_handshakes_failed),
         );
+        metric(
+            "relay_turn_allocations",
+            "gauge",
+            "Allocations of the built-in TURN server alive now.",
+            get(&self.turn_allocations),
+        );
+        metric(
+            "relay_turn_allocations_total",
+            "counter",
+            "Allocations the built-in TURN server granted.",
+            get(&self.turn_allocations_total),
+        );
+        metric(
+            "relay_turn_bytes_relayed_total",
+            "counter",
+            "Bytes relayed by the built-in TURN server, both directions.",
+            get(&self.turn_bytes_relayed),
+        );
+        metric(
+            "relay_turn_dropped_over_cap_total",
+            "counter",
+            "Datagrams dropped by the per-allocation bandwidth cap (--turn-max-kbps).",
+            get(&self.turn_dropped_over_cap),
+        );
+        out.push_str(
+            "# HELP relay_turn_refused_total What the built-in TURN server refused, by reason.\n",
+        );
+        out.push_str("# TYPE relay_turn_refused_total counter\n");
+        for (why, count) in Refusal::ALL.iter().zip(&self.turn_refused) {
+            let _ = writeln!(
+                out,
+                "relay_turn_refused_total{{reason=\"{}\"}} {}",
+                why.label(),
+                get(count)
+            );
+        }
         out.push_str("# HELP relay_errors_total Errors told to clients, by kind.\n");
         out.push_str("# TYPE relay_errors_total counter\n");
         for (kind, count) in ErrorKind::ALL.iter().zip(&self.errors) {

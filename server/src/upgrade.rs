@@ -33,6 +33,8 @@ use tokio::{
     net::TcpStream,
 };
 use tokio_rustls::server::TlsStream;
+
+use crate::http::Sniffed;
 use tokio_tungstenite::{
     tungstenite::{
         handshake,
@@ -51,8 +53,8 @@ pub type Socket = WebSocketStream<LazyRead<Stream>>;
 pub enum Stream {
     /// Plain ws.
     Tcp(TcpStream),
-    /// wss.
-    Tls(Box<TlsStream<TcpStream>>),
+    /// wss (its first byte read once to tell it from TURN, see `http`).
+    Tls(Box<Sniffed<TlsStream<TcpStream>>>),
     /// A stream of another kind (none today): hyper's own.
     Upgraded(TokioIo<Upgraded>),
 }
@@ -64,7 +66,7 @@ impl Stream {
             Ok(parts) => return (Stream::Tcp(parts.io.into_inner()), parts.read_buf),
             Err(upgraded) => upgraded,
         };
-        match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+        match upgraded.downcast::<TokioIo<Sniffed<TlsStream<TcpStream>>>>() {
             Ok(parts) => (Stream::Tls(Box::new(parts.io.into_inner())), parts.read_buf),
             Err(upgraded) => (Stream::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
         }
