@@ -713,6 +713,18 @@ impl Engine {
                 // An offer from someone we have not heard of (their peer-joined is behind it
                 // only if the relay restarted in between): take them in.
                 self.room.stranger(from);
+                // From a new connection of theirs (they closed the one we share and called
+                // again): ours goes, and a new one answers theirs.
+                if let Some(conn) = self.conn_of(from) {
+                    let another = self
+                        .room
+                        .by_conn_mut(conn)
+                        .and_then(|p| p.call.as_ref())
+                        .is_some_and(|c| c.negotiation.from_another_connection(&sdp));
+                    if another {
+                        self.close_call(conn, out);
+                    }
+                }
                 if self.conn_of(from).is_none() {
                     // Being called makes us take part again, even after a hang-up.
                     self.active = true;

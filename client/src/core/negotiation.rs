@@ -95,6 +95,16 @@ pub struct Negotiation {
     remote_fingerprint: Option<Vec<u8>>,
     /// Offers made on this connection.
     offers: u32,
+    /// The session id of the other side's descriptions: which of their connections is ours.
+    remote_session: Option<String>,
+}
+
+/// The session id of an SDP's `o=` line: one per connection, kept through renegotiations and
+/// ICE restarts (RFC 8866, 5.2).
+fn session_id(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|line| line.strip_prefix("o="))
+        .and_then(|origin| origin.split_whitespace().nth(1))
 }
 
 /// The mids of an SDP, in order: an answer has exactly its offer's.
@@ -132,6 +142,7 @@ impl Negotiation {
             local_fingerprint: None,
             remote_fingerprint: None,
             offers: 0,
+            remote_session: None,
         }
     }
 
@@ -231,6 +242,16 @@ impl Negotiation {
         self.stable_again(out);
     }
 
+    /// Whether `offer` comes from another connection of theirs than the one this negotiation
+    /// has heard from: they closed theirs and called again. Applied to this connection, its
+    /// m-lines would not fit ours, and the browser would refuse it.
+    pub fn from_another_connection(&self, offer: &str) -> bool {
+        match (&self.remote_session, session_id(offer)) {
+            (Some(known), Some(theirs)) => known != theirs,
+            _ => false,
+        }
+    }
+
     /// Their offer.
     pub fn remote_offer(&mut self, sdp: String, out: &mut Out) {
         if self.remote_offer.as_deref() == Some(sdp.as_str()) {
@@ -258,6 +279,7 @@ impl Negotiation {
         self.setting_remote_answer = false;
         self.restarting = false;
         self.remote_offer = Some(sdp.clone());
+        self.remote_session = session_id(&sdp).map(str::to_owned);
         self.remote_fingerprint = verify::fingerprint(&sdp);
         self.last_answer = None;
         out.push(Effect::ApplyOffer {
@@ -280,6 +302,7 @@ impl Negotiation {
             && answers_ours
         {
             self.setting_remote_answer = true;
+            self.remote_session = session_id(&sdp).map(str::to_owned);
             self.remote_fingerprint = verify::fingerprint(&sdp);
             out.push(Effect::ApplyAnswer {
                 conn: self.conn,

@@ -233,6 +233,14 @@ impl FakePc {
     }
 
     /// Whether a remote description is in place (candidates can be added).
+    /// How many m-lines its negotiated descriptions have.
+    pub fn lines(&self) -> usize {
+        self.current_remote
+            .as_ref()
+            .or(self.current_local.as_ref())
+            .map_or(0, |d| d.sections.len())
+    }
+
     pub fn has_remote(&self) -> bool {
         self.current_remote.is_some()
     }
@@ -490,6 +498,24 @@ impl FakePc {
         self.refuses_new_lines =
             self.browser == Browser::Chrome && rolled_back && sdp.contains("a=x-browser:Firefox");
         let offer = Description::parse(sdp);
+        // Chrome: a subsequent offer keeps the m-lines negotiated so far, in their order (an
+        // offer from another connection of the same page does not).
+        if let Some(current) = self.current_remote.as_ref().or(self.current_local.as_ref()) {
+            let lines = |d: &Description| -> Vec<(String, String)> {
+                d.sections
+                    .iter()
+                    .map(|s| (s.kind.clone(), s.mid.clone()))
+                    .collect()
+            };
+            let (before, now) = (lines(current), lines(&offer));
+            if now.len() < before.len() || now[..before.len()] != before[..] {
+                return Err(
+                    "Failed to set remote offer sdp: The order of m-lines in subsequent \
+                            offer doesn't match order from previous offer/answer."
+                        .into(),
+                );
+            }
+        }
         for s in &offer.sections {
             let Some(kind) = Kind::parse(&s.kind) else {
                 continue;

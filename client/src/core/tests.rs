@@ -940,6 +940,35 @@ impl World {
     }
 }
 
+/// Seen in the order matrix: a page whose call broke calls again from a new connection, and the
+/// other page applied that connection's offer to its old one; Chrome refuses it ("The order of
+/// m-lines in subsequent offer doesn't match"), and the call was closed on that side too.
+#[test]
+fn an_offer_from_a_new_connection_of_the_same_person_replaces_the_call() {
+    let mut world = World::new();
+    // Two callers at once: the collision leaves the connection with more m-lines than a new
+    // connection's first offer has.
+    let caller = world.open(true);
+    let callee = world.open(true);
+    world.settle();
+    assert!(world.everyone_connected(), "{}", world.describe());
+    let lines = world.pages[callee].pcs.values().next().map(|pc| pc.lines());
+    assert!(lines > Some(3), "no leftovers: {lines:?}");
+    let conn = world.pages[caller].engine.tiles()[0].conn;
+    // The caller's call breaks (an effect failed), and the person presses Call.
+    world.deliver(
+        caller,
+        Input::Peer(conn, PeerInput::Failed("broken".into())),
+    );
+    world.deliver(caller, Input::Call);
+    world.settle();
+    assert!(world.everyone_connected(), "{}", world.describe());
+    let page = &world.pages[callee].engine;
+    assert_eq!(page.status(), Status::Connected, "{}", world.describe());
+    assert_eq!(page.tiles().len(), 1);
+    assert_eq!(page.connections_opened(), 2, "the call replaced, once");
+}
+
 #[test]
 fn one_to_one_as_before_either_order() {
     for callee_first in [true, false] {
