@@ -256,9 +256,12 @@ impl Negotiation {
     pub fn remote_offer(&mut self, sdp: String, out: &mut Out) {
         if self.remote_offer.as_deref() == Some(sdp.as_str()) {
             // The same offer again: they did not get our answer (or are making sure).
+            // Answered already, whatever we have done since (an offer of ours may be out: the
+            // repeat is no collision, and applying it would roll ours back while the other
+            // side answers it, and the two would disagree on the m-lines).
             match self.signaling {
                 Signaling::HaveRemoteOffer => return, // The answer is on its way.
-                Signaling::Stable if self.last_answer.is_some() => {
+                Signaling::Stable | Signaling::HaveLocalOffer if self.last_answer.is_some() => {
                     for signal in self.repeat(self.last_answer.clone().map(Signal::Answer)) {
                         self.signal(signal, out);
                     }

@@ -940,6 +940,53 @@ impl World {
     }
 }
 
+/// Seen in the CI run of the order matrix (a room of four, the call rebuilt 20 s in): a page
+/// sent its offer again (its answer was late on a loaded machine) while the other page, which
+/// had answered it, had its own follow-up offer out. The other page took the repeat for a new
+/// colliding offer, rolled its own back and answered the old one again; the first page had
+/// meanwhile answered the rolled-back offer, so the two disagreed on the m-lines, and Chrome
+/// refused the next offer ("The order of m-lines in subsequent offer doesn't match").
+#[test]
+fn an_offer_already_answered_is_answered_again_not_applied_over_our_own() {
+    // Polite ("b" > "a"): a new colliding offer would be applied, ours rolled back.
+    let mut page = answered_page("b", "a");
+    let conn = ConnId(0);
+    page.handle(Input::Peer(conn, PeerInput::NegotiationNeeded));
+    page.handle(Input::Peer(
+        conn,
+        PeerInput::LocalDescription {
+            offer: true,
+            sdp: "our follow-up offer".into(),
+        },
+    ));
+    let effects = calls_only(page.handle(offer_from(2, "offer")));
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::ApplyOffer { .. })),
+        "the repeat was applied over our offer: {effects:?}"
+    );
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Send(ClientMsg::Answer { sdp, .. }) if sdp == "answer"
+        )),
+        "our answer not sent again: {effects:?}"
+    );
+    // Our offer is still the one out: its answer is taken.
+    let effects = calls_only(page.handle(Input::Relay(ServerMsg::Answer {
+        from: PeerId(2),
+        from_name: None,
+        sdp: "their answer".into(),
+    })));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::ApplyAnswer { .. })),
+        "{effects:?}"
+    );
+}
+
 /// Seen in the order matrix: a page whose call broke calls again from a new connection, and the
 /// other page applied that connection's offer to its old one; Chrome refuses it ("The order of
 /// m-lines in subsequent offer doesn't match"), and the call was closed on that side too.
