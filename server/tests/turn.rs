@@ -83,7 +83,7 @@ impl TurnRelay {
         let listeners = Listeners {
             http: TcpListener::bind("127.0.0.1:0").await.expect("binds"),
             https,
-            stun: Some(UdpSocket::bind("127.0.0.1:0").await.expect("binds")),
+            stun: Some(stun_socket().await),
         };
         let http = listeners.http.local_addr().expect("an address");
         let udp = listeners
@@ -583,6 +583,23 @@ async fn coturns_client_relays_over_tcp_on_the_same_port() {
         metric(&metrics, "relay_turn_allocations_total") >= 2,
         "{metrics}"
     );
+}
+
+/// A UDP socket for the relay's STUN port on a port whose TCP twin is free too: the relay
+/// listens for TURN over TCP on the same port and goes on without it when that is taken, and
+/// the tests running beside this one hold TCP ports of their own (a CI run refused a
+/// connection so).
+async fn stun_socket() -> UdpSocket {
+    for _ in 0..100 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let port = tcp.local_addr().expect("an address").port();
+        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)).await {
+            // Free again for the relay, which binds it at once.
+            drop(tcp);
+            return udp;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
 }
 
 /// A Binding request over TCP, answered over TCP: whether a connection still works.
