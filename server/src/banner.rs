@@ -31,6 +31,8 @@ pub struct TurnBanner {
     pub advertised: IpAddr,
     /// The relayed ports.
     pub ports: RangeInclusive<u16>,
+    /// A port for TURN over TLS besides the https port (--turn-tls-port).
+    pub tls_port: Option<u16>,
 }
 
 /// The addresses other devices may reach the relay at when it listens on `bound`: `bound`
@@ -128,7 +130,7 @@ pub fn banner(info: &Banner) -> String {
             let _ = writeln!(
                 out,
                 "STUN and TURN are answered on UDP and TCP port {port}{tls}; relayed addresses are advertised at {ip}, UDP ports {first}-{last} (--public-ip, --turn-ports).",
-                tls = info.https_port.map(|p| format!(", TURN over TLS on TCP {p}")).unwrap_or_default(),
+                tls = turn.tls_port.or(info.https_port).map(|p| format!(", TURN over TLS on TCP {p}")).unwrap_or_default(),
                 ip = turn.advertised,
                 first = turn.ports.start(),
                 last = turn.ports.end(),
@@ -137,7 +139,7 @@ pub fn banner(info: &Banner) -> String {
                 out,
                 "For calls between networks, open in the firewall: TCP {http}{https}, UDP and TCP {port}, UDP {first}-{last}.",
                 http = info.http_port,
-                https = info.https_port.map(|p| format!(" and {p}")).unwrap_or_default(),
+                https = info.https_port.into_iter().chain(turn.tls_port).map(|p| format!(" and {p}")).collect::<String>(),
                 first = turn.ports.start(),
                 last = turn.ports.end(),
             );
@@ -188,6 +190,7 @@ mod tests {
             turn: Some(TurnBanner {
                 advertised: "203.0.113.10".parse().expect("ip"),
                 ports: 49160..=49999,
+                tls_port: None,
             }),
             ..info()
         });
@@ -200,6 +203,23 @@ mod tests {
             text.contains(
                 "open in the firewall: TCP 8080 and 8443, UDP and TCP 3478, UDP 49160-49999."
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_separate_turn_tls_port_is_named_and_opened_too() {
+        let text = banner(&Banner {
+            turn: Some(TurnBanner {
+                advertised: "203.0.113.10".parse().expect("ip"),
+                ports: 49160..=49999,
+                tls_port: Some(5349),
+            }),
+            ..info()
+        });
+        assert!(text.contains("TURN over TLS on TCP 5349;"), "{text}");
+        assert!(
+            text.contains("open in the firewall: TCP 8080 and 8443 and 5349, UDP and TCP 3478"),
             "{text}"
         );
     }

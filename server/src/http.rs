@@ -41,6 +41,28 @@ pub(crate) async fn serve(
     relay: Arc<Relay>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    accept(listener, tls, Some(router), relay, shutdown).await
+}
+
+/// Serves TURN over TLS only on `listener` (`--turn-tls-port`) until `shutdown` is cancelled:
+/// a connection that speaks anything else after the handshake is closed.
+pub(crate) async fn serve_turn_tls(
+    listener: TcpListener,
+    tls: Tls,
+    relay: Arc<Relay>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    accept(listener, Some(tls), None, relay, shutdown).await
+}
+
+/// The accept loop of [`serve`] and [`serve_turn_tls`]; `router: None` serves TURN only.
+async fn accept(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    router: Option<Router>,
+    relay: Arc<Relay>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let connections = TaskTracker::new();
     let acceptor = match &tls {
         Some(tls) => {
@@ -50,7 +72,11 @@ pub(crate) async fn serve(
         }
         None => None,
     };
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let scheme = match (&router, &tls) {
+        (None, _) => "TURN-over-TLS",
+        (Some(_), Some(_)) => "https",
+        (Some(_), None) => "http",
+    };
     loop {
         let (stream, addr) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -96,7 +122,8 @@ pub(crate) async fn serve(
 /// One accepted connection.
 struct Connection {
     addr: SocketAddr,
-    router: Router,
+    /// `None` on a port for TURN only.
+    router: Option<Router>,
     shutdown: CancellationToken,
 }
 
@@ -152,7 +179,8 @@ impl Connection {
         self.serve(stream).await;
     }
 
-    /// HTTP/1.1 with upgrades on `stream`, until the client is done or shutdown.
+    /// HTTP/1.1 with upgrades on `stream`, until the client is done or shutdown; closed at
+    /// once on a port for TURN only.
     async fn serve<S>(self, stream: S)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -162,6 +190,10 @@ impl Connection {
             router,
             shutdown,
         } = self;
+        let Some(router) = router else {
+            tracing::debug!(%addr, "not TURN on the TURN-over-TLS port");
+            return;
+        };
         // What `into_make_service_with_connect_info` does for axum's own server: the WebSocket
         // handler reads the client's address (per-address limits, logs) from the request.
         let service = service_fn(move |mut request: Request<Incoming>| {

@@ -115,6 +115,10 @@ pub struct Listeners {
     pub https: Option<TcpListener>,
     /// STUN on UDP; while it runs, every `welcome` names it as a STUN server.
     pub stun: Option<UdpSocket>,
+    /// TURN over TLS only (`--turn-tls-port`), with [`Config::tls`]'s certificate, for the
+    /// built-in TURN server; pages are then told of it instead of the https port (which still
+    /// takes TURN too).
+    pub turn_tls: Option<TcpListener>,
 }
 
 /// Why the relay cannot listen.
@@ -134,6 +138,7 @@ impl Listeners {
             http,
             https: None,
             stun: None,
+            turn_tls: None,
         }
     }
 
@@ -174,7 +179,12 @@ impl Listeners {
             },
             None => None,
         };
-        Ok(Self { http, https, stun })
+        Ok(Self {
+            http,
+            https,
+            stun,
+            turn_tls: None,
+        })
     }
 }
 
@@ -291,17 +301,22 @@ pub async fn serve(
     config: Config,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let Listeners { http, https, stun } = listeners;
-    let https = match (https, config.tls.clone()) {
-        (Some(listener), Some(tls)) => Some((listener, tls)),
-        (Some(_), None) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "an https listener needs a certificate (Config::tls)",
-            ))
-        }
-        (None, _) => None,
+    let Listeners {
+        http,
+        https,
+        stun,
+        turn_tls,
+    } = listeners;
+    let with_certificate = |listener: Option<TcpListener>| match (listener, config.tls.clone()) {
+        (Some(listener), Some(tls)) => Ok(Some((listener, tls))),
+        (Some(_), None) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "an https or TURN-over-TLS listener needs a certificate (Config::tls)",
+        )),
+        (None, _) => Ok(None),
     };
+    let https = with_certificate(https)?;
+    let turn_tls = with_certificate(turn_tls)?;
     let tls_port = match &https {
         Some((listener, _)) => Some(listener.local_addr()?.port()),
         None => None,
@@ -336,6 +351,18 @@ pub async fn serve(
         },
         _ => None,
     };
+    // A port of its own for TURN over TLS, if given, is the one pages are told of.
+    let turn_tls = match turn_tls {
+        Some(_) if turn_server.is_none() => {
+            tracing::warn!("no built-in TURN server runs: nothing listens for TURN over TLS");
+            None
+        }
+        turn_tls => turn_tls,
+    };
+    let turns_port = match &turn_tls {
+        Some((listener, _)) => Some(listener.local_addr()?.port()),
+        None => tls_port,
+    };
     // Everything stops at `stop`: on shutdown, or when one of the servers fails.
     let stop = shutdown.child_token();
     let relay = Relay::with_stun(
@@ -343,7 +370,7 @@ pub async fn serve(
         stop.clone(),
         stun_port,
         turn_server.as_ref().map(|_| turn_tcp.is_some()),
-        tls_port,
+        turns_port,
     );
     let router = app(relay.clone(), config.dist);
     let stop_on_error = |result: std::io::Result<()>| {
@@ -370,6 +397,13 @@ pub async fn serve(
         let served = http::serve(listener, Some(tls), router, relay.clone(), stop.clone()).await;
         stop_on_error(served)
     };
+    let turns = async {
+        let Some((listener, tls)) = turn_tls else {
+            return Ok(());
+        };
+        let served = http::serve_turn_tls(listener, tls, relay.clone(), stop.clone()).await;
+        stop_on_error(served)
+    };
     let stun = async {
         match (stun, turn_server) {
             (Some(socket), Some((turn, advertised))) => {
@@ -386,7 +420,8 @@ pub async fn serve(
         }
     };
     let expiry = expire(relay.clone(), stop.clone());
-    let (http, https, (), (), ()) = tokio::join!(http, https, stun, backplane, expiry);
+    let (http, https, turns, (), (), ()) =
+        tokio::join!(http, https, turns, stun, backplane, expiry);
 
     // The WebSockets watch `stop` too: close them also when a server failed.
     stop.cancel();
@@ -404,7 +439,7 @@ pub async fn serve(
     if let Rooms::Redis(backplane) = &relay.rooms {
         backplane.depart().await;
     }
-    http.and(https)
+    http.and(https).and(turns)
 }
 
 /// The one task that ends held messages and reservations when they are due, until `stop`; a

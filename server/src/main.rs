@@ -60,6 +60,10 @@ struct Args {
     /// [default: --addr, or the machine's first network address]
     #[arg(long, env = "PUBLIC_IP")]
     public_ip: Option<IpAddr>,
+    /// A TCP port for TURN over TLS only, besides the https port (which takes it too), e.g.
+    /// 5349, or 443 when a proxy has the https port; pages are told of this one. Needs TLS.
+    #[arg(long, env = "TURN_TLS_PORT")]
+    turn_tls_port: Option<u16>,
     /// Relayed kbit/s per allocation of the built-in TURN server, each direction; 0: no cap.
     #[arg(long, env = "TURN_MAX_KBPS", default_value_t = 10_000)]
     turn_max_kbps: u32,
@@ -230,13 +234,25 @@ async fn run() -> anyhow::Result<()> {
     } else {
         None
     };
-    let listeners = Listeners::bind(
+    let mut listeners = Listeners::bind(
         args.addr,
         args.port,
         tls.is_some().then_some(args.tls_port),
         (args.stun_port != 0).then_some(args.stun_port),
     )
     .await?;
+    if let Some(port) = args.turn_tls_port {
+        if tls.is_none() || turn_server.is_none() {
+            anyhow::bail!(
+                "--turn-tls-port needs TLS on (--tls-port) and the built-in TURN server (no --no-turn, --turn-url or --stun-port 0)"
+            );
+        }
+        let addr = SocketAddr::new(args.addr, port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for TURN over TLS on {addr}"))?;
+        listeners.turn_tls = Some(listener);
+    }
     let port = |listener: &tokio::net::TcpListener| listener.local_addr().map(|a| a.port());
     let stun_port = match &listeners.stun {
         Some(socket) => Some(socket.local_addr()?.port()),
@@ -249,6 +265,11 @@ async fn run() -> anyhow::Result<()> {
                 .map(|ip| server::TurnBanner {
                     advertised: ip,
                     ports: config.ports.clone(),
+                    tls_port: listeners
+                        .turn_tls
+                        .as_ref()
+                        .and_then(|l| l.local_addr().ok())
+                        .map(|a| a.port()),
                 })
         }
         _ => None,

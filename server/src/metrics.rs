@@ -34,6 +34,10 @@ pub struct Metrics {
     pub turn_bytes_relayed: AtomicU64,
     /// Datagrams dropped by the per-allocation bandwidth cap.
     pub turn_dropped_over_cap: AtomicU64,
+    /// TURN connections over TCP on the STUN port.
+    pub turn_tcp_connections: AtomicU64,
+    /// TURN connections over TLS (the https port or --turn-tls-port).
+    pub turn_tls_connections: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
     turn_refused: [AtomicU64; Refusal::ALL.len()],
 }
@@ -144,6 +148,20 @@ impl Metrics {
             "Datagrams dropped by the per-allocation bandwidth cap (--turn-max-kbps).",
             get(&self.turn_dropped_over_cap),
         );
+        out.push_str(
+            "# HELP relay_turn_connections_total TURN connections over TCP and over TLS (UDP has none).\n",
+        );
+        out.push_str("# TYPE relay_turn_connections_total counter\n");
+        for (transport, count) in [
+            ("tcp", &self.turn_tcp_connections),
+            ("tls", &self.turn_tls_connections),
+        ] {
+            let _ = writeln!(
+                out,
+                "relay_turn_connections_total{{transport=\"{transport}\"}} {}",
+                get(count)
+            );
+        }
         out.push_str(
             "# HELP relay_turn_refused_total What the built-in TURN server refused, by reason.\n",
         );

@@ -75,6 +75,7 @@ impl IceRelay {
             http: TcpListener::bind("127.0.0.1:0").await.expect("binds"),
             https: None,
             stun: Some(UdpSocket::bind("127.0.0.1:0").await.expect("binds")),
+            turn_tls: None,
         };
         Self::start(listeners, config).await
     }

@@ -77,6 +77,7 @@ impl TlsRelay {
             http,
             https: Some(https),
             stun: None,
+            turn_tls: None,
         };
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(server::serve(listeners, config, shutdown.clone()));

@@ -27,6 +27,7 @@ use tokio::{
     net::{TcpListener, TcpStream, UdpSocket},
     task::JoinHandle,
 };
+use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use turn::{
@@ -49,6 +50,8 @@ const PORTS: std::ops::RangeInclusive<u16> = 45000..=45999;
 struct TurnRelay {
     http: SocketAddr,
     https: Option<SocketAddr>,
+    /// The port for TURN over TLS only, when asked for.
+    turn_tls: Option<SocketAddr>,
     udp: SocketAddr,
     _handle: JoinHandle<std::io::Result<()>>,
     _stop: DropGuard,
@@ -75,15 +78,28 @@ impl TurnRelay {
 
     /// With https (and TURN over TLS on its port) when `tls` is given.
     async fn start_with(turn: TurnServerConfig, tls: Option<server::Tls>) -> Self {
+        Self::start_on(turn, tls, false).await
+    }
+
+    /// [`Self::start_with`], and with a port for TURN over TLS only when `turn_tls`.
+    async fn start_on(turn: TurnServerConfig, tls: Option<server::Tls>, turn_tls: bool) -> Self {
+        let listener = || async { TcpListener::bind("127.0.0.1:0").await.expect("binds") };
         let https = match &tls {
-            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("binds")),
+            Some(_) => Some(listener().await),
             None => None,
         };
-        let https_addr = https.as_ref().map(|l| l.local_addr().expect("an address"));
+        let turn_tls = match turn_tls {
+            true => Some(listener().await),
+            false => None,
+        };
+        let address =
+            |l: &Option<TcpListener>| l.as_ref().map(|l| l.local_addr().expect("an address"));
+        let (https_addr, turn_tls_addr) = (address(&https), address(&turn_tls));
         let listeners = Listeners {
-            http: TcpListener::bind("127.0.0.1:0").await.expect("binds"),
+            http: listener().await,
             https,
             stun: Some(stun_socket().await),
+            turn_tls,
         };
         let http = listeners.http.local_addr().expect("an address");
         let udp = listeners
@@ -106,6 +122,7 @@ impl TurnRelay {
         Self {
             http,
             https: https_addr,
+            turn_tls: turn_tls_addr,
             udp,
             _handle: handle,
             _stop: shutdown.drop_guard(),
@@ -583,6 +600,10 @@ async fn coturns_client_relays_over_tcp_on_the_same_port() {
         metric(&metrics, "relay_turn_allocations_total") >= 2,
         "{metrics}"
     );
+    assert!(
+        metric(&metrics, "relay_turn_connections_total{transport=\"tcp\"}") >= 2,
+        "{metrics}"
+    );
 }
 
 /// A UDP socket for the relay's STUN port on a port whose TCP twin is free too: the relay
@@ -672,22 +693,7 @@ async fn coturns_client_relays_over_tls_on_the_https_port_which_still_serves_pag
         "{:?}",
         turn.urls
     );
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(dir.path().join("cert.pem")).expect("reads") {
-        roots.add(cert.expect("a certificate")).expect("a root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-    let connect = || async {
-        let tcp = TcpStream::connect(https).await.expect("connects");
-        let name = ServerName::IpAddress(https.ip().into());
-        connector.connect(name, tcp).await.expect("the handshake")
-    };
+    let connect = || tls_connect(dir.path(), https);
 
     // A TLS connection that sends half a STUN message and stalls holds up nobody.
     let mut stalled = connect().await;
@@ -719,5 +725,64 @@ async fn coturns_client_relays_over_tls_on_the_https_port_which_still_serves_pag
         metric(&metrics, "relay_turn_allocations_total") >= 2,
         "{metrics}"
     );
+    assert!(
+        metric(&metrics, "relay_turn_connections_total{transport=\"tls\"}") >= 2,
+        "{metrics}"
+    );
     drop(stalled);
+}
+
+/// A TLS connection to `addr`, trusting the certificate the relay made in `dir`.
+async fn tls_connect(dir: &std::path::Path, addr: SocketAddr) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.join("cert.pem")).expect("reads") {
+        roots.add(cert.expect("a certificate")).expect("a root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = TcpStream::connect(addr).await.expect("connects");
+    let name = ServerName::IpAddress(addr.ip().into());
+    connector.connect(name, tcp).await.expect("the handshake")
+}
+
+#[tokio::test]
+async fn a_port_of_its_own_for_turn_over_tls_is_the_one_pages_are_told_of() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let tls = server::Tls::self_signed(dir.path()).expect("a certificate");
+    let relay = TurnRelay::start_on(turn_config(Quota::default()), Some(tls), true).await;
+    let (https, turns) = (relay.https.expect("https"), relay.turn_tls.expect("turns"));
+    let (_ws, turn) = relay.credentials("turn-tls-port").await;
+    let told = |port: u16| {
+        turn.urls
+            .contains(&format!("turns:127.0.0.1:{port}?transport=tcp"))
+    };
+    assert!(told(turns.port()), "{:?}", turn.urls);
+    assert!(!told(https.port()), "{:?}", turn.urls);
+
+    let Some((sent, received)) = uclient(&["-t", "-S"], turns.port()).await else {
+        return;
+    };
+    assert_eq!(received, sent);
+    let metrics = relay.metrics().await;
+    assert!(
+        metric(&metrics, "relay_turn_connections_total{transport=\"tls\"}") >= 2,
+        "{metrics}"
+    );
+
+    // It serves nothing else: a request for a page is closed unanswered.
+    let mut stream = tls_connect(dir.path(), turns).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut answer))
+        .await
+        .expect("closed in time");
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
 }

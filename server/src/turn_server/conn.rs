@@ -344,6 +344,17 @@ impl State {
         }
     }
 
+    /// Counts a TURN connection over TCP (`tls: false`) or TLS.
+    pub(crate) fn stream_opened(&self, tls: bool) {
+        let metrics = &self.relay.metrics;
+        let count = if tls {
+            &metrics.turn_tls_connections
+        } else {
+            &metrics.turn_tcp_connections
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Forgets an allocation the crate closed (expired, refreshed to zero, or shut down).
     pub(crate) fn closed(&self, info: &AllocationInfo) {
         let five_tuple = (info.five_tuple.src_addr, info.five_tuple.dst_addr);

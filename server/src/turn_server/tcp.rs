@@ -224,6 +224,7 @@ impl Streams {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
+        self.state.stream_opened(true);
         let (reader, writer) = tokio::io::split(stream);
         connection(
             Box::new(reader),
@@ -271,6 +272,7 @@ pub(crate) async fn serve(listener: TcpListener, streams: Streams) {
             let Ok(local) = stream.local_addr() else {
                 return;
             };
+            state.stream_opened(false);
             let (reader, writer) = stream.into_split();
             let (reader, writer): (Reader, Writer) = (Box::new(reader), Box::new(writer));
             connection(reader, writer, peer, local, state, realm, closed_tx, stop).await;
