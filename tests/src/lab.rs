@@ -89,6 +89,23 @@ impl Lab {
         run("ip", &full);
     }
 
+    /// Runs a command in host `ns` for at most `limit` and returns what it printed (standard
+    /// output, then standard error), whether it succeeded or not.
+    pub fn output(&self, ns: &str, limit: Duration, args: &[&str]) -> String {
+        let secs = limit.as_secs().max(1).to_string();
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "timeout", &secs])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {args:?} in {ns}: {e}"));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
     /// A cable: a veth pair from `a`'s interface `a_if` to `b`'s `b_if`, both up, with the
     /// addresses (CIDR, e.g. `10.1.0.1/24`) given; `None` leaves an end without one (to put it
     /// on a bridge).
