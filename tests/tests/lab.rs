@@ -219,13 +219,11 @@ async fn start_relay_with_its_own_turn(lab: &mut Lab, srv: &str) {
     start_relay(lab, srv, "relay", tls, &["--public-ip", SERVER]).await;
 }
 
-/// The relay's `/metrics`, fetched from its own host.
+/// The relay's `/metrics`, fetched on its own host's loopback.
 async fn metrics(lab: &Lab, srv: &str, port: u16) -> String {
-    let stream = lab
-        .connect(srv, format!("{SERVER}:{port}").parse().expect("address"))
-        .await
-        .expect("connect to the relay");
-    http_get(stream, &format!("{SERVER}:{port}"), "/metrics")
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = lab.connect(srv, addr).await.expect("connect to the relay");
+    http_get(stream, &addr.to_string(), "/metrics")
 }
 
 /// The value of the metric line that starts with `name ` (labels included), 0 if none.
