@@ -42,10 +42,7 @@ use tokio::{
     sync::mpsc,
 };
 use tokio_util::sync::CancellationToken;
-use turn::server::{
-    config::{ConnConfig, ServerConfig},
-    Server,
-};
+use turn::server::Server;
 
 pub use policy::{Quota, Refusal};
 
@@ -213,17 +210,11 @@ pub(crate) async fn serve(
     // waits for room in this channel, so it is drained until the very end.
     let (closed_tx, mut closed_rx) = mpsc::channel(1024);
     let tcp_closed_tx = closed_tx.clone();
-    let server = Server::new(ServerConfig {
-        conn_configs: vec![ConnConfig {
-            conn: Arc::new(listening),
-            relay_addr_generator: Box::new(conn::RelayPorts(Arc::clone(&state))),
-        }],
-        realm: REALM.to_owned(),
-        auth_handler: Arc::new(conn::Auth(Arc::clone(&state))),
-        // The crate's default, 10 minutes (RFC 5766 11).
-        channel_bind_timeout: Duration::ZERO,
-        alloc_close_notify: Some(closed_tx),
-    })
+    let server = Server::new(conn::crate_server_config(
+        Arc::new(listening),
+        &state,
+        closed_tx,
+    ))
     .await;
     let server = match server {
         Ok(server) => server,
@@ -232,7 +223,7 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let streams = tcp::Streams::new(Arc::clone(&state), REALM, tcp_closed_tx, stop.clone());
+    let streams = tcp::Streams::new(Arc::clone(&state), tcp_closed_tx, stop.clone());
     // The https port hands over the connections that speak STUN after the handshake.
     let _ = https_streams.set(streams.clone());
     let over_tcp = async {

@@ -43,6 +43,7 @@ use turn::{
     auth::{generate_auth_key, AuthHandler},
     proto::peeraddr::PeerAddress,
     relay::RelayAddressGenerator,
+    server::config::{ConnConfig, ServerConfig},
 };
 use webrtc_util::Conn;
 
@@ -114,6 +115,27 @@ pub(crate) struct State {
     relay: Arc<Relay>,
     ledger: Mutex<Ledger>,
     stop: CancellationToken,
+}
+
+/// The crate server's settings for one listening `conn` (the UDP socket, or one TCP or TLS
+/// connection): our relayed ports, our credentials, and `closed_tx` told of every allocation
+/// that ends.
+pub(super) fn crate_server_config(
+    conn: Arc<dyn Conn + Send + Sync>,
+    state: &Arc<State>,
+    closed_tx: mpsc::Sender<AllocationInfo>,
+) -> ServerConfig {
+    ServerConfig {
+        conn_configs: vec![ConnConfig {
+            conn,
+            relay_addr_generator: Box::new(RelayPorts(Arc::clone(state))),
+        }],
+        realm: super::REALM.to_owned(),
+        auth_handler: Arc::new(Auth(Arc::clone(state))),
+        // The crate's default, 10 minutes (RFC 5766 11).
+        channel_bind_timeout: Duration::ZERO,
+        alloc_close_notify: Some(closed_tx),
+    }
 }
 
 /// What [`State::inspect`] makes of a datagram on the listening socket.

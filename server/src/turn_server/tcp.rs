@@ -18,16 +18,10 @@ use tokio::{
     sync::{mpsc, Mutex, Semaphore},
 };
 use tokio_util::sync::CancellationToken;
-use turn::{
-    allocation::AllocationInfo,
-    server::{
-        config::{ConnConfig, ServerConfig},
-        Server,
-    },
-};
+use turn::{allocation::AllocationInfo, server::Server};
 use webrtc_util::Conn;
 
-use super::conn::{Auth, RelayPorts, State, Verdict};
+use super::conn::{crate_server_config, State, Verdict};
 
 /// How long the rest of a frame may take once its first bytes came.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -199,7 +193,6 @@ impl Conn for TcpConn {
 #[derive(Clone)]
 pub struct Streams {
     state: Arc<State>,
-    realm: &'static str,
     closed_tx: mpsc::Sender<AllocationInfo>,
     stop: CancellationToken,
 }
@@ -207,13 +200,11 @@ pub struct Streams {
 impl Streams {
     pub(crate) fn new(
         state: Arc<State>,
-        realm: &'static str,
         closed_tx: mpsc::Sender<AllocationInfo>,
         stop: CancellationToken,
     ) -> Self {
         Self {
             state,
-            realm,
             closed_tx,
             stop,
         }
@@ -232,7 +223,6 @@ impl Streams {
             peer,
             local,
             Arc::clone(&self.state),
-            self.realm,
             self.closed_tx.clone(),
             self.stop.clone(),
         )
@@ -244,7 +234,6 @@ impl Streams {
 pub(crate) async fn serve(listener: TcpListener, streams: Streams) {
     let Streams {
         state,
-        realm,
         closed_tx,
         stop,
     } = streams;
@@ -275,21 +264,19 @@ pub(crate) async fn serve(listener: TcpListener, streams: Streams) {
             state.stream_opened(false);
             let (reader, writer) = stream.into_split();
             let (reader, writer): (Reader, Writer) = (Box::new(reader), Box::new(writer));
-            connection(reader, writer, peer, local, state, realm, closed_tx, stop).await;
+            connection(reader, writer, peer, local, state, closed_tx, stop).await;
             drop(place);
         });
     }
 }
 
 /// Runs one connection's TURN server until the connection or the relay ends.
-#[allow(clippy::too_many_arguments)]
 async fn connection(
     reader: Reader,
     writer: Writer,
     peer: SocketAddr,
     local: SocketAddr,
     state: Arc<State>,
-    realm: &'static str,
     closed_tx: mpsc::Sender<AllocationInfo>,
     stop: CancellationToken,
 ) {
@@ -303,17 +290,7 @@ async fn connection(
         state: Arc::clone(&state),
         ended: ended.clone(),
     };
-    let server = Server::new(ServerConfig {
-        conn_configs: vec![ConnConfig {
-            conn: Arc::new(conn),
-            relay_addr_generator: Box::new(RelayPorts(Arc::clone(&state))),
-        }],
-        realm: realm.to_owned(),
-        auth_handler: Arc::new(Auth(state)),
-        channel_bind_timeout: Duration::ZERO,
-        alloc_close_notify: Some(closed_tx),
-    })
-    .await;
+    let server = Server::new(crate_server_config(Arc::new(conn), &state, closed_tx)).await;
     let server = match server {
         Ok(server) => server,
         Err(err) => {
