@@ -170,6 +170,7 @@ pub(crate) async fn serve(
     relay: Arc<Relay>,
     stop: CancellationToken,
 ) {
+    conn::roomy_buffers(&socket);
     let bound = match socket.local_addr() {
         Ok(addr) => addr.ip(),
         Err(err) => {
