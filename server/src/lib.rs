@@ -10,6 +10,7 @@ mod backplane;
 mod banner;
 mod connection;
 mod expiry;
+mod headers;
 mod host;
 mod http;
 mod ice;
@@ -266,14 +267,16 @@ impl Relay {
 }
 
 /// The HTTP routes: `/ws` for signaling, `/healthz`, `/metrics`, and everything else from the
-/// client bundle. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
-/// per-address limit needs the peer's address.
+/// client bundle, every response with the security headers of `headers` (the page's
+/// Content-Security-Policy among them). Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`: the per-address limit needs the
+/// peer's address.
 pub fn app(relay: Arc<Relay>, dist: PathBuf) -> Router {
     // ServeDir answers `/` with index.html and `.wasm` as `application/wasm`, which browsers
     // require for streaming compilation.
     // scripts/build-client.sh leaves .br and .gz beside each file, compressed at the highest
     // levels once; the compression layer only compresses what has no such file.
-    let bundle = ServeDir::new(dist).precompressed_br().precompressed_gzip();
+    let bundle = ServeDir::new(&dist).precompressed_br().precompressed_gzip();
     Router::new()
         .route("/ws", get(connection::ws_handler))
         .route("/healthz", get(health_handler))
@@ -281,6 +284,7 @@ pub fn app(relay: Arc<Relay>, dist: PathBuf) -> Router {
         .with_state(relay)
         .fallback_service(bundle)
         .layer(CompressionLayer::new())
+        .layer(middleware::from_fn_with_state(Arc::new(dist), headers::add))
 }
 
 /// Serves the relay over plain http on `listener` until `shutdown` is cancelled, then closes
