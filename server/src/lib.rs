@@ -6,6 +6,7 @@
 //! reads its configuration, binds ([`Listeners::bind`]) and calls [`serve`]; tests start the
 //! relay the same way on port 0, or with [`run`] for plain http only.
 
+mod access;
 mod backplane;
 mod banner;
 mod connection;
@@ -33,10 +34,10 @@ use std::{
 };
 
 use axum::{
-    extract::State,
-    http::{header, StatusCode},
+    extract::{ConnectInfo, State},
+    http::{header, HeaderMap, StatusCode},
     middleware,
-    response::IntoResponse,
+    response::{IntoResponse, Response},
     routing::get,
     Router,
 };
@@ -45,6 +46,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{compression::CompressionLayer, services::ServeDir};
 
+pub use access::{IpNet, MetricsAccess, MetricsToken, TokenError};
 pub use backplane::{Backplane, BackplaneConfig};
 pub use banner::{banner, lan_addresses, Banner, TurnBanner};
 pub use ice::{turn_credential, turn_username, IceError, TurnConfig, TurnSecret};
@@ -88,6 +90,8 @@ pub struct Config {
     /// Redis, to share rooms with other instances. `None` (the default): rooms live in this
     /// process only, and nothing goes through Redis.
     pub backplane: Option<BackplaneConfig>,
+    /// Who may read `/metrics` besides this machine (the default: nobody).
+    pub metrics: MetricsAccess,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             turn: None,
             turn_server: None,
             backplane: None,
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -195,6 +200,7 @@ pub struct Relay {
     /// Connections accepted so far, to name them in the logs.
     connections: AtomicU64,
     metrics: Metrics,
+    metrics_access: MetricsAccess,
     limits: Limits,
     allowed_origins: Vec<String>,
     admission: limits::Admission,
@@ -241,6 +247,7 @@ impl Relay {
             rooms,
             connections: AtomicU64::new(0),
             metrics: Metrics::default(),
+            metrics_access: config.metrics.clone(),
             limits: config.limits.clone(),
             allowed_origins: config.allowed_origins.clone(),
             admission: limits::Admission::new(&config.limits),
@@ -269,8 +276,8 @@ impl Relay {
 /// The HTTP routes: `/ws` for signaling, `/healthz`, `/metrics`, and everything else from the
 /// client bundle, every response with the security headers of `headers` (the page's
 /// Content-Security-Policy among them). Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()`: the per-address limit needs the
-/// peer's address.
+/// `into_make_service_with_connect_info::<SocketAddr>()`: the per-address limit and `/metrics`
+/// need the peer's address.
 pub fn app(relay: Arc<Relay>, dist: PathBuf) -> Router {
     // ServeDir answers `/` with index.html and `.wasm` as `application/wasm`, which browsers
     // require for streaming compilation.
@@ -495,12 +502,21 @@ pub(crate) fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn metrics_handler(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
+/// The figures, to this machine and to whom [`Config::metrics`] names; 403 to everybody else.
+async fn metrics_handler(
+    State(relay): State<Arc<Relay>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if !relay.metrics_access.allows(addr.ip(), &headers) {
+        tracing::debug!(%addr, "refused /metrics");
+        return (StatusCode::FORBIDDEN, access::REFUSED).into_response();
+    }
     let mut body = relay
         .metrics
         .render(relay.rooms.room_count(), relay.rooms.member_count());
     if let Rooms::Redis(backplane) = &relay.rooms {
         backplane.render(&mut body);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
