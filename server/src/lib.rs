@@ -6,10 +6,12 @@
 //! reads its configuration, binds ([`Listeners::bind`]) and calls [`serve`]; tests start the
 //! relay the same way on port 0, or with [`run`] for plain http only.
 
+mod access;
 mod backplane;
 mod banner;
 mod connection;
 mod expiry;
+mod headers;
 mod host;
 mod http;
 mod ice;
@@ -32,10 +34,10 @@ use std::{
 };
 
 use axum::{
-    extract::State,
-    http::{header, StatusCode},
+    extract::{ConnectInfo, State},
+    http::{header, HeaderMap, StatusCode},
     middleware,
-    response::IntoResponse,
+    response::{IntoResponse, Response},
     routing::get,
     Router,
 };
@@ -44,6 +46,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{compression::CompressionLayer, services::ServeDir};
 
+pub use access::{IpNet, MetricsAccess, MetricsToken, TokenError};
 pub use backplane::{Backplane, BackplaneConfig};
 pub use banner::{banner, lan_addresses, Banner, TurnBanner};
 pub use ice::{turn_credential, turn_username, IceError, TurnConfig, TurnSecret};
@@ -87,6 +90,8 @@ pub struct Config {
     /// Redis, to share rooms with other instances. `None` (the default): rooms live in this
     /// process only, and nothing goes through Redis.
     pub backplane: Option<BackplaneConfig>,
+    /// Who may read `/metrics` besides this machine (the default: nobody).
+    pub metrics: MetricsAccess,
 }
 
 impl Default for Config {
@@ -101,6 +106,7 @@ impl Default for Config {
             turn: None,
             turn_server: None,
             backplane: None,
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -194,6 +200,7 @@ pub struct Relay {
     /// Connections accepted so far, to name them in the logs.
     connections: AtomicU64,
     metrics: Metrics,
+    metrics_access: MetricsAccess,
     limits: Limits,
     allowed_origins: Vec<String>,
     admission: limits::Admission,
@@ -240,6 +247,7 @@ impl Relay {
             rooms,
             connections: AtomicU64::new(0),
             metrics: Metrics::default(),
+            metrics_access: config.metrics.clone(),
             limits: config.limits.clone(),
             allowed_origins: config.allowed_origins.clone(),
             admission: limits::Admission::new(&config.limits),
@@ -266,14 +274,16 @@ impl Relay {
 }
 
 /// The HTTP routes: `/ws` for signaling, `/healthz`, `/metrics`, and everything else from the
-/// client bundle. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
-/// per-address limit needs the peer's address.
+/// client bundle, every response with the security headers of `headers` (the page's
+/// Content-Security-Policy among them). Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`: the per-address limit and `/metrics`
+/// need the peer's address.
 pub fn app(relay: Arc<Relay>, dist: PathBuf) -> Router {
     // ServeDir answers `/` with index.html and `.wasm` as `application/wasm`, which browsers
     // require for streaming compilation.
     // scripts/build-client.sh leaves .br and .gz beside each file, compressed at the highest
     // levels once; the compression layer only compresses what has no such file.
-    let bundle = ServeDir::new(dist).precompressed_br().precompressed_gzip();
+    let bundle = ServeDir::new(&dist).precompressed_br().precompressed_gzip();
     Router::new()
         .route("/ws", get(connection::ws_handler))
         .route("/healthz", get(health_handler))
@@ -281,6 +291,7 @@ pub fn app(relay: Arc<Relay>, dist: PathBuf) -> Router {
         .with_state(relay)
         .fallback_service(bundle)
         .layer(CompressionLayer::new())
+        .layer(middleware::from_fn_with_state(Arc::new(dist), headers::add))
 }
 
 /// Serves the relay over plain http on `listener` until `shutdown` is cancelled, then closes
@@ -491,12 +502,21 @@ pub(crate) fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn metrics_handler(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
+/// The figures, to this machine and to whom [`Config::metrics`] names; 403 to everybody else.
+async fn metrics_handler(
+    State(relay): State<Arc<Relay>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if !relay.metrics_access.allows(addr.ip(), &headers) {
+        tracing::debug!(%addr, "refused /metrics");
+        return (StatusCode::FORBIDDEN, access::REFUSED).into_response();
+    }
     let mut body = relay
         .metrics
         .render(relay.rooms.room_count(), relay.rooms.member_count());
     if let Rooms::Redis(backplane) = &relay.rooms {
         backplane.render(&mut body);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -147,6 +147,23 @@ struct Args {
     /// (or one database of it) need different prefixes.
     #[arg(long, env = "REDIS_PREFIX", default_value = "videocall:")]
     redis_prefix: String,
+    /// An address or block (e.g. 192.0.2.7 or 10.0.0.0/8) whose scrapers may read /metrics
+    /// without a token; this machine always may. Repeat the flag, or separate them with commas
+    /// in the variable.
+    #[arg(long = "metrics-allow", env = "METRICS_ALLOW", value_delimiter = ',')]
+    metrics_allow: Vec<server::IpNet>,
+    /// A token that lets any address read /metrics with `Authorization: Bearer <token>`. It
+    /// never reaches a log.
+    #[arg(
+        long,
+        env = "METRICS_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "metrics_token_file"
+    )]
+    metrics_token: Option<server::MetricsToken>,
+    /// File holding the /metrics token (keeps it out of the process list).
+    #[arg(long, env = "METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -301,6 +318,15 @@ async fn run() -> anyhow::Result<()> {
         None => None,
     };
 
+    let metrics = server::MetricsAccess {
+        allow: args.metrics_allow,
+        token: match (args.metrics_token, &args.metrics_token_file) {
+            (Some(token), _) => Some(token),
+            (None, Some(path)) => Some(server::MetricsToken::from_file(path)?),
+            (None, None) => None,
+        },
+    };
+
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let ping = Duration::from_secs(args.ping_secs.max(1));
@@ -327,6 +353,7 @@ async fn run() -> anyhow::Result<()> {
         turn,
         turn_server,
         backplane,
+        metrics,
     };
     server::serve(listeners, config, shutdown).await?;
     tracing::info!("stopped");

@@ -315,6 +315,10 @@ impl Tls {
         spki_pin_der(self.resolver.get().cert.first()?)
     }
 
+    /// TLS 1.2 and 1.3 only, with the cipher suites, key exchanges and signature schemes
+    /// rustls chooses: rustls has no TLS 1.0 or 1.1 (nor SSL) to turn off, and its TLS 1.2
+    /// suites are the ECDHE ones with AEAD ciphers only. A client offering nothing newer than
+    /// TLS 1.1 gets a `protocol_version` alert (server/tests/tls.rs checks both).
     pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()?

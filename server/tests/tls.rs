@@ -555,3 +555,105 @@ async fn pages_of_the_relays_own_https_origin_may_connect_others_may_not() {
     .await;
     assert_eq!(status_of(foreign), 403);
 }
+
+/// A client like [`trusting`] that speaks only `version`.
+fn trusting_only(pem: &Path, version: &'static rustls::SupportedProtocolVersion) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pem).expect("reads the certificate") {
+        roots
+            .add(cert.expect("a certificate"))
+            .expect("a usable root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn tls_1_2_and_1_3_clients_are_served() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let tls = Tls::self_signed_for(dir.path(), &loopback_names()).expect("issues a certificate");
+    let relay = TlsRelay::start(tls).await;
+    let cert = dir.path().join(tls::CERT_FILE);
+    for (version, want) in [
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+    ] {
+        let stream = tls_connect(relay.https, &trusting_only(&cert, version)).await;
+        assert_eq!(stream.get_ref().1.protocol_version(), Some(want));
+        let health = get_over(stream, "/healthz").await;
+        assert_eq!(health.status, 200, "{want:?}: {}", health.head);
+    }
+}
+
+/// A ClientHello of a client whose newest version is `version` (0x0301 for TLS 1.0, 0x0302
+/// for 1.1): no `supported_versions` extension (TLS 1.3 added it), CBC and RC4 suites, no
+/// compression. With `modern_extensions`, it also names signature algorithms and groups, as a
+/// current library limited to TLS 1.1 may, so that the version is all that is wrong with it.
+fn old_client_hello(version: u16, modern_extensions: bool) -> Vec<u8> {
+    let suites: [u16; 4] = [0xc013, 0xc014, 0x002f, 0x0005];
+    let length = |n: usize| u16::try_from(n).expect("short").to_be_bytes();
+    let mut body = Vec::new();
+    body.extend_from_slice(&version.to_be_bytes());
+    body.extend_from_slice(&[0x5a; 32]); // random
+    body.push(0); // no session id
+    body.extend_from_slice(&length(suites.len() * 2));
+    for suite in suites {
+        body.extend_from_slice(&suite.to_be_bytes());
+    }
+    body.extend_from_slice(&[1, 0]); // compression: null only
+    if modern_extensions {
+        // signature_algorithms: ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256,
+        // rsa_pkcs1_sha256; supported_groups: x25519, secp256r1.
+        let extensions: [&[u8]; 2] = [
+            &[0x00, 0x0d, 0, 8, 0, 6, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01],
+            &[0x00, 0x0a, 0, 6, 0, 4, 0x00, 0x1d, 0x00, 0x17],
+        ];
+        let extensions = extensions.concat();
+        body.extend_from_slice(&length(extensions.len()));
+        body.extend_from_slice(&extensions);
+    }
+    let mut handshake = vec![1]; // client_hello
+    handshake.extend_from_slice(&u32::try_from(body.len()).expect("short").to_be_bytes()[1..]);
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01]; // handshake, record version TLS 1.0
+    record.extend_from_slice(&length(handshake.len()));
+    record.extend_from_slice(&handshake);
+    record
+}
+
+/// What the relay answers to `hello` before it closes the connection.
+async fn answer_to(addr: SocketAddr, hello: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream.write_all(hello).await.expect("sends the hello");
+    let mut answer = Vec::new();
+    tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the relay answers and closes in time")
+        .expect("reads");
+    answer
+}
+
+#[tokio::test]
+async fn tls_1_0_and_1_1_clients_are_refused() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let tls = Tls::self_signed_for(dir.path(), &loopback_names()).expect("issues a certificate");
+    let relay = TlsRelay::start(tls).await;
+    for version in [0x0301, 0x0302] {
+        // One alert record (21): fatal (2), protocol_version (70); then the close.
+        let answer = answer_to(relay.https, &old_client_hello(version, true)).await;
+        assert_eq!(answer.len(), 7, "{version:#06x}: {answer:02x?}");
+        assert_eq!(answer[0], 21, "{version:#06x}: {answer:02x?}");
+        assert_eq!(&answer[5..], [2, 70], "{version:#06x}: {answer:02x?}");
+        // Without signature algorithms (TLS 1.2 added them) rustls refuses the hello for that
+        // first: handshake_failure (40). Refused either way.
+        let answer = answer_to(relay.https, &old_client_hello(version, false)).await;
+        assert_eq!(answer.len(), 7, "{version:#06x}: {answer:02x?}");
+        assert_eq!(answer[0], 21, "{version:#06x}: {answer:02x?}");
+        assert_eq!(&answer[5..], [2, 40], "{version:#06x}: {answer:02x?}");
+    }
+}
