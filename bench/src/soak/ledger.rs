@@ -131,6 +131,8 @@ pub struct Settled {
     pub lost: u64,
     /// More errors than undelivered signals on one socket: an error for a delivered signal.
     pub over_refused: u64,
+    /// The undelivered signals of sockets that lost some, to tell the relay's bug from ours.
+    pub lost_examples: Vec<String>,
 }
 
 /// The books.
@@ -453,6 +455,31 @@ impl Ledger {
             let unrefused = undelivered.saturating_sub(refused);
             s.died_with_socket += unrefused.min(excused);
             s.lost += unrefused.saturating_sub(excused);
+            if unrefused > excused && s.lost_examples.len() < 10 {
+                for (seq, sig) in i.sent.iter().enumerate().filter(|(_, s)| s.deliveries == 0) {
+                    let to = &self.incs[sig.to_inc as usize];
+                    s.lost_examples.push(format!(
+                        "socket {} (peer {}, relay {}, refused {refused}) signal {seq}: {:?} \
+                         to peer {} (relay {}, its socket ended {:?}){}, sent {:.1} s into the run",
+                        self.incs
+                            .iter()
+                            .position(|x| std::ptr::eq(x, i))
+                            .unwrap_or(0),
+                        i.peer.0,
+                        i.relay,
+                        sig.kind,
+                        to.peer.0,
+                        to.relay,
+                        to.end,
+                        if sig.to_reconnecting {
+                            " while it was reconnecting"
+                        } else {
+                            ""
+                        },
+                        sig.sent.duration_since(self.start).as_secs_f64()
+                    ));
+                }
+            }
             s.over_refused += refused.saturating_sub(undelivered);
         }
         s

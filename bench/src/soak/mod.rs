@@ -368,7 +368,7 @@ async fn soak(
         hold,
         grace,
         lifetime: config.lifetime,
-        view_margin: Duration::from_secs(2),
+        view_margin: Duration::from_secs(5),
     });
     let mut rng = Rng::new(config.seed ^ setup.len() as u64);
     let mut members = JoinSet::new();
@@ -491,6 +491,11 @@ async fn soak(
         anomalies.view_mismatches,
         anomalies.join_refusals
     ));
+    for example in &settled.lost_examples {
+        outcome.line(format!(
+            "{setup}: undelivered on a socket that lost signals: {example}"
+        ));
+    }
     outcome.line(format!("{setup}: after everybody left: {checks}"));
     let flat = flatness(secs, relays, &samples);
     for line in flat.0 {
