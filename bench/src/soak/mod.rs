@@ -61,6 +61,8 @@ pub struct Config {
     pub work_dir: PathBuf,
     /// Seeds every member's choices, so a run can be repeated.
     pub seed: u64,
+    /// Only the one-relay setup, for the whole run.
+    pub one_relay_only: bool,
 }
 
 /// A small fast generator (SplitMix64): the soak needs dice, not cryptography.
@@ -256,10 +258,11 @@ impl Outcome {
     }
 }
 
-/// Runs both setups for half of `config.secs` each.
+/// Runs both setups for half of `config.secs` each (or the one-relay setup for all of it).
 pub fn run(config: &Config) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
-    let phase_secs = (config.secs / 2).max(10);
+    let setups = if config.one_relay_only { 1 } else { 2 };
+    let phase_secs = (config.secs / setups).max(10);
     outcome.line(format!(
         "Soak: {} s per setup, {} members at once in rooms of 2 to 6, sockets living {}–{} s; \
          exits: 45 % Close, 35 % drop and resume, 20 % drop for good; relay --hold-secs {} \
@@ -308,6 +311,9 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
         }];
         runtime.block_on(soak(config, "one", &watched, phase_secs, &mut outcome))?;
         relay.stop()?;
+    }
+    if config.one_relay_only {
+        return Ok(outcome);
     }
 
     outcome.line("");
