@@ -11,5 +11,6 @@ pub mod load;
 pub mod procfs;
 pub mod relay;
 pub mod report;
+pub mod soak;
 pub mod tls;
 pub mod workload;

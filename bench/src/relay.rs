@@ -167,8 +167,6 @@ impl RelayProcess {
                     "0",
                     "--dist",
                     "/nonexistent",
-                    "--room-capacity",
-                    "2",
                 ],
                 None,
             ),
@@ -184,6 +182,10 @@ impl RelayProcess {
         };
         let mut args = args;
         if kind == RelayKind::Ours {
+            // Pairs by default; `extra` may say otherwise (the relay takes each flag once).
+            if !extra.contains(&"--room-capacity") {
+                args.extend_from_slice(&["--room-capacity", "2"]);
+            }
             args.extend_from_slice(extra);
         }
         let logs = setup.work_dir.join("logs");
