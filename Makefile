@@ -4,12 +4,14 @@
 #               calls (Chromium, Firefox ESR and both together), calls across network namespaces
 #               (LAN, two NATs and TURN), benchmark smoke
 # And for working on the client: make dev (trunk serve with live reload beside the relay).
+#   make fuzz   every fuzz target (the parsers a stranger reaches) for FUZZ_S seconds each
+#               (default 600), printing executions and any failure; make test runs them briefly
 
 SHELL := /bin/bash
 CHROMEDRIVER ?= /usr/bin/chromedriver
 export CHROMEDRIVER
 
-.PHONY: run test dev setup setup-test client lint test-native test-lab test-browser bench-smoke bench
+.PHONY: run test dev setup setup-test client lint test-native test-lab test-browser bench-smoke bench fuzz
 
 run: setup client
 	@echo "[run] building and starting the relay (the first build takes a few minutes)"
@@ -66,3 +68,19 @@ bench-smoke:
 
 bench:
 	bench/run.sh
+
+# The fuzz targets (named fuzz_*; the fuzzing crate says how they run) for FUZZ_S seconds each
+# instead of their few hundred cases, one after another, on the debug build that test-native
+# builds anyway (the same commands, for the crates that have targets): overflow checks are on, so an overflow fails as a
+# panic. Each target prints its executions; a failure prints its minimal input and fails the run.
+FUZZ_S ?= 600
+FUZZ_CRATES = -p protocol -p server
+FUZZ_ARGS = fuzz_ -- --nocapture --test-threads=1
+fuzz:
+	@echo "[fuzz] every target for $(FUZZ_S) s"
+	cargo test $(FUZZ_CRATES) --no-run
+	cargo test -p client --lib --no-run
+	@log=$$(mktemp); set -o pipefail; \
+	{ FUZZ_S=$(FUZZ_S) cargo test $(FUZZ_CRATES) --offline $(FUZZ_ARGS) && \
+	  FUZZ_S=$(FUZZ_S) cargo test -p client --lib --offline $(FUZZ_ARGS); } 2>&1 | tee $$log; \
+	status=$$?; echo "[fuzz] summary:"; grep '^fuzz ' $$log; rm -f $$log; exit $$status
