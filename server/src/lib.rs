@@ -10,6 +10,8 @@ mod backplane;
 mod banner;
 mod connection;
 mod expiry;
+#[cfg(test)]
+mod fuzz;
 mod host;
 mod http;
 mod ice;
