@@ -83,4 +83,4 @@ fuzz:
 	@log=$$(mktemp); set -o pipefail; \
 	{ FUZZ_S=$(FUZZ_S) cargo test $(FUZZ_CRATES) --offline $(FUZZ_ARGS) && \
 	  FUZZ_S=$(FUZZ_S) cargo test -p client --lib --offline $(FUZZ_ARGS); } 2>&1 | tee $$log; \
-	status=$$?; echo "[fuzz] summary:"; grep '^fuzz ' $$log; rm -f $$log; exit $$status
+	status=$$?; echo "[fuzz] summary:"; grep -o 'fuzz [a-z-]*: .*' $$log; rm -f $$log; exit $$status

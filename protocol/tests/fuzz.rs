@@ -181,6 +181,16 @@ fn fuzz_client_requests() {
             (Ok(request), Ok(msg)) => check(request == Request::from(msg.clone()), || {
                 format!("read as {request:?}, but ClientMsg reads {msg:?}")
             }),
+            // Known difference, found by this target: ClientMsg buffers the object before it
+            // reads it, one level deeper than the envelope, so a signal with an unknown field
+            // nested right at serde_json's limit of 128 levels is forwarded by the fast path
+            // (as a well-formed signal, without that field) and refused as invalid JSON by
+            // ClientMsg. Harmless, and kept as `a_signal_nested_at_the_limit` below.
+            (Ok(Request::Relay { .. }), Err(protocol::ParseError::InvalidJson(why)))
+                if why.contains("recursion limit") =>
+            {
+                Ok(())
+            }
             (request, typed) => check(false, || {
                 format!("the fast path says {request:?}, ClientMsg says {typed:?}")
             }),
@@ -267,4 +277,30 @@ fn fuzz_server_round_trip() {
             format!("{text} read by the browser as {js:?}")
         })
     });
+}
+
+/// What fuzzing found: a signal whose unknown field is nested 127 deep. The fast path forwards
+/// it; ClientMsg alone would refuse it at serde_json's recursion limit.
+#[test]
+fn a_signal_nested_at_the_limit() {
+    let text = format!(
+        r#"{{"join":{}null],null{},"sdp":"","type":"offer"}}"#,
+        "[".repeat(127),
+        "]".repeat(126)
+    );
+    assert!(matches!(
+        ClientMsg::parse(&text),
+        Err(protocol::ParseError::InvalidJson(why)) if why.contains("recursion limit")
+    ));
+    let Ok(Request::Relay { to: None, signal }) = Request::parse(&text) else {
+        panic!("the fast path forwards it");
+    };
+    assert_eq!(
+        ServerMsg::parse(&signal.stamped(PeerId(1), None)),
+        Ok(ServerMsg::Offer {
+            from: PeerId(1),
+            from_name: None,
+            sdp: String::new()
+        })
+    );
 }
