@@ -5,6 +5,8 @@
 #               (LAN, two NATs and TURN), benchmark smoke, a 60-s soak
 #   make soak   rooms churning through one relay and two on Redis for 30 min (SOAK_S=seconds),
 #               watched for leaks and lost signals; the run is appended to docs/soak.md
+#   make fuzz   every fuzz target (the parsers a stranger reaches) for FUZZ_S seconds each
+#               (default 600), printing executions and any failure; make test runs them briefly
 # And for working on the client: make dev (trunk serve with live reload beside the relay).
 
 SHELL := /bin/bash
@@ -12,7 +14,7 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 export CHROMEDRIVER
 
 .PHONY: run test dev setup setup-test client lint test-native test-lab test-browser bench-smoke bench \
-	soak-smoke soak
+	soak-smoke soak fuzz
 
 run: setup client
 	@echo "[run] building and starting the relay (the first build takes a few minutes)"
@@ -84,3 +86,19 @@ soak-smoke:
 soak:
 	cargo build --release -p server -p bench
 	"$${CARGO_TARGET_DIR:-target}/release/soak" --secs $(SOAK_S) --record docs/soak.md
+
+# The fuzz targets (named fuzz_*; the fuzzing crate says how they run) for FUZZ_S seconds each
+# instead of their few hundred cases, one after another, on the debug build that test-native
+# builds anyway (the same commands, for the crates that have targets): overflow checks are on, so an overflow fails as a
+# panic. Each target prints its executions; a failure prints its minimal input and fails the run.
+FUZZ_S ?= 600
+FUZZ_CRATES = -p protocol -p server
+FUZZ_ARGS = fuzz_ -- --nocapture --test-threads=1
+fuzz:
+	@echo "[fuzz] every target for $(FUZZ_S) s"
+	cargo test $(FUZZ_CRATES) --no-run
+	cargo test -p client --lib --no-run
+	@log=$$(mktemp); set -o pipefail; \
+	{ FUZZ_S=$(FUZZ_S) cargo test $(FUZZ_CRATES) --offline $(FUZZ_ARGS) && \
+	  FUZZ_S=$(FUZZ_S) cargo test -p client --lib --offline $(FUZZ_ARGS); } 2>&1 | tee $$log; \
+	status=$$?; echo "[fuzz] summary:"; grep -o 'fuzz [a-z-]*: .*' $$log; rm -f $$log; exit $$status

@@ -202,3 +202,101 @@ mod tests {
         );
     }
 }
+
+/// Fuzz targets for the frames a peer sends on the data channel (see the `fuzzing` crate for
+/// how they run). They read each frame through both views of a parsed document: serde_json's,
+/// as the tests above do, and a model of the browser's `JSON.parse`, whose numbers are
+/// JavaScript numbers.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod fuzz {
+    use fuzzing::{check, json_frames, proptest::prelude::*, run, JsModel};
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Cases per target in `cargo test`: about a second each in a debug build.
+    const CASES: u32 = 300;
+
+    /// Valid frames: messages, with times a JavaScript number holds, and media states.
+    fn frames() -> impl Strategy<Value = Value> {
+        let text =
+            prop_oneof![3 => "[ -~]{0,20}", 1 => any::<String>(), 1 => fuzzing::awkward_string()];
+        let chat = (text, 0u64..=(1 << 53)).prop_map(|(text, at)| {
+            serde_json::from_str(&encode(&text, at)).expect("our own frame is JSON")
+        });
+        let media = (any::<bool>(), any::<bool>()).prop_map(|(muted, camera_off)| {
+            serde_json::from_str(&encode_media(MediaState { muted, camera_off }))
+                .expect("our own frame is JSON")
+        });
+        prop_oneof![chat, media]
+    }
+
+    /// A message taken in is one the person could have typed here: [`compose`] leaves it as it
+    /// is.
+    fn as_if_typed(frame: &Result<Frame, ChatError>) -> Result<(), TestCaseError> {
+        if let Ok(Frame::Chat(wire)) = frame {
+            let again = compose(&wire.text);
+            check(again.as_ref() == Ok(&wire.text), || {
+                format!("{:?} taken in, but typed here it is {again:?}", wire.text)
+            })?;
+            check(wire.at <= 1 << 53, || format!("a time of {}", wire.at))?;
+        }
+        Ok(())
+    }
+
+    /// Whatever a peer sends is taken in as a message or a media state or refused with its
+    /// reason, the same on both views, and a message taken in is one that could have been typed.
+    #[test]
+    fn fuzz_chat_frames() {
+        run("chat-frames", CASES, json_frames(frames()), |text| {
+            // Not JSON: the page's `JSON.parse` throws and the frame is refused before this.
+            let Ok(doc) = serde_json::from_str::<Value>(&text) else {
+                return Ok(());
+            };
+            let serde = decode(&doc);
+            let js = decode(JsModel(&doc));
+            if serde.is_ok() {
+                check(js == serde, || {
+                    format!("serde_json reads {serde:?}, the browser {js:?}")
+                })?;
+            }
+            as_if_typed(&serde)?;
+            as_if_typed(&js)
+        });
+    }
+
+    /// What one side sends, the other reads as it was sent, on both views.
+    #[test]
+    fn fuzz_chat_round_trip() {
+        let typed = prop_oneof![3 => "[ -~\\t\\n]{0,30}", 2 => any::<String>(), 1 => fuzzing::awkward_string()];
+        let cases = (typed, 0u64..=(1 << 53), any::<bool>(), any::<bool>());
+        run(
+            "chat-round-trip",
+            CASES,
+            cases,
+            |(typed, at, muted, camera_off)| {
+                let media = MediaState { muted, camera_off };
+                let frame = encode_media(media);
+                let doc: Value = serde_json::from_str(&frame).expect("our own frame is JSON");
+                check(decode(&doc) == Ok(Frame::Media(media)), || frame.clone())?;
+                check(decode(JsModel(&doc)) == Ok(Frame::Media(media)), || {
+                    frame.clone()
+                })?;
+                let Ok(text) = compose(&typed) else {
+                    return Ok(());
+                };
+                let frame = encode(&text, at);
+                let doc: Value = serde_json::from_str(&frame).expect("our own frame is JSON");
+                let sent = Ok(Frame::Chat(Wire { text, at }));
+                let serde = decode(&doc);
+                check(serde == sent, || {
+                    format!("{typed:?} sent as {frame}, read as {serde:?}")
+                })?;
+                let js = decode(JsModel(&doc));
+                check(js == sent, || {
+                    format!("{typed:?} sent as {frame}, read as {js:?}")
+                })
+            },
+        );
+    }
+}

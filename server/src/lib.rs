@@ -11,6 +11,8 @@ mod backplane;
 mod banner;
 mod connection;
 mod expiry;
+#[cfg(test)]
+mod fuzz;
 mod headers;
 mod host;
 mod http;

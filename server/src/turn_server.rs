@@ -24,6 +24,8 @@
 //! sockets.
 
 mod conn;
+#[cfg(test)]
+mod fuzz;
 pub mod policy;
 mod tcp;
 

@@ -215,7 +215,10 @@ impl State {
         if datagram.first().is_some_and(|b| b & 0xc0 == 0x40) {
             return Verdict::Pass;
         }
-        if !stun::message::is_message(datagram) {
+        // The crate's check looks at the magic cookie only: a STUN message's first two bits
+        // are zero too (RFC 5389 6), and what starts with 1 is neither STUN nor ChannelData
+        // (RFC 5766 11: channel numbers 0x8000 and up are reserved). Found by fuzzing.
+        if datagram.first().is_some_and(|b| b & 0xc0 != 0) || !stun::message::is_message(datagram) {
             return Verdict::Drop;
         }
         if datagram.starts_with(&[0x00, 0x01]) {

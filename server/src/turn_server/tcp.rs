@@ -57,7 +57,7 @@ pub(crate) enum FrameError {
 
 /// Reads one frame: a STUN message (20-byte header plus its length) or ChannelData (4-byte
 /// header plus its length, padded to 4 bytes).
-async fn read_frame(reader: &mut Reader, max: usize) -> Result<Vec<u8>, FrameError> {
+pub(super) async fn read_frame(reader: &mut Reader, max: usize) -> Result<Vec<u8>, FrameError> {
     let mut header = [0u8; 4];
     tokio::time::timeout(IDLE_TIMEOUT, reader.read_exact(&mut header[..1]))
         .await
@@ -84,7 +84,7 @@ async fn read_frame(reader: &mut Reader, max: usize) -> Result<Vec<u8>, FrameErr
 }
 
 /// The halves of a TURN connection: TCP, or TLS on the https port.
-type Reader = Box<dyn AsyncRead + Send + Unpin>;
+pub(super) type Reader = Box<dyn AsyncRead + Send + Unpin>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// One TURN connection, as the crate's socket.
