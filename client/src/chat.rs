@@ -52,14 +52,16 @@ pub struct Wire {
     pub at: u64,
 }
 
-/// What the person typed, made ready to send: trimmed, control characters other than line
-/// breaks and tabs taken out, within [`MAX_CHARS`].
+/// What the person typed, made ready to send: control characters other than line breaks and
+/// tabs taken out, then trimmed (in that order, so that composing it again changes nothing:
+/// a control character no longer hides the spaces before it from the trim), within
+/// [`MAX_CHARS`].
 pub fn compose(typed: &str) -> Result<String, ChatError> {
-    let text: String = typed
-        .trim()
+    let kept: String = typed
         .chars()
         .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
         .collect();
+    let text = kept.trim().to_owned();
     let chars = text.chars().count();
     if chars == 0 {
         return Err(ChatError::Empty);
@@ -153,6 +155,15 @@ mod tests {
         assert!(ChatError::TooLong(2001)
             .to_string()
             .contains("limit is 2000"));
+    }
+
+    #[test]
+    fn composing_twice_changes_nothing() {
+        // The inputs the fuzz targets chat-frames and chat-round-trip found.
+        for typed in ["/\u{2028}\u{7f}", "\u{7f}\t\u{fffd}", " a \u{7f}"] {
+            let once = compose(typed).expect("text is left");
+            assert_eq!(compose(&once), Ok(once.clone()), "{typed:?}");
+        }
     }
 
     #[test]
