@@ -169,6 +169,39 @@ impl TurnRelay {
         self.client_on(socket, username, password).await
     }
 
+    /// A TURN client on `local_ip` with the credentials a page was handed.
+    async fn client_as(&self, local_ip: &str, turn: &Credentials) -> Client {
+        self.client(local_ip, &turn.username, &turn.password).await
+    }
+
+    /// `count` allocations from `local_ip` (kept in `held`, with their clients), then one more
+    /// that is refused with 486 (Allocation Quota Reached).
+    async fn allocate_up_to_486(
+        &self,
+        local_ip: &str,
+        turn: &Credentials,
+        count: usize,
+        held: &mut Vec<(Client, Box<dyn Conn + Send + Sync>)>,
+    ) {
+        for _ in 0..count {
+            let client = self.client_as(local_ip, turn).await;
+            let relayed = allocate(&client).await.expect("within the quota");
+            held.push((client, Box::new(relayed)));
+        }
+        let over = self.client_as(local_ip, turn).await;
+        let refused = allocate(&over).await.err().expect("over the quota");
+        assert!(refused.to_string().contains("486"), "{local_ip}: {refused}");
+    }
+
+    /// Two clients on 127.0.0.1 with `turn`'s credentials, each with an allocation.
+    async fn two_allocations(&self, turn: &Credentials) -> (Client, Client, [impl Conn; 2]) {
+        let a = self.client_as("127.0.0.1", turn).await;
+        let b = self.client_as("127.0.0.1", turn).await;
+        let ra = allocate(&a).await.expect("allocates");
+        let rb = allocate(&b).await.expect("allocates");
+        (a, b, [ra, rb])
+    }
+
     /// A TURN client on `socket` (which the test may write to itself).
     async fn client_on(&self, socket: Arc<UdpSocket>, username: &str, password: &str) -> Client {
         let client = Client::new(ClientConfig {
@@ -254,14 +287,7 @@ async fn two_allocations_relay_to_each_other_on_credentials_the_relay_minted() {
         ]
     );
 
-    let a = relay
-        .client("127.0.0.1", &turn.username, &turn.password)
-        .await;
-    let b = relay
-        .client("127.0.0.1", &turn.username, &turn.password)
-        .await;
-    let ra = allocate(&a).await.expect("allocates");
-    let rb = allocate(&b).await.expect("allocates");
+    let (_a, _b, [ra, rb]) = relay.two_allocations(&turn).await;
     for relayed in [&ra, &rb] {
         let addr = relayed.local_addr().expect("an address");
         assert_eq!(addr.ip().to_string(), "127.0.0.1");
@@ -314,9 +340,7 @@ async fn loopback_and_private_peers_are_refused_and_nothing_reaches_them() {
 
     // With a permission for 127.0.0.1 that another allocation there justifies, the listener's
     // port on the same address is still out of reach: through a Send indication or a channel.
-    let d = relay
-        .client("127.0.0.1", &turn.username, &turn.password)
-        .await;
+    let d = relay.client_as("127.0.0.1", &turn).await;
     let rd = allocate(&d).await.expect("allocates");
     assert_two_allocations_talk(&rc, &rd).await;
     for _ in 0..10 {
@@ -366,9 +390,7 @@ async fn wrong_malformed_and_expired_credentials_are_refused() {
             "{username} allocated with bad credentials"
         );
     }
-    let good = relay
-        .client("127.0.0.1", &turn.username, &turn.password)
-        .await;
+    let good = relay.client_as("127.0.0.1", &turn).await;
     allocate(&good).await.expect("the right ones allocate");
 
     let metrics = relay.metrics().await;
@@ -451,41 +473,23 @@ async fn garbage_and_a_flood_from_one_address_leave_the_others_working() {
     // Authenticated allocations from 127.0.0.2 up to the per-address quota, then 486.
     let (_flooder_ws, flooder) = relay.credentials("turn-flood").await;
     let mut held = Vec::new();
-    let mut clients = Vec::new();
-    for _ in 0..quota.per_source {
-        let client = relay
-            .client("127.0.0.2", &flooder.username, &flooder.password)
-            .await;
-        held.push(allocate(&client).await.expect("within the quota"));
-        clients.push(client);
-    }
-    let over = relay
-        .client("127.0.0.2", &flooder.username, &flooder.password)
+    relay
+        .allocate_up_to_486("127.0.0.2", &flooder, quota.per_source, &mut held)
         .await;
-    let refused = allocate(&over).await.err().expect("over the quota");
-    assert!(refused.to_string().contains("486"), "{refused}");
     // The same user from another address, up to the per-user quota.
-    for _ in quota.per_source..quota.per_user {
-        let client = relay
-            .client("127.0.0.4", &flooder.username, &flooder.password)
-            .await;
-        held.push(allocate(&client).await.expect("within the user's quota"));
-        clients.push(client);
-    }
-    let over = relay
-        .client("127.0.0.4", &flooder.username, &flooder.password)
+    relay
+        .allocate_up_to_486(
+            "127.0.0.4",
+            &flooder,
+            quota.per_user - quota.per_source,
+            &mut held,
+        )
         .await;
-    let refused = allocate(&over).await.err().expect("over the user's quota");
-    assert!(refused.to_string().contains("486"), "{refused}");
 
     // Somebody else still allocates and relays, and STUN is still answered.
     let (_ws, turn) = relay.credentials("turn-others").await;
-    let a = relay
-        .client("127.0.0.1", &turn.username, &turn.password)
-        .await;
-    let b = relay
-        .client("127.0.0.1", &turn.username, &turn.password)
-        .await;
+    let a = relay.client_as("127.0.0.1", &turn).await;
+    let b = relay.client_as("127.0.0.1", &turn).await;
     let mapped = tokio::time::timeout(RECV_TIMEOUT, a.send_binding_request())
         .await
         .expect("in time")
@@ -667,14 +671,7 @@ async fn a_tcp_connection_that_stalls_or_sends_garbage_ends_alone() {
         .expect("answered over TCP");
     binding_over_tcp(&mut fine).await.expect("and again");
     let (_ws, turn) = relay.credentials("turn-tcp-others").await;
-    let a = relay
-        .client("127.0.0.1", &turn.username, &turn.password)
-        .await;
-    let b = relay
-        .client("127.0.0.1", &turn.username, &turn.password)
-        .await;
-    let ra = allocate(&a).await.expect("allocates");
-    let rb = allocate(&b).await.expect("allocates");
+    let (_a, _b, [ra, rb]) = relay.two_allocations(&turn).await;
     assert_two_allocations_talk(&ra, &rb).await;
     // Still open: a stalled frame is given up on after its time-out, not at once.
     drop(stalled);
