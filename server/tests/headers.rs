@@ -16,6 +16,10 @@ use tokio::{
 };
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+mod common;
+
+use common::http::Response;
+
 /// How long a response may take before the test fails instead of hanging.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -84,15 +88,15 @@ impl Relay {
     }
 }
 
-/// What a GET got back.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+/// What the tests read of a response.
+trait Headers {
+    /// Every value of the header `name`.
+    fn all(&self, name: &str) -> Vec<&str>;
+    /// The one value of the header `name`, failing if there is none or more than one.
+    fn header(&self, name: &str) -> &str;
 }
 
-impl Response {
-    /// Every value of the header `name`.
+impl Headers for Response {
     fn all(&self, name: &str) -> Vec<&str> {
         self.headers
             .iter()
@@ -101,7 +105,6 @@ impl Response {
             .collect()
     }
 
-    /// The one value of the header `name`, failing if there is none or more than one.
     fn header(&self, name: &str) -> &str {
         match self.all(name)[..] {
             [value] => value,
@@ -112,36 +115,7 @@ impl Response {
 
 /// `GET path` with `Accept-Encoding: identity`, so that the body reads as sent.
 async fn get(addr: SocketAddr, path: &str) -> Response {
-    let mut stream = TcpStream::connect(addr).await.expect("connects");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: identity\r\n\
-         Connection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("sends");
-    let mut raw = Vec::new();
-    tokio::time::timeout(RESPONSE_TIMEOUT, stream.read_to_end(&mut raw))
-        .await
-        .expect("the response arrives in time")
-        .expect("reads");
-    let text = String::from_utf8(raw).expect("a text response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').expect("a header line");
-            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
-        })
-        .collect();
-    Response {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
+    common::http::get_with(addr, path, "Accept-Encoding: identity\r\n").await
 }
 
 /// A temporary client directory holding `index.html` and the files it names.

@@ -6,7 +6,6 @@
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
-    time::Duration,
 };
 
 use axum::{
@@ -15,15 +14,11 @@ use axum::{
     http::{header, Request, StatusCode},
 };
 use server::{MetricsAccess, MetricsToken};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-};
+use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower_service::Service;
 
-/// How long a response may take before the test fails instead of hanging.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+mod common;
 
 const TOKEN: &str = "a-long-random-scrape-token";
 
@@ -133,20 +128,7 @@ async fn relay(access: MetricsAccess) -> (SocketAddr, DropGuard) {
 
 /// The status of `GET /metrics` over a real connection, with `extra` header lines.
 async fn status(addr: SocketAddr, extra: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).await.expect("connects");
-    let request =
-        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n");
-    stream.write_all(request.as_bytes()).await.expect("sends");
-    let mut raw = Vec::new();
-    tokio::time::timeout(RESPONSE_TIMEOUT, stream.read_to_end(&mut raw))
-        .await
-        .expect("the response arrives in time")
-        .expect("reads");
-    let text = String::from_utf8_lossy(&raw);
-    text.split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad response {text:?}"))
+    common::http::get_with(addr, "/metrics", extra).await.status
 }
 
 #[tokio::test]

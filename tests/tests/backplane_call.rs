@@ -27,6 +27,8 @@ const SETTLE: Duration = Duration::from_secs(15);
 #[path = "../../server/tests/common/redis.rs"]
 mod redis;
 use redis::Redis;
+// Shared with the relay's tests, which read the headers this test has no use for.
+#[allow(dead_code)]
 #[path = "../../server/tests/common/http.rs"]
 mod http;
 use http::get;

@@ -12,10 +12,27 @@ use tokio::{
 /// How long a response may take before the test fails instead of hanging.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A response as the tests read it.
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The header lines, names in lower case, in the order sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, as sent (ask for `Accept-Encoding: identity` to keep it uncompressed).
+    pub body: String,
+}
+
 /// Sends `GET path` over a fresh connection and returns the status and the body.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let response = get_with(addr, path, "").await;
+    (response.status, response.body)
+}
+
+/// Sends `GET path` with the header lines `extra` (each ending in CRLF) over a fresh connection.
+pub async fn get_with(addr: SocketAddr, path: &str, extra: &str) -> Response {
     let mut stream = TcpStream::connect(addr).await.expect("connects");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n");
     stream
         .write_all(request.as_bytes())
         .await
@@ -27,10 +44,21 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         .expect("reads the response");
     let text = String::from_utf8(raw).expect("a text response");
     let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("bad response {head:?}"));
-    (status, body.to_owned())
+    let headers = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect("a header line");
+            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
 }
