@@ -14,7 +14,7 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt};
@@ -346,9 +346,7 @@ pub async fn ws_handler(
         }
     };
     // The relay's own STUN server is handed out under the name the page used to reach us.
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
+    let host = crate::host::host_header(&headers)
         .and_then(url_host)
         .map(str::to_owned);
     let config = WebSocketConfig::default()

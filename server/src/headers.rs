@@ -177,10 +177,7 @@ pub(crate) async fn add(
     request: Request,
     next: Next,
 ) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
+    let host = crate::host::host_header(request.headers())
         .and_then(socket_host)
         .map(str::to_owned);
     let mut response = next.run(request).await;

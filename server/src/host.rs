@@ -3,6 +3,13 @@
 
 use std::net::Ipv6Addr;
 
+use axum::http::{header, HeaderMap};
+
+/// The `Host` header's text, if there is one and it is visible ASCII.
+pub(crate) fn host_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::HOST).and_then(|h| h.to_str().ok())
+}
+
 /// `host` of `host:port`, `[v6]` of `[v6]:port`; the authority itself when it has no port.
 pub(crate) fn hostname(authority: &str) -> &str {
     if let Some(end) = authority.find(']') {

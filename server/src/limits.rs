@@ -141,10 +141,7 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
             .iter()
             .any(|a| a == "*" || a.eq_ignore_ascii_case(origin));
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
+    let host = crate::host::host_header(headers).unwrap_or_default();
     let origin_host = origin
         .split_once("://")
         .map_or("", |(_, authority)| authority);

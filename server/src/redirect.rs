@@ -55,10 +55,7 @@ pub(crate) async fn to_https(
     request: Request,
     next: Next,
 ) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
+    let host = crate::host::host_header(request.headers());
     let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let location = redirect_target(addr.ip(), host, path_and_query, tls_port)
         .and_then(|target| HeaderValue::from_str(&target).ok());
