@@ -124,6 +124,7 @@ struct Stats {
     round_trips: AtomicU64,
     round_trip_micros: AtomicU64,
     reaped: AtomicU64,
+    bounced: AtomicU64,
 }
 
 /// Why an operation did not go through.
@@ -305,6 +306,18 @@ impl Backplane {
         &self,
         room: &str,
         index: bool,
+        change: impl FnMut(&mut Room, u64) -> Result<(T, Deliveries), Refusal>,
+    ) -> Result<T, Failure> {
+        self.update_from(room, index, None, change).await
+    }
+
+    /// [`Backplane::update`] for messages `from` a peer of this instance: each carries its
+    /// sender, so that the instance of an addressee who has just gone can tell the sender so.
+    async fn update_from<T>(
+        &self,
+        room: &str,
+        index: bool,
+        from: Option<PeerId>,
         mut change: impl FnMut(&mut Room, u64) -> Result<(T, Deliveries), Refusal>,
     ) -> Result<T, Failure> {
         let mut conn = self.connection()?;
@@ -359,9 +372,13 @@ impl Backplane {
                 let Some(member) = state.member(*to) else {
                     continue;
                 };
+                let payload = match from {
+                    Some(from) => format!("{to}/{from}/{} {text}", self.instance),
+                    None => format!("{to} {text}"),
+                };
                 invocation
                     .arg(self.channel_of(&member.instance))
-                    .arg(format!("{to} {text}"));
+                    .arg(payload);
                 published += 1;
             }
             let done: i64 = self.timed(invocation.invoke_async(&mut conn)).await?;
@@ -589,7 +606,7 @@ impl Backplane {
         }
         // `Ok(bytes)` delivered, `Err(number)` held.
         let route: Result<usize, u64> = self
-            .update(&room, false, |state, now| {
+            .update_from(&room, false, Some(from), |state, now| {
                 Ok(match state.relay(from, to, &signal, || now)? {
                     Route::Deliver(target, text) => (Ok(text.len()), vec![(target, text)]),
                     Route::Held(number, _) => (Err(number), Vec::new()),
@@ -951,19 +968,53 @@ impl Backplane {
         }
     }
 
-    /// One published message: `ID TEXT`.
-    fn on_message(&self, payload: &[u8]) {
+    /// One published message: `TO TEXT`, or `TO/FROM/INSTANCE TEXT` for a signal from peer
+    /// `FROM` of instance `INSTANCE`. A signal whose addressee is no longer here (it left, or
+    /// its connection is closing, after the sender's relay published it) is not dropped: its
+    /// sender is told, as a single relay tells it (`no-peer`).
+    fn on_message(self: &Arc<Self>, payload: &[u8]) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let parsed = std::str::from_utf8(payload).ok().and_then(|text| {
-            let (id, text) = text.split_once(' ')?;
-            Some((PeerId(id.parse().ok()?), text))
-        });
-        let Some((id, text)) = parsed else {
+        let parsed = std::str::from_utf8(payload).ok().and_then(parse_payload);
+        let Some(Published { to, sender, text }) = parsed else {
             tracing::warn!("backplane: a message that is not ours on our channel");
             return;
         };
-        if let Some(mailbox) = self.mailbox_of(id) {
-            mailbox.deliver(text.to_owned());
+        let delivered = self
+            .mailbox_of(to)
+            .is_some_and(|mailbox| mailbox.deliver(text.to_owned()));
+        if let (false, Some((from, instance))) = (delivered, sender) {
+            let this = Arc::clone(self);
+            let instance = instance.to_owned();
+            tokio::spawn(async move { this.bounce(from, &instance, to).await });
+        }
+    }
+
+    /// Tells peer `from` (of `instance`) that its signal found `to` gone.
+    async fn bounce(&self, from: PeerId, instance: &str, to: PeerId) {
+        self.stats.bounced.fetch_add(1, Ordering::Relaxed);
+        let refusal = Refusal::new(
+            ErrorKind::NoPeer,
+            format!("peer {to} left before your message reached it"),
+        );
+        let text = refusal.to_msg().to_json();
+        if instance == self.instance {
+            if let Some(mailbox) = self.mailbox_of(from) {
+                mailbox.deliver(text);
+            }
+            return;
+        }
+        let published = match self.connection() {
+            Ok(mut conn) => {
+                self.timed(
+                    conn.publish::<_, _, i64>(self.channel_of(instance), format!("{from} {text}")),
+                )
+                .await
+            }
+            Err(err) => Err(err),
+        };
+        if let Err(err) = published {
+            // Redis is away: the sender's relay refuses its signals until it is back.
+            tracing::warn!(?err, %from, %to, "backplane: could not tell a sender its addressee left");
         }
     }
 
@@ -1040,6 +1091,12 @@ impl Backplane {
             "Instances this one found gone and whose peers it let resume elsewhere.",
             get(&self.stats.reaped).to_string(),
         );
+        metric(
+            "relay_backplane_bounced_total",
+            "counter",
+            "Signals whose addressee had gone by the time they reached its instance: their senders got no-peer.",
+            get(&self.stats.bounced).to_string(),
+        );
         let seconds = get(&self.stats.round_trip_micros) as f64 / 1e6;
         let _ = write!(
             out,
@@ -1049,5 +1106,57 @@ impl Backplane {
              relay_backplane_round_trip_seconds_count {}\n",
             get(&self.stats.round_trips)
         );
+    }
+}
+
+/// A message read from an instance's channel.
+#[derive(Debug, PartialEq, Eq)]
+struct Published<'a> {
+    to: PeerId,
+    /// The sender of a signal, and the instance holding its connection.
+    sender: Option<(PeerId, &'a str)>,
+    text: &'a str,
+}
+
+/// Splits a published message into its addressee, its sender if it carries one, and its text.
+fn parse_payload(payload: &str) -> Option<Published<'_>> {
+    let (address, text) = payload.split_once(' ')?;
+    let mut parts = address.splitn(3, '/');
+    let to = PeerId(parts.next()?.parse().ok()?);
+    let sender = match (parts.next(), parts.next()) {
+        (None, _) => None,
+        (Some(from), Some(instance)) if !instance.is_empty() => {
+            Some((PeerId(from.parse().ok()?), instance))
+        }
+        _ => return None,
+    };
+    Some(Published { to, sender, text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_their_addressee_and_maybe_their_sender() {
+        assert_eq!(
+            parse_payload(r#"7 {"type":"peer-left"}"#),
+            Some(Published {
+                to: PeerId(7),
+                sender: None,
+                text: r#"{"type":"peer-left"}"#
+            })
+        );
+        assert_eq!(
+            parse_payload(r#"7/3/ab12 {"type":"offer"}"#),
+            Some(Published {
+                to: PeerId(7),
+                sender: Some((PeerId(3), "ab12")),
+                text: r#"{"type":"offer"}"#
+            })
+        );
+        for bad in ["7", "x {}", "7/3 {}", "7/x/ab {}", "7/3/ {}", ""] {
+            assert_eq!(parse_payload(bad), None, "{bad:?}");
+        }
     }
 }

@@ -309,8 +309,13 @@ impl Registry {
                 let mailbox = state.peers.get(&target).map(|peer| peer.mailbox.clone());
                 drop(guard);
                 let bytes = text.len();
-                if let Some(mailbox) = mailbox {
-                    mailbox.deliver(text);
+                // A peer whose connection is closing (it left, or its socket broke) takes
+                // nothing more: its sender hears so rather than nothing.
+                if !mailbox.is_some_and(|mailbox| mailbox.deliver(text)) {
+                    return Err(Refusal::new(
+                        ErrorKind::NoPeer,
+                        format!("peer {target} left before your message reached it"),
+                    ));
                 }
                 Ok(Relayed::Delivered(bytes))
             }

@@ -10,7 +10,9 @@ use futures_util::SinkExt;
 use protocol::{ClientMsg, ErrorKind, PeerId, PeerInfo, ServerMsg};
 use server::{BackplaneConfig, Limits};
 use tokio::{net::TcpStream, time::Instant};
-use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{
+    connect_async_with_config, tungstenite::Message, MaybeTlsStream, WebSocketStream,
+};
 use tokio_util::sync::CancellationToken;
 
 mod common;
@@ -96,8 +98,9 @@ impl Instance {
         self.wait_for_health(200).await;
     }
 
+    /// A WebSocket to the instance, with Nagle off as browsers have it (signals go out at once).
     async fn connect(&self) -> Ws {
-        let (ws, _) = connect_async(format!("ws://{}/ws", self.addr))
+        let (ws, _) = connect_async_with_config(format!("ws://{}/ws", self.addr), None, true)
             .await
             .expect("the WebSocket handshake succeeds");
         ws
@@ -307,6 +310,88 @@ async fn peers_on_two_instances_share_a_room_and_call() {
     let metrics = two.metrics().await;
     assert_eq!(metric(&metrics, "relay_peers"), 1.0);
     assert!(metric(&metrics, "relay_backplane_received_total") >= 22.0);
+}
+
+/// A signal that reaches its addressee's instance while the addressee says goodbye is read by
+/// the addressee before the relay's Close reply, or refused to its sender (`no-peer`): never
+/// dropped in between. Offers stream from one instance while the addressee closes on the other,
+/// round after round, so that some land in the moment between the goodbye and Redis hearing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_racing_a_goodbye_is_delivered_or_refused() {
+    use futures_util::StreamExt;
+    const ROUNDS: usize = 30;
+    const OFFERS: usize = 100;
+    let redis = Redis::start();
+    let (one, two) = (Instance::start(&redis).await, Instance::start(&redis).await);
+    let (mut delivered, mut refused) = (0, 0);
+    for round in 0..ROUNDS {
+        let room = format!("race-{round}");
+        let (mut a, _) = one.join_as(&room, "ann").await;
+        let (mut b, b_welcome) = two.join_as(&room, "bob").await;
+        let b_id = b_welcome.id;
+        assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+        let sender = tokio::spawn(async move {
+            for n in 0..OFFERS {
+                send(&mut a, &offer(Some(b_id), &format!("v=0 {n}"))).await;
+            }
+            send(&mut a, &ClientMsg::Ping).await;
+            a
+        });
+        // Goodbye part-way through the stream, a little later each round.
+        let goodbye = Instant::now() + Duration::from_millis(2 * (round as u64 % 20));
+        let (mut read, mut closing) = (0, false);
+        loop {
+            let frame = if closing {
+                tokio::time::timeout(RECV_TIMEOUT, b.next())
+                    .await
+                    .expect("the relay answers the goodbye in time")
+            } else if let Ok(frame) = tokio::time::timeout_at(goodbye, b.next()).await {
+                frame
+            } else {
+                b.close(None).await.expect("closes");
+                closing = true;
+                continue;
+            };
+            match frame {
+                Some(Ok(Message::Text(text))) => match common::parse_event(text.as_str()) {
+                    ServerMsg::Offer { .. } => read += 1,
+                    other => panic!("bob got {other:?}"),
+                },
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            }
+        }
+        let mut a = sender.await.expect("the sender finishes");
+        // Refusals come back after the pong when another instance sends them: wait for all.
+        let (mut errors, mut ponged) = (0, false);
+        while read + errors < OFFERS || !ponged {
+            let event = tokio::time::timeout(RECV_TIMEOUT / 2, recv(&mut a))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("round {round}: of {OFFERS} offers, {read} were read and {errors} refused: the rest were lost")
+                });
+            match event {
+                ServerMsg::Error {
+                    kind: ErrorKind::NoPeer,
+                    ..
+                } => errors += 1,
+                ServerMsg::Pong => ponged = true,
+                ServerMsg::PeerLeft { peer, .. } if peer == b_id => {}
+                other => panic!("ann got {other:?}"),
+            }
+        }
+        // Nothing more: no offer was both read and refused.
+        round_trip(&mut a).await;
+        assert_eq!(read + errors, OFFERS, "round {round}");
+        delivered += read;
+        refused += errors;
+    }
+    // The race was run, not skipped: both outcomes happened.
+    assert!(
+        delivered > 0 && refused > 0,
+        "{delivered} read, {refused} refused"
+    );
+    eprintln!("{delivered} offers read before the goodbye, {refused} refused after it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
