@@ -22,7 +22,7 @@ use std::{
     collections::HashMap,
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -48,28 +48,43 @@ const ID_BLOCK: u64 = 16;
 
 /// Checks the room's version; stores the new state (`-`: unchanged, empty: delete the room);
 /// adds the room to a set (the instance's rooms) if one is named; publishes the messages.
-/// Returns 1, or 0 if the room changed since it was loaded (nothing done).
+/// Returns `{1, ...}` with the (0-based) numbers of the messages nobody was subscribed to hear
+/// (their instance is gone), `{0}` if the room changed since it was loaded, or `{2}` if Redis
+/// runs it after `ARGV[5]` (its own clock, in microseconds): the relay gave up on it by then
+/// and told the client so, and a Redis that was paused or cut off must not carry it out late.
+/// Nothing is done in either of the last two cases.
 const COMMIT: &str = r"
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[5]) then return {2} end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if v ~= tonumber(ARGV[1]) then return 0 end
+if v ~= tonumber(ARGV[1]) then return {0} end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
 elseif ARGV[2] ~= '-' then
   redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
 end
 if ARGV[3] ~= '' then redis.call('SADD', ARGV[3], ARGV[4]) end
-for i = 5, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
-return 1
+local out = {1}
+for i = 6, #ARGV, 2 do
+  if redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) == 0 then out[#out + 1] = (i - 6) / 2 end
+end
+return out
 ";
 
 /// Takes a block of `ARGV[2]` ids from the counter, first raising it to at least `ARGV[1]` (the
-/// highest id the caller knows of). Returns the block's last id.
+/// highest id the caller knows of) and to Redis's clock in microseconds. Returns the block's
+/// last id. The clock is what keeps ids unique when Redis restarts empty: an instance that
+/// takes a block before the others have raised the counter past their own ids (the chaos run
+/// saw a `welcome` reach another peer of the same id) still starts above every id handed out
+/// before, unless the counter ran ahead of the clock (a million ids a second) or Redis came
+/// back on a clock that is behind. Ids stay exact in JavaScript (below 2^53) until 2255.
 const TAKE_IDS: &str = r"
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-local floor = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local floor = math.max(tonumber(ARGV[1]), tonumber(t[1]) * 1000000 + tonumber(t[2]))
 if cur < floor then cur = floor end
 cur = cur + tonumber(ARGV[2])
-redis.call('SET', KEYS[1], cur)
+redis.call('SET', KEYS[1], string.format('%d', cur))
 return cur
 ";
 
@@ -202,6 +217,8 @@ pub struct Backplane {
     ids: tokio::sync::Mutex<(u64, u64)>,
     /// The highest id this instance took from the counter.
     highest_id: AtomicU64,
+    /// Redis's clock minus ours, in microseconds, as the last heartbeat measured it.
+    clock_offset: AtomicI64,
     /// The heartbeat's last word: Redis answered.
     alive: AtomicBool,
     /// The subscriber listens on this instance's channel.
@@ -232,6 +249,13 @@ fn unix_millis() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
+fn unix_micros() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -246,6 +270,7 @@ impl Backplane {
             local: Mutex::default(),
             ids: tokio::sync::Mutex::new((1, 0)),
             highest_id: AtomicU64::new(0),
+            clock_offset: AtomicI64::new(0),
             alive: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             synced: AtomicBool::new(false),
@@ -308,18 +333,19 @@ impl Backplane {
         index: bool,
         change: impl FnMut(&mut Room, u64) -> Result<(T, Deliveries), Refusal>,
     ) -> Result<T, Failure> {
-        self.update_from(room, index, None, change).await
+        Ok(self.update_from(room, index, None, change).await?.0)
     }
 
     /// [`Backplane::update`] for messages `from` a peer of this instance: each carries its
     /// sender, so that the instance of an addressee who has just gone can tell the sender so.
+    /// Also returns the addressees whose instance nobody heard for (it died).
     async fn update_from<T>(
         &self,
         room: &str,
         index: bool,
         from: Option<PeerId>,
         mut change: impl FnMut(&mut Room, u64) -> Result<(T, Deliveries), Refusal>,
-    ) -> Result<T, Failure> {
+    ) -> Result<(T, Vec<PeerId>), Failure> {
         let mut conn = self.connection()?;
         let key = self.key(&["room", room]);
         let index_key = if index {
@@ -365,8 +391,9 @@ impl Backplane {
                 .arg(version.unwrap_or(0))
                 .arg(new)
                 .arg(&index_key)
-                .arg(room);
-            let mut published = 0;
+                .arg(room)
+                .arg(self.redis_deadline());
+            let mut addressees = Vec::new();
             for (to, text) in &deliveries {
                 // Addressees are members; one that is not (it went meanwhile) gets nothing.
                 let Some(member) = state.member(*to) else {
@@ -379,12 +406,23 @@ impl Backplane {
                 invocation
                     .arg(self.channel_of(&member.instance))
                     .arg(payload);
-                published += 1;
+                addressees.push(*to);
             }
-            let done: i64 = self.timed(invocation.invoke_async(&mut conn)).await?;
-            if done == 1 {
-                self.stats.published.fetch_add(published, Ordering::Relaxed);
-                return Ok(value);
+            let done: Vec<i64> = self.timed(invocation.invoke_async(&mut conn)).await?;
+            if done.first() == Some(&2) {
+                return Err(Failure::Redis(
+                    "Redis ran the update after its deadline".into(),
+                ));
+            }
+            if done.first() == Some(&1) {
+                let unheard = done[1..]
+                    .iter()
+                    .filter_map(|&n| addressees.get(usize::try_from(n).ok()?).copied())
+                    .collect();
+                self.stats
+                    .published
+                    .fetch_add(addressees.len() as u64, Ordering::Relaxed);
+                return Ok((value, unheard));
             }
             self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
         }
@@ -392,6 +430,15 @@ impl Backplane {
             ErrorKind::BackplaneUnavailable,
             "the room is changing too fast to join it right now: try again",
         )))
+    }
+
+    /// When an update sent now must have run, on Redis's clock (microseconds): once this
+    /// instance stops waiting for it, it must not happen.
+    fn redis_deadline(&self) -> i64 {
+        let ours = i64::try_from(unix_micros()).unwrap_or(i64::MAX);
+        let timeout = i64::try_from(self.config.timeout.as_micros()).unwrap_or(i64::MAX);
+        ours.saturating_add(self.clock_offset.load(Ordering::Relaxed))
+            .saturating_add(timeout)
     }
 
     /// A fresh peer id, unique across every instance on this Redis.
@@ -555,10 +602,19 @@ impl Backplane {
         else {
             return Ok(None);
         };
-        let alive: bool = self
-            .timed(conn.exists(self.key(&["alive", &holder.instance])))
+        // Its presence lasts a few heartbeats after a crash; its subscription ends with it.
+        let (alive, listeners): (bool, Vec<(String, u64)>) = self
+            .timed(
+                redis::pipe()
+                    .exists(self.key(&["alive", &holder.instance]))
+                    .cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(self.channel_of(&holder.instance))
+                    .query_async(&mut conn),
+            )
             .await?;
-        Ok((!alive).then(|| holder.instance.clone()))
+        let heard = listeners.first().is_some_and(|(_, n)| *n > 0);
+        Ok((!alive || !heard).then(|| holder.instance.clone()))
     }
 
     fn register(&self, id: PeerId, room: &str, mailbox: MailboxRef, member: Member) {
@@ -601,11 +657,13 @@ impl Backplane {
                 "send \"join\" before signaling",
             ));
         };
-        if !self.alive.load(Ordering::Relaxed) {
+        // Until this instance has put its members back (Redis may have restarted empty), the
+        // room may not know the sender yet.
+        if !self.healthy() {
             return Err(unavailable());
         }
         // `Ok(bytes)` delivered, `Err(number)` held.
-        let route: Result<usize, u64> = self
+        let (route, unheard): (Result<usize, u64>, _) = self
             .update_from(&room, false, Some(from), |state, now| {
                 Ok(match state.relay(from, to, &signal, || now)? {
                     Route::Deliver(target, text) => (Ok(text.len()), vec![(target, text)]),
@@ -614,6 +672,14 @@ impl Backplane {
             })
             .await
             .map_err(Failure::into_refusal)?;
+        // Its relay died and nobody has noticed yet: the peer will resume elsewhere.
+        if let Some(gone) = unheard.first() {
+            self.stats.bounced.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::new(
+                ErrorKind::NoPeer,
+                format!("peer {gone} lost its connection to the relay: it may be back shortly"),
+            ));
+        }
         Ok(match route {
             Ok(bytes) => Relayed::Delivered(bytes),
             Err(number) => {
@@ -645,6 +711,13 @@ impl Backplane {
         let reserved = self
             .update(room, false, |state, now| {
                 let until = now.saturating_add(grace);
+                // Resumed on another instance meanwhile (this one was taken for gone): not ours.
+                if state
+                    .member(id)
+                    .is_some_and(|m| m.instance != self.instance)
+                {
+                    return Ok((None, Vec::new()));
+                }
                 Ok(match state.leave(id, reserve, now, until) {
                     Some(left) => (left.reserved, left.deliveries),
                     None => (None, Vec::new()),
@@ -781,19 +854,27 @@ impl Backplane {
             }
         };
         let started = Instant::now();
+        let sent_at = unix_micros();
         let ttl = millis(self.config.presence_ttl);
         let alive = self.key(&["alive", &self.instance]);
-        let _: () = self
+        let ((secs, micros_part),): ((u64, u64),) = self
             .timed(
                 redis::pipe()
                     .pset_ex(&alive, 1, ttl)
                     .ignore()
                     .sadd(self.key(&["instances"]), &self.instance)
                     .ignore()
+                    .cmd("TIME")
                     .query_async(&mut conn),
             )
             .await?;
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // Redis read its clock about half a round trip after we read ours.
+        let theirs = secs.saturating_mul(1_000_000).saturating_add(micros_part);
+        let ours = sent_at.saturating_add(micros / 2);
+        let offset =
+            i64::try_from(theirs).unwrap_or(i64::MAX) - i64::try_from(ours).unwrap_or(i64::MAX);
+        self.clock_offset.store(offset, Ordering::Relaxed);
         self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
         self.stats
             .round_trip_micros
@@ -1094,7 +1175,7 @@ impl Backplane {
         metric(
             "relay_backplane_bounced_total",
             "counter",
-            "Signals whose addressee had gone by the time they reached its instance: their senders got no-peer.",
+            "Signals whose addressee (or its relay) had gone by the time they arrived: their senders got no-peer.",
             get(&self.stats.bounced).to_string(),
         );
         let seconds = get(&self.stats.round_trip_micros) as f64 / 1e6;
