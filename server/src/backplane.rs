@@ -225,6 +225,8 @@ pub struct Backplane {
     subscribed: AtomicBool,
     /// Set once the members have been put back after Redis was away.
     synced: AtomicBool,
+    /// The last heartbeat found this instance reaped by another: its members go back.
+    taken_for_gone: AtomicBool,
     room_capacity: usize,
     timing: Timing,
     deadlines: Deadlines<Due>,
@@ -274,6 +276,7 @@ impl Backplane {
             alive: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             synced: AtomicBool::new(false),
+            taken_for_gone: AtomicBool::new(false),
             room_capacity,
             timing,
             deadlines: Deadlines::default(),
@@ -752,6 +755,7 @@ impl Backplane {
 
     /// Ends what is due: see [`crate::Registry::expire`].
     pub async fn expire(&self, due: Due) -> Option<MailboxRef> {
+        let again = due.clone();
         let result = match due {
             Due::Held { room, number, from } => self
                 .update(&room, false, |state, _| {
@@ -768,8 +772,14 @@ impl Backplane {
                 .map(|()| None),
         };
         result.unwrap_or_else(|err| {
-            // Redis keeps the deadline too: other instances sweep an expired reservation.
-            tracing::debug!(?err, "could not expire through the backplane");
+            // Redis is away: a held message stays in its room until expired here, and its
+            // sender must hear it was not taken (the chaos run lost that word when the hold
+            // time ran out while Redis was paused). Reservations other instances sweep too.
+            tracing::debug!(?err, "could not expire through the backplane: trying again");
+            if matches!(again, Due::Held { .. }) {
+                self.deadlines
+                    .add(Instant::now() + self.config.heartbeat, again);
+            }
             None
         })
     }
@@ -812,7 +822,9 @@ impl Backplane {
                         tracing::info!(instance = %self.instance, "backplane: Redis answers");
                     }
                     self.alive.store(true, Ordering::Relaxed);
-                    if !self.synced.load(Ordering::Relaxed) {
+                    if !self.synced.load(Ordering::Relaxed)
+                        || self.taken_for_gone.swap(false, Ordering::Relaxed)
+                    {
                         self.resync().await;
                     }
                     self.retry_leaves().await;
@@ -857,13 +869,12 @@ impl Backplane {
         let sent_at = unix_micros();
         let ttl = millis(self.config.presence_ttl);
         let alive = self.key(&["alive", &self.instance]);
-        let ((secs, micros_part),): ((u64, u64),) = self
+        let (added, (secs, micros_part)): (u64, (u64, u64)) = self
             .timed(
                 redis::pipe()
                     .pset_ex(&alive, 1, ttl)
                     .ignore()
                     .sadd(self.key(&["instances"]), &self.instance)
-                    .ignore()
                     .cmd("TIME")
                     .query_async(&mut conn),
             )
@@ -875,6 +886,14 @@ impl Backplane {
         let offset =
             i64::try_from(theirs).unwrap_or(i64::MAX) - i64::try_from(ours).unwrap_or(i64::MAX);
         self.clock_offset.store(offset, Ordering::Relaxed);
+        // Not on the list any more, though synced: another instance took this one for gone
+        // (it stalled past its presence, as a relay starved of CPU does) and turned its members
+        // into reservations. Put them back, or their signals are refused for good (the chaos
+        // run, on a machine at load 25, saw 850 `not-joined`).
+        if added == 1 && self.synced.load(Ordering::Relaxed) {
+            tracing::warn!(instance = %self.instance, "backplane: this instance was taken for gone; putting its members back");
+            self.taken_for_gone.store(true, Ordering::Relaxed);
+        }
         self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
         self.stats
             .round_trip_micros
@@ -885,21 +904,22 @@ impl Backplane {
     /// Puts this instance's members back into their rooms (Redis may have lost them, or taken
     /// this instance for gone) and raises the id counter past every id handed out here.
     async fn resync(&self) {
-        let members: Vec<(String, Member)> = self
-            .lock_local()
-            .peers
-            .values()
-            .map(|p| (p.room.clone(), p.member.clone()))
-            .collect();
+        let mut rooms: HashMap<String, Vec<Member>> = HashMap::new();
+        for p in self.lock_local().peers.values() {
+            rooms
+                .entry(p.room.clone())
+                .or_default()
+                .push(p.member.clone());
+        }
         let mut restored = true;
-        for (room, member) in members {
+        for (room, members) in rooms {
             let done = self
                 .update(&room, true, |state, _| {
-                    Ok(((), state.restore(member.clone())))
+                    Ok(((), state.restore(members.clone())))
                 })
                 .await;
             if let Err(err) = done {
-                tracing::warn!(?err, "backplane: could not put a member back");
+                tracing::warn!(?err, "backplane: could not put members back");
                 restored = false;
             }
         }

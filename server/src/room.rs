@@ -415,28 +415,36 @@ impl Room {
         (deliveries, tokens)
     }
 
-    /// Puts back `member`, which the room lost while its connection stayed up (the backplane's
-    /// store was wiped, or its instance was taken for gone). If its place was reserved, the
-    /// others hear it is back; if it is already there, nothing changes.
-    pub fn restore(&mut self, member: Member) -> Deliveries {
-        if self.member(member.id).is_some() {
-            return Vec::new();
-        }
-        let before = self.reservations.len();
-        self.reservations.retain(|r| r.id != member.id);
-        let deliveries = if self.reservations.len() < before {
-            let joined = ServerMsg::PeerJoined {
-                peer: member.info(),
+    /// Puts back `members`, which the room lost while their connections stayed up (the
+    /// backplane's store was wiped, or their instance was taken for gone), all of one instance
+    /// at once. Whoever heard that one of them left (its place was reserved) hears it is back;
+    /// the others of the batch were taken out with it and heard nothing, so they are not told
+    /// (the chaos run saw a peer told twice that another joined). One already there is left as
+    /// it is.
+    pub fn restore(&mut self, members: Vec<Member>) -> Deliveries {
+        let batch: Vec<PeerId> = members.iter().map(|m| m.id).collect();
+        let mut back = Vec::new();
+        for member in members {
+            if self.member(member.id).is_some() {
+                continue;
             }
-            .to_json();
-            self.members
-                .iter()
-                .map(|m| (m.id, joined.clone()))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        self.members.push(member);
+            let before = self.reservations.len();
+            self.reservations.retain(|r| r.id != member.id);
+            if self.reservations.len() < before {
+                back.push(member.info());
+            }
+            self.members.push(member);
+        }
+        let mut deliveries = Vec::new();
+        for peer in back {
+            let joined = ServerMsg::PeerJoined { peer: peer.clone() }.to_json();
+            deliveries.extend(
+                self.members
+                    .iter()
+                    .filter(|m| m.id != peer.id && !batch.contains(&m.id))
+                    .map(|m| (m.id, joined.clone())),
+            );
+        }
         deliveries
     }
 }

@@ -564,3 +564,53 @@ async fn redis_going_away_is_reported_refused_and_recovered_from() {
     assert!(metric(&metrics, "relay_backplane_reconnects_total") >= 1.0);
     assert_eq!(metric(&metrics, "relay_backplane_up"), 1.0);
 }
+
+/// An instance that stalls past its presence (a relay starved of CPU: the chaos run saw it on a
+/// machine at load 25) is taken for gone by the others, which turn its members into
+/// reservations. It notices at its next heartbeat and puts them back; before, its peers'
+/// signals were refused (`not-joined`) for as long as their connections lasted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_taken_for_gone_while_alive_puts_its_members_back() {
+    use ::redis::AsyncCommands;
+    let redis = Redis::start();
+    let (one, two) = (Instance::start(&redis).await, Instance::start(&redis).await);
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (mut b, b_welcome) = two.join_as("r", "bob").await;
+    let (a_id, b_id) = (a_welcome.id, b_welcome.id);
+    assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+
+    // What a stall looks like from outside: one's presence is gone whenever two looks.
+    let client = ::redis::Client::open(redis.url()).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects to Redis");
+    let state: String = conn.hget("videocall:room:r", "s").await.expect("the room");
+    let state: serde_json::Value = serde_json::from_str(&state).expect("JSON");
+    let instance = state["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"] == a_id.0))
+        .and_then(|m| m["instance"].as_str())
+        .expect("ann's instance")
+        .to_owned();
+    let alive = format!("videocall:alive:{instance}");
+    let stall = tokio::spawn(async move {
+        loop {
+            let _: Result<(), _> = conn.del(&alive).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    // Two reaps one: bob hears ann dropped.
+    let reaped = tokio::time::timeout(SETTLE_TIMEOUT, recv(&mut b)).await;
+    stall.abort();
+    assert_eq!(reaped.expect("two reaps one in time"), left(a_id, true));
+
+    // One puts ann back: bob hears she is back, and her signals reach him.
+    assert_eq!(recv(&mut b).await, joined(a_id, "ann"));
+    send(&mut a, &offer(Some(b_id), "v=0 after the stall")).await;
+    assert_eq!(
+        recv(&mut b).await,
+        offer_from(a_id, "ann", "v=0 after the stall")
+    );
+    round_trip(&mut a).await;
+}
