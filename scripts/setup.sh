@@ -7,7 +7,8 @@
 #   scripts/setup.sh --test   the same plus what the tests start: Chromium and ChromeDriver,
 #                             Firefox ESR and geckodriver (built with cargo: about 3 minutes
 #                             the first time), iproute2 and iptables for the network labs,
-#                             coturn for TURN, redis-server for the relays that share rooms
+#                             coturn for TURN, redis-server for the relays that share rooms,
+#                             nginx in front of two relays in the chaos run
 #   scripts/setup.sh --dev    the same as the first plus trunk, for `make dev` (about 10 minutes
 #                             the first time: only the live-reload loop needs it)
 set -euo pipefail
@@ -40,6 +41,8 @@ if [ "$mode" = "--test" ]; then
   # The screenshots the tests keep show the page's emoji (icons, verification codes).
   [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || packages+=(fonts-noto-color-emoji)
   need redis-server redis-server
+  # In front of two relays in the chaos run.
+  need nginx nginx
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
@@ -60,6 +63,14 @@ if [ ${#packages[@]} -gt 0 ]; then
     fi
     if [[ " ${packages[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null; then
       $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+    fi
+    if [[ " ${packages[*]} " == *" nginx "* ]]; then
+      if command -v systemctl >/dev/null; then
+        $sudo systemctl disable --now nginx >/dev/null 2>&1 || true
+      fi
+      # Without systemd the package may still have started it, on port 80: the tests start
+      # their own.
+      [ -f /run/nginx.pid ] && $sudo nginx -s quit >/dev/null 2>&1 || true
     fi
   elif [ "$mode" = "--test" ]; then
     say "cannot install ${packages[*]}: no apt-get here; install them by hand" >&2

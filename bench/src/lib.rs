@@ -6,6 +6,7 @@
 //! `bench/run.sh` builds everything and pins the relays and the generator to different cores;
 //! `docs/benchmarks.md` explains the columns and records a full run.
 
+pub mod chaos;
 pub mod dialect;
 pub mod load;
 pub mod procfs;

@@ -139,7 +139,28 @@ impl RelayProcess {
         tls: bool,
         extra: &[&str],
     ) -> anyhow::Result<RelayProcess> {
-        let [port, tls_port] = free_ports()?;
+        Self::start_on(kind, setup, tag, tls, extra, free_ports()?)
+    }
+
+    /// [`RelayProcess::start_with`] for our relay without TLS on a given port: a relay started
+    /// again where a load balancer expects it.
+    pub fn start_at(
+        setup: &RelaySetup,
+        tag: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> anyhow::Result<RelayProcess> {
+        Self::start_on(RelayKind::Ours, setup, tag, false, extra, [port, 0])
+    }
+
+    fn start_on(
+        kind: RelayKind,
+        setup: &RelaySetup,
+        tag: &str,
+        tls: bool,
+        extra: &[&str],
+        [port, tls_port]: [u16; 2],
+    ) -> anyhow::Result<RelayProcess> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let port_text = port.to_string();
         let tls = tls && kind == RelayKind::Ours;
@@ -288,6 +309,15 @@ impl RelayProcess {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
         }
+    }
+
+    /// Kills the relay outright (SIGKILL), as a crash or an out-of-memory kill would.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
     }
 
     /// Asks the relay to stop (SIGTERM), waits for it, and kills it if it does not stop.

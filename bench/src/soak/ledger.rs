@@ -39,7 +39,14 @@ pub enum End {
     Left,
     /// Dropped without a Close: whatever was in flight to it is gone with it.
     Killed,
+    /// Broken by the relay's side (the chaos run kills a relay): what was in flight to it, and
+    /// what it had sent in the moment before, may be gone with it.
+    Broken,
 }
+
+/// How long before its socket broke a signal may have been sent and still die with the relay
+/// that read it: a relay reads, stores and publishes a signal within milliseconds.
+const BREAK_WINDOW: Duration = Duration::from_secs(2);
 
 /// The signal kinds the members send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +77,7 @@ struct Sig {
     /// Sent while the sender knew the addressee was reconnecting: the relay must hold it.
     to_reconnecting: bool,
     sent: Instant,
+    delivered: Option<Instant>,
     deliveries: u8,
 }
 
@@ -81,6 +89,8 @@ struct Inc {
     delivered: u32,
     refused: u32,
     end: Option<End>,
+    ended: Option<Instant>,
+    welcomed: Instant,
 }
 
 /// Figures of one relay process (signals counted where they were sent).
@@ -110,6 +120,8 @@ pub struct Anomalies {
     pub view_mismatches: u64,
     /// Joins refused, by kind (`room-full` is retried and expected now and then).
     pub join_refusals: BTreeMap<String, u64>,
+    /// Resumes refused (`invalid-resume`): members that lost their places.
+    pub places_lost: u64,
     /// Sockets the relay closed or broke on its own, and anything else unexpected.
     pub failures: Vec<String>,
 }
@@ -242,6 +254,8 @@ impl Ledger {
             delivered: 0,
             refused: 0,
             end: None,
+            ended: None,
+            welcomed: Instant::now(),
         });
         let m = &mut self.members[member as usize];
         if m.peer.is_some() {
@@ -267,10 +281,11 @@ impl Ledger {
     pub fn end(&mut self, inc: IncIx, end: End) {
         let i = &mut self.incs[inc as usize];
         i.end = Some(end);
+        i.ended = Some(Instant::now());
         let m = &mut self.members[i.member as usize];
         m.presence = match end {
             End::Left => Presence::Gone,
-            End::Killed => Presence::Reserved,
+            End::Killed | End::Broken => Presence::Reserved,
         };
         m.since = Instant::now();
     }
@@ -295,6 +310,7 @@ impl Ledger {
             kind,
             to_reconnecting,
             sent: Instant::now(),
+            delivered: None,
             deliveries: 0,
         });
         self.relays[i.relay].sent += 1;
@@ -329,6 +345,7 @@ impl Ledger {
             return;
         }
         sig.deliveries = sig.deliveries.saturating_add(1);
+        sig.delivered.get_or_insert_with(Instant::now);
         if sig.deliveries > 1 {
             self.anomalies.duplicated += 1;
             return;
@@ -344,6 +361,40 @@ impl Ledger {
                 .latencies_us
                 .push(latency.as_micros().min(u32::MAX as u128) as u32);
         }
+    }
+
+    /// `member`'s resume was refused (its place was lost): it joins again as a new peer.
+    pub fn place_lost(&mut self, member: MemberIx) {
+        self.members[member as usize].peer = None;
+        self.anomalies.places_lost += 1;
+    }
+
+    /// The first `welcome` `member` got at or after `since`.
+    pub fn welcome_since(&self, member: MemberIx, since: Instant) -> Option<Instant> {
+        self.incs
+            .iter()
+            .filter(|i| i.member == member && i.welcomed >= since)
+            .map(|i| i.welcomed)
+            .min()
+    }
+
+    /// Members whose socket a relay broke at or after `since`.
+    pub fn broken_since(&self, since: Instant) -> Vec<MemberIx> {
+        self.incs
+            .iter()
+            .filter(|i| i.end == Some(End::Broken) && i.ended.is_some_and(|at| at >= since))
+            .map(|i| i.member)
+            .collect()
+    }
+
+    /// The first delivery of a signal sent at or after `since`, if any.
+    pub fn first_delivery_sent_since(&self, since: Instant) -> Option<Instant> {
+        self.incs
+            .iter()
+            .flat_map(|i| &i.sent)
+            .filter(|sig| sig.sent >= since)
+            .filter_map(|sig| sig.delivered)
+            .min()
     }
 
     /// Incarnation `inc` got an `error` of `kind` for a signal.
@@ -431,12 +482,20 @@ impl Ledger {
     }
 
     /// Undelivered signals of `i` that `filter` picks, and how many of those went to a socket
-    /// that was then killed while the sender still saw it connected.
+    /// that was then killed or broken while the sender still saw it connected, or were sent
+    /// by `i` in the moment before a relay broke its socket.
     fn undelivered(&self, i: &Inc, filter: impl Fn(&Sig) -> bool) -> (u64, u64) {
         let (mut undelivered, mut excused) = (0, 0);
+        let broke = match (i.end, i.ended) {
+            (Some(End::Broken), Some(at)) => at.checked_sub(BREAK_WINDOW),
+            _ => None,
+        };
         for sig in i.sent.iter().filter(|s| s.deliveries == 0 && filter(s)) {
             undelivered += 1;
-            if !sig.to_reconnecting && self.incs[sig.to_inc as usize].end == Some(End::Killed) {
+            let to_end = self.incs[sig.to_inc as usize].end;
+            if (!sig.to_reconnecting && matches!(to_end, Some(End::Killed | End::Broken)))
+                || broke.is_some_and(|from| sig.sent >= from)
+            {
                 excused += 1;
             }
         }

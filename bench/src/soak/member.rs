@@ -63,6 +63,35 @@ pub struct Shared {
     pub lifetime: (Duration, Duration),
     /// A view of a room may lag the truth by this much before it counts as wrong.
     pub view_margin: Duration,
+    /// Members come back, as pages do, when the relay breaks their socket or cannot reach
+    /// Redis, instead of counting it a failure (the chaos run).
+    pub resilient: bool,
+}
+
+/// The relay's side broke the socket (closed it, reset it, or stopped answering).
+#[derive(Debug)]
+struct RelayBroke(String);
+
+impl std::fmt::Display for RelayBroke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the relay broke the socket: {}", self.0)
+    }
+}
+
+impl std::error::Error for RelayBroke {}
+
+fn broke(why: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(RelayBroke(why.into()))
+}
+
+/// Why a join did not go through.
+enum JoinFailed {
+    /// The resume token was refused: the place is gone.
+    PlaceLost,
+    /// The relay could not be reached, broke the socket, or could not reach Redis.
+    Transient(anyhow::Error),
+    /// Anything else.
+    Failed(anyhow::Error),
 }
 
 impl Shared {
@@ -89,10 +118,34 @@ pub async fn live(shared: Arc<Shared>, member: MemberIx, room: u32, seed: u64) {
     let mut rng = Rng::new(seed);
     let mut resume: Option<String> = None;
     let mut relay = rng.below(shared.relays.len() as u64) as usize;
+    let mut tries = 0;
     loop {
-        let mut socket = match Socket::join(&shared, member, room, relay, resume.take()).await {
-            Ok(socket) => socket,
-            Err(err) => {
+        let joined = Socket::join(&shared, member, room, relay, resume.clone()).await;
+        let mut socket = match joined {
+            Ok(socket) => {
+                tries = 0;
+                socket
+            }
+            Err(JoinFailed::PlaceLost) if shared.resilient => {
+                shared.ledger().place_lost(member);
+                resume = None;
+                continue;
+            }
+            // Back off and try again, as a page does; within a minute it must work.
+            Err(JoinFailed::Transient(_)) if shared.resilient && tries < 120 => {
+                tries += 1;
+                sleep(rng.between_ms(250, 750)).await;
+                continue;
+            }
+            Err(JoinFailed::PlaceLost) => {
+                shared
+                    .ledger()
+                    .anomalies
+                    .failures
+                    .push(format!("member {member} could not resume its place"));
+                break;
+            }
+            Err(JoinFailed::Transient(err) | JoinFailed::Failed(err)) => {
                 shared
                     .ledger()
                     .anomalies
@@ -114,6 +167,12 @@ pub async fn live(shared: Arc<Shared>, member: MemberIx, room: u32, seed: u64) {
                 relay = rng.below(shared.relays.len() as u64) as usize;
             }
             Ok(Exit::Leave | Exit::DropForGood) => break,
+            Err(err) if shared.resilient && err.downcast_ref::<RelayBroke>().is_some() => {
+                shared.ledger().end(socket.inc, End::Broken);
+                resume = Some(socket.token.clone());
+                drop(socket);
+                sleep(rng.between_ms(200, 1000)).await;
+            }
             Err(err) => {
                 let mut ledger = shared.ledger();
                 ledger.end(socket.inc, End::Killed);
@@ -153,16 +212,22 @@ impl Socket {
         room: u32,
         relay: usize,
         resume: Option<String>,
-    ) -> anyhow::Result<Socket> {
-        let mut ws = dialect::open(shared.relays[relay], "/ws").await?;
+    ) -> Result<Socket, JoinFailed> {
+        let mut ws = dialect::open(shared.relays[relay], "/ws")
+            .await
+            .map_err(JoinFailed::Transient)?;
         shared.ledger().socket_opened(relay);
         let mut join = json!({"type": "join", "room": format!("soak-{room}"), "session": format!("m{member}")});
         if let Some(token) = &resume {
             join["resume"] = json!(token);
         }
         for _ in 0..50 {
-            dialect::send_text(&mut ws, join.to_string()).await?;
-            let text = dialect::recv_text(&mut ws).await?;
+            dialect::send_text(&mut ws, join.to_string())
+                .await
+                .map_err(JoinFailed::Transient)?;
+            let text = dialect::recv_text(&mut ws)
+                .await
+                .map_err(JoinFailed::Transient)?;
             match ServerMsg::parse(&text) {
                 Ok(ServerMsg::Welcome {
                     id,
@@ -188,15 +253,27 @@ impl Socket {
                         .join_refusals
                         .entry(kind.as_str().to_owned())
                         .or_default() += 1;
-                    if kind != protocol::ErrorKind::RoomFull {
-                        bail!("join refused: {text:.200}");
+                    let refused = || anyhow::anyhow!("join refused: {text:.200}");
+                    match kind {
+                        protocol::ErrorKind::RoomFull => {}
+                        protocol::ErrorKind::InvalidResume => return Err(JoinFailed::PlaceLost),
+                        protocol::ErrorKind::BackplaneUnavailable => {
+                            return Err(JoinFailed::Transient(refused()))
+                        }
+                        _ => return Err(JoinFailed::Failed(refused())),
                     }
                     sleep(Duration::from_millis(200)).await;
                 }
-                _ => bail!("expected a welcome, got {text:.200}"),
+                _ => {
+                    return Err(JoinFailed::Failed(anyhow::anyhow!(
+                        "expected a welcome, got {text:.200}"
+                    )))
+                }
             }
         }
-        bail!("room soak-{room} stayed full")
+        Err(JoinFailed::Failed(anyhow::anyhow!(
+            "room soak-{room} stayed full"
+        )))
     }
 
     /// Signals until its time is up or the run goes quiet, then goes the way it drew.
@@ -300,10 +377,12 @@ impl Socket {
     ) -> anyhow::Result<()> {
         match frame {
             Some(Ok(Message::Text(text))) => self.take(shared, rng, &text, reply).await,
-            Some(Ok(Message::Close(close))) => bail!("the relay closed the socket: {close:?}"),
+            Some(Ok(Message::Close(close))) => {
+                Err(broke(format!("the relay closed the socket: {close:?}")))
+            }
             Some(Ok(_)) => Ok(()),
-            Some(Err(err)) => Err(err).context("reading from the relay"),
-            None => bail!("the relay closed the socket"),
+            Some(Err(err)) => Err(broke(format!("reading from the relay: {err}"))),
+            None => Err(broke("the relay closed the socket")),
         }
     }
 
@@ -410,7 +489,7 @@ impl Socket {
         self.ws
             .send(Message::text(msg.to_json()))
             .await
-            .context("writing to the relay")
+            .map_err(|err| broke(format!("writing to the relay: {err}")))
     }
 }
 

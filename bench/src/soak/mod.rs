@@ -106,7 +106,7 @@ impl Rng {
 
 /// A `redis-server` of the run's own on a free loopback port, saving nothing, killed by its
 /// pid when dropped (also when the run fails or panics).
-struct Redis {
+pub(crate) struct Redis {
     port: u16,
     child: Child,
 }
@@ -208,7 +208,7 @@ fn metrics(addr: SocketAddr) -> HashMap<String, f64> {
 }
 
 /// Whether `/healthz` answers 200 (with a backplane: the relay reaches Redis).
-fn healthy(addr: SocketAddr) -> bool {
+pub(crate) fn healthy(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return false;
     };
@@ -246,13 +246,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn line(&mut self, line: impl AsRef<str>) {
+    pub(crate) fn line(&mut self, line: impl AsRef<str>) {
         println!("{}", line.as_ref());
         self.report.push_str(line.as_ref());
         self.report.push('\n');
     }
 
-    fn fail(&mut self, why: String) {
+    pub(crate) fn fail(&mut self, why: String) {
         self.line(format!("- **FAIL** {why}"));
         self.failures.push(why);
     }
@@ -375,6 +375,7 @@ async fn soak(
         grace,
         lifetime: config.lifetime,
         view_margin: Duration::from_secs(5),
+        resilient: false,
     });
     let mut rng = Rng::new(config.seed ^ setup.len() as u64);
     let mut members = JoinSet::new();
@@ -473,6 +474,22 @@ async fn soak(
         }
     }
 
+    judge(setup, &shared, outcome);
+    outcome.line(format!("{setup}: after everybody left: {checks}"));
+    let flat = flatness(secs, relays, &samples);
+    for line in flat.0 {
+        outcome.line(format!("{setup}: {line}"));
+    }
+    for why in flat.1 {
+        outcome.fail(format!("{setup}: {why}"));
+    }
+    Ok(())
+}
+
+/// The fates of the setup's signals, once settled: a line of figures, and a failure for
+/// anything lost, misrouted, duplicated or refused after delivery, any wrong view of a room,
+/// and any failure a member noted.
+pub(crate) fn judge(setup: &str, shared: &Shared, outcome: &mut Outcome) -> ledger::Settled {
     let ledger = shared.ledger();
     let settled = ledger.settle();
     let anomalies = &ledger.anomalies;
@@ -480,8 +497,8 @@ async fn soak(
     outcome.line("");
     outcome.line(format!(
         "{setup}: {} sockets ({} joins, {} resumes); signals: {} sent, {} delivered, {} refused \
-         ({:?}), {} died with a dropped socket (allowed), **{} lost, {} misrouted, {} duplicated**, \
-         {} refused after delivery; {} room views wrong; join refusals {:?}.",
+         ({:?}), {} died with a dropped or broken socket (allowed), **{} lost, {} misrouted, \
+         {} duplicated**, {} refused after delivery; {} room views wrong; join refusals {:?}.",
         counts.0 + counts.1,
         counts.0,
         counts.1,
@@ -501,14 +518,6 @@ async fn soak(
         outcome.line(format!(
             "{setup}: undelivered on a socket that lost signals: {example}"
         ));
-    }
-    outcome.line(format!("{setup}: after everybody left: {checks}"));
-    let flat = flatness(secs, relays, &samples);
-    for line in flat.0 {
-        outcome.line(format!("{setup}: {line}"));
-    }
-    for why in flat.1 {
-        outcome.fail(format!("{setup}: {why}"));
     }
     for (what, count) in [
         ("lost", settled.lost),
@@ -533,7 +542,7 @@ async fn soak(
     if more > 0 {
         outcome.fail(format!("{setup}: and {more} more failures"));
     }
-    Ok(())
+    settled
 }
 
 /// One line per relay: its process, its gauges, and the signals sent through it.
