@@ -197,9 +197,19 @@ struct PendingLeave {
     reserve: bool,
 }
 
+/// A place this instance reserved for a peer whose connection dropped, until it is due.
+struct Reserved {
+    room: String,
+    member: Member,
+    /// Unix milliseconds.
+    until: u64,
+}
+
 #[derive(Default)]
 struct LocalState {
     peers: HashMap<PeerId, Local>,
+    /// By resume token.
+    reserved: HashMap<String, Reserved>,
     /// How many local peers each room has.
     rooms: HashMap<String, usize>,
     pending: Vec<PendingLeave>,
@@ -227,6 +237,8 @@ pub struct Backplane {
     synced: AtomicBool,
     /// The last heartbeat found this instance reaped by another: its members go back.
     taken_for_gone: AtomicBool,
+    /// The mark Redis held when this instance last synced: another means Redis lost its data.
+    epoch: Mutex<Option<String>>,
     room_capacity: usize,
     timing: Timing,
     deadlines: Deadlines<Due>,
@@ -277,6 +289,7 @@ impl Backplane {
             subscribed: AtomicBool::new(false),
             synced: AtomicBool::new(false),
             taken_for_gone: AtomicBool::new(false),
+            epoch: Mutex::new(None),
             room_capacity,
             timing,
             deadlines: Deadlines::default(),
@@ -715,19 +728,29 @@ impl Backplane {
             .update(room, false, |state, now| {
                 let until = now.saturating_add(grace);
                 // Resumed on another instance meanwhile (this one was taken for gone): not ours.
-                if state
-                    .member(id)
-                    .is_some_and(|m| m.instance != self.instance)
-                {
+                let member = state.member(id).cloned();
+                if member.as_ref().is_some_and(|m| m.instance != self.instance) {
                     return Ok((None, Vec::new()));
                 }
-                Ok(match state.leave(id, reserve, now, until) {
-                    Some(left) => (left.reserved, left.deliveries),
-                    None => (None, Vec::new()),
+                Ok(match (state.leave(id, reserve, now, until), member) {
+                    (Some(left), Some(member)) => (
+                        left.reserved.map(|token| (token, member, until)),
+                        left.deliveries,
+                    ),
+                    _ => (None, Vec::new()),
                 })
             })
             .await?;
-        if let Some(token) = reserved {
+        if let Some((token, member, until)) = reserved {
+            // Kept here too, to be put back should Redis lose it.
+            self.lock_local().reserved.insert(
+                token.clone(),
+                Reserved {
+                    room: room.to_owned(),
+                    member,
+                    until,
+                },
+            );
             self.index_token(&token, room).await?;
             let due = Due::Reservation {
                 room: room.to_owned(),
@@ -763,13 +786,15 @@ impl Backplane {
                 })
                 .await
                 .map(|expired| if expired { self.mailbox_of(from) } else { None }),
-            Due::Reservation { room, token } => self
-                .update(&room, false, |state, _| {
+            Due::Reservation { room, token } => {
+                self.lock_local().reserved.remove(&token);
+                self.update(&room, false, |state, _| {
                     state.expire_reservation(&token);
                     Ok(((), Vec::new()))
                 })
                 .await
-                .map(|()| None),
+                .map(|()| None)
+            }
         };
         result.unwrap_or_else(|err| {
             // Redis is away: a held message stays in its room until expired here, and its
@@ -904,6 +929,19 @@ impl Backplane {
     /// Puts this instance's members back into their rooms (Redis may have lost them, or taken
     /// this instance for gone) and raises the id counter past every id handed out here.
     async fn resync(&self) {
+        let mut restored = true;
+        match self.lost_data().await {
+            Ok(true) => {
+                if !self.restore_reservations().await {
+                    restored = false;
+                }
+            }
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(?err, "backplane: could not read Redis's mark");
+                restored = false;
+            }
+        }
         let mut rooms: HashMap<String, Vec<Member>> = HashMap::new();
         for p in self.lock_local().peers.values() {
             rooms
@@ -911,7 +949,6 @@ impl Backplane {
                 .or_default()
                 .push(p.member.clone());
         }
-        let mut restored = true;
         for (room, members) in rooms {
             let done = self
                 .update(&room, true, |state, _| {
@@ -939,6 +976,64 @@ impl Backplane {
         if restored && raised {
             self.synced.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Whether Redis lost its data since this instance last looked (it restarted empty): a
+    /// random mark that the first instance to look sets, and that only a loss takes away.
+    async fn lost_data(&self) -> Result<bool, Failure> {
+        let mut conn = self.connection()?;
+        let key = self.key(&["epoch"]);
+        let current: Option<String> = self
+            .timed(
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(&key)
+                    .arg(crate::new_token())
+                    .arg("NX")
+                    .ignore()
+                    .get(&key)
+                    .query_async::<(Option<String>,)>(&mut conn),
+            )
+            .await?
+            .0;
+        let mut epoch = self
+            .epoch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let lost = epoch.is_some() && *epoch != current;
+        *epoch = current;
+        Ok(lost)
+    }
+
+    /// Puts back the places this instance reserved that Redis lost: their peers resume them.
+    /// Returns whether all went back.
+    async fn restore_reservations(&self) -> bool {
+        let now = unix_millis();
+        let reserved: Vec<(String, String, Member, u64)> = self
+            .lock_local()
+            .reserved
+            .iter()
+            .filter(|(_, r)| r.until > now)
+            .map(|(token, r)| (token.clone(), r.room.clone(), r.member.clone(), r.until))
+            .collect();
+        let mut all = true;
+        for (token, room, member, until) in reserved {
+            let done = self
+                .update(&room, true, |state, now| {
+                    state.restore_reservation(&member, until, now);
+                    Ok(((), Vec::new()))
+                })
+                .await;
+            let indexed = match done {
+                Ok(()) => self.index_token(&token, &room).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = indexed {
+                tracing::warn!(?err, "backplane: could not put a reservation back");
+                all = false;
+            }
+        }
+        all
     }
 
     async fn retry_leaves(&self) {

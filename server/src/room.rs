@@ -79,6 +79,10 @@ struct Reservation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     session: Option<String>,
     until: u64,
+    /// Put back after the store lost it: its peer may be connected already (it resumed
+    /// before the loss, on an instance that has not put it back yet).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    restored: bool,
 }
 
 /// A message waiting for its addressee to join.
@@ -172,6 +176,10 @@ impl Room {
     /// Forgets reservations whose grace period is over at `now`.
     pub fn sweep(&mut self, now: u64) {
         self.reservations.retain(|r| r.until > now);
+        let (members, reservations) = (&self.members, &self.reservations);
+        self.held.retain(|h| {
+            members.iter().any(|m| m.id == h.from) || reservations.iter().any(|r| r.id == h.from)
+        });
     }
 
     fn name_taken(&self, name: &str) -> bool {
@@ -360,11 +368,15 @@ impl Room {
     /// Takes member `id` out and tells the others. With `reserve`, its id and name stay reserved
     /// for it until `until`. `None` if it was not there.
     pub fn leave(&mut self, id: PeerId, reserve: bool, now: u64, until: u64) -> Option<Left> {
+        self.sweep(now);
         let at = self.members.iter().position(|m| m.id == id)?;
         let member = self.members.remove(at);
-        self.sweep(now);
-        // What it sent and nobody took goes with it.
-        self.held.retain(|h| h.from != id);
+        // What it sent and nobody took goes with it, unless it may come back: then its relay
+        // still tells it when the hold runs out (a relay taken for gone during a cut from Redis
+        // is alive, and its senders waited for that word). The sweep drops it with the place.
+        if !reserve {
+            self.held.retain(|h| h.from != id);
+        }
         let reserved = reserve.then(|| {
             self.reservations.push(Reservation {
                 token: member.resume_token.clone(),
@@ -372,6 +384,7 @@ impl Room {
                 name: member.name,
                 session: member.session,
                 until,
+                restored: false,
             });
             member.resume_token
         });
@@ -415,6 +428,25 @@ impl Room {
         (deliveries, tokens)
     }
 
+    /// Puts back the reservation of `member` until `until` (the store lost it), unless it is
+    /// due, the member is back, or it is still there.
+    pub fn restore_reservation(&mut self, member: &Member, until: u64, now: u64) {
+        if until <= now
+            || self.member(member.id).is_some()
+            || self.reservations.iter().any(|r| r.id == member.id)
+        {
+            return;
+        }
+        self.reservations.push(Reservation {
+            token: member.resume_token.clone(),
+            id: member.id,
+            name: member.name.clone(),
+            session: member.session.clone(),
+            until,
+            restored: true,
+        });
+    }
+
     /// Puts back `members`, which the room lost while their connections stayed up (the
     /// backplane's store was wiped, or their instance was taken for gone), all of one instance
     /// at once. Whoever heard that one of them left (its place was reserved) hears it is back;
@@ -428,9 +460,14 @@ impl Room {
             if self.member(member.id).is_some() {
                 continue;
             }
-            let before = self.reservations.len();
+            // Only those who heard it left hear it is back: not for a reservation put back
+            // after the store lost the room (its peer was connected all along).
+            let heard_left = self
+                .reservations
+                .iter()
+                .any(|r| r.id == member.id && !r.restored);
             self.reservations.retain(|r| r.id != member.id);
-            if self.reservations.len() < before {
+            if heard_left {
                 back.push(member.info());
             }
             self.members.push(member);
@@ -515,6 +552,38 @@ mod tests {
         back.resume = Some("token-1".into());
         let admitted = room.join("r", back, 3, 10).expect("resumes");
         assert_eq!(admitted.id, PeerId(1));
+    }
+
+    /// A held signal outlives its sender's dropped socket (the sender may resume, and its relay
+    /// still owes it `expired`), but not its goodbye, nor its reservation.
+    #[test]
+    fn a_held_signal_stays_while_its_sender_may_come_back() {
+        let hold = |room: &mut Room| {
+            room.join("r", arrival(1, None), 3, 0).expect("joins");
+            room.join("r", arrival(2, None), 3, 0).expect("joins");
+            room.join("r", arrival(3, None), 3, 0).expect("joins");
+            room.leave(PeerId(2), true, 0, 100).expect("drops");
+            let signal = protocol::Signal::Offer("v=0".into()).into();
+            match room.relay(PeerId(1), Some(PeerId(2)), &signal, || 0) {
+                Ok(Route::Held(number, _)) => number,
+                other => panic!("expected it held, got {other:?}"),
+            }
+        };
+        let mut room = Room::default();
+        let number = hold(&mut room);
+        room.leave(PeerId(1), true, 10, 50).expect("drops too");
+        assert!(room.expire_held(number, PeerId(1)), "kept for its sender");
+
+        let mut room = Room::default();
+        let number = hold(&mut room);
+        room.leave(PeerId(1), true, 10, 50).expect("drops too");
+        room.sweep(60);
+        assert!(!room.expire_held(number, PeerId(1)), "gone with its place");
+
+        let mut room = Room::default();
+        let number = hold(&mut room);
+        room.leave(PeerId(1), false, 10, 50).expect("says goodbye");
+        assert!(!room.expire_held(number, PeerId(1)), "gone with its sender");
     }
 
     #[test]

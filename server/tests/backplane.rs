@@ -614,3 +614,41 @@ async fn an_instance_taken_for_gone_while_alive_puts_its_members_back() {
     );
     round_trip(&mut a).await;
 }
+
+/// A place reserved for a peer whose socket dropped survives Redis restarting empty: the
+/// instance that reserved it puts it back, and the peer resumes it (the chaos run saw these
+/// resumes refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_place_survives_redis_restarting_empty() {
+    let mut redis = Redis::start();
+    let (one, two) = (Instance::start(&redis).await, Instance::start(&redis).await);
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (b, b_welcome) = two.join_as("r", "bob").await;
+    let b_id = b_welcome.id;
+    assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+    drop(b);
+    assert_eq!(recv(&mut a).await, left(b_id, true));
+
+    redis.stop();
+    redis.restart();
+    // Both have heard their subscriptions drop, and put back what they hold.
+    for instance in [&one, &two] {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while metric(
+            &instance.metrics().await,
+            "relay_backplane_reconnects_total",
+        ) < 1.0
+        {
+            assert!(Instant::now() < deadline, "no reconnection to Redis");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        instance.wait_until_healthy().await;
+    }
+
+    let mut b = one.connect().await;
+    send(&mut b, &join_msg("r", Some("bob"), Some(&b_welcome.token))).await;
+    let back = expect_welcome(&mut b, "r").await;
+    assert_eq!(back.id, b_id, "bob has his place back");
+    assert_eq!(back.peers, vec![info(a_welcome.id, "ann")]);
+    assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+}
