@@ -8,8 +8,13 @@
 //! peer's [`Mailbox`]. One Redis connection publishes in order and one subscriber reads in
 //! order, so a peer sees `welcome`, then what was held for it, then what others send it.
 //!
-//! - Peer ids come from a counter in Redis, in blocks, so they are unique across instances; a
-//!   counter lost with Redis's data is raised again past every id an instance has handed out.
+//! - Peer ids come from a counter in Redis, in blocks, so they are unique across instances; the
+//!   counter never goes below Redis's clock in microseconds, so that one lost with Redis's data
+//!   starts again above every id handed out before (ids are large, still exact in JavaScript).
+//! - A signal carries its sender; the addressee's instance answers `no-peer` when the addressee
+//!   has gone, and the commit reports messages to an instance nobody hears (it died), so a
+//!   signal is delivered or refused, never dropped. A commit carries a deadline on Redis's
+//!   clock, so that one the relay gave up on (Redis paused or cut off) never runs late.
 //! - Each instance refreshes a presence key (with a TTL) on a heartbeat. An instance whose key
 //!   expired is gone: the first survivor to notice turns its members into resume reservations
 //!   and tells their rooms (`peer-left` with `reconnecting`), so its peers can resume elsewhere
