@@ -171,7 +171,9 @@ struct Watched {
 struct Sample {
     at: Duration,
     rss_kib: u64,
-    fds: u64,
+    /// Open descriptors beyond one per connection the relay reports: what a leak would grow,
+    /// while the connections themselves come and go with the population.
+    spare_fds: u64,
 }
 
 fn fds(pid: u32) -> u64 {
@@ -408,10 +410,13 @@ async fn soak(
         if now >= next_sample {
             next_sample += Duration::from_secs(1);
             for (relay, samples) in relays.iter().zip(&mut samples) {
+                let conns = metrics(relay.addr)
+                    .get("relay_connections")
+                    .map_or(0, |c| *c as u64);
                 samples.push(Sample {
                     at: now - start,
                     rss_kib: procfs::rss_kib(relay.pid).unwrap_or(0),
-                    fds: fds(relay.pid),
+                    spare_fds: fds(relay.pid).saturating_sub(conns),
                 });
             }
         }
@@ -583,12 +588,20 @@ fn report(
     }
 }
 
-/// Whether RSS and descriptors stayed flat: after the warm-up (the first minute, or the first
-/// third of a shorter setup), the mean of the last third against the mean of the first. Within
-/// 2 % for setups of five minutes or more; shorter ones are too short for allocator arenas and
-/// the population's swings to average out, and get 10 %. Returns lines to print and failures.
+/// Whether RSS and descriptors stayed flat: after the warm-up, the mean of the last third
+/// against the mean of the first. Within 2 % for setups of five minutes or more; shorter ones
+/// are too short for allocator arenas and the population's swings to average out, and get
+/// 10 %. The warm-up is the first third of the setup (the first minute of a shorter one): in
+/// the first 30-min run the relays' heap grew for 4 to 7 minutes to a plateau, which a
+/// one-minute warm-up judged a leak. Descriptors are judged beyond one per open connection,
+/// which come and go with the population (±3 % in that run; back to idle after it).
+/// Returns lines to print and failures.
 fn flatness(secs: u64, relays: &[Watched], samples: &[Vec<Sample>]) -> (Vec<String>, Vec<String>) {
-    let warmup = Duration::from_secs(60.min(secs / 3));
+    let warmup = Duration::from_secs(if secs >= 300 {
+        secs / 3
+    } else {
+        60.min(secs / 3)
+    });
     let tolerance = if secs >= 300 { 0.02 } else { 0.10 };
     let (mut lines, mut failures) = (Vec::new(), Vec::new());
     for (relay, samples) in relays.iter().zip(samples) {
@@ -608,19 +621,23 @@ fn flatness(secs: u64, relays: &[Watched], samples: &[Vec<Sample>]) -> (Vec<Stri
                 (|s: &Sample| s.rss_kib) as fn(&Sample) -> u64,
                 1024.0,
             ),
-            ("fds", |s: &Sample| s.fds, 1.0),
+            ("fds beyond connections", |s: &Sample| s.spare_fds, 1.0),
         ] {
             let (a, b) = (mean(first, f), mean(last, f));
             let change = if a > 0.0 { (b - a) / a } else { 0.0 };
             lines.push(format!(
-                "relay {} {what}: first third {:.1}, last third {:.1} ({:+.2} %, limit ±{:.0} %)",
+                "relay {} {what}: first third {:.1}, last third {:.1} ({:+.2} %, limit ±{:.0} %{})",
                 relay.name,
                 a / unit,
                 b / unit,
                 change * 100.0,
-                tolerance * 100.0
+                tolerance * 100.0,
+                if unit == 1.0 { " or 2" } else { "" }
             ));
-            if change.abs() > tolerance {
+            // Two descriptors either way are the sampling's own jitter (a connection counted
+            // before or after its socket): on a base of 14, 2 % would be a third of one.
+            let slack = if unit == 1.0 { 2.0 } else { 0.0 };
+            if (b - a).abs() > (tolerance * a).max(slack) {
                 failures.push(format!(
                     "relay {} {what} not flat: {:.1} → {:.1} ({:+.2} %)",
                     relay.name,
