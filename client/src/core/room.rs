@@ -47,11 +47,16 @@ pub struct Room {
 impl Room {
     /// Records `peer` as in the room: a person we know (by session, or by id) gets their new
     /// id and name; anyone else is new to us. `newer`: heard of by `peer-joined`. Ourselves
-    /// (by an older socket the relay has not yet noticed is dead) are not recorded.
+    /// (by an older socket the relay has not yet noticed is dead) are not recorded. A name the
+    /// relay would have refused (too long, control characters) is not kept: this relay is not
+    /// the one we know.
     pub fn learn(&mut self, peer: PeerInfo, newer: bool, my_session: &str) {
         if peer.session.as_deref() == Some(my_session) {
             return;
         }
+        let name = peer
+            .name
+            .filter(|name| protocol::validate_name(name).is_ok());
         let known = self
             .people
             .iter_mut()
@@ -62,13 +67,13 @@ impl Room {
         match known {
             Some(person) => {
                 person.id = peer.id;
-                person.name = peer.name;
+                person.name = name;
                 person.present = true;
             }
             None => self.people.push(Person {
                 id: peer.id,
                 session: peer.session,
-                name: peer.name,
+                name,
                 newer,
                 present: true,
                 call: None,
@@ -222,5 +227,27 @@ mod tests {
         assert!(room.by_id(PeerId(1)).is_none());
         assert!(Room::polite_towards(person, "b", None));
         assert!(!Room::polite_towards(person, "0", None));
+    }
+
+    #[test]
+    fn a_name_the_relay_would_refuse_is_not_kept() {
+        let mut room = Room::default();
+        for (id, name) in [
+            (1, "N".repeat(65)),
+            (2, "tab\there".into()),
+            (3, "Bo".into()),
+        ] {
+            room.learn(
+                PeerInfo {
+                    id: PeerId(id),
+                    name: Some(name),
+                    session: Some(format!("s{id}")),
+                },
+                true,
+                "me",
+            );
+        }
+        let names: Vec<Option<&str>> = room.people().map(|p| p.name.as_deref()).collect();
+        assert_eq!(names, [None, None, Some("Bo")]);
     }
 }
