@@ -696,10 +696,13 @@ impl Engine {
                 let Some(person) = self.room.by_id_mut(peer) else {
                     return;
                 };
-                person.present = false;
                 let conn = person.call.as_ref().map(|c| c.negotiation.conn());
-                if !(reconnecting && conn.is_some()) {
-                    // Gone for good (or we had no call with them): the tile goes.
+                if reconnecting && conn.is_some() {
+                    person.present = false;
+                } else {
+                    // Gone for good (or we had no call with them): the tile goes. Removed
+                    // while still present, so that it is them and not somebody who had
+                    // their id before (see `Room::learn`).
                     if let Some(conn) = conn {
                         self.close_call(conn, out);
                     }
