@@ -1,18 +1,21 @@
-//! The page against a hostile relay: one that sends frames that are not JSON, unknown types,
-//! wrong fields, megabytes and events out of order (a stand-in relay written for these tests,
-//! [`e2e::standin`]). The page must keep going, stay sane (one tile per call, no connection
-//! out of its sight), and never show an exception's text.
+//! The page against a hostile relay or peer: a relay that sends frames that are not JSON,
+//! unknown types, wrong fields, megabytes and events out of order (a stand-in relay written for
+//! these tests, [`e2e::standin`]), and a peer that floods the chat data channel and sends it
+//! frames far bigger than any message (a real page of a real call, driven from the test). The
+//! page must say what happened in words, keep its other calls, keep going, and never show an
+//! exception's text.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2e::{
-    browser::{call_log, status_of, wait_for, Cdp, Driver},
+    browser::{call_log, chat, decoding_everyone, status_of, tile_frames, wait_for, Cdp, Driver},
+    relay,
     standin::{Script, StandIn},
 };
 use fantoccini::Client;
 use serde_json::{json, Value};
 
-/// The tests of this file take turns: each runs Chromes, and two cores are few.
+/// The tests of this file take turns: two cores are few for three Chromes in a call.
 static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Installed before the page's own scripts: keeps what the page writes with `console.error`
@@ -351,4 +354,221 @@ async fn events_out_of_order_leave_the_page_sane() {
         }
     }
     page.close().await.expect("close the page");
+}
+
+/// Installed before the hostile page's own scripts: keeps every data channel its connections
+/// create in `pc.__channels`, so that the test can write on the page's chat channel itself.
+const CHANNEL_WATCH_JS: &str = r#"(() => {
+  const PC = window.RTCPeerConnection;
+  if (!PC) return;
+  const create = PC.prototype.createDataChannel;
+  PC.prototype.createDataChannel = function (...args) {
+    const channel = create.apply(this, args);
+    (this.__channels = this.__channels || []).push(channel);
+    return channel;
+  };
+})();"#;
+
+/// Defines `victimChat(ufrags)`: on the hostile page, the connection to the victim (the one
+/// whose remote ICE username fragment is one of the victim's own, `ufrags`) and its open chat
+/// channel, as `{ pc, chat }`, or `{ error }`.
+const VICTIM_CHAT_FN: &str = r#"const victimChat = (ufrags) => {
+  const ufrag = (d) => ((d && d.sdp || '').match(/a=ice-ufrag:(\S+)/) || [])[1];
+  const pc = (window.__pcs || []).find(pc => ufrags.includes(ufrag(pc.remoteDescription)));
+  const chat = pc && (pc.__channels || []).find(c => c.label === 'chat' && c.readyState === 'open');
+  return chat ? { pc, chat } : { error: 'no open chat channel to the victim' };
+};"#;
+
+/// Defines `frame(n)`: a chat frame of `n` characters, a message of nothing but `x`.
+const FRAME_FN: &str = r#"const frame = (n) => {
+  const head = '{"text":"', tail = '","at":1}';
+  return head + 'x'.repeat(n - head.length - tail.length) + tail;
+};"#;
+
+/// How many chat frames the hostile page sends in its flood.
+const FLOOD: usize = 5_000;
+
+/// What the hostile page sends the victim on the chat channel, at once: a frame of 10 MB, the
+/// largest frame its Chrome sends, 10 MB in frames of that size, and [`FLOOD`] small messages.
+/// Returns what went, and the largest frame.
+///
+/// Chrome sends no frame larger than the SCTP `maxMessageSize` of the connection, 262,144
+/// bytes (Chromium 156): a 10 MB `send` throws a `TypeError` ("Trying to send message larger
+/// than max-message-size"), and it stays at 262,144 even when the other side's description
+/// is rewritten to allow 20 MB (`a=max-message-size:20971520`), so 10 MB goes as 40 frames.
+const FLOOD_JS: &str = "
+    const { pc, chat, error } = victimChat(ufrags);
+    if (error) return { error };
+    const max = pc.sctp.maxMessageSize;
+    let tenMb = 'sent';
+    try { chat.send(frame(10 * 1024 * 1024)); } catch (e) { tenMb = e.name + ': ' + e.message; }
+    let big = 0;
+    while (big < 10 * 1024 * 1024) { chat.send(frame(max)); big += max; }
+    for (let i = 0; i < flood; i++) chat.send(JSON.stringify({ text: 'flood ' + i, at: Date.now() }));
+    return { max, tenMb, big, flood, buffered: chat.bufferedAmount };";
+
+/// What the victim's chat shows: its lines, the notes of what was left out (`data-dropped`),
+/// and the lines of the flood.
+const CHAT_FACTS: &str = "const lines = [...document.querySelectorAll('#chatLog p')];
+    return { lines: lines.length,
+             dropped: lines.filter(p => p.dataset.dropped)
+                 .map(p => [p.dataset.dropped, p.textContent]),
+             flood: lines.filter(p => p.textContent.includes('flood ')).length };";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_flooding_the_chat_is_cut_short_and_the_other_calls_go_on() {
+    let _turn = CHROME_TURN.lock().await;
+    let started = Instant::now();
+    let (relay, shutdown, _task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let victim = watched_browser(&driver).await;
+    let hostile = driver.browser().await;
+    hostile
+        .issue_cmd(Cdp::new(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": CHANNEL_WATCH_JS }),
+        ))
+        .await
+        .expect("install the channel watch");
+    let third = driver.browser().await;
+    let pages = [victim, hostile, third];
+    for (index, page) in pages.iter().enumerate() {
+        let hash = if index == 1 { "#true" } else { "" };
+        page.goto(&format!("http://{relay}/?room=hostile-peer{hash}"))
+            .await
+            .expect("open a page");
+    }
+    let mut conns = Vec::new();
+    for page in &pages {
+        conns.push(decoding_everyone(page, 2).await);
+    }
+    let [victim, hostile, _] = &pages;
+    println!(
+        "room of 3: {} ms until everybody decodes everybody",
+        started.elapsed().as_millis()
+    );
+    let ufrags = victim
+        .execute(
+            "return (window.__pcs || []).map(pc =>
+                ((pc.localDescription && pc.localDescription.sdp || '')
+                    .match(/a=ice-ufrag:(\\S+)/) || [])[1]).filter(u => u);",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    let before = tile_frames(victim).await;
+
+    let flooded = Instant::now();
+    let sent = hostile
+        .execute(
+            &format!(
+                "{VICTIM_CHAT_FN} {FRAME_FN} const ufrags = {ufrags}, flood = {FLOOD}; {FLOOD_JS}"
+            ),
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    println!(
+        "the hostile page sent, in {} ms: {sent}",
+        flooded.elapsed().as_millis()
+    );
+    assert!(sent.get("error").is_none(), "{sent}");
+    assert!(sent["max"].as_u64() > Some(64 * 1024), "{sent}");
+
+    // The victim says what it left out, once per reason, and stays responsive meanwhile: the
+    // longest the page takes to answer the test is what a person would feel.
+    let mut slowest = Duration::ZERO;
+    let facts = loop {
+        let asked = Instant::now();
+        let facts = victim
+            .execute(CHAT_FACTS, vec![])
+            .await
+            .expect("script runs");
+        slowest = slowest.max(asked.elapsed());
+        assert!(
+            slowest < Duration::from_secs(3),
+            "the page froze for {} ms: {facts}",
+            slowest.as_millis()
+        );
+        let kinds: Vec<&str> = facts["dropped"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d[0].as_str())
+            .collect();
+        if kinds.contains(&"too-big") && kinds.contains(&"too-fast") {
+            break facts;
+        }
+        assert!(
+            flooded.elapsed() < Duration::from_secs(30),
+            "no word of what was left out after 30 s: {facts}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "the victim said what it left out {} ms after the flood; it answered within {} ms at \
+         worst; its chat: {facts}",
+        flooded.elapsed().as_millis(),
+        slowest.as_millis()
+    );
+
+    // Once the flood has been read to its end (the hostile page's channel has nothing left to
+    // send), only what the guard lets through was shown: a burst, then 5 frames a second, and
+    // one note per reason every 10 s.
+    wait_for(
+        hostile,
+        "the hostile page to have sent everything",
+        &format!(
+            "{VICTIM_CHAT_FN} const {{ chat }} = victimChat({ufrags});
+             return chat && chat.bufferedAmount === 0;"
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let facts = victim
+        .execute(CHAT_FACTS, vec![])
+        .await
+        .expect("script runs");
+    let secs = flooded.elapsed().as_secs();
+    println!("{secs} s after the flood, the victim's chat: {facts}");
+    let shown = facts["flood"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        shown <= 20 + 5 * (secs + 1),
+        "{shown} lines of the flood shown in {secs} s: {facts}"
+    );
+    let dropped = facts["dropped"].as_array().cloned().unwrap_or_default();
+    for (kind, words) in [("too-big", "too long to show"), ("too-fast", "too fast")] {
+        let notes: Vec<&Value> = dropped.iter().filter(|d| d[0] == kind).collect();
+        assert!(
+            !notes.is_empty() && notes.len() as u64 <= 1 + secs / 10,
+            "{} notes {kind} in {secs} s: {facts}",
+            notes.len()
+        );
+        assert!(
+            notes
+                .iter()
+                .all(|d| d[1].as_str().is_some_and(|t| t.contains(words))),
+            "{facts}"
+        );
+    }
+
+    // Both calls go on: the same connections, still decoding.
+    let after = tile_frames(victim).await;
+    let same: Vec<&String> = after.iter().map(|(conn, _)| conn).collect();
+    assert_eq!(
+        same,
+        conns[0].iter().collect::<Vec<_>>(),
+        "a call was rebuilt"
+    );
+    for ((conn, was), (_, is)) in before.iter().zip(&after) {
+        assert!(
+            is > was,
+            "tile {conn}: no frames since the flood ({was} -> {is})"
+        );
+    }
+    // The chat too: a message from the third page reaches everybody.
+    chat(&pages, 2, "still talking").await;
+    assert_clean(victim, "after the flood").await;
+    println!("the whole test: {} ms", started.elapsed().as_millis());
+    shutdown.cancel();
 }

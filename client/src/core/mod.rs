@@ -12,7 +12,9 @@
 //! - [`negotiation`]: one connection's perfect negotiation, candidates, offer resends, ICE
 //!   restarts and their grace, fingerprints (a connection to a media server would be one more);
 //! - [`local_media`]: mute, camera, screen; [`transceivers`]: which transceiver carries them;
-//! - [`view`]: the status line, the tiles and the words for the person.
+//! - [`view`]: the status line, the tiles and the words for the person;
+//! - [`chat_guard`]: how much a peer may send on the chat channel (the browser layer holds one
+//!   per connection, and asks it about each frame before reading it).
 //!
 //! This file holds the inputs and effects, and [`Engine`], which routes each input to its part
 //! and carries what one part's outcome means for the others. Calls survive the relay: losing it
@@ -27,6 +29,7 @@ use crate::{
     text::{Lang, RelayWhy, Text},
 };
 
+pub mod chat_guard;
 pub mod local_media;
 pub mod negotiation;
 pub mod relay_link;
