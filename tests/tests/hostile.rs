@@ -20,12 +20,17 @@ static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Installed before the page's own scripts: keeps what the page writes with `console.error`
 /// in `window.__consoleErrors` (a start that failed, say), beside the uncaught errors the
-/// harness keeps in `window.__pageErrors` (a Rust panic in the page surfaces as an uncaught
-/// `RuntimeError: unreachable`).
-const CONSOLE_WATCH_JS: &str = r#"(() => {
+/// harness keeps in `window.__pageErrors` (a Rust panic in the page traps, and surfaces there
+/// as an uncaught `RuntimeError: unreachable`); and the page's long tasks (its main thread
+/// busy over 50 ms at a stretch), `[start, duration]` in ms, in `window.__longTasks`.
+const PAGE_WATCH_JS: &str = r#"(() => {
   const kept = window.__consoleErrors = [];
   const error = console.error.bind(console);
   console.error = (...args) => { kept.push(args.map(String).join(' ')); error(...args); };
+  const long = window.__longTasks = [];
+  new PerformanceObserver((tasks) => {
+    for (const t of tasks.getEntries()) long.push([Math.round(t.startTime), Math.round(t.duration)]);
+  }).observe({ type: 'longtask', buffered: true });
 })();"#;
 
 /// Words that only an exception, a panic or a value shown raw would put on the page.
@@ -44,15 +49,15 @@ const RAW_WORDS: [&str; 12] = [
     "Uncaught",
 ];
 
-/// A Chrome of `driver` whose console errors are kept (see [`CONSOLE_WATCH_JS`]).
+/// A Chrome of `driver` whose console errors and long tasks are kept (see [`PAGE_WATCH_JS`]).
 async fn watched_browser(driver: &Driver) -> Client {
     let page = driver.browser().await;
     page.issue_cmd(Cdp::new(
         "Page.addScriptToEvaluateOnNewDocument",
-        json!({ "source": CONSOLE_WATCH_JS }),
+        json!({ "source": PAGE_WATCH_JS }),
     ))
     .await
-    .expect("install the console watch");
+    .expect("install the page watch");
     page
 }
 
@@ -459,6 +464,10 @@ async fn a_peer_flooding_the_chat_is_cut_short_and_the_other_calls_go_on() {
     let before = tile_frames(victim).await;
 
     let flooded = Instant::now();
+    let flooded_at = victim
+        .execute("return performance.now();", vec![])
+        .await
+        .expect("script runs");
     let sent = hostile
         .execute(
             &format!(
@@ -475,21 +484,21 @@ async fn a_peer_flooding_the_chat_is_cut_short_and_the_other_calls_go_on() {
     assert!(sent.get("error").is_none(), "{sent}");
     assert!(sent["max"].as_u64() > Some(64 * 1024), "{sent}");
 
-    // The victim says what it left out, once per reason, and stays responsive meanwhile: the
-    // longest the page takes to answer the test is what a person would feel.
+    // The victim says what it left out, once per reason (10 MB take the data channel a few
+    // seconds on a quiet machine, half a minute on a busy one), and answers meanwhile.
     let mut slowest = Duration::ZERO;
     let facts = loop {
         let asked = Instant::now();
         let facts = victim
             .execute(CHAT_FACTS, vec![])
             .await
-            .expect("script runs");
+            .unwrap_or_else(|err| {
+                panic!(
+                    "the page froze: no answer in {} ms ({err})",
+                    asked.elapsed().as_millis()
+                )
+            });
         slowest = slowest.max(asked.elapsed());
-        assert!(
-            slowest < Duration::from_secs(3),
-            "the page froze for {} ms: {facts}",
-            slowest.as_millis()
-        );
         let kinds: Vec<&str> = facts["dropped"]
             .as_array()
             .into_iter()
@@ -500,14 +509,14 @@ async fn a_peer_flooding_the_chat_is_cut_short_and_the_other_calls_go_on() {
             break facts;
         }
         assert!(
-            flooded.elapsed() < Duration::from_secs(30),
-            "no word of what was left out after 30 s: {facts}"
+            flooded.elapsed() < Duration::from_secs(60),
+            "no word of what was left out after 60 s: {facts}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     println!(
-        "the victim said what it left out {} ms after the flood; it answered within {} ms at \
-         worst; its chat: {facts}",
+        "the victim said what it left out {} ms after the flood; it answered the test within \
+         {} ms at worst; its chat: {facts}",
         flooded.elapsed().as_millis(),
         slowest.as_millis()
     );
@@ -551,6 +560,25 @@ async fn a_peer_flooding_the_chat_is_cut_short_and_the_other_calls_go_on() {
             "{facts}"
         );
     }
+
+    // The page never froze: its main thread was never busy for long at a stretch. (How long
+    // the test waits for its answers says more about the machine: on one of load 21, up to
+    // 3.7 s while the page's longest task took 0.8 s.)
+    let longest = victim
+        .execute(
+            &format!(
+                "return Math.max(0, ...window.__longTasks
+                    .filter(([start, ms]) => start + ms >= {flooded_at}).map(([, ms]) => ms));"
+            ),
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    println!("the victim's longest task since the flood: {longest} ms");
+    assert!(
+        longest.as_u64() < Some(3_000),
+        "the page's main thread was busy for {longest} ms at a stretch"
+    );
 
     // Both calls go on: the same connections, still decoding.
     let after = tile_frames(victim).await;
