@@ -45,7 +45,8 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p client -p protocol --target wasm32-unknown-unknown --all-targets -- -D warnings
 
-# The relay tests and the end-to-end calls, Chromium's and Firefox's (tests/tests/firefox.rs).
+# The relay tests and the end-to-end calls, Chromium's and Firefox's (tests/tests/firefox.rs),
+# and the page against a hostile relay or peer (tests/tests/hostile.rs, a stand-in relay).
 # They talk to 127.0.0.1 only; the namespace makes sure the browsers do too (its veth pair to
 # itself gives Firefox an address to gather candidates on, and leads nowhere). Built outside it,
 # because building may need the registry. The client's decisions (client/src/core) are plain

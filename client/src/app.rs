@@ -26,7 +26,11 @@ use web_sys::{MediaStream, RtcPeerConnectionState};
 
 use crate::{
     chat,
-    core::{self, ConnId, ConnState, Effect, Engine, Input, MediaState, PeerInput, Timer, Timing},
+    core::{
+        self,
+        chat_guard::{ChatGuard, Verdict},
+        ConnId, ConnState, Effect, Engine, Input, MediaState, PeerInput, Timer, Timing,
+    },
     diagnose::{self, Path},
     invite,
     media::{self, MediaError},
@@ -198,6 +202,8 @@ pub struct App {
     device_requests: VecMap<&'static str, u32>,
     /// Each call's stats history and path, read with the paths every second.
     stats: VecMap<ConnId, (stats::History, Option<Path>)>,
+    /// What each call's peer may still send on the chat channel.
+    chat_guards: VecMap<ConnId, ChatGuard>,
     local: Option<MediaStream>,
     media: MediaRequest,
     /// A connection made at start, for the first call to take (see [`Peer::new`]).
@@ -307,6 +313,7 @@ impl App {
             timers: VecMap::new(),
             timer_starts: 0,
             stats: VecMap::new(),
+            chat_guards: VecMap::new(),
             share: None,
             share_ended: None,
             share_request: 0,
@@ -368,6 +375,14 @@ impl App {
                 self.input(Input::RelayLost(why)).await;
             }
             Event::Relay(..) | Event::RelayLost(..) => {} // From a socket already replaced.
+            Event::Peer(conn, PeerEvent::Chat(frame)) => {
+                // A message shows in the chat log as it is read. Nothing else changed unless
+                // the engine was told something: laying the page out again for each frame of
+                // a flood took milliseconds a frame, seconds in all (tests/tests/hostile.rs).
+                if !self.on_chat(conn, &frame).await {
+                    return;
+                }
+            }
             Event::Peer(conn, event) => self.on_peer(conn, event).await,
             Event::Timer(timer, number) => {
                 if self.timers.get(&timer).is_some_and(|(n, _)| *n == number) {
@@ -710,6 +725,60 @@ impl App {
         self.ui.chat_note(None);
     }
 
+    /// `frame`, from the chat channel of `conn`, copied out of the browser if the
+    /// connection's [`ChatGuard`] lets it in; else dropped unread, and the person told when
+    /// the guard says so.
+    fn let_in(&mut self, conn: ConnId, frame: &js_sys::JsString) -> Option<String> {
+        if !self.chat_guards.contains_key(&conn) {
+            self.chat_guards.insert(conn, ChatGuard::default());
+        }
+        let guard = self.chat_guards.get_mut(&conn)?;
+        match guard.admit(frame.length() as usize, js_sys::Date::now()) {
+            Verdict::Take => Some(frame.into()),
+            Verdict::Drop { say: None } => None,
+            Verdict::Drop { say: Some(why) } => {
+                let tile = self.engine.tiles().into_iter().find(|t| t.conn == conn)?;
+                let who = tile
+                    .name
+                    .unwrap_or_else(|| Text::Someone.show(self.ui.lang()));
+                self.ui
+                    .add_chat_dropped(tile.peer, why, &Text::ChatDropped { who, why });
+                None
+            }
+        }
+    }
+
+    /// Reads `frame`, from the chat channel of `conn`, if its guard lets it in: a message goes
+    /// into the chat log, a media state to the engine. Returns whether the engine was told
+    /// something (what the page shows besides the chat may have changed).
+    async fn on_chat(&mut self, conn: ConnId, frame: &js_sys::JsString) -> bool {
+        let Some(frame) = self.let_in(conn, frame) else {
+            return false;
+        };
+        let decoded = match crate::json::parse(&frame) {
+            Some(doc) => chat::decode(doc),
+            None => Err(chat::ChatError::Malformed("not JSON".to_owned())),
+        };
+        match decoded {
+            Ok(chat::Frame::Media(media)) => {
+                self.input(Input::Peer(conn, PeerInput::RemoteMedia(media)))
+                    .await;
+                return true;
+            }
+            Ok(chat::Frame::Chat(wire)) => {
+                let tile = self.engine.tiles().into_iter().find(|t| t.conn == conn);
+                let who = tile
+                    .as_ref()
+                    .and_then(|t| t.name.clone())
+                    .unwrap_or_else(|| Text::Someone.show(self.ui.lang()));
+                let from = tile.map(|t| t.peer);
+                self.ui.add_chat(from, &who, wire.at, &wire.text);
+            }
+            Err(err) => web_sys::console::warn_1(&format!("chat: {err}").into()),
+        }
+        false
+    }
+
     async fn on_peer(&mut self, conn: ConnId, event: PeerEvent) {
         let news = match event {
             PeerEvent::Track(stream) => {
@@ -725,26 +794,7 @@ impl App {
             PeerEvent::Candidate(candidate) => PeerInput::Candidate(candidate),
             PeerEvent::NegotiationNeeded => PeerInput::NegotiationNeeded,
             PeerEvent::Chat(frame) => {
-                let decoded = match crate::json::parse(&frame) {
-                    Some(doc) => chat::decode(doc),
-                    None => Err(chat::ChatError::Malformed("not JSON".to_owned())),
-                };
-                match decoded {
-                    Ok(chat::Frame::Media(media)) => {
-                        self.input(Input::Peer(conn, PeerInput::RemoteMedia(media)))
-                            .await;
-                    }
-                    Ok(chat::Frame::Chat(wire)) => {
-                        let tile = self.engine.tiles().into_iter().find(|t| t.conn == conn);
-                        let who = tile
-                            .as_ref()
-                            .and_then(|t| t.name.clone())
-                            .unwrap_or_else(|| Text::Someone.show(self.ui.lang()));
-                        let from = tile.map(|t| t.peer);
-                        self.ui.add_chat(from, &who, wire.at, &wire.text);
-                    }
-                    Err(err) => web_sys::console::warn_1(&format!("chat: {err}").into()),
-                }
+                self.on_chat(conn, &frame).await;
                 return;
             }
             PeerEvent::State(state) => {
@@ -829,6 +879,7 @@ impl App {
                 self.peers.remove(&conn);
                 self.streams.remove(&conn);
                 self.stats.remove(&conn);
+                self.chat_guards.remove(&conn);
             }
             Effect::MakeOffer { conn } => {
                 let peer = self.peers.get(&conn)?;

@@ -18,6 +18,10 @@ pub const CHANNEL_ID: u16 = 0;
 /// The longest message, in characters.
 pub const MAX_CHARS: usize = 2_000;
 
+/// The lines the chat log keeps: older ones go, so that a long call (or a peer sending as fast
+/// as it may, see [`crate::core::chat_guard`]) does not grow the page without end.
+pub const LOG_LINES: u32 = 500;
+
 /// Why a message was not sent or not taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChatError {

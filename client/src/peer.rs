@@ -35,8 +35,9 @@ pub enum PeerEvent {
     IceServerError(IceServerError),
     /// `negotiationneeded`: tracks changed or an ICE restart was asked for.
     NegotiationNeeded,
-    /// A frame on the chat data channel (unchecked; see [`crate::chat::decode`]).
-    Chat(String),
+    /// A text frame on the chat data channel, still the browser's string: not copied, not
+    /// checked (see [`crate::core::chat_guard`] and [`crate::chat::decode`]).
+    Chat(js_sys::JsString),
 }
 
 /// An `RTCPeerConnection` whose handlers live exactly as long as it does.
@@ -163,8 +164,10 @@ impl Peer {
         init.set_id(chat::CHANNEL_ID);
         let chat = pc.create_data_channel_with_data_channel_dict(chat::CHANNEL_LABEL, &init);
         let chat_outbox: Rc<RefCell<Vec<String>>> = Rc::default();
+        // Binary frames are none of ours and are left to the browser (they are not read).
         listeners.push(EventListener::new(&chat, "message", move |event| {
-            if let Some(frame) = event.unchecked_ref::<MessageEvent>().data().as_string() {
+            let data = event.unchecked_ref::<MessageEvent>().data();
+            if let Ok(frame) = data.dyn_into::<js_sys::JsString>() {
                 report(PeerEvent::Chat(frame));
             }
         }));

@@ -144,7 +144,8 @@ async fn send(ws: &mut WebSocket, frame: String) {
 }
 
 /// Reports `text`, a frame from the relay, as a [`ServerMsg`]; one that cannot be read goes
-/// to the console.
+/// to the console, its start only: a relay that is not ours may send megabytes, and the
+/// browser keeps its console's messages.
 fn read(text: &str, report: &impl Fn(RelayEvent)) {
     let read = crate::json::parse(text)
         .ok_or_else(|| protocol::ReadError::new("not JSON"))
@@ -152,7 +153,12 @@ fn read(text: &str, report: &impl Fn(RelayEvent)) {
     match read {
         Ok(msg) => report(RelayEvent::Message(msg)),
         Err(err) => web_sys::console::warn_1(
-            &format!("the relay sent something unreadable ({err}): {text}").into(),
+            &format!(
+                "the relay sent something unreadable ({err}), {} bytes: {}",
+                text.len(),
+                crate::trace::line("", &text)
+            )
+            .into(),
         ),
     }
 }

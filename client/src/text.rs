@@ -15,7 +15,10 @@
 //! - **Nothing an exception says** reaches a person: the browser's words go to the console and
 //!   the call log; the page says what happened and what to do in the person's language.
 
-use crate::diagnose::{CandidateType, IceSetup};
+use crate::{
+    core::chat_guard::Dropped,
+    diagnose::{CandidateType, IceSetup},
+};
 
 /// A language the page speaks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -203,6 +206,13 @@ pub enum Text {
     ChatTooLong(usize, usize),
     /// A chat message with nobody to send it to.
     ChatNobody,
+    /// What a peer sent on the chat was left out: too big, or too much too fast.
+    ChatDropped {
+        /// Who sent it: their name, or [`Text::Someone`]'s words.
+        who: String,
+        /// Why it was left out.
+        why: Dropped,
+    },
     /// The invite link is in the clipboard (the link follows).
     LinkCopied,
     /// The invite link could not be copied: the person copies it (the link follows).
@@ -475,6 +485,22 @@ impl Text {
                     "通话中还没有其他人：消息没有发送。",
                 )
                 .into(),
+            Text::ChatDropped {
+                who,
+                why: Dropped::TooBig(n),
+            } => l.pick(
+                format!("{who} sent a message of {n} characters, too long to show: it was left out."),
+                format!("{who} 傳來一則 {n} 個字元的訊息，太長了，沒有顯示。"),
+                format!("{who} 发来一条 {n} 个字符的消息，太长了，没有显示。"),
+            ),
+            Text::ChatDropped {
+                who,
+                why: Dropped::TooFast,
+            } => l.pick(
+                format!("{who} is sending messages too fast: some were left out."),
+                format!("{who} 傳訊息太快了：有些訊息沒有顯示。"),
+                format!("{who} 发消息太快了：有些消息没有显示。"),
+            ),
             Text::LinkCopied => l
                 .pick(
                     "Link copied; send it to the people you want to talk to:",
@@ -756,6 +782,14 @@ mod tests {
             Text::ChatEmpty,
             Text::ChatTooLong(3000, 2000),
             Text::ChatNobody,
+            Text::ChatDropped {
+                who: "安".into(),
+                why: Dropped::TooBig(262_144),
+            },
+            Text::ChatDropped {
+                who: "安".into(),
+                why: Dropped::TooFast,
+            },
             Text::LinkCopied,
             Text::CopyThisLink,
             Text::NoStatsYet,
@@ -879,7 +913,9 @@ mod tests {
                 );
             }
             // What the person must act on is kept: a name, a code, a URL.
-            if let Text::NameTaken(name) | Text::Check(name) = &text {
+            if let Text::NameTaken(name) | Text::Check(name) | Text::ChatDropped { who: name, .. } =
+                &text
+            {
                 for lang in Lang::ALL {
                     assert!(text.show(lang).contains(name.as_str()));
                 }

@@ -5,9 +5,10 @@
 //! `callButton`, `hangupButton`; `status` for the line that tells the person what is happening,
 //! `connectionPath` for the network path of the call, and `remotes` holding one tile per other
 //! person: a `<figure data-peer data-conn data-state>` with a `<video data-peer>` and a caption.
-//! The chat: `chatInput`, `chatSend`, `chatLog` (one `<p data-from>` per message) and
-//! `chatNote` (what went wrong with the last message). `langSelect` picks the language; every
-//! word comes from [`crate::text`], and `<html lang>` says which language is shown.
+//! The chat: `chatInput`, `chatSend`, `chatLog` (one `<p data-from>` per message, and one
+//! `<p data-from data-dropped>` where what a peer sent was left out) and `chatNote` (what went
+//! wrong with the last message). `langSelect` picks the language; every word comes from
+//! [`crate::text`], and `<html lang>` says which language is shown.
 
 use protocol::PeerId;
 use wasm_bindgen::{JsCast, JsValue};
@@ -17,7 +18,8 @@ use web_sys::{
 };
 
 use crate::{
-    core::{ConnId, MediaState, Status, Tile},
+    chat,
+    core::{chat_guard::Dropped, ConnId, MediaState, Status, Tile},
     diagnose::Path,
     media::{self, Device},
     small::VecMap,
@@ -411,7 +413,34 @@ impl Ui {
                 let _ = line.append_child(&part);
             }
         }
-        let _ = self.chat_log.append_child(&line);
+        self.add_chat_line(&line);
+    }
+
+    /// Says in the chat log that what `from` sent was left out, as `text` words it, with
+    /// `data-dropped` saying why (`too-big`, `too-fast`).
+    pub fn add_chat_dropped(&self, from: PeerId, why: Dropped, text: &Text) {
+        let Ok(line) = self.document.create_element("p") else {
+            return;
+        };
+        let _ = line.set_attribute("data-from", &from.to_string());
+        let _ = line.set_attribute("data-dropped", why.as_str());
+        if let Ok(words) = self.document.create_element("span") {
+            words.set_text_content(Some(&text.show(self.lang)));
+            let _ = line.append_child(&words);
+        }
+        self.add_chat_line(&line);
+    }
+
+    /// Adds `line` at the end of the chat log, which keeps its last [`chat::LOG_LINES`], and
+    /// scrolls to it.
+    fn add_chat_line(&self, line: &Element) {
+        let _ = self.chat_log.append_child(line);
+        while self.chat_log.child_element_count() > chat::LOG_LINES {
+            match self.chat_log.first_element_child() {
+                Some(oldest) => oldest.remove(),
+                None => break,
+            }
+        }
         self.chat_log.set_scroll_top(self.chat_log.scroll_height());
     }
 

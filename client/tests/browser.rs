@@ -173,7 +173,7 @@ impl Side {
                 PeerEvent::Track(stream) => self.tracks.push(stream),
                 PeerEvent::IceServerError(error) => self.ice_errors.push(error),
                 PeerEvent::NegotiationNeeded => self.negotiations += 1,
-                PeerEvent::Chat(frame) => self.chats.push(frame),
+                PeerEvent::Chat(frame) => self.chats.push(frame.into()),
             }
         }
     }
@@ -598,6 +598,33 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
     let second = log.last_element_child().expect("a line");
     assert_eq!(second.get_attribute("data-from").as_deref(), Some("7"));
     assert!(second.query_selector("i").expect("query").is_none());
+
+    // What a peer sent and the page left out gets a line of its own; the log keeps its last
+    // lines only.
+    let why = client::core::chat_guard::Dropped::TooFast;
+    let note = Text::ChatDropped {
+        who: "Eve".into(),
+        why,
+    };
+    ui.add_chat_dropped(protocol::PeerId(7), why, &note);
+    let last = log.last_element_child().expect("a line");
+    assert_eq!(
+        last.get_attribute("data-dropped").as_deref(),
+        Some("too-fast")
+    );
+    assert_eq!(
+        last.text_content().as_deref(),
+        Some("Eve is sending messages too fast: some were left out.")
+    );
+    for n in 0..client::chat::LOG_LINES {
+        ui.add_chat(Some(protocol::PeerId(7)), "Eve", 0, &format!("line {n}"));
+    }
+    assert_eq!(log.child_element_count(), client::chat::LOG_LINES);
+    let oldest = log.first_element_child().expect("a line");
+    assert!(oldest
+        .text_content()
+        .unwrap_or_default()
+        .ends_with("line 0"));
 }
 
 /// Perfect negotiation in the browser: both sides offer at once (glare); the polite side rolls

@@ -12,7 +12,9 @@
 //! - [`negotiation`]: one connection's perfect negotiation, candidates, offer resends, ICE
 //!   restarts and their grace, fingerprints (a connection to a media server would be one more);
 //! - [`local_media`]: mute, camera, screen; [`transceivers`]: which transceiver carries them;
-//! - [`view`]: the status line, the tiles and the words for the person.
+//! - [`view`]: the status line, the tiles and the words for the person;
+//! - [`chat_guard`]: how much a peer may send on the chat channel (the browser layer holds one
+//!   per connection, and asks it about each frame before reading it).
 //!
 //! This file holds the inputs and effects, and [`Engine`], which routes each input to its part
 //! and carries what one part's outcome means for the others. Calls survive the relay: losing it
@@ -27,6 +29,7 @@ use crate::{
     text::{Lang, RelayWhy, Text},
 };
 
+pub mod chat_guard;
 pub mod local_media;
 pub mod negotiation;
 pub mod relay_link;
@@ -696,10 +699,13 @@ impl Engine {
                 let Some(person) = self.room.by_id_mut(peer) else {
                     return;
                 };
-                person.present = false;
                 let conn = person.call.as_ref().map(|c| c.negotiation.conn());
-                if !(reconnecting && conn.is_some()) {
-                    // Gone for good (or we had no call with them): the tile goes.
+                if reconnecting && conn.is_some() {
+                    person.present = false;
+                } else {
+                    // Gone for good (or we had no call with them): the tile goes. Removed
+                    // while still present, so that it is them and not somebody who had
+                    // their id before (see `Room::learn`).
                     if let Some(conn) = conn {
                         self.close_call(conn, out);
                     }

@@ -47,32 +47,51 @@ pub struct Room {
 impl Room {
     /// Records `peer` as in the room: a person we know (by session, or by id) gets their new
     /// id and name; anyone else is new to us. `newer`: heard of by `peer-joined`. Ourselves
-    /// (by an older socket the relay has not yet noticed is dead) are not recorded.
+    /// (by an older socket the relay has not yet noticed is dead) are not recorded. A name the
+    /// relay would have refused (too long, control characters) is not kept: this relay is not
+    /// the one we know.
+    ///
+    /// The id is theirs from now on: anybody else who had it (before a relay restart, which
+    /// hands the ids out again) is no longer in the room under it, and keeps their call until
+    /// they come back under a new id.
     pub fn learn(&mut self, peer: PeerInfo, newer: bool, my_session: &str) {
         if peer.session.as_deref() == Some(my_session) {
             return;
         }
+        let name = peer
+            .name
+            .filter(|name| protocol::validate_name(name).is_ok());
         let known = self
             .people
-            .iter_mut()
-            .find(|p| match (&p.session, &peer.session) {
+            .iter()
+            .position(|p| match (&p.session, &peer.session) {
                 (Some(a), Some(b)) => a == b,
                 _ => p.id == peer.id,
             });
-        match known {
-            Some(person) => {
+        let at = match known {
+            Some(at) => {
+                let person = &mut self.people[at];
                 person.id = peer.id;
-                person.name = peer.name;
+                person.name = name;
                 person.present = true;
+                at
             }
-            None => self.people.push(Person {
-                id: peer.id,
-                session: peer.session,
-                name: peer.name,
-                newer,
-                present: true,
-                call: None,
-            }),
+            None => {
+                self.people.push(Person {
+                    id: peer.id,
+                    session: peer.session,
+                    name,
+                    newer,
+                    present: true,
+                    call: None,
+                });
+                self.people.len() - 1
+            }
+        };
+        for (n, other) in self.people.iter_mut().enumerate() {
+            if n != at && other.id == peer.id {
+                other.present = false;
+            }
         }
     }
 
@@ -90,14 +109,24 @@ impl Room {
         }
     }
 
-    /// The person with relay id `id`.
+    /// The person with relay id `id`: the one in the room, if another who had it before is
+    /// not (see [`Room::learn`]).
     pub fn by_id(&self, id: PeerId) -> Option<&Person> {
-        self.people.iter().find(|p| p.id == id)
+        self.position(id).map(|at| &self.people[at])
     }
 
-    /// The person with relay id `id`, to change.
+    /// The person with relay id `id`, to change (see [`Room::by_id`]).
     pub fn by_id_mut(&mut self, id: PeerId) -> Option<&mut Person> {
-        self.people.iter_mut().find(|p| p.id == id)
+        self.position(id).map(|at| &mut self.people[at])
+    }
+
+    /// Where the person with relay id `id` is in [`Room::people`] (see [`Room::by_id`]).
+    fn position(&self, id: PeerId) -> Option<usize> {
+        let people = &self.people;
+        people
+            .iter()
+            .position(|p| p.id == id && p.present)
+            .or_else(|| people.iter().position(|p| p.id == id))
     }
 
     /// The person whose call is on connection `conn`.
@@ -141,9 +170,11 @@ impl Room {
         self.people.retain(|p| p.present || p.call.is_some());
     }
 
-    /// Forgets `id`.
+    /// Forgets the person with relay id `id` (see [`Room::by_id`]).
     pub fn remove(&mut self, id: PeerId) {
-        self.people.retain(|p| p.id != id);
+        if let Some(at) = self.position(id) {
+            self.people.remove(at);
+        }
     }
 
     /// Whom we should call now and have no call with: everybody present if `caller`, else,
@@ -222,5 +253,27 @@ mod tests {
         assert!(room.by_id(PeerId(1)).is_none());
         assert!(Room::polite_towards(person, "b", None));
         assert!(!Room::polite_towards(person, "0", None));
+    }
+
+    #[test]
+    fn a_name_the_relay_would_refuse_is_not_kept() {
+        let mut room = Room::default();
+        for (id, name) in [
+            (1, "N".repeat(65)),
+            (2, "tab\there".into()),
+            (3, "Bo".into()),
+        ] {
+            room.learn(
+                PeerInfo {
+                    id: PeerId(id),
+                    name: Some(name),
+                    session: Some(format!("s{id}")),
+                },
+                true,
+                "me",
+            );
+        }
+        let names: Vec<Option<&str>> = room.people().map(|p| p.name.as_deref()).collect();
+        assert_eq!(names, [None, None, Some("Bo")]);
     }
 }

@@ -1955,3 +1955,94 @@ fn a_room_with_a_firefox_page_connects_though_chrome_refuses_an_offer() {
         }
     }
 }
+
+/// The connections `effects` closed.
+fn closed(effects: &[Effect]) -> Vec<ConnId> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Close { conn } => Some(*conn),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether every connection `page` opened and did not close has a tile: none is left running
+/// out of the engine's sight (its browser connection would live as long as the page).
+fn every_open_connection_has_a_tile(page: &Engine, opened: &[ConnId], closed: &[ConnId]) {
+    let mut open: Vec<ConnId> = opened
+        .iter()
+        .filter(|c| !closed.contains(c))
+        .copied()
+        .collect();
+    open.sort();
+    let mut tiles: Vec<ConnId> = page.tiles().iter().map(|t| t.conn).collect();
+    tiles.sort();
+    assert_eq!(open, tiles, "open connections and tiles differ");
+}
+
+#[test]
+fn an_id_the_relay_gives_to_somebody_else_is_theirs_from_then_on() {
+    // We have calls with 2 (session "b") and 3 ("c"). The relay restarts and gives everybody
+    // new ids as they come back: "c" first, as 2. Until "b" is back, two people of ours have
+    // had id 2; signals from 2 are from "c".
+    let mut page = Engine::new(config(true, "a"));
+    page.handle(Input::Start);
+    let mut effects = page.handle(welcome(1, vec![info(2, "b"), info(3, "c")]));
+    assert_eq!(opened(&effects), [ConnId(0), ConnId(1)]);
+    page.handle(Input::RelayLost(RelayWhy::ShuttingDown));
+    page.handle(Input::Timer(Timer::Reconnect));
+    effects.extend(page.handle(welcome(1, vec![])));
+    effects.extend(page.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(2, "c") })));
+    let effects_of_offer = page.handle(offer_from(2, "v=0\r\na=mid:0\r\n"));
+    assert!(
+        effects_of_offer
+            .iter()
+            .all(|e| !matches!(e, Effect::ApplyOffer { conn, .. } if *conn == ConnId(0))),
+        "c's offer went to b's call: {effects_of_offer:?}"
+    );
+    effects.extend(effects_of_offer);
+    // "b" comes back as 4: both calls are still the ones there were.
+    effects.extend(page.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(4, "b") })));
+    let peers: Vec<(ConnId, PeerId)> = page.tiles().iter().map(|t| (t.conn, t.peer)).collect();
+    assert_eq!(peers, [(ConnId(0), PeerId(4)), (ConnId(1), PeerId(2))]);
+    every_open_connection_has_a_tile(&page, &opened(&effects), &closed(&effects));
+}
+
+#[test]
+fn the_same_id_for_another_session_replaces_no_connection_unseen() {
+    // A relay that says 2 joined twice, with two sessions: each gets a call of its own, and
+    // no connection is dropped from sight without being closed (it would live on in the page).
+    let mut page = Engine::new(config(true, "a"));
+    page.handle(Input::Start);
+    let mut effects = page.handle(welcome(1, vec![info(2, "b")]));
+    for _ in 0..3 {
+        effects.extend(page.handle(Input::Relay(ServerMsg::PeerJoined {
+            peer: info(2, "other"),
+        })));
+        effects.extend(page.handle(Input::Relay(ServerMsg::PeerJoined { peer: info(3, "c") })));
+    }
+    assert_eq!(opened(&effects).len(), 3, "{:?}", opened(&effects));
+    every_open_connection_has_a_tile(&page, &opened(&effects), &closed(&effects));
+    // Signals from 2 go to the one the relay named last.
+    let applied = page.handle(offer_from(2, "v=0\r\na=mid:0\r\n"));
+    assert!(
+        applied
+            .iter()
+            .any(|e| matches!(e, Effect::ApplyOffer { conn, .. } if *conn == ConnId(1))),
+        "{applied:?}"
+    );
+    effects.extend(applied);
+    // 2 leaves, twice: the one named last, then the one before; each takes their own call.
+    let left = Input::Relay(ServerMsg::PeerLeft {
+        peer: PeerId(2),
+        reconnecting: false,
+    });
+    let first = page.handle(left.clone());
+    assert_eq!(closed(&first), [ConnId(1)]);
+    let second = page.handle(left);
+    assert_eq!(closed(&second), [ConnId(0)]);
+    effects.extend(first.into_iter().chain(second));
+    every_open_connection_has_a_tile(&page, &opened(&effects), &closed(&effects));
+    assert_eq!(page.tiles().len(), 1);
+}
