@@ -26,8 +26,10 @@ impl Redis {
         redis
     }
 
-    /// Starts the server (again) on the same port and waits until it answers PING.
+    /// Starts the server (again) on the same port and waits until it answers PING. One still
+    /// running is stopped first: its handle would be lost, and the process with it.
     pub fn restart(&mut self) {
+        self.stop();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
