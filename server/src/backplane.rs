@@ -240,8 +240,6 @@ pub struct Backplane {
     subscribed: AtomicBool,
     /// Set once the members have been put back after Redis was away.
     synced: AtomicBool,
-    /// The last heartbeat found this instance reaped by another: its members go back.
-    taken_for_gone: AtomicBool,
     /// The mark Redis held when this instance last synced: another means Redis lost its data.
     epoch: Mutex<Option<String>>,
     room_capacity: usize,
@@ -262,10 +260,7 @@ impl fmt::Debug for Backplane {
 }
 
 fn unix_millis() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    unix_micros() / 1000
 }
 
 fn unix_micros() -> u64 {
@@ -293,7 +288,6 @@ impl Backplane {
             alive: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             synced: AtomicBool::new(false),
-            taken_for_gone: AtomicBool::new(false),
             epoch: Mutex::new(None),
             room_capacity,
             timing,
@@ -847,14 +841,12 @@ impl Backplane {
             }
             let was = self.alive.load(Ordering::Relaxed);
             match self.beat().await {
-                Ok(()) => {
+                Ok(taken_for_gone) => {
                     if !was {
                         tracing::info!(instance = %self.instance, "backplane: Redis answers");
                     }
                     self.alive.store(true, Ordering::Relaxed);
-                    if !self.synced.load(Ordering::Relaxed)
-                        || self.taken_for_gone.swap(false, Ordering::Relaxed)
-                    {
+                    if !self.synced.load(Ordering::Relaxed) || taken_for_gone {
                         self.resync().await;
                     }
                     self.retry_leaves().await;
@@ -873,7 +865,8 @@ impl Backplane {
     }
 
     /// Says this instance is alive, connecting first if need be; measures the round trip.
-    async fn beat(&self) -> Result<(), Failure> {
+    /// Returns whether another instance had taken this one for gone meanwhile.
+    async fn beat(&self) -> Result<bool, Failure> {
         let mut conn = match self.connection() {
             Ok(conn) => conn,
             Err(_) => {
@@ -920,15 +913,15 @@ impl Backplane {
         // (it stalled past its presence, as a relay starved of CPU does) and turned its members
         // into reservations. Put them back, or their signals are refused for good (the chaos
         // run, on a machine at load 25, saw 850 `not-joined`).
-        if added == 1 && self.synced.load(Ordering::Relaxed) {
+        let taken_for_gone = added == 1 && self.synced.load(Ordering::Relaxed);
+        if taken_for_gone {
             tracing::warn!(instance = %self.instance, "backplane: this instance was taken for gone; putting its members back");
-            self.taken_for_gone.store(true, Ordering::Relaxed);
         }
         self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
         self.stats
             .round_trip_micros
             .fetch_add(micros, Ordering::Relaxed);
-        Ok(())
+        Ok(taken_for_gone)
     }
 
     /// Puts this instance's members back into their rooms (Redis may have lost them, or taken
@@ -1023,17 +1016,15 @@ impl Backplane {
             .collect();
         let mut all = true;
         for (token, room, member, until) in reserved {
-            let done = self
-                .update(&room, true, |state, now| {
+            let put_back = async {
+                self.update(&room, true, |state, now| {
                     state.restore_reservation(&member, until, now);
                     Ok(((), Vec::new()))
                 })
-                .await;
-            let indexed = match done {
-                Ok(()) => self.index_token(&token, &room).await,
-                Err(err) => Err(err),
+                .await?;
+                self.index_token(&token, &room).await
             };
-            if let Err(err) = indexed {
+            if let Err(err) = put_back.await {
                 tracing::warn!(?err, "backplane: could not put a reservation back");
                 all = false;
             }
@@ -1193,11 +1184,7 @@ impl Backplane {
     /// Tells peer `from` (of `instance`) that its signal found `to` gone.
     async fn bounce(&self, from: PeerId, instance: &str, to: PeerId) {
         self.stats.bounced.fetch_add(1, Ordering::Relaxed);
-        let refusal = Refusal::new(
-            ErrorKind::NoPeer,
-            format!("peer {to} left before your message reached it"),
-        );
-        let text = refusal.to_msg().to_json();
+        let text = Refusal::peer_gone(to).to_msg().to_json();
         if instance == self.instance {
             if let Some(mailbox) = self.mailbox_of(from) {
                 mailbox.deliver(text);

@@ -312,10 +312,7 @@ impl Registry {
                 // A peer whose connection is closing (it left, or its socket broke) takes
                 // nothing more: its sender hears so rather than nothing.
                 if !mailbox.is_some_and(|mailbox| mailbox.deliver(text)) {
-                    return Err(Refusal::new(
-                        ErrorKind::NoPeer,
-                        format!("peer {target} left before your message reached it"),
-                    ));
+                    return Err(Refusal::peer_gone(target));
                 }
                 Ok(Relayed::Delivered(bytes))
             }

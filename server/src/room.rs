@@ -35,6 +35,14 @@ impl Refusal {
         }
     }
 
+    /// A signal's addressee `to` was gone (or going) by the time the signal reached it.
+    pub fn peer_gone(to: PeerId) -> Self {
+        Self::new(
+            ErrorKind::NoPeer,
+            format!("peer {to} left before your message reached it"),
+        )
+    }
+
     /// The error event that tells the client.
     pub fn to_msg(&self) -> ServerMsg {
         ServerMsg::error(self.kind, self.message.clone())
@@ -83,6 +91,20 @@ struct Reservation {
     /// before the loss, on an instance that has not put it back yet).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     restored: bool,
+}
+
+impl Reservation {
+    /// `member`'s place, kept until `until`.
+    fn of(member: &Member, until: u64, restored: bool) -> Self {
+        Self {
+            token: member.resume_token.clone(),
+            id: member.id,
+            name: member.name.clone(),
+            session: member.session.clone(),
+            until,
+            restored,
+        }
+    }
 }
 
 /// A message waiting for its addressee to join.
@@ -378,14 +400,8 @@ impl Room {
             self.held.retain(|h| h.from != id);
         }
         let reserved = reserve.then(|| {
-            self.reservations.push(Reservation {
-                token: member.resume_token.clone(),
-                id,
-                name: member.name,
-                session: member.session,
-                until,
-                restored: false,
-            });
+            self.reservations
+                .push(Reservation::of(&member, until, false));
             member.resume_token
         });
         if self.members.is_empty() {
@@ -437,14 +453,7 @@ impl Room {
         {
             return;
         }
-        self.reservations.push(Reservation {
-            token: member.resume_token.clone(),
-            id: member.id,
-            name: member.name.clone(),
-            session: member.session.clone(),
-            until,
-            restored: true,
-        });
+        self.reservations.push(Reservation::of(member, until, true));
     }
 
     /// Puts back `members`, which the room lost while their connections stayed up (the
