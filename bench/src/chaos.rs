@@ -39,9 +39,9 @@ use crate::{
     relay::{RelayProcess, RelaySetup},
     soak::{
         healthy, judge,
-        ledger::Ledger,
-        member::{self, Phase, Shared},
-        Outcome, Rng,
+        ledger::{Ledger, Settled},
+        member::{Phase, Shared},
+        settle_and_leave, top_up, wait_healthy, Outcome, Rng,
     },
 };
 
@@ -130,6 +130,10 @@ pub struct CaseFigures {
     pub back_after: Option<Duration>,
     /// Resumes refused: places lost.
     pub places_lost: u64,
+    /// Signals delivered to the wrong member.
+    pub misrouted: u64,
+    /// Signals delivered more than once.
+    pub duplicated: u64,
 }
 
 /// A `redis-server` in the Redis namespace, saving nothing, killed by its pid when dropped.
@@ -324,9 +328,6 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
         outcome.line("");
         outcome.line(format!("### {}", fault.name()));
         let (figures, settled) = case(config, *fault, &runtime, &mut outcome)?;
-        let secs = |d: Option<Duration>| {
-            d.map_or("never".to_owned(), |d| format!("{:.2}", d.as_secs_f64()))
-        };
         let what = match fault {
             Fault::KillRelay => format!("relay a SIGKILL, back after {} s", config.fault.as_secs()),
             Fault::RestartRedis => "Redis SIGKILL, started again empty".to_owned(),
@@ -336,13 +337,13 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
         rows.push(format!(
             "| {} | {what} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             fault.name(),
-            secs(figures.healthy_after),
-            secs(figures.flowing_after),
+            seconds(figures.healthy_after),
+            seconds(figures.flowing_after),
             figures.broken,
             if figures.broken == 0 {
                 "-".to_owned()
             } else {
-                secs(figures.back_after)
+                seconds(figures.back_after)
             },
             figures.places_lost,
             settled.sent,
@@ -350,8 +351,8 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
             settled.refused,
             settled.died_with_socket,
             settled.lost,
-            settled.misrouted,
-            settled.duplicated,
+            figures.misrouted,
+            figures.duplicated,
             settled.over_refused,
         ));
     }
@@ -361,19 +362,6 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
         outcome.line(row);
     }
     Ok(outcome)
-}
-
-/// What a case's settled books say, for the summary.
-#[derive(Clone, Debug, Default)]
-pub struct Settled {
-    sent: u64,
-    delivered: u64,
-    refused: u64,
-    died_with_socket: u64,
-    lost: u64,
-    misrouted: u64,
-    duplicated: u64,
-    over_refused: u64,
 }
 
 /// One case: fresh Redis, two relays and nginx; load; the fault; recovery; settling; verdict.
@@ -438,12 +426,14 @@ fn case(
         let (mut struck, mut ended) = (false, false);
         let mut recovered_from: Option<Instant> = None;
         while Instant::now() < stop_at {
-            top_up(&shared, config.members, &mut rng, &mut members);
-            while let Some(done) = members.try_join_next() {
-                if let Err(err) = done {
-                    outcome.fail(format!("{name}: a member task failed: {err}"));
-                }
-            }
+            top_up(
+                &shared,
+                config.members,
+                &mut rng,
+                &mut members,
+                name,
+                outcome,
+            );
             let now = Instant::now();
             if !struck && now >= fault_at {
                 struck = true;
@@ -520,42 +510,21 @@ fn case(
         }
 
         // Quiet, then everybody leaves, as in the soak.
-        let _ = phase_tx.send(Phase::Quiet);
-        tokio::time::sleep(shared.hold + Duration::from_secs(5)).await;
-        let _ = phase_tx.send(Phase::Leave);
-        let all_left = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(done) = members.join_next().await {
-                if let Err(err) = done {
-                    outcome.fail(format!("{name}: a member task failed: {err}"));
-                }
-            }
-        })
-        .await;
-        if all_left.is_err() {
-            outcome.fail(format!("{name}: members still running 60 s after the end"));
-            members.abort_all();
-        }
+        settle_and_leave(&phase_tx, shared.hold, &mut members, name, outcome).await;
         Ok(())
     });
     result?;
 
     let settled = judge(name, &shared, outcome);
-    let ledger = shared.ledger();
-    let anomalies = &ledger.anomalies;
-    let summary = Settled {
-        sent: settled.sent,
-        delivered: settled.delivered,
-        refused: settled.refused,
-        died_with_socket: settled.died_with_socket,
-        lost: settled.lost,
-        misrouted: anomalies.misrouted,
-        duplicated: anomalies.duplicated,
-        over_refused: settled.over_refused,
-    };
-    drop(ledger);
+    {
+        let anomalies = &shared.ledger().anomalies;
+        (figures.misrouted, figures.duplicated) = (anomalies.misrouted, anomalies.duplicated);
+    }
     let mut line = String::new();
-    let secs =
-        |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));
+    let secs = |d: Option<Duration>| match d {
+        Some(_) => format!("{} s", seconds(d)),
+        None => seconds(d),
+    };
     let _ = write!(
         line,
         "{name}: relays healthy again after {}; the first signal sent after the fault arrived \
@@ -596,33 +565,10 @@ fn case(
     }
     b.stop()?;
     drop(redis);
-    Ok((figures, summary))
+    Ok((figures, settled))
 }
 
-/// Admits members until `target` places are taken, a few at a time.
-fn top_up(shared: &Arc<Shared>, target: usize, rng: &mut Rng, members: &mut JoinSet<()>) {
-    for _ in 0..10 {
-        let admitted = {
-            let mut ledger = shared.ledger();
-            (ledger.places_taken() < target).then(|| ledger.admit(&mut |n| rng.below(n)))
-        };
-        let Some((member, room)) = admitted else {
-            break;
-        };
-        members.spawn(member::live(shared.clone(), member, room, rng.next_u64()));
-    }
-}
-
-/// Waits until every relay answers `/healthz` with 200.
-fn wait_healthy(relays: &[SocketAddr], patience: Duration) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + patience;
-    while !relays.iter().all(|addr| healthy(*addr)) {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "not healthy within {} s",
-            patience.as_secs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
+/// A time to print in seconds, or "never".
+fn seconds(d: Option<Duration>) -> String {
+    d.map_or("never".to_owned(), |d| format!("{:.2}", d.as_secs_f64()))
 }

@@ -337,14 +337,8 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
                 addr: relay.addr,
             })
             .collect();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !watched.iter().all(|w| healthy(w.addr)) {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "the relays did not reach Redis within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let addrs: Vec<SocketAddr> = watched.iter().map(|w| w.addr).collect();
+        wait_healthy(&addrs, Duration::from_secs(20)).context("the relays did not reach Redis")?;
         runtime.block_on(soak(config, "two", &watched, phase_secs, &mut outcome))?;
         a.stop()?;
         b.stop()?;
@@ -389,23 +383,14 @@ async fn soak(
     let overdue_age = hold + Duration::from_secs(5);
 
     while Instant::now() < end {
-        // Top the population up, a few at a time so that the start is a ramp, not a stampede.
-        for _ in 0..10 {
-            let admitted = {
-                let mut ledger = shared.ledger();
-                (ledger.places_taken() < config.concurrency)
-                    .then(|| ledger.admit(&mut |n| rng.below(n)))
-            };
-            let Some((member, room)) = admitted else {
-                break;
-            };
-            members.spawn(member::live(shared.clone(), member, room, rng.next_u64()));
-        }
-        while let Some(done) = members.try_join_next() {
-            if let Err(err) = done {
-                outcome.fail(format!("a member task failed: {err}"));
-            }
-        }
+        top_up(
+            &shared,
+            config.concurrency,
+            &mut rng,
+            &mut members,
+            setup,
+            outcome,
+        );
         let now = Instant::now();
         if now >= next_sample {
             next_sample += Duration::from_secs(1);
@@ -427,23 +412,7 @@ async fn soak(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Quiet: nobody sends or goes; every signal in flight lands or is refused (a held one
-    // expires after the hold time), and members between a drop and their resume come back.
-    let _ = phase_tx.send(Phase::Quiet);
-    tokio::time::sleep(hold + Duration::from_secs(5)).await;
-    let _ = phase_tx.send(Phase::Leave);
-    let all_left = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(done) = members.join_next().await {
-            if let Err(err) = done {
-                outcome.fail(format!("a member task failed: {err}"));
-            }
-        }
-    })
-    .await;
-    if all_left.is_err() {
-        outcome.fail(format!("{setup}: members still running 60 s after the end"));
-        members.abort_all();
-    }
+    settle_and_leave(&phase_tx, hold, &mut members, setup, outcome).await;
     report(setup, &shared, relays, start, overdue_age, outcome);
 
     // Reservations of members that dropped for good run out after the grace period; then an
@@ -487,6 +456,74 @@ async fn soak(
     }
     for why in flat.1 {
         outcome.fail(format!("{setup}: {why}"));
+    }
+    Ok(())
+}
+
+/// Admits members until `target` places are taken, a few at a time so that the start is a
+/// ramp, not a stampede, and notes member tasks that ended by failing.
+pub(crate) fn top_up(
+    shared: &Arc<Shared>,
+    target: usize,
+    rng: &mut Rng,
+    members: &mut JoinSet<()>,
+    setup: &str,
+    outcome: &mut Outcome,
+) {
+    for _ in 0..10 {
+        let admitted = {
+            let mut ledger = shared.ledger();
+            (ledger.places_taken() < target).then(|| ledger.admit(&mut |n| rng.below(n)))
+        };
+        let Some((member, room)) = admitted else {
+            break;
+        };
+        members.spawn(member::live(shared.clone(), member, room, rng.next_u64()));
+    }
+    while let Some(done) = members.try_join_next() {
+        if let Err(err) = done {
+            outcome.fail(format!("{setup}: a member task failed: {err}"));
+        }
+    }
+}
+
+/// Quiet: nobody sends or goes; every signal in flight lands or is refused (a held one expires
+/// after the hold time), and members between a drop and their resume come back. Then
+/// everybody leaves, within a minute.
+pub(crate) async fn settle_and_leave(
+    phase: &watch::Sender<Phase>,
+    hold: Duration,
+    members: &mut JoinSet<()>,
+    setup: &str,
+    outcome: &mut Outcome,
+) {
+    let _ = phase.send(Phase::Quiet);
+    tokio::time::sleep(hold + Duration::from_secs(5)).await;
+    let _ = phase.send(Phase::Leave);
+    let all_left = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(done) = members.join_next().await {
+            if let Err(err) = done {
+                outcome.fail(format!("{setup}: a member task failed: {err}"));
+            }
+        }
+    })
+    .await;
+    if all_left.is_err() {
+        outcome.fail(format!("{setup}: members still running 60 s after the end"));
+        members.abort_all();
+    }
+}
+
+/// Waits until every relay answers `/healthz` with 200.
+pub(crate) fn wait_healthy(relays: &[SocketAddr], patience: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + patience;
+    while !relays.iter().all(|addr| healthy(*addr)) {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "not healthy within {} s",
+            patience.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
 }
