@@ -409,6 +409,7 @@ fn case(
         phase: phase_rx,
         hold: Duration::from_secs(config.hold_secs),
         grace: Duration::from_secs(config.grace_secs),
+        settle: Duration::from_secs(config.hold_secs + 3) + config.fault,
         lifetime: (Duration::from_secs(5), Duration::from_secs(40)),
         // While Redis is away nobody can be told who left: a view may lag by the fault's time.
         view_margin: config.fault + Duration::from_secs(5),

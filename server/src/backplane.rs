@@ -24,7 +24,7 @@
 //!   Redis answers again each instance puts its members back and goes on by itself.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fmt,
     sync::{
         atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
@@ -50,6 +50,11 @@ const MAX_TRIES: usize = 16;
 
 /// How many peer ids an instance takes from the shared counter at once.
 const ID_BLOCK: u64 = 16;
+
+/// What a joining peer's commit publishes to the relay of a peer whose held message it took,
+/// followed by the message's number: see [`LocalState::held`]. Room messages are JSON objects,
+/// so the two never meet.
+const TAKEN: &str = "!taken ";
 
 /// Checks the room's version; stores the new state (`-`: unchanged, empty: delete the room);
 /// adds the room to a set (the instance's rooms) if one is named; publishes the messages.
@@ -218,6 +223,16 @@ struct LocalState {
     /// How many local peers each room has.
     rooms: HashMap<String, usize>,
     pending: Vec<PendingLeave>,
+    /// Messages from peers here that wait in their rooms for a peer to resume (or join), by
+    /// sender and number: the [`Self::wipes`] seen when each was held. When one is due and its
+    /// room no longer has it, either a joining peer took it (its relay says so: [`Self::taken`])
+    /// or Redis lost it with the rest of its data; in the second case its sender is told it
+    /// expired, as if it had waited in vain (the chaos run lost 4 when Redis restarted empty).
+    held: HashMap<(PeerId, u64), u64>,
+    /// Held messages of [`Self::held`] that a joining peer took.
+    taken: HashSet<(PeerId, u64)>,
+    /// How many times this instance found that Redis had lost its data.
+    wipes: u64,
 }
 
 /// The rooms of every instance sharing one Redis.
@@ -558,6 +573,13 @@ impl Backplane {
                 let released = admitted.released.len();
                 let released_bytes = admitted.released.iter().map(String::len).sum();
                 deliveries.extend(admitted.released.into_iter().map(|text| (id, text)));
+                // Their senders' relays hear they were taken (see `LocalState::held`).
+                deliveries.extend(
+                    admitted
+                        .taken
+                        .into_iter()
+                        .map(|(from, number)| (from, format!("{TAKEN}{number}"))),
+                );
                 // Reachable before the commit: its messages may arrive before Redis's answer.
                 if let Some(member) = state.member(id) {
                     self.register(id, &room, mailbox.clone(), member.clone());
@@ -680,6 +702,7 @@ impl Backplane {
         // `Ok(bytes)` delivered, `Err(number)` held.
         let (route, unheard): (Result<usize, u64>, _) = self
             .update_from(&room, false, Some(from), |state, now| {
+                state.number_holds_from(now.saturating_mul(1000));
                 Ok(match state.relay(from, to, &signal, || now)? {
                     Route::Deliver(target, text) => (Ok(text.len()), vec![(target, text)]),
                     Route::Held(number, _) => (Err(number), Vec::new()),
@@ -698,6 +721,10 @@ impl Backplane {
         Ok(match route {
             Ok(bytes) => Relayed::Delivered(bytes),
             Err(number) => {
+                let mut local = self.lock_local();
+                let wipes = local.wipes;
+                local.held.insert((from, number), wipes);
+                drop(local);
                 let due = Due::Held { room, number, from };
                 self.deadlines.add(Instant::now() + self.timing.hold, due);
                 Relayed::Held
@@ -779,12 +806,25 @@ impl Backplane {
     pub async fn expire(&self, due: Due) -> Option<MailboxRef> {
         let again = due.clone();
         let result = match due {
+            // Not before this instance has looked whether Redis lost its data meanwhile.
+            Due::Held { .. } if !self.healthy() => Err(Failure::Redis("not synced".into())),
             Due::Held { room, number, from } => self
                 .update(&room, false, |state, _| {
                     Ok((state.expire_held(number, from), Vec::new()))
                 })
                 .await
-                .map(|expired| if expired { self.mailbox_of(from) } else { None }),
+                .map(|expired| {
+                    let mut local = self.lock_local();
+                    let held_in = local.held.remove(&(from, number));
+                    let taken = local.taken.remove(&(from, number));
+                    let lost = held_in.is_some_and(|wipes| wipes != local.wipes) && !taken;
+                    drop(local);
+                    if expired || lost {
+                        self.mailbox_of(from)
+                    } else {
+                        None
+                    }
+                }),
             Due::Reservation { room, token } => {
                 self.lock_local().reserved.remove(&token);
                 self.update(&room, false, |state, _| {
@@ -930,6 +970,7 @@ impl Backplane {
         let mut restored = true;
         match self.lost_data().await {
             Ok(true) => {
+                self.lock_local().wipes += 1;
                 if !self.restore_reservations().await {
                     restored = false;
                 }
@@ -1171,6 +1212,15 @@ impl Backplane {
             tracing::warn!("backplane: a message that is not ours on our channel");
             return;
         };
+        if let Some(number) = text.strip_prefix(TAKEN) {
+            if let Ok(number) = number.parse() {
+                let mut local = self.lock_local();
+                if local.held.contains_key(&(to, number)) {
+                    local.taken.insert((to, number));
+                }
+            }
+            return;
+        }
         let delivered = self
             .mailbox_of(to)
             .is_some_and(|mailbox| mailbox.deliver(text.to_owned()));

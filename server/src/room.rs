@@ -143,6 +143,9 @@ pub struct Admitted {
     pub peers: Vec<PeerInfo>,
     /// Messages held for it, to send right after `welcome`.
     pub released: Vec<String>,
+    /// Who sent each of them, under which number: with a backplane, the sender's relay hears
+    /// they were taken (it cannot tell that from their loss with Redis's data otherwise).
+    pub taken: Vec<(PeerId, u64)>,
     /// `peer-joined` for each member already there.
     pub deliveries: Deliveries,
 }
@@ -280,11 +283,12 @@ impl Room {
             .map(|m| (m.id, joined.clone()))
             .collect();
         let peers = self.members.iter().map(Member::info).collect();
-        let mut released = Vec::new();
+        let (mut released, mut taken) = (Vec::new(), Vec::new());
         self.held.retain(|h| {
             let for_it = h.from != id && h.to.is_none_or(|to| to == id);
             if for_it {
                 released.push(h.text.clone());
+                taken.push((h.from, h.number));
             }
             !for_it
         });
@@ -293,6 +297,7 @@ impl Room {
             id,
             peers,
             released,
+            taken,
             deliveries,
         })
     }
@@ -365,6 +370,13 @@ impl Room {
             text,
         });
         Ok(Route::Held(number, bytes))
+    }
+
+    /// Numbers the next held message at least `floor`. With a backplane, a room that Redis lost
+    /// starts numbering again from the clock, so that no number its held messages had before
+    /// the loss comes back (the sender's relay tells them apart by sender and number).
+    pub fn number_holds_from(&mut self, floor: u64) {
+        self.next_hold = self.next_hold.max(floor);
     }
 
     /// Ends the wait of held message `number` from `from`. Whether nobody took it (its sender
@@ -526,6 +538,11 @@ mod tests {
         let admitted = room.join("r", arrival(2, None), 2, 0).expect("joins");
         assert_eq!(admitted.released.len(), 1);
         assert!(admitted.released[0].contains("\"offer\""));
+        assert_eq!(
+            admitted.taken,
+            vec![(PeerId(1), 1)],
+            "its sender and number"
+        );
         assert_eq!(admitted.deliveries.len(), 1, "peer-joined for the first");
         assert!(!room.expire_held(1, PeerId(1)), "already delivered");
     }

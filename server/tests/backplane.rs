@@ -652,3 +652,96 @@ async fn a_reserved_place_survives_redis_restarting_empty() {
     assert_eq!(back.peers, vec![info(a_welcome.id, "ann")]);
     assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
 }
+
+/// Waits until `instance` has made its subscription to Redis again and says it is healthy.
+async fn wait_for_resync(instance: &Instance) {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while metric(
+        &instance.metrics().await,
+        "relay_backplane_reconnects_total",
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "no reconnection to Redis");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    instance.wait_until_healthy().await;
+}
+
+/// Redis restarts empty while an offer waits for a dropped peer: the offer is gone with Redis's
+/// data, so its sender must hear it expired (the chaos run lost four such signals silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_signal_lost_with_redis_data_expires_for_its_sender() {
+    let mut redis = Redis::start();
+    let hold = Duration::from_secs(3);
+    let limits = Limits {
+        hold,
+        ..Limits::default()
+    };
+    let one = Instance::start_with(config(&redis, limits.clone())).await;
+    let two = Instance::start_with(config(&redis, limits)).await;
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (b, b_welcome) = two.join_as("r", "bob").await;
+    let b_id = b_welcome.id;
+    assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+    drop(b);
+    assert_eq!(recv(&mut a).await, left(b_id, true));
+    let sent = Instant::now();
+    send(&mut a, &offer(Some(b_id), "v=0 for bob")).await;
+    round_trip(&mut a).await;
+
+    redis.stop();
+    redis.restart();
+    wait_for_resync(&one).await;
+    wait_for_resync(&two).await;
+
+    // Bob is back in his place, without the offer: Redis lost it.
+    let mut b = one.connect().await;
+    send(&mut b, &join_msg("r", Some("bob"), Some(&b_welcome.token))).await;
+    let back = expect_welcome(&mut b, "r").await;
+    assert_eq!(back.peers, vec![info(a_welcome.id, "ann")]);
+    round_trip(&mut b).await;
+    assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+    recv_error(&mut a, ErrorKind::Expired).await;
+    assert!(sent.elapsed() >= hold, "told before the hold time");
+}
+
+/// The other side of the test above: an offer its addressee took before Redis restarted empty
+/// was delivered, so its sender hears nothing once the hold time is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_signal_taken_before_redis_restarts_is_not_refused() {
+    let mut redis = Redis::start();
+    let hold = Duration::from_secs(3);
+    let limits = Limits {
+        hold,
+        ..Limits::default()
+    };
+    let one = Instance::start_with(config(&redis, limits.clone())).await;
+    let two = Instance::start_with(config(&redis, limits)).await;
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (b, b_welcome) = two.join_as("r", "bob").await;
+    let b_id = b_welcome.id;
+    assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+    drop(b);
+    assert_eq!(recv(&mut a).await, left(b_id, true));
+    let sent = Instant::now();
+    send(&mut a, &offer(Some(b_id), "v=0 for bob")).await;
+    round_trip(&mut a).await;
+    let mut b = one.connect().await;
+    send(&mut b, &join_msg("r", Some("bob"), Some(&b_welcome.token))).await;
+    expect_welcome(&mut b, "r").await;
+    assert_eq!(
+        recv(&mut b).await,
+        offer_from(a_welcome.id, "ann", "v=0 for bob")
+    );
+    assert_eq!(recv(&mut a).await, joined(b_id, "bob"));
+
+    redis.stop();
+    redis.restart();
+    wait_for_resync(&one).await;
+    wait_for_resync(&two).await;
+    if let Some(left) = hold.checked_sub(sent.elapsed()) {
+        tokio::time::sleep(left + Duration::from_millis(500)).await;
+    }
+    // Nothing before the pong: no `expired` for a delivered offer.
+    round_trip(&mut a).await;
+}

@@ -59,6 +59,10 @@ pub struct Shared {
     pub hold: Duration,
     /// The relay's resume grace (`--resume-grace-secs`).
     pub grace: Duration,
+    /// How long a member that is about to leave waits for each of its signals to be delivered
+    /// or refused: the hold time and a margin, and in the chaos run the fault's time too (while
+    /// Redis is away no relay can say a held signal expired).
+    pub settle: Duration,
     /// How long one socket of a member lives, at least and at most.
     pub lifetime: (Duration, Duration),
     /// A view of a room may lag the truth by this much before it counts as wrong.
@@ -310,7 +314,7 @@ impl Socket {
         }
 
         // Quiet: wait for every signal of this socket to be delivered or refused.
-        let settle_by = Instant::now() + shared.hold + Duration::from_secs(3);
+        let settle_by = Instant::now() + shared.settle;
         while shared.ledger().outstanding(self.inc) > 0 && Instant::now() < settle_by {
             self.read_for(shared, rng, Duration::from_millis(50))
                 .await?;

@@ -369,6 +369,7 @@ async fn soak(
         phase: phase_rx,
         hold,
         grace,
+        settle: hold + Duration::from_secs(3),
         lifetime: config.lifetime,
         view_margin: Duration::from_secs(5),
         resilient: false,
