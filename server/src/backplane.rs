@@ -203,8 +203,11 @@ struct Local {
 /// A `leave` that Redis did not take, to try again once it is back.
 struct PendingLeave {
     room: String,
-    id: PeerId,
+    member: Member,
     reserve: bool,
+    /// [`LocalState::wipes`] when it was first tried: if Redis lost its data since, the room
+    /// no longer has the peer, and those who saw it must still hear it left.
+    wipes: u64,
 }
 
 /// A place this instance reserved for a peer whose connection dropped, until it is due.
@@ -233,6 +236,8 @@ struct LocalState {
     taken: HashSet<(PeerId, u64)>,
     /// How many times this instance found that Redis had lost its data.
     wipes: u64,
+    /// When it last found that.
+    wiped_at: Option<Instant>,
 }
 
 /// The rooms of every instance sharing one Redis.
@@ -607,20 +612,45 @@ impl Backplane {
                 }
             }
             Err(err) => {
-                if let Some(id) = registered {
-                    self.unregister(id);
+                if let Some(local) = registered.and_then(|id| self.unregister(id)) {
                     if matches!(err, Failure::Redis(_)) {
                         // The commit may have gone through before its answer was lost.
-                        self.lock_local().pending.push(PendingLeave {
-                            room: room.clone(),
-                            id,
-                            reserve: false,
-                        });
+                        self.pend_leave(local, false);
                     }
                 }
             }
         }
-        result
+        match result {
+            // Redis lost its data moments ago: the reservation may not be back yet (its relay
+            // puts it back at its next heartbeat). The page tries again shortly.
+            Err(Failure::Refused(refusal))
+                if refusal.kind == ErrorKind::InvalidResume && self.wiped_lately() =>
+            {
+                Err(Failure::Redis(
+                    "a resume while Redis's lost data is being put back".into(),
+                ))
+            }
+            result => result,
+        }
+    }
+
+    /// Whether this instance found, within a few heartbeats, that Redis had lost its data.
+    fn wiped_lately(&self) -> bool {
+        let lately = self.config.presence_ttl * 2;
+        self.lock_local()
+            .wiped_at
+            .is_some_and(|at| at.elapsed() < lately)
+    }
+
+    fn pend_leave(&self, local: Local, reserve: bool) {
+        let mut state = self.lock_local();
+        let wipes = state.wipes;
+        state.pending.push(PendingLeave {
+            room: local.room,
+            member: local.member,
+            reserve,
+            wipes,
+        });
     }
 
     /// The instance of the member holding `token` in `room`, if that instance is gone.
@@ -721,10 +751,11 @@ impl Backplane {
         Ok(match route {
             Ok(bytes) => Relayed::Delivered(bytes),
             Err(number) => {
-                let mut local = self.lock_local();
-                let wipes = local.wipes;
-                local.held.insert((from, number), wipes);
-                drop(local);
+                {
+                    let mut local = self.lock_local();
+                    let wipes = local.wipes;
+                    local.held.insert((from, number), wipes);
+                }
                 let due = Due::Held { room, number, from };
                 self.deadlines.add(Instant::now() + self.timing.hold, due);
                 Relayed::Held
@@ -738,32 +769,50 @@ impl Backplane {
         let Some(local) = self.unregister(id) else {
             return;
         };
-        if let Err(err) = self.try_leave(&local.room, id, reserve).await {
+        // Redis may have lost the room, and this instance not yet looked: a leave now would
+        // find no member and reserve no place (the chaos run saw a resume refused so).
+        if !self.healthy() {
+            self.pend_leave(local, reserve);
+            return;
+        }
+        if let Err(err) = self
+            .try_leave(&local.room, &local.member, reserve, false)
+            .await
+        {
             tracing::warn!(?err, %id, "could not leave through the backplane: will retry");
-            self.lock_local().pending.push(PendingLeave {
-                room: local.room,
-                id,
-                reserve,
-            });
+            self.pend_leave(local, reserve);
         }
     }
 
-    async fn try_leave(&self, room: &str, id: PeerId, reserve: bool) -> Result<(), Failure> {
+    /// Takes `member` out of `room`. With `lost` (Redis lost its data since the peer's
+    /// connection ended), a member the room no longer has is told to those who saw it
+    /// ([`Room::left_while_lost`]); the chaos run saw two peers keep a ghost otherwise, and a
+    /// dropped peer lose its place.
+    async fn try_leave(
+        &self,
+        room: &str,
+        member: &Member,
+        reserve: bool,
+        lost: bool,
+    ) -> Result<(), Failure> {
         let grace = millis(self.timing.resume_grace);
+        let id = member.id;
         let reserved = self
             .update(room, false, |state, now| {
                 let until = now.saturating_add(grace);
-                // Resumed on another instance meanwhile (this one was taken for gone): not ours.
-                let member = state.member(id).cloned();
-                if member.as_ref().is_some_and(|m| m.instance != self.instance) {
-                    return Ok((None, Vec::new()));
-                }
-                Ok(match (state.leave(id, reserve, now, until), member) {
-                    (Some(left), Some(member)) => (
-                        left.reserved.map(|token| (token, member, until)),
+                let left = match state.member(id) {
+                    // Resumed on another instance meanwhile (this one was taken for gone).
+                    Some(there) if there.instance != self.instance => None,
+                    Some(_) => state.leave(id, reserve, now, until),
+                    None if lost => state.left_while_lost(member, reserve, now, until),
+                    None => None,
+                };
+                Ok(match left {
+                    Some(left) => (
+                        left.reserved.map(|token| (token, member.clone(), until)),
                         left.deliveries,
                     ),
-                    _ => (None, Vec::new()),
+                    None => (None, Vec::new()),
                 })
             })
             .await?;
@@ -886,10 +935,22 @@ impl Backplane {
                         tracing::info!(instance = %self.instance, "backplane: Redis answers");
                     }
                     self.alive.store(true, Ordering::Relaxed);
-                    if !self.synced.load(Ordering::Relaxed) || taken_for_gone {
-                        self.resync().await;
+                    // Its members go back (below) before it serves again: a leave meanwhile
+                    // waits, or the place it reserves would go with the member put back.
+                    if taken_for_gone {
+                        self.synced.store(false, Ordering::Relaxed);
                     }
-                    self.retry_leaves().await;
+                    // Members go back, and leaves are finished, only once this instance hears
+                    // its channel again: what they tell its own members would reach nobody
+                    // (the chaos run saw peers told twice that another joined, the word that
+                    // it had left lost on a channel not yet heard again after Redis restarted).
+                    // (Without a subscription, `synced` is false too: the listener says so.)
+                    if self.subscribed.load(Ordering::Relaxed) {
+                        if !self.synced.load(Ordering::Relaxed) {
+                            self.resync().await;
+                        }
+                        self.retry_leaves().await;
+                    }
                     self.reap().await;
                 }
                 Err(err) => {
@@ -970,7 +1031,11 @@ impl Backplane {
         let mut restored = true;
         match self.lost_data().await {
             Ok(true) => {
-                self.lock_local().wipes += 1;
+                {
+                    let mut local = self.lock_local();
+                    local.wipes += 1;
+                    local.wiped_at = Some(Instant::now());
+                }
                 if !self.restore_reservations().await {
                     restored = false;
                 }
@@ -1074,9 +1139,16 @@ impl Backplane {
     }
 
     async fn retry_leaves(&self) {
-        let pending = std::mem::take(&mut self.lock_local().pending);
+        let (pending, wipes) = {
+            let mut local = self.lock_local();
+            (std::mem::take(&mut local.pending), local.wipes)
+        };
         for leave in pending {
-            if let Err(err) = self.try_leave(&leave.room, leave.id, leave.reserve).await {
+            let lost = leave.wipes != wipes;
+            let tried = self
+                .try_leave(&leave.room, &leave.member, leave.reserve, lost)
+                .await;
+            if let Err(err) = tried {
                 tracing::debug!(?err, "backplane: a leave is still pending");
                 self.lock_local().pending.push(leave);
             }

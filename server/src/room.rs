@@ -65,6 +65,10 @@ pub struct Member {
     /// The relay instance holding its connection (with a backplane); empty in memory.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub instance: String,
+    /// Put back after the store lost the room ([`Room::restore`]): it was in the room before
+    /// the loss, so it saw whoever was there then (see [`Room::left_while_lost`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
 }
 
 impl Member {
@@ -105,6 +109,16 @@ impl Reservation {
             restored,
         }
     }
+}
+
+/// A member that left while the store had lost the room: those who were in the room with it
+/// before the loss hear it left when their relays put them back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Departed {
+    id: PeerId,
+    /// It dropped and may resume.
+    reconnecting: bool,
+    until: u64,
 }
 
 /// A message waiting for its addressee to join.
@@ -180,12 +194,17 @@ pub struct Room {
     held: Vec<Held>,
     #[serde(default)]
     next_hold: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    departed: Vec<Departed>,
 }
 
 impl Room {
     /// Whether nothing is left in it: no member, no reservation, nothing held.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.reservations.is_empty() && self.held.is_empty()
+        self.members.is_empty()
+            && self.reservations.is_empty()
+            && self.held.is_empty()
+            && self.departed.is_empty()
     }
 
     /// Its members, oldest first.
@@ -201,6 +220,7 @@ impl Room {
     /// Forgets reservations whose grace period is over at `now`.
     pub fn sweep(&mut self, now: u64) {
         self.reservations.retain(|r| r.until > now);
+        self.departed.retain(|d| d.until > now);
         let (members, reservations) = (&self.members, &self.reservations);
         self.held.retain(|h| {
             members.iter().any(|m| m.id == h.from) || reservations.iter().any(|r| r.id == h.from)
@@ -272,6 +292,7 @@ impl Room {
             session,
             resume_token,
             instance,
+            restored: false,
         };
         let joined = ServerMsg::PeerJoined {
             peer: member.info(),
@@ -434,6 +455,49 @@ impl Room {
         })
     }
 
+    /// `member` left (with `reserve`, its connection dropped and its place is kept until
+    /// `until`) while the store had lost the room, so it is not in it. Whoever was in the room
+    /// with it before the loss hears it left: the members put back already now, the others when
+    /// their relays put them back ([`Room::restore`]). `None` if it is in the room, or has a
+    /// place reserved, after all.
+    pub fn left_while_lost(
+        &mut self,
+        member: &Member,
+        reserve: bool,
+        now: u64,
+        until: u64,
+    ) -> Option<Left> {
+        self.sweep(now);
+        let id = member.id;
+        if self.member(id).is_some() || self.reservations.iter().any(|r| r.id == id) {
+            return None;
+        }
+        self.departed.push(Departed {
+            id,
+            reconnecting: reserve,
+            until,
+        });
+        let reserved = reserve.then(|| {
+            self.reservations
+                .push(Reservation::of(member, until, false));
+            member.resume_token.clone()
+        });
+        let left = ServerMsg::PeerLeft {
+            peer: id,
+            reconnecting: reserve,
+        }
+        .to_json();
+        Some(Left {
+            deliveries: self
+                .members
+                .iter()
+                .filter(|m| m.restored)
+                .map(|m| (m.id, left.clone()))
+                .collect(),
+            reserved,
+        })
+    }
+
     /// Every member held by `instance`, which is gone, leaves with its place reserved until
     /// `until`, as if its connection had dropped. Returns what to tell the members left and the
     /// tokens now reserved.
@@ -477,10 +541,22 @@ impl Room {
     pub fn restore(&mut self, members: Vec<Member>) -> Deliveries {
         let batch: Vec<PeerId> = members.iter().map(|m| m.id).collect();
         let mut back = Vec::new();
-        for member in members {
+        let mut deliveries = Vec::new();
+        for mut member in members {
             if self.member(member.id).is_some() {
                 continue;
             }
+            // It was in the room with those who left while the room was lost and are not back.
+            for gone in &self.departed {
+                if self.member(gone.id).is_none() && !batch.contains(&gone.id) {
+                    let left = ServerMsg::PeerLeft {
+                        peer: gone.id,
+                        reconnecting: gone.reconnecting,
+                    };
+                    deliveries.push((member.id, left.to_json()));
+                }
+            }
+            member.restored = true;
             // Only those who heard it left hear it is back: not for a reservation put back
             // after the store lost the room (its peer was connected all along).
             let heard_left = self
@@ -493,7 +569,6 @@ impl Room {
             }
             self.members.push(member);
         }
-        let mut deliveries = Vec::new();
         for peer in back {
             let joined = ServerMsg::PeerJoined { peer: peer.clone() }.to_json();
             deliveries.extend(
@@ -622,5 +697,74 @@ mod tests {
         let text = serde_json::to_string(&room).expect("serializes");
         let back: Room = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, room);
+    }
+    fn member(id: u64, instance: &str) -> Member {
+        Member {
+            id: PeerId(id),
+            name: None,
+            session: None,
+            resume_token: format!("token-{id}"),
+            instance: instance.into(),
+            restored: false,
+        }
+    }
+
+    fn left_msg(id: u64, reconnecting: bool) -> String {
+        ServerMsg::PeerLeft {
+            peer: PeerId(id),
+            reconnecting,
+        }
+        .to_json()
+    }
+
+    /// Redis lost a room of three on two instances; peer 3 (of instance b) left before b could
+    /// tell anyone, peer 2 (of b too) dropped. Whoever was there before the loss hears both,
+    /// in whichever order the instances put their members back and retried the leaves; a
+    /// newcomer hears neither, and the dropped one may resume its place.
+    #[test]
+    fn those_who_left_while_the_room_was_lost_are_told_to_whoever_saw_them() {
+        for a_first in [true, false] {
+            let mut room = Room::default();
+            let one = member(1, "a");
+            if a_first {
+                assert!(room.restore(vec![one.clone()]).is_empty());
+            }
+            let gone = room
+                .left_while_lost(&member(3, "b"), false, 0, 100)
+                .expect("not in the lost room");
+            let dropped = room
+                .left_while_lost(&member(2, "b"), true, 0, 100)
+                .expect("not in the lost room");
+            assert_eq!(dropped.reserved.as_deref(), Some("token-2"));
+            let told = if a_first {
+                assert!(room.restore(vec![one.clone()]).is_empty(), "told once");
+                [gone.deliveries, dropped.deliveries].concat()
+            } else {
+                assert!(gone.deliveries.is_empty() && dropped.deliveries.is_empty());
+                room.restore(vec![one])
+            };
+            assert_eq!(
+                told,
+                vec![
+                    (PeerId(1), left_msg(3, false)),
+                    (PeerId(1), left_msg(2, true))
+                ]
+            );
+            let newcomer = room.join("r", arrival(4, None), 6, 0).expect("joins");
+            assert_eq!(newcomer.peers.len(), 1, "only peer 1");
+            let mut back = arrival(9, None);
+            back.resume = Some("token-2".into());
+            let resumed = room.join("r", back, 6, 0).expect("resumes its place");
+            assert_eq!(resumed.id, PeerId(2));
+            // A member put back later still sees peer 2 (it never heard it left): not told.
+            let late = member(5, "c");
+            assert_eq!(
+                room.restore(vec![late]),
+                vec![(PeerId(5), left_msg(3, false))]
+            );
+            assert!(room
+                .left_while_lost(&member(2, "b"), false, 0, 100)
+                .is_none());
+        }
     }
 }

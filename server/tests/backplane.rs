@@ -605,8 +605,10 @@ async fn an_instance_taken_for_gone_while_alive_puts_its_members_back() {
     stall.abort();
     assert_eq!(reaped.expect("two reaps one in time"), left(a_id, true));
 
-    // One puts ann back: bob hears she is back, and her signals reach him.
+    // One puts ann back: bob hears she is back, and once one serves again (it refuses with
+    // `backplane-unavailable` meanwhile, and a page tries again), her signals reach him.
     assert_eq!(recv(&mut b).await, joined(a_id, "ann"));
+    one.wait_until_healthy().await;
     send(&mut a, &offer(Some(b_id), "v=0 after the stall")).await;
     assert_eq!(
         recv(&mut b).await,
@@ -744,4 +746,42 @@ async fn a_held_signal_taken_before_redis_restarts_is_not_refused() {
     }
     // Nothing before the pong: no `expired` for a delivered offer.
     round_trip(&mut a).await;
+}
+
+/// While Redis is down, one peer closes its socket and another's drops; Redis comes back empty.
+/// The peer who was in the room with them hears both left (the chaos run saw peers keep a ghost
+/// of one that left then), and the dropped one resumes its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_leave_while_redis_is_down_and_loses_its_data_are_told_gone() {
+    let mut redis = Redis::start();
+    let (one, two) = (Instance::start(&redis).await, Instance::start(&redis).await);
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (mut b, b_welcome) = two.join_as("r", "bob").await;
+    assert_eq!(recv(&mut a).await, joined(b_welcome.id, "bob"));
+    let (c, c_welcome) = two.join_as("r", "cat").await;
+    assert_eq!(recv(&mut a).await, joined(c_welcome.id, "cat"));
+    assert_eq!(recv(&mut b).await, joined(c_welcome.id, "cat"));
+
+    redis.stop();
+    two.wait_for_health(503).await;
+    b.close(None).await.expect("closes");
+    drop(c);
+    // Both relays find Redis away and queue the leaves; then Redis is back, empty.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    wait_for_resync(&one).await;
+    wait_for_resync(&two).await;
+
+    let mut heard = vec![recv(&mut a).await, recv(&mut a).await];
+    heard.sort_by_key(|msg| format!("{msg:?}"));
+    let mut want = vec![left(b_welcome.id, false), left(c_welcome.id, true)];
+    want.sort_by_key(|msg| format!("{msg:?}"));
+    assert_eq!(heard, want);
+
+    let mut c = one.connect().await;
+    send(&mut c, &join_msg("r", Some("cat"), Some(&c_welcome.token))).await;
+    let back = expect_welcome(&mut c, "r").await;
+    assert_eq!(back.id, c_welcome.id, "cat has her place back");
+    assert_eq!(back.peers, vec![info(a_welcome.id, "ann")]);
+    assert_eq!(recv(&mut a).await, joined(c_welcome.id, "cat"));
 }

@@ -365,8 +365,15 @@ impl Ledger {
 
     /// `member`'s resume was refused (its place was lost): it joins again as a new peer.
     pub fn place_lost(&mut self, member: MemberIx) {
-        self.members[member as usize].peer = None;
+        let peer = self.members[member as usize].peer.take();
         self.anomalies.places_lost += 1;
+        if self.anomalies.failures.len() < 50 {
+            self.anomalies.failures.push(format!(
+                "member {member} could not resume its place as peer {:?}, {:.1} s into the run",
+                peer.map(|p| p.0),
+                self.start.elapsed().as_secs_f64()
+            ));
+        }
     }
 
     /// The first `welcome` `member` got at or after `since`.
