@@ -24,7 +24,7 @@
 //!   Redis answers again each instance puts its members back and goes on by itself.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     fmt,
     sync::{
         atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
@@ -34,7 +34,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use protocol::{ErrorKind, IceServer, PeerId, RawSignal};
+use protocol::{ErrorKind, IceServer, PeerId, RawSignal, ServerMsg};
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -80,6 +80,27 @@ for i = 6, #ARGV, 2 do
 end
 return out
 ";
+
+/// Publishes room `KEYS[1]`'s state as it is now on the channel of every instance with a member
+/// in it (`ARGV[1]` and the instance), as `0 !sync ROOM` (`ARGV[2]`, `ARGV[3]`) and the state on
+/// the next line, so that each listener compares what its members there were told with the room
+/// at exactly that point of its channel: see [`Backplane::on_sync`].
+const SYNC: &str = r"
+local s = redis.call('HGET', KEYS[1], 's')
+if not s then return 0 end
+local seen = {}
+for _, m in ipairs(cjson.decode(s).members or {}) do
+  local i = m.instance
+  if type(i) == 'string' and i ~= '' and not seen[i] then
+    seen[i] = true
+    redis.call('PUBLISH', ARGV[1] .. i, '0 ' .. ARGV[2] .. ARGV[3] .. '\n' .. s)
+  end
+end
+return 1
+";
+
+/// What a [`SYNC`] message's text starts with.
+const SYNC_MARK: &str = "!sync ";
 
 /// Takes a block of `ARGV[2]` ids from the counter, first raising it to at least `ARGV[1]` (the
 /// highest id the caller knows of) and to Redis's clock in microseconds. Returns the block's
@@ -198,6 +219,10 @@ struct Local {
     mailbox: MailboxRef,
     /// Its record in the room, to put back if Redis lost it.
     member: Member,
+    /// The peers it was told are in its room (`welcome`, `peer-joined`, `peer-left`): what a
+    /// [`SYNC`] corrects, should a word have been lost while this instance did not hear its
+    /// channel.
+    view: BTreeSet<PeerId>,
 }
 
 /// A `leave` that Redis did not take, to try again once it is back.
@@ -268,6 +293,7 @@ pub struct Backplane {
     stats: Stats,
     commit: redis::Script,
     take_ids: redis::Script,
+    sync: redis::Script,
 }
 
 impl fmt::Debug for Backplane {
@@ -315,6 +341,7 @@ impl Backplane {
             stats: Stats::default(),
             commit: redis::Script::new(COMMIT),
             take_ids: redis::Script::new(TAKE_IDS),
+            sync: redis::Script::new(SYNC),
         })
     }
 
@@ -559,6 +586,18 @@ impl Backplane {
                 if let Some(dead) = &dead {
                     deliveries = state.reap(dead, now, now.saturating_add(grace)).0;
                 }
+                // The token's member is still in the room: its old connection's leave has not
+                // landed (its relay waits for Redis, or has not noticed the drop yet). Not an
+                // unknown token: the page tries again in a moment, and finds its place (the
+                // chaos run saw a place lost so, after Redis was cut off).
+                if let Some(token) = &resume {
+                    if state.members().iter().any(|m| &m.resume_token == token) {
+                        return Err(Refusal::new(
+                            ErrorKind::BackplaneUnavailable,
+                            "your previous connection is still leaving the room: try again",
+                        ));
+                    }
+                }
                 let arrival = Arrival {
                     id: fresh,
                     name: name.clone(),
@@ -692,6 +731,7 @@ impl Backplane {
                 room: room.to_owned(),
                 mailbox,
                 member,
+                view: BTreeSet::new(),
             },
         );
         if previous.is_none() {
@@ -801,8 +841,14 @@ impl Backplane {
             .update(room, false, |state, now| {
                 let until = now.saturating_add(grace);
                 let left = match state.member(id) {
-                    // Resumed on another instance meanwhile (this one was taken for gone).
-                    Some(there) if there.instance != self.instance => None,
+                    // Resumed meanwhile (on another instance, if this one was taken for gone):
+                    // a later connection's place, not this one's.
+                    Some(there)
+                        if there.instance != self.instance
+                            || there.resume_token != member.resume_token =>
+                    {
+                        None
+                    }
                     Some(_) => state.leave(id, reserve, now, until),
                     None if lost => state.left_while_lost(member, reserve, now, until),
                     None => None,
@@ -1077,6 +1123,19 @@ impl Backplane {
                 .is_ok(),
             Err(_) => false,
         };
+        // Before it serves again: a resume arriving meanwhile would find the leaver's place
+        // still a member's.
+        self.retry_leaves().await;
+        // Words published for its members while this instance did not hear its channel were
+        // lost (the chaos run saw peers keep a ghost of one that left meanwhile, and be told
+        // that one left whose arrival they never heard).
+        if let Err(err) = self.sync_views().await {
+            tracing::warn!(
+                ?err,
+                "backplane: could not check what its members were told"
+            );
+            restored = false;
+        }
         if restored && raised {
             self.synced.store(true, Ordering::Relaxed);
         }
@@ -1284,6 +1343,12 @@ impl Backplane {
             tracing::warn!("backplane: a message that is not ours on our channel");
             return;
         };
+        if let Some(sync) = text.strip_prefix(SYNC_MARK) {
+            if let Some((room, state)) = sync.split_once('\n') {
+                self.on_sync(room, state);
+            }
+            return;
+        }
         if let Some(number) = text.strip_prefix(TAKEN) {
             if let Ok(number) = number.parse() {
                 let mut local = self.lock_local();
@@ -1293,14 +1358,103 @@ impl Backplane {
             }
             return;
         }
-        let delivered = self
-            .mailbox_of(to)
-            .is_some_and(|mailbox| mailbox.deliver(text.to_owned()));
+        let delivered = {
+            let mut local = self.lock_local();
+            match local.peers.get_mut(&to) {
+                Some(peer) => {
+                    see(&mut peer.view, text);
+                    peer.mailbox.deliver(text.to_owned())
+                }
+                None => false,
+            }
+        };
         if let (false, Some((from, instance))) = (delivered, sender) {
             let this = Arc::clone(self);
             let instance = instance.to_owned();
             tokio::spawn(async move { this.bounce(from, &instance, to).await });
         }
+    }
+
+    /// Tells this instance's members in `room` what they missed: each is told of the peers it
+    /// believes there and that are not (`peer-left`), and of those there it was not told of
+    /// (`peer-joined`). `state` is the room as it was when the [`SYNC`] was published, so
+    /// everything published before it has been handed over, and nothing after.
+    fn on_sync(&self, room: &str, state: &str) {
+        let state: Room = if state.is_empty() {
+            Room::default()
+        } else {
+            match serde_json::from_str(state) {
+                Ok(state) => state,
+                Err(err) => {
+                    tracing::warn!(%err, room, "backplane: unreadable room state in a sync");
+                    return;
+                }
+            }
+        };
+        // Moments after Redis lost its data, a peer missing from the room may be one its
+        // relay has not put back yet: only those known to have left are told so (the others'
+        // calls would break for nothing).
+        let wiped_lately = self.wiped_lately();
+        let known_gone =
+            |id: PeerId| !wiped_lately || state.is_reserved(id) || state.departed_while_lost(id);
+        let mut local = self.lock_local();
+        for (&id, peer) in local.peers.iter_mut().filter(|(_, p)| p.room == room) {
+            // Not in the room at that point: its welcome, and all it is told, come after.
+            if state.member(id).is_none() {
+                continue;
+            }
+            let there: BTreeSet<PeerId> = state
+                .members()
+                .iter()
+                .map(|m| m.id)
+                .filter(|&m| m != id)
+                .collect();
+            let mut view = there.clone();
+            for &gone in peer.view.difference(&there) {
+                if !known_gone(gone) {
+                    view.insert(gone);
+                    continue;
+                }
+                tracing::info!(%id, %gone, room, "backplane: a member missed that a peer left");
+                let reconnecting = state.is_reserved(gone);
+                let left = ServerMsg::PeerLeft {
+                    peer: gone,
+                    reconnecting,
+                };
+                peer.mailbox.deliver(left.to_json());
+            }
+            for &new in there.difference(&peer.view) {
+                tracing::info!(%id, %new, room, "backplane: a member missed that a peer joined");
+                if let Some(member) = state.member(new) {
+                    let joined = ServerMsg::PeerJoined {
+                        peer: member.info(),
+                    };
+                    peer.mailbox.deliver(joined.to_json());
+                }
+            }
+            peer.view = view;
+        }
+    }
+
+    /// Asks for a [`SYNC`] of every room with a member here, for every instance with a member
+    /// there: what this instance put back is news to peers that joined meanwhile elsewhere.
+    async fn sync_views(&self) -> Result<(), Failure> {
+        let mut conn = self.connection()?;
+        let rooms: Vec<String> = self.lock_local().rooms.keys().cloned().collect();
+        let channels = self.channel_of("");
+        for room in rooms {
+            let _: i64 = self
+                .timed(
+                    self.sync
+                        .key(self.key(&["room", &room]))
+                        .arg(&channels)
+                        .arg(SYNC_MARK)
+                        .arg(&room)
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// Tells peer `from` (of `instance`) that its signal found `to` gone.
@@ -1416,6 +1570,24 @@ impl Backplane {
              relay_backplane_round_trip_seconds_count {}\n",
             get(&self.stats.round_trips)
         );
+    }
+}
+
+/// Notes in `view` whom `text`, about to be handed to a member, says is in its room.
+fn see(view: &mut BTreeSet<PeerId>, text: &str) {
+    // Only these change a view; signals, the bulk, are not parsed.
+    if !(text.starts_with(r#"{"type":"welcome""#) || text.starts_with(r#"{"type":"peer-"#)) {
+        return;
+    }
+    match ServerMsg::parse(text) {
+        Ok(ServerMsg::Welcome { peers, .. }) => *view = peers.iter().map(|p| p.id).collect(),
+        Ok(ServerMsg::PeerJoined { peer }) => {
+            view.insert(peer.id);
+        }
+        Ok(ServerMsg::PeerLeft { peer, .. }) => {
+            view.remove(&peer);
+        }
+        _ => {}
     }
 }
 

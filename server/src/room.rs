@@ -72,7 +72,8 @@ pub struct Member {
 }
 
 impl Member {
-    fn info(&self) -> PeerInfo {
+    /// What the others are told of it.
+    pub fn info(&self) -> PeerInfo {
         PeerInfo {
             id: self.id,
             name: self.name.clone(),
@@ -210,6 +211,16 @@ impl Room {
     /// Its members, oldest first.
     pub fn members(&self) -> &[Member] {
         &self.members
+    }
+
+    /// Whether `id` has a place reserved (its connection dropped and it may resume).
+    pub fn is_reserved(&self, id: PeerId) -> bool {
+        self.reservations.iter().any(|r| r.id == id)
+    }
+
+    /// Whether `id` left while the store had lost the room ([`Room::left_while_lost`]).
+    pub fn departed_while_lost(&self, id: PeerId) -> bool {
+        self.departed.iter().any(|d| d.id == id)
     }
 
     /// The member with `id`, if it is there.

@@ -785,3 +785,89 @@ async fn peers_that_leave_while_redis_is_down_and_loses_its_data_are_told_gone()
     assert_eq!(back.peers, vec![info(a_welcome.id, "ann")]);
     assert_eq!(recv(&mut a).await, joined(c_welcome.id, "cat"));
 }
+
+/// Bob's socket drops while Redis is paused, and his page resumes at once on the other relay,
+/// again and again, as pages do. His own relay takes him out of the room only at its next
+/// heartbeat after Redis is back, so for a while his token still belongs to a member: he is
+/// asked to try again (`backplane-unavailable`), never told his place is gone (the chaos run
+/// lost a place so after Redis was cut off), and gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_racing_its_own_leave_after_redis_pauses_gets_its_place() {
+    let redis = Redis::start();
+    let one = Instance::start(&redis).await;
+    // Bob's relay looks at Redis thirty times less often: one serves again well before two
+    // takes bob out of the room.
+    let mut slow = config(&redis, Limits::default());
+    if let Some(backplane) = slow.backplane.as_mut() {
+        backplane.heartbeat = Duration::from_secs(3);
+        backplane.presence_ttl = Duration::from_secs(18);
+    }
+    let two = Instance::start_with(slow).await;
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (b, b_welcome) = two.join_as("r", "bob").await;
+    assert_eq!(recv(&mut a).await, joined(b_welcome.id, "bob"));
+
+    // Two tries to take bob out while Redis is paused, gives up after its timeout and keeps
+    // the leave for later; its subscription and presence outlive the short pause.
+    redis.pause();
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.unpause();
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut refused = 0;
+    let back = loop {
+        let mut b = one.connect().await;
+        send(&mut b, &join_msg("r", Some("bob"), Some(&b_welcome.token))).await;
+        match recv(&mut b).await {
+            ServerMsg::Welcome { id, peers, .. } => break (id, peers),
+            ServerMsg::Error { kind, message } => {
+                assert_eq!(kind, ErrorKind::BackplaneUnavailable, "{message}");
+                refused += 1;
+            }
+            other => panic!("expected a welcome or an error, got {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "bob never got his place back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(back, (b_welcome.id, vec![info(a_welcome.id, "ann")]));
+    eprintln!("bob was asked to try again {refused} times");
+    // Ann heard bob drop and come back, once each.
+    assert_eq!(recv(&mut a).await, left(b_welcome.id, true));
+    assert_eq!(recv(&mut a).await, joined(b_welcome.id, "bob"));
+}
+
+/// Redis restarts empty; one relay puts its members back at once, the other (slower) three
+/// seconds later. Dan, who joins in between, hears of bob once bob's relay puts him back, and
+/// bob hears of dan: each missed the other's arrival (the chaos run saw a peer told that another
+/// left whose presence it never heard of).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_put_back_late_and_peers_that_joined_meanwhile_hear_of_each_other() {
+    let mut redis = Redis::start();
+    let one = Instance::start(&redis).await;
+    let mut slow = config(&redis, Limits::default());
+    if let Some(backplane) = slow.backplane.as_mut() {
+        backplane.heartbeat = Duration::from_secs(3);
+        backplane.presence_ttl = Duration::from_secs(18);
+    }
+    let two = Instance::start_with(slow).await;
+    let (mut a, a_welcome) = one.join_as("r", "ann").await;
+    let (mut b, b_welcome) = two.join_as("r", "bob").await;
+    assert_eq!(recv(&mut a).await, joined(b_welcome.id, "bob"));
+
+    redis.stop();
+    redis.restart();
+    wait_for_resync(&one).await;
+    let (mut d, d_welcome) = one.join_as("r", "dan").await;
+    assert_eq!(
+        d_welcome.peers,
+        vec![info(a_welcome.id, "ann")],
+        "bob is not back yet"
+    );
+    assert_eq!(recv(&mut a).await, joined(d_welcome.id, "dan"));
+
+    wait_for_resync(&two).await;
+    assert_eq!(recv(&mut d).await, joined(b_welcome.id, "bob"));
+    assert_eq!(recv(&mut b).await, joined(d_welcome.id, "dan"));
+    // Ann saw bob all along: nothing for her.
+    round_trip(&mut a).await;
+}

@@ -24,6 +24,8 @@ static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// How long Redis and the instances may take to come up before the test fails.
 const SETTLE: Duration = Duration::from_secs(15);
 
+// Shared with the relay's tests, which pause Redis too.
+#[allow(dead_code)]
 #[path = "../../server/tests/common/redis.rs"]
 mod redis;
 use redis::Redis;
