@@ -62,7 +62,8 @@ const TAKEN: &str = "!taken ";
 /// (their instance is gone), `{0}` if the room changed since it was loaded, or `{2}` if Redis
 /// runs it after `ARGV[5]` (its own clock, in microseconds): the relay gave up on it by then
 /// and told the client so, and a Redis that was paused or cut off must not carry it out late.
-/// Nothing is done in either of the last two cases.
+/// Nothing is done in either of the last two cases. A stored state that only remembers who
+/// left lasts `ARGV[6]` milliseconds (0: for good).
 const COMMIT: &str = r"
 local t = redis.call('TIME')
 if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[5]) then return {2} end
@@ -72,11 +73,16 @@ if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
 elseif ARGV[2] ~= '-' then
   redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
+  if tonumber(ARGV[6]) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  else
+    redis.call('PERSIST', KEYS[1])
+  end
 end
 if ARGV[3] ~= '' then redis.call('SADD', ARGV[3], ARGV[4]) end
 local out = {1}
-for i = 6, #ARGV, 2 do
-  if redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) == 0 then out[#out + 1] = (i - 6) / 2 end
+for i = 7, #ARGV, 2 do
+  if redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) == 0 then out[#out + 1] = (i - 7) / 2 end
 end
 return out
 ";
@@ -454,7 +460,12 @@ impl Backplane {
                 .arg(new)
                 .arg(&index_key)
                 .arg(room)
-                .arg(self.redis_deadline());
+                .arg(self.redis_deadline())
+                .arg(if state.only_departed() {
+                    millis(self.timing.resume_grace)
+                } else {
+                    0
+                });
             let mut addressees = Vec::new();
             for (to, text) in &deliveries {
                 // Addressees are members; one that is not (it went meanwhile) gets nothing.
@@ -849,7 +860,13 @@ impl Backplane {
                     {
                         None
                     }
-                    Some(_) => state.leave(id, reserve, now, until),
+                    Some(_) => {
+                        let left = state.leave(id, reserve, now, until);
+                        // Remembered a while, for members put back after Redis lost its data
+                        // (see `on_sync`).
+                        state.note_departure(id, reserve, until);
+                        left
+                    }
                     None if lost => state.left_while_lost(member, reserve, now, until),
                     None => None,
                 };
@@ -1395,8 +1412,7 @@ impl Backplane {
         // relay has not put back yet: only those known to have left are told so (the others'
         // calls would break for nothing).
         let wiped_lately = self.wiped_lately();
-        let known_gone =
-            |id: PeerId| !wiped_lately || state.is_reserved(id) || state.departed_while_lost(id);
+        let known_gone = |id: PeerId| !wiped_lately || state.is_reserved(id) || state.departed(id);
         let mut local = self.lock_local();
         for (&id, peer) in local.peers.iter_mut().filter(|(_, p)| p.room == room) {
             // Not in the room at that point: its welcome, and all it is told, come after.

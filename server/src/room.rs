@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 /// How many messages one sender may have waiting for a peer that has not joined yet.
 pub const MAX_HELD_PER_SENDER: usize = 64;
 
+/// How many departures a room remembers at most (see [`Room::note_departure`]).
+pub const MAX_DEPARTED: usize = 32;
+
 /// Messages to hand to members of the room: `(addressee, text)`, in the order to send them.
 pub type Deliveries = Vec<(PeerId, String)>;
 
@@ -112,8 +115,8 @@ impl Reservation {
     }
 }
 
-/// A member that left while the store had lost the room: those who were in the room with it
-/// before the loss hear it left when their relays put them back.
+/// A member that left lately: with a backplane, members put back after the store lost the room
+/// hear it left when their relays put them back (see [`Room::note_departure`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Departed {
     id: PeerId,
@@ -218,9 +221,31 @@ impl Room {
         self.reservations.iter().any(|r| r.id == id)
     }
 
-    /// Whether `id` left while the store had lost the room ([`Room::left_while_lost`]).
-    pub fn departed_while_lost(&self, id: PeerId) -> bool {
+    /// Whether `id` left lately ([`Room::note_departure`], [`Room::left_while_lost`]).
+    pub fn departed(&self, id: PeerId) -> bool {
         self.departed.iter().any(|d| d.id == id)
+    }
+
+    /// Remembers until `until` that `id` left (it dropped and may resume, with
+    /// `reconnecting`): a member put back after the store lost its data, and not yet told, may
+    /// still believe it there. At most [`MAX_DEPARTED`] are remembered.
+    pub fn note_departure(&mut self, id: PeerId, reconnecting: bool, until: u64) {
+        if self.departed.len() >= MAX_DEPARTED {
+            self.departed.remove(0);
+        }
+        self.departed.push(Departed {
+            id,
+            reconnecting,
+            until,
+        });
+    }
+
+    /// Whether all the room holds is who left lately: it goes once they are forgotten.
+    pub fn only_departed(&self) -> bool {
+        self.members.is_empty()
+            && self.reservations.is_empty()
+            && self.held.is_empty()
+            && !self.departed.is_empty()
     }
 
     /// The member with `id`, if it is there.
@@ -483,11 +508,7 @@ impl Room {
         if self.member(id).is_some() || self.reservations.iter().any(|r| r.id == id) {
             return None;
         }
-        self.departed.push(Departed {
-            id,
-            reconnecting: reserve,
-            until,
-        });
+        self.note_departure(id, reserve, until);
         let reserved = reserve.then(|| {
             self.reservations
                 .push(Reservation::of(member, until, false));
@@ -556,16 +577,6 @@ impl Room {
         for mut member in members {
             if self.member(member.id).is_some() {
                 continue;
-            }
-            // It was in the room with those who left while the room was lost and are not back.
-            for gone in &self.departed {
-                if self.member(gone.id).is_none() && !batch.contains(&gone.id) {
-                    let left = ServerMsg::PeerLeft {
-                        peer: gone.id,
-                        reconnecting: gone.reconnecting,
-                    };
-                    deliveries.push((member.id, left.to_json()));
-                }
             }
             member.restored = true;
             // Only those who heard it left hear it is back: not for a reservation put back
@@ -729,9 +740,9 @@ mod tests {
     }
 
     /// Redis lost a room of three on two instances; peer 3 (of instance b) left before b could
-    /// tell anyone, peer 2 (of b too) dropped. Whoever was there before the loss hears both,
-    /// in whichever order the instances put their members back and retried the leaves; a
-    /// newcomer hears neither, and the dropped one may resume its place.
+    /// tell anyone, peer 2 (of b too) dropped. A member put back already hears both at once; one
+    /// put back later finds both remembered as departed (its relay tells it, knowing what it
+    /// was told); a newcomer sees neither, and the dropped one may resume its place.
     #[test]
     fn those_who_left_while_the_room_was_lost_are_told_to_whoever_saw_them() {
         for a_first in [true, false] {
@@ -747,35 +758,32 @@ mod tests {
                 .left_while_lost(&member(2, "b"), true, 0, 100)
                 .expect("not in the lost room");
             assert_eq!(dropped.reserved.as_deref(), Some("token-2"));
-            let told = if a_first {
-                assert!(room.restore(vec![one.clone()]).is_empty(), "told once");
-                [gone.deliveries, dropped.deliveries].concat()
+            let told = [gone.deliveries, dropped.deliveries].concat();
+            if a_first {
+                assert_eq!(
+                    told,
+                    vec![
+                        (PeerId(1), left_msg(3, false)),
+                        (PeerId(1), left_msg(2, true))
+                    ]
+                );
             } else {
-                assert!(gone.deliveries.is_empty() && dropped.deliveries.is_empty());
-                room.restore(vec![one])
-            };
-            assert_eq!(
-                told,
-                vec![
-                    (PeerId(1), left_msg(3, false)),
-                    (PeerId(1), left_msg(2, true))
-                ]
-            );
+                assert!(told.is_empty(), "nobody there yet");
+                assert!(room.restore(vec![one]).is_empty());
+            }
+            assert!(room.departed(PeerId(3)) && room.departed(PeerId(2)));
+            assert!(room.is_reserved(PeerId(2)) && !room.is_reserved(PeerId(3)));
             let newcomer = room.join("r", arrival(4, None), 6, 0).expect("joins");
             assert_eq!(newcomer.peers.len(), 1, "only peer 1");
             let mut back = arrival(9, None);
             back.resume = Some("token-2".into());
             let resumed = room.join("r", back, 6, 0).expect("resumes its place");
             assert_eq!(resumed.id, PeerId(2));
-            // A member put back later still sees peer 2 (it never heard it left): not told.
-            let late = member(5, "c");
-            assert_eq!(
-                room.restore(vec![late]),
-                vec![(PeerId(5), left_msg(3, false))]
-            );
             assert!(room
                 .left_while_lost(&member(2, "b"), false, 0, 100)
                 .is_none());
+            room.sweep(100);
+            assert!(!room.departed(PeerId(3)), "forgotten in time");
         }
     }
 }
