@@ -29,6 +29,7 @@ use crate::{
     core::{
         self,
         chat_guard::{ChatGuard, Verdict},
+        gestures::Reaction,
         ConnId, ConnState, Effect, Engine, Input, MediaState, PeerInput, Timer, Timing,
     },
     diagnose::{self, Path},
@@ -122,6 +123,8 @@ pub enum Event {
     LinkCopied(String, bool),
     /// The person chose a language in `langSelect`.
     LangChosen,
+    /// The person chose a reaction in the picker.
+    React(Reaction),
 }
 
 /// How the page was opened.
@@ -268,6 +271,22 @@ impl App {
             let tx = events_tx.clone();
             listeners.push(EventListener::new(select, "change", move |_| {
                 let _ = tx.unbounded_send(Event::DeviceChosen(kind));
+            }));
+        }
+        {
+            // One handler for the picker's buttons: the reaction is the clicked one's
+            // `data-reaction`.
+            let tx = events_tx.clone();
+            listeners.push(EventListener::new(&ui.reactions, "click", move |event| {
+                let chosen = event
+                    .target()
+                    .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                    .and_then(|t| t.closest("[data-reaction]").ok()?)
+                    .and_then(|b| b.get_attribute("data-reaction"))
+                    .and_then(|name| Reaction::from_name(&name));
+                if let Some(reaction) = chosen {
+                    let _ = tx.unbounded_send(Event::React(reaction));
+                }
             }));
         }
         {
@@ -469,6 +488,9 @@ impl App {
             }
             Event::Click(Button::Mute) => self.input(Input::ToggleMute).await,
             Event::Click(Button::Camera) => self.input(Input::ToggleCamera).await,
+            Event::Click(Button::Hand) => self.input(Input::ToggleHand).await,
+            Event::Click(Button::Reaction) => self.ui.show_reactions(None),
+            Event::React(reaction) => self.input(Input::React(reaction)).await,
             Event::Tick => self.read_paths().await,
         }
         self.render();
@@ -765,6 +787,16 @@ impl App {
                     .await;
                 return true;
             }
+            Ok(chat::Frame::Hand(hand)) => {
+                self.input(Input::Peer(conn, PeerInput::RemoteHand(hand)))
+                    .await;
+                return true;
+            }
+            Ok(chat::Frame::Reaction(reaction)) => {
+                self.input(Input::Peer(conn, PeerInput::RemoteReaction(reaction)))
+                    .await;
+                return true;
+            }
             Ok(chat::Frame::Chat(wire)) => {
                 let tile = self.engine.tiles().into_iter().find(|t| t.conn == conn);
                 let who = tile
@@ -874,6 +906,20 @@ impl App {
                     peer.send_chat(&frame);
                 }
             }
+            Effect::SetHand(hand) => {
+                self.ui.show_hand(hand);
+                let frame = chat::encode_hand(hand);
+                for peer in self.peers.values() {
+                    peer.send_chat(&frame);
+                }
+            }
+            Effect::React(reaction) => {
+                self.ui.show_reactions(Some(false));
+                let frame = chat::encode_reaction(reaction);
+                for peer in self.peers.values() {
+                    peer.send_chat(&frame);
+                }
+            }
             Effect::Close { conn } => {
                 // Dropping the peer closes its connection and unregisters its handlers.
                 self.peers.remove(&conn);
@@ -979,6 +1025,10 @@ impl App {
                 if media != MediaState::default() {
                     peer.send_chat(&chat::encode_media(media));
                 }
+                // And whether our hand is up: somebody who joins later sees it too.
+                if self.engine.hand() {
+                    peer.send_chat(&chat::encode_hand(true));
+                }
                 self.peers.insert(conn, peer);
                 None
             }
@@ -1054,6 +1104,7 @@ impl App {
         self.ui.set_status(&self.engine.status());
         let tiles = self.engine.tiles();
         self.ui.sync_tiles(&tiles, &self.streams);
+        self.ui.show_own_reaction(self.engine.own_reaction());
         if tiles.is_empty() {
             self.ui.show_path(None);
         }

@@ -237,6 +237,8 @@ pub enum Text {
         muted: bool,
         /// They turned their camera off.
         camera_off: bool,
+        /// They raised their hand.
+        hand: bool,
     },
     /// The verification code under a picture.
     Check(String),
@@ -553,6 +555,7 @@ impl Text {
                 state,
                 muted,
                 camera_off,
+                hand,
             } => {
                 let who = name.clone().unwrap_or_else(|| Text::Someone.show(l));
                 let mut caption = match state {
@@ -576,6 +579,9 @@ impl Text {
                 }
                 if *camera_off {
                     caption.push_str(l.pick(", camera off", "，攝影機已關閉", "，摄像头已关闭"));
+                }
+                if *hand {
+                    caption.push_str(l.pick(", hand raised", "，舉手中", "，举手中"));
                 }
                 caption
             }
@@ -736,6 +742,15 @@ pub fn label(key: &str, lang: Lang) -> Option<&'static str> {
         "copyLink" => ("Copy invite link", "複製邀請連結", "复制邀请链接"),
         "newRoom" => ("New private room", "新的私人房間", "新的私人房间"),
         "language" => ("Language", "語言", "语言"),
+        "hand" => ("Raise hand", "舉手", "举手"),
+        "react" => ("React", "表情回應", "表情回应"),
+        "reactions" => ("Reactions", "表情回應", "表情回应"),
+        // The reactions, by their names (`crate::core::gestures::Reaction::as_str`).
+        "thumbs-up" => ("Thumbs up", "讚", "赞"),
+        "clap" => ("Applause", "鼓掌", "鼓掌"),
+        "laugh" => ("Laughing", "大笑", "大笑"),
+        "heart" => ("Love", "愛心", "爱心"),
+        "surprised" => ("Surprised", "驚訝", "惊讶"),
         "verifyHelp" => (
             "Each call shows a few symbols under the other person's picture: read them to each \
              other. If they differ, somebody between you can listen in.",
@@ -856,6 +871,7 @@ mod tests {
                 state,
                 muted: true,
                 camera_off: true,
+                hand: true,
             });
         }
         all

@@ -7,7 +7,11 @@
 //! person: a `<figure data-peer data-conn data-state>` with a `<video data-peer>` and a caption.
 //! The chat: `chatInput`, `chatSend`, `chatLog` (one `<p data-from>` per message, and one
 //! `<p data-from data-dropped>` where what a peer sent was left out) and `chatNote` (what went
-//! wrong with the last message). `langSelect` picks the language; every word comes from
+//! wrong with the last message). `handButton` raises and lowers our hand (`aria-pressed`); a
+//! raised hand shows on that person's tile elsewhere as `data-hand`. `reactionButton` opens
+//! the picker `reactions` (one button per reaction, `data-reaction`); a reaction shows on the
+//! sender's tile elsewhere as `data-reaction` and its `.reaction` for a few seconds, and on our
+//! own picture (`.me`) here. `langSelect` picks the language; every word comes from
 //! [`crate::text`], and `<html lang>` says which language is shown.
 
 use protocol::PeerId;
@@ -19,7 +23,7 @@ use web_sys::{
 
 use crate::{
     chat,
-    core::{chat_guard::Dropped, ConnId, MediaState, Status, Tile},
+    core::{chat_guard::Dropped, gestures::Reaction, ConnId, MediaState, Status, Tile},
     diagnose::Path,
     media::{self, Device},
     small::VecMap,
@@ -54,11 +58,15 @@ pub enum Button {
     Stats,
     /// Share the screen instead of the camera, or stop.
     Share,
+    /// Raise or lower our hand.
+    Hand,
+    /// Open or close the reaction picker.
+    Reaction,
 }
 
 impl Button {
     /// Every button, with its element id.
-    pub const ALL: [(Button, &'static str); 12] = [
+    pub const ALL: [(Button, &'static str); 14] = [
         (Button::Start, "startButton"),
         (Button::Call, "callButton"),
         (Button::HangUp, "hangupButton"),
@@ -71,6 +79,8 @@ impl Button {
         (Button::StartAudio, "startAudioButton"),
         (Button::Stats, "statsButton"),
         (Button::Share, "shareButton"),
+        (Button::Hand, "handButton"),
+        (Button::Reaction, "reactionButton"),
     ];
 }
 
@@ -81,6 +91,8 @@ struct TileView {
     caption: Element,
     /// The call's verification code (`.verify`; the first tile's is `#verifyCode`).
     verify: Element,
+    /// The reaction the person sent, while it shows (`.reaction`).
+    reaction: Element,
 }
 
 /// Handles to the page's elements.
@@ -115,6 +127,12 @@ pub struct Ui {
     stats_button: HtmlButtonElement,
     stats: HtmlElement,
     share: HtmlButtonElement,
+    hand: HtmlButtonElement,
+    reaction: HtmlButtonElement,
+    /// The reaction picker: one button per reaction, each with its `data-reaction`.
+    pub reactions: HtmlElement,
+    /// Our own picture's reaction (`.me .reaction`).
+    own_reaction: Element,
     /// The camera and microphone choices.
     pub camera_select: HtmlSelectElement,
     /// See [`Ui::camera_select`].
@@ -166,6 +184,10 @@ impl Ui {
             stats_button: by_id(document, "statsButton")?,
             stats: by_id(document, "stats")?,
             share: by_id(document, "shareButton")?,
+            hand: by_id(document, "handButton")?,
+            reaction: by_id(document, "reactionButton")?,
+            reactions: by_id(document, "reactions")?,
+            own_reaction: by_id(document, "ownReaction")?,
             camera_select: by_id(document, "cameraSelect")?,
             mic_select: by_id(document, "micSelect")?,
             lang_select: by_id(document, "langSelect")?,
@@ -238,7 +260,9 @@ impl Ui {
                 .set_attribute("title", &Text::CheckHelp.show(lang));
             // Said again by the next sync.
             let _ = view.verify.remove_attribute("data-code");
+            let _ = view.reaction.remove_attribute("data-reaction");
         }
+        let _ = self.own_reaction.remove_attribute("data-reaction");
     }
 
     /// Says `text` (with `link` after it) in the element of `note`, or nothing.
@@ -277,6 +301,8 @@ impl Ui {
             Button::StartAudio => &self.start_audio,
             Button::Stats => &self.stats_button,
             Button::Share => &self.share,
+            Button::Hand => &self.hand,
+            Button::Reaction => &self.reaction,
         }
     }
 
@@ -307,6 +333,57 @@ impl Ui {
         let _ = self
             .share
             .set_attribute("aria-pressed", if sharing { "true" } else { "false" });
+    }
+
+    /// Shows on the hand button (`aria-pressed`) whether our hand is up.
+    pub fn show_hand(&self, hand: bool) {
+        let _ = self
+            .hand
+            .set_attribute("aria-pressed", if hand { "true" } else { "false" });
+    }
+
+    /// Opens the reaction picker, or closes it (`open`: `None` turns it over).
+    pub fn show_reactions(&self, open: Option<bool>) {
+        let open = open.unwrap_or(self.reactions.hidden());
+        self.reactions.set_hidden(!open);
+        let _ = self
+            .reaction
+            .set_attribute("aria-expanded", if open { "true" } else { "false" });
+    }
+
+    /// Shows the reaction we sent on our own picture, while the others see it.
+    pub fn show_own_reaction(&self, reaction: Option<Reaction>) {
+        self.set_reaction(&self.own_reaction, reaction);
+    }
+
+    /// Shows `reaction` in the tile's `element` (its emoji, named in `title` and
+    /// `aria-label`, and `data-reaction`), or nothing.
+    fn set_reaction(&self, element: &Element, reaction: Option<Reaction>) {
+        let name = reaction.map_or("", Reaction::as_str);
+        if element
+            .get_attribute("data-reaction")
+            .as_deref()
+            .unwrap_or("")
+            == name
+        {
+            return;
+        }
+        match reaction {
+            Some(reaction) => {
+                let _ = element.set_attribute("data-reaction", name);
+                let words = label(name, self.lang).unwrap_or_default();
+                let _ = element.set_attribute("title", words);
+                let _ = element.set_attribute("aria-label", words);
+                let _ = element.set_attribute("role", "img");
+                element.set_text_content(Some(reaction.emoji()));
+            }
+            None => {
+                for attribute in ["data-reaction", "title", "aria-label", "role"] {
+                    let _ = element.remove_attribute(attribute);
+                }
+                element.set_text_content(None);
+            }
+        }
     }
 
     /// Shows or hides the stats panel (`#stats`).
@@ -509,6 +586,8 @@ impl Ui {
                         "data-path",
                         "data-muted",
                         "data-camera-off",
+                        "data-hand",
+                        "data-reaction",
                     ] {
                         let _ = view.figure.remove_attribute(name);
                     }
@@ -516,6 +595,7 @@ impl Ui {
                     let _ = view.verify.remove_attribute("data-code");
                     view.verify.set_text_content(None);
                     view.caption.set_text_content(None);
+                    self.set_reaction(&view.reaction, None);
                 } else {
                     view.figure.remove();
                 }
@@ -549,11 +629,21 @@ impl Ui {
             let _ = view.video.set_attribute("data-peer", &peer);
             set_flag(&view.figure, "data-muted", tile.media.muted);
             set_flag(&view.figure, "data-camera-off", tile.media.camera_off);
+            set_flag(&view.figure, "data-hand", tile.hand);
+            match tile.reaction {
+                Some(reaction) => view
+                    .figure
+                    .set_attribute("data-reaction", reaction.as_str()),
+                None => view.figure.remove_attribute("data-reaction"),
+            }
+            .ok();
+            self.set_reaction(&view.reaction, tile.reaction);
             let caption = Text::Caption {
                 name: tile.name.clone(),
                 state: tile.state,
                 muted: tile.media.muted,
                 camera_off: tile.media.camera_off,
+                hand: tile.hand,
             }
             .show(self.lang);
             if view.caption.text_content().as_deref() != Some(caption.as_str()) {
@@ -617,11 +707,16 @@ impl Ui {
                     Some(verify) => verify,
                     None => self.verify_element(&figure)?,
                 };
+                let reaction = match figure.query_selector(".reaction")? {
+                    Some(reaction) => reaction,
+                    None => self.reaction_element(&figure)?,
+                };
                 return Ok(TileView {
                     figure,
                     video: self.remote_video.clone(),
                     caption,
                     verify,
+                    reaction,
                 });
             }
         }
@@ -634,12 +729,14 @@ impl Ui {
         figure.append_child(&video)?;
         figure.append_child(&caption)?;
         let verify = self.verify_element(&figure)?;
+        let reaction = self.reaction_element(&figure)?;
         self.remotes.append_child(&figure)?;
         Ok(TileView {
             figure,
             video,
             caption,
             verify,
+            reaction,
         })
     }
 
@@ -669,6 +766,14 @@ impl Ui {
                 let _ = video.play();
             }
         });
+    }
+
+    /// A tile's place for the reaction its person sent.
+    fn reaction_element(&self, figure: &Element) -> Result<Element, JsValue> {
+        let reaction = self.document.create_element("p")?;
+        reaction.set_class_name("reaction");
+        figure.append_child(&reaction)?;
+        Ok(reaction)
     }
 
     /// A tile's place for the verification code, with the sentence that says what it is for.

@@ -1,0 +1,170 @@
+//! What people do in a call besides talking, seen from the other pages: a raised hand on the
+//! person's tile (and on the tile a newcomer sees), gone when lowered; a reaction that shows
+//! on the sender's tile and goes away by itself.
+//!
+//! Needs the release bundle in `dist/` and Chrome, as `call.rs` does.
+
+use e2e::{
+    browser::{decoding_everyone, wait_for, Driver},
+    relay,
+};
+use fantoccini::{Client, Locator};
+
+/// The tests of this file take turns: each runs several Chromes, and two cores are few.
+static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Clicks the element `#id` of `page`.
+async fn click(page: &Client, id: &str) {
+    page.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click #{id}: {e}"));
+}
+
+/// The value of `attribute` of the element `selector` of `page` (`null` when it has none).
+async fn attribute(page: &Client, selector: &str, attribute: &str) -> serde_json::Value {
+    page.execute(
+        &format!(
+            "const e = document.querySelector({selector:?}); \
+             return e ? e.getAttribute({attribute:?}) : 'no element';"
+        ),
+        vec![],
+    )
+    .await
+    .expect("script runs")
+}
+
+/// The `data-peer` of the only remote tile of `page`.
+async fn only_peer(page: &Client) -> String {
+    let peers = page
+        .execute(
+            "return [...document.querySelectorAll('#remotes figure[data-conn]')]
+                .map(f => f.dataset.peer);",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    let peers = peers.as_array().expect("a list");
+    assert_eq!(peers.len(), 1, "one tile: {peers:?}");
+    peers[0].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_hand_and_a_reaction_show_on_the_other_pages() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let room = format!("http://{relay}/?room=hands");
+    let raiser = driver.browser().await;
+    let other = driver.browser().await;
+    raiser.goto(&room).await.expect("open a page");
+    other
+        .goto(&format!("{room}#true"))
+        .await
+        .expect("open a page");
+    decoding_everyone(&raiser, 1).await;
+    decoding_everyone(&other, 1).await;
+    let raiser_id = only_peer(&other).await;
+    let tile = format!("#remotes figure[data-peer=\"{raiser_id}\"]");
+
+    // Raised: pressed here, on the raiser's tile there, in its caption too.
+    assert_eq!(
+        attribute(&raiser, "#handButton", "aria-pressed").await,
+        "false"
+    );
+    click(&raiser, "handButton").await;
+    assert_eq!(
+        attribute(&raiser, "#handButton", "aria-pressed").await,
+        "true"
+    );
+    wait_for(
+        &other,
+        "the raised hand on the raiser's tile",
+        &format!(
+            "const f = document.querySelector({tile:?});
+             return f && f.dataset.hand === 'true'
+                 && f.querySelector('figcaption').textContent.includes('hand raised');"
+        ),
+    )
+    .await;
+
+    // Somebody who comes in later sees it too, on the raiser's tile only.
+    let late = driver.browser().await;
+    late.goto(&room).await.expect("open a third page");
+    decoding_everyone(&late, 2).await;
+    wait_for(
+        &late,
+        "the raised hand on the newcomer's page",
+        &format!(
+            "const hands = [...document.querySelectorAll('#remotes figure[data-hand]')];
+             return hands.length === 1 && hands[0].dataset.peer === {raiser_id:?};"
+        ),
+    )
+    .await;
+
+    // Lowered: gone everywhere.
+    click(&raiser, "handButton").await;
+    assert_eq!(
+        attribute(&raiser, "#handButton", "aria-pressed").await,
+        "false"
+    );
+    for (page, whose) in [(&other, "the first page"), (&late, "the newcomer's page")] {
+        wait_for(
+            page,
+            &format!("the hand lowered on {whose}"),
+            "return document.querySelectorAll('#remotes figure[data-hand]').length === 0
+                && ![...document.querySelectorAll('#remotes figcaption')]
+                    .some(c => c.textContent.includes('hand raised'));",
+        )
+        .await;
+    }
+
+    // A reaction: picked from the picker, which closes; shown on the sender's tile elsewhere
+    // (and on the sender's own picture), then gone by itself.
+    click(&raiser, "reactionButton").await;
+    assert_eq!(
+        attribute(&raiser, "#reactionButton", "aria-expanded").await,
+        "true"
+    );
+    raiser
+        .find(Locator::Css("#reactions [data-reaction=\"clap\"]"))
+        .await
+        .expect("the clap in the picker")
+        .click()
+        .await
+        .expect("click the clap");
+    assert_eq!(attribute(&raiser, "#reactions", "hidden").await, "");
+    let shown = format!(
+        "const f = document.querySelector({tile:?});
+         const r = f && f.querySelector('.reaction');
+         return f && f.dataset.reaction === 'clap' && r.textContent === '👏'
+             && r.getAttribute('aria-label') === 'Applause' && r.checkVisibility();"
+    );
+    for (page, whose) in [(&other, "the first page"), (&late, "the newcomer's page")] {
+        wait_for(page, &format!("the clap on {whose}"), &shown).await;
+    }
+    assert_eq!(
+        attribute(&raiser, "#ownReaction", "data-reaction").await,
+        "clap"
+    );
+    let gone = format!(
+        "const f = document.querySelector({tile:?});
+         return f && !f.dataset.reaction && f.querySelector('.reaction').textContent === '';"
+    );
+    for (page, whose) in [(&other, "the first page"), (&late, "the newcomer's page")] {
+        wait_for(page, &format!("the clap gone from {whose}"), &gone).await;
+    }
+    wait_for(
+        &raiser,
+        "the clap gone from the sender's own picture",
+        "return !document.getElementById('ownReaction').dataset.reaction;",
+    )
+    .await;
+
+    for page in [raiser, other, late] {
+        page.close().await.expect("close a page");
+    }
+    shutdown.cancel();
+}
