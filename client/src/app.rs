@@ -209,6 +209,8 @@ pub struct App {
     chat_guards: VecMap<ConnId, ChatGuard>,
     local: Option<MediaStream>,
     media: MediaRequest,
+    /// The microphone's level on the page, while we are not muted.
+    meter: Option<media::MicMeter>,
     /// A connection made at start, for the first call to take (see [`Peer::new`]).
     spare: Option<Spare>,
     /// Page-lifetime handlers: the buttons, fields, `online` and `devicechange`.
@@ -339,6 +341,7 @@ impl App {
             device_requests: VecMap::new(),
             local: None,
             media: media.clone(),
+            meter: None,
             spare: Spare::new().ok(),
             _listeners: listeners,
         };
@@ -370,12 +373,21 @@ impl App {
     }
 
     async fn handle(&mut self, event: Event) {
+        if let (Event::Click(_), Some(meter)) = (&event, &self.meter) {
+            // A click lets a browser run audio it held back until the person did something.
+            meter.resume();
+        }
         match event {
             Event::Media(Ok(stream)) => {
                 let first = self.local.is_none();
                 self.ui.show_local(Some(&stream));
                 self.local = Some(stream);
                 self.apply_media(self.engine.media());
+                // Switched off before the microphone opened (it opens with the browser's
+                // processing, which is on).
+                if !self.engine.noise_suppression() {
+                    self.set_noise_suppression(false).await;
+                }
                 if first {
                     self.input(Input::Media(Ok(()))).await;
                 }
@@ -488,6 +500,7 @@ impl App {
             }
             Event::Click(Button::Mute) => self.input(Input::ToggleMute).await,
             Event::Click(Button::Camera) => self.input(Input::ToggleCamera).await,
+            Event::Click(Button::Noise) => self.input(Input::ToggleNoiseSuppression).await,
             Event::Click(Button::Hand) => self.input(Input::ToggleHand).await,
             Event::Click(Button::Reaction) => self.ui.show_reactions(None),
             Event::React(reaction) => self.input(Input::React(reaction)).await,
@@ -596,8 +609,9 @@ impl App {
         let request = self.device_requests.get(&kind).map_or(1, |n| n + 1);
         self.device_requests.insert(kind, request);
         let tx = self.events_tx.clone();
+        let noise_suppression = self.engine.noise_suppression();
         wasm_bindgen_futures::spawn_local(async move {
-            let track = media::open_device(kind, &id).await;
+            let track = media::open_device(kind, &id, noise_suppression).await;
             let _ = tx.unbounded_send(Event::DeviceOpened {
                 kind,
                 request,
@@ -680,6 +694,42 @@ impl App {
         self.ui.show_local(Some(&screen));
         self.share = Some(screen);
         self.ui.show_share(true);
+    }
+
+    /// Has the browser suppress the microphone's noise or not, and shows it on the switch.
+    async fn set_noise_suppression(&mut self, on: bool) {
+        self.ui.show_noise(on);
+        let Some(track) = self.local.as_ref().and_then(audio_track) else {
+            return; // The microphone opens with it when it opens.
+        };
+        if media::set_noise_suppression(&track, on).await {
+            return;
+        }
+        // Chrome takes the constraints (its promise resolves) and goes on processing the
+        // sound as the microphone was opened: the microphone is opened again with them, and
+        // takes the old one's place on every call (`Event::DeviceOpened`).
+        if let Some(id) = media::device_of(&track) {
+            self.use_device("audioinput", id);
+        }
+    }
+
+    /// Shows the microphone's level while we are not muted, from the microphone in use.
+    fn show_mic_level(&mut self) {
+        let track = self.local.as_ref().and_then(audio_track).filter(|t| {
+            !self.engine.media().muted && t.ready_state() != web_sys::MediaStreamTrackState::Ended
+        });
+        match track {
+            None => self.meter = None,
+            Some(track) if self.meter.as_ref().is_some_and(|m| m.listens_to(&track)) => {}
+            Some(track) => {
+                self.meter = None;
+                match media::MicMeter::start(&track, self.ui.mic_level.clone()) {
+                    Ok(meter) => self.meter = Some(meter),
+                    Err(err) => web_sys::console::warn_2(&"microphone level".into(), &err),
+                }
+            }
+        }
+        self.ui.show_mic_level(self.meter.is_some());
     }
 
     /// What we send: the camera and microphone, with the shared screen's video instead of the
@@ -906,6 +956,7 @@ impl App {
                     peer.send_chat(&frame);
                 }
             }
+            Effect::SetNoiseSuppression(on) => self.set_noise_suppression(on).await,
             Effect::SetHand(hand) => {
                 self.ui.show_hand(hand);
                 let frame = chat::encode_hand(hand);
@@ -1105,6 +1156,7 @@ impl App {
         let tiles = self.engine.tiles();
         self.ui.sync_tiles(&tiles, &self.streams);
         self.ui.show_own_reaction(self.engine.own_reaction());
+        self.show_mic_level();
         if tiles.is_empty() {
             self.ui.show_path(None);
         }
@@ -1209,6 +1261,11 @@ fn stop_tracks(stream: &MediaStream) {
             track.stop();
         }
     }
+}
+
+/// The first audio track of `stream`.
+fn audio_track(stream: &MediaStream) -> Option<web_sys::MediaStreamTrack> {
+    stream.get_audio_tracks().get(0).dyn_into().ok()
 }
 
 /// The first video track of `stream`.

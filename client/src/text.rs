@@ -743,6 +743,8 @@ pub fn label(key: &str, lang: Lang) -> Option<&'static str> {
         "newRoom" => ("New private room", "新的私人房間", "新的私人房间"),
         "language" => ("Language", "語言", "语言"),
         "hand" => ("Raise hand", "舉手", "举手"),
+        "noise" => ("Noise suppression", "降噪", "降噪"),
+        "micLevel" => ("Microphone level", "麥克風音量", "麦克风音量"),
         "react" => ("React", "表情回應", "表情回应"),
         "reactions" => ("Reactions", "表情回應", "表情回应"),
         // The reactions, by their names (`crate::core::gestures::Reaction::as_str`).

@@ -62,11 +62,13 @@ pub enum Button {
     Hand,
     /// Open or close the reaction picker.
     Reaction,
+    /// Turn the microphone's noise suppression on or off.
+    Noise,
 }
 
 impl Button {
     /// Every button, with its element id.
-    pub const ALL: [(Button, &'static str); 14] = [
+    pub const ALL: [(Button, &'static str); 15] = [
         (Button::Start, "startButton"),
         (Button::Call, "callButton"),
         (Button::HangUp, "hangupButton"),
@@ -81,6 +83,7 @@ impl Button {
         (Button::Share, "shareButton"),
         (Button::Hand, "handButton"),
         (Button::Reaction, "reactionButton"),
+        (Button::Noise, "noiseButton"),
     ];
 }
 
@@ -129,6 +132,9 @@ pub struct Ui {
     share: HtmlButtonElement,
     hand: HtmlButtonElement,
     reaction: HtmlButtonElement,
+    noise: HtmlButtonElement,
+    /// The microphone's level (`<meter id="micLevel">`), while it is shown.
+    pub mic_level: Element,
     /// The reaction picker: one button per reaction, each with its `data-reaction`.
     pub reactions: HtmlElement,
     /// Our own picture's reaction (`.me .reaction`).
@@ -186,6 +192,8 @@ impl Ui {
             share: by_id(document, "shareButton")?,
             hand: by_id(document, "handButton")?,
             reaction: by_id(document, "reactionButton")?,
+            noise: by_id(document, "noiseButton")?,
+            mic_level: by_id(document, "micLevel")?,
             reactions: by_id(document, "reactions")?,
             own_reaction: by_id(document, "ownReaction")?,
             camera_select: by_id(document, "cameraSelect")?,
@@ -303,6 +311,7 @@ impl Ui {
             Button::Share => &self.share,
             Button::Hand => &self.hand,
             Button::Reaction => &self.reaction,
+            Button::Noise => &self.noise,
         }
     }
 
@@ -340,6 +349,27 @@ impl Ui {
         let _ = self
             .hand
             .set_attribute("aria-pressed", if hand { "true" } else { "false" });
+    }
+
+    /// Shows on the noise switch (`aria-pressed`) whether the microphone's noise is
+    /// suppressed.
+    pub fn show_noise(&self, on: bool) {
+        let _ = self
+            .noise
+            .set_attribute("aria-pressed", if on { "true" } else { "false" });
+    }
+
+    /// Shows the microphone's level (`#micLevel`), or hides it at 0.
+    pub fn show_mic_level(&self, shown: bool) {
+        if shown != self.mic_level.has_attribute("hidden") {
+            return;
+        }
+        let _ = if shown {
+            self.mic_level.remove_attribute("hidden")
+        } else {
+            let _ = self.mic_level.set_attribute("value", "0");
+            self.mic_level.set_attribute("hidden", "")
+        };
     }
 
     /// Opens the reaction picker, or closes it (`open`: `None` turns it over).

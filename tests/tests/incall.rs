@@ -168,3 +168,88 @@ async fn a_raised_hand_and_a_reaction_show_on_the_other_pages() {
     }
     shutdown.cancel();
 }
+
+/// Defines `settings()`: the microphone's processing, `[noiseSuppression, autoGainControl]`, as
+/// the track the page previews and the track each call sends say (`getSettings()`), one list
+/// per track. (Echo cancellation is asked for either way; Chromium turns its processing on and
+/// off as a whole, so it goes off with noise suppression there.)
+const MIC_SETTINGS_FN: &str = "const settings = () => {
+    const s = (t) => { const g = t.getSettings(); return [g.noiseSuppression, g.autoGainControl]; };
+    const local = document.getElementById('localVideo').srcObject.getAudioTracks().map(s);
+    const sent = (window.__pcs || []).filter(pc => pc.connectionState !== 'closed')
+        .flatMap(pc => pc.getSenders()).filter(x => x.track && x.track.kind === 'audio')
+        .map(x => s(x.track));
+    return local.concat(sent); };";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_suppression_switches_the_microphone_and_its_level_shows_while_unmuted() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let room = format!("http://{relay}/?room=noise");
+    let speaker = driver.browser().await;
+    let other = driver.browser().await;
+    speaker.goto(&room).await.expect("open a page");
+    other
+        .goto(&format!("{room}#true"))
+        .await
+        .expect("open a page");
+    decoding_everyone(&speaker, 1).await;
+    decoding_everyone(&other, 1).await;
+
+    // On, as browsers open a microphone: the switch says so, and so do the tracks.
+    assert_eq!(
+        attribute(&speaker, "#noiseButton", "aria-pressed").await,
+        "true"
+    );
+    let all = |wanted: &str| {
+        format!(
+            "{MIC_SETTINGS_FN} const all = settings();
+             return all.length >= 2 && all.every(s => JSON.stringify(s) === {wanted:?});"
+        )
+    };
+    wait_for(&speaker, "the microphone processed", &all("[true,true]")).await;
+
+    // Off: the microphone in use, the one previewed and the one sent, is no longer processed
+    // for noise and gain, and the call goes on.
+    click(&speaker, "noiseButton").await;
+    assert_eq!(
+        attribute(&speaker, "#noiseButton", "aria-pressed").await,
+        "false"
+    );
+    wait_for(
+        &speaker,
+        "the microphone without noise suppression",
+        &all("[false,false]"),
+    )
+    .await;
+    // And on again.
+    click(&speaker, "noiseButton").await;
+    wait_for(
+        &speaker,
+        "the microphone with noise suppression again",
+        &all("[true,true]"),
+    )
+    .await;
+    decoding_everyone(&other, 1).await;
+
+    // The level shows while the microphone is on (the fake microphone beeps), and goes away
+    // while muted.
+    let level = "const m = document.getElementById('micLevel');
+        return !m.hidden && m.checkVisibility() && Number(m.value) > 0;";
+    wait_for(&speaker, "the microphone level", level).await;
+    click(&speaker, "muteButton").await;
+    wait_for(
+        &speaker,
+        "no microphone level while muted",
+        "const m = document.getElementById('micLevel'); return m.hidden && Number(m.value) === 0;",
+    )
+    .await;
+    click(&speaker, "muteButton").await;
+    wait_for(&speaker, "the microphone level back", level).await;
+
+    for page in [speaker, other] {
+        page.close().await.expect("close a page");
+    }
+    shutdown.cancel();
+}

@@ -178,6 +178,8 @@ pub enum Input {
     ToggleMute,
     /// The person pressed the camera button.
     ToggleCamera,
+    /// The person pressed the noise suppression switch.
+    ToggleNoiseSuppression,
     /// The person pressed the hand button.
     ToggleHand,
     /// The person chose a reaction.
@@ -202,6 +204,9 @@ pub enum Effect {
     /// Send our microphone and camera like this from now on (enable or disable the tracks),
     /// show it on our buttons, and tell everybody we have a call with.
     SetMedia(MediaState),
+    /// Have the browser suppress the microphone's noise (`true`) or not, on the microphone
+    /// open now and on one opened later, and show it on the switch.
+    SetNoiseSuppression(bool),
     /// Our hand is up (`true`) or down from now on: show it on the hand button, and tell
     /// everybody we have a call with.
     SetHand(bool),
@@ -600,6 +605,7 @@ impl Engine {
             Input::ShareEnded => self.media.share_ended(out),
             Input::ToggleMute => self.media.toggle_mute(out),
             Input::ToggleCamera => self.media.toggle_camera(out),
+            Input::ToggleNoiseSuppression => self.media.toggle_noise_suppression(out),
             Input::ToggleHand => self.gestures.toggle_hand(out),
             Input::React(reaction) => self.gestures.react(reaction, out),
             Input::Peer(conn, news) => self.on_peer(conn, news, out),
@@ -609,6 +615,11 @@ impl Engine {
     /// What we send of our microphone and camera: a new connection is told it first.
     pub fn media(&self) -> MediaState {
         self.media.state()
+    }
+
+    /// Whether the browser is to suppress the microphone's noise.
+    pub fn noise_suppression(&self) -> bool {
+        self.media.noise_suppression()
     }
 
     /// Whether our hand is up: a new connection is told it first.

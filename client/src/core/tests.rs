@@ -751,7 +751,11 @@ impl World {
                     }
                 }
                 Effect::Send(msg) => self.relay_receive(n, msg),
-                Effect::SetMedia(_) | Effect::Share(_) | Effect::SetHand(_) | Effect::React(_) => {}
+                Effect::SetMedia(_)
+                | Effect::Share(_)
+                | Effect::SetHand(_)
+                | Effect::React(_)
+                | Effect::SetNoiseSuppression(_) => {}
                 Effect::DropRelay => {
                     page.online = false;
                     page.deaf = false;
