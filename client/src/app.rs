@@ -30,6 +30,7 @@ use crate::{
         self,
         chat_guard::{ChatGuard, Verdict},
         gestures::Reaction,
+        shortcuts::{self, Shortcut},
         ConnId, ConnState, Effect, Engine, Input, MediaState, PeerInput, Timer, Timing,
     },
     diagnose::{self, Path},
@@ -125,6 +126,8 @@ pub enum Event {
     LangChosen,
     /// The person chose a reaction in the picker.
     React(Reaction),
+    /// The person pressed a keyboard shortcut.
+    Shortcut(Shortcut),
 }
 
 /// How the page was opened.
@@ -259,6 +262,41 @@ impl App {
                 },
             ));
         }
+        // The keyboard shortcuts, anywhere on the page but in a field. Not passive: a shortcut
+        // is kept from the page (C must not type a "c" into the chat field it goes to).
+        if let Some(document) = window.document() {
+            let tx = events_tx.clone();
+            let options = EventListenerOptions::enable_prevent_default();
+            listeners.push(EventListener::new_with_options(
+                &document,
+                "keydown",
+                options,
+                move |event| {
+                    let Some(pressed) = event.dyn_ref::<web_sys::KeyboardEvent>() else {
+                        return;
+                    };
+                    let typing = event
+                        .target()
+                        .and_then(|t| t.dyn_into::<web_sys::HtmlElement>().ok())
+                        .is_some_and(|e| {
+                            e.is_content_editable()
+                                || matches!(e.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
+                        });
+                    let (key, code) = (pressed.key(), pressed.code());
+                    let shortcut = shortcuts::shortcut(shortcuts::Key {
+                        key: &key,
+                        code: &code,
+                        modified: pressed.ctrl_key() || pressed.alt_key() || pressed.meta_key(),
+                        repeat: pressed.repeat(),
+                        typing,
+                    });
+                    if let Some(shortcut) = shortcut {
+                        pressed.prevent_default();
+                        let _ = tx.unbounded_send(Event::Shortcut(shortcut));
+                    }
+                },
+            ));
+        }
         // Devices come and go (a headset plugged in, a camera unplugged mid-call).
         if let Ok(devices) = window.navigator().media_devices() {
             let tx = events_tx.clone();
@@ -373,8 +411,9 @@ impl App {
     }
 
     async fn handle(&mut self, event: Event) {
-        if let (Event::Click(_), Some(meter)) = (&event, &self.meter) {
-            // A click lets a browser run audio it held back until the person did something.
+        if let (Event::Click(_) | Event::Shortcut(_), Some(meter)) = (&event, &self.meter) {
+            // A click or a key lets a browser run audio it held back until the person did
+            // something.
             meter.resume();
         }
         match event {
@@ -504,6 +543,12 @@ impl App {
             Event::Click(Button::Hand) => self.input(Input::ToggleHand).await,
             Event::Click(Button::Reaction) => self.ui.show_reactions(None),
             Event::React(reaction) => self.input(Input::React(reaction)).await,
+            Event::Shortcut(Shortcut::Mute) => self.input(Input::ToggleMute).await,
+            Event::Shortcut(Shortcut::Camera) => self.input(Input::ToggleCamera).await,
+            Event::Shortcut(Shortcut::Hand) => self.input(Input::ToggleHand).await,
+            Event::Shortcut(Shortcut::Chat) => {
+                let _ = self.ui.chat_input.focus();
+            }
             Event::Tick => self.read_paths().await,
         }
         self.render();

@@ -8,7 +8,10 @@ use e2e::{
     browser::{decoding_everyone, wait_for, Driver},
     relay,
 };
-use fantoccini::{Client, Locator};
+use fantoccini::{
+    actions::{InputSource, KeyAction, KeyActions},
+    Client, Locator,
+};
 
 /// The tests of this file take turns: each runs several Chromes, and two cores are few.
 static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -249,6 +252,114 @@ async fn noise_suppression_switches_the_microphone_and_its_level_shows_while_unm
     wait_for(&speaker, "the microphone level back", level).await;
 
     for page in [speaker, other] {
+        page.close().await.expect("close a page");
+    }
+    shutdown.cancel();
+}
+
+/// A script that is true when `#id`'s `aria-pressed` is `value`.
+fn pressed(id: &str, value: &str) -> String {
+    format!("return document.getElementById('{id}').getAttribute('aria-pressed') === '{value}';")
+}
+
+/// Presses and releases the keys of `keys` on `page`, one after the other, as a person would
+/// (WebDriver's key actions: wherever the focus is).
+async fn press(page: &Client, keys: &str) {
+    let mut actions = KeyActions::new("keyboard".to_owned());
+    for key in keys.chars() {
+        actions = actions
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+    }
+    page.perform_actions(actions)
+        .await
+        .unwrap_or_else(|e| panic!("press {keys:?}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyboard_shortcuts_do_what_the_page_lists_but_not_while_typing() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let room = format!("http://{relay}/?room=keys");
+    let keys = driver.browser().await;
+    let other = driver.browser().await;
+    keys.goto(&room).await.expect("open a page");
+    other
+        .goto(&format!("{room}#true"))
+        .await
+        .expect("open a page");
+    decoding_everyone(&keys, 1).await;
+    decoding_everyone(&other, 1).await;
+    let listed = keys
+        .execute(
+            "return [...document.querySelectorAll('#shortcuts kbd')].map(k => k.textContent).join('');",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    assert_eq!(listed, "MVHC", "the shortcuts listed on the page");
+    let tile = "#remotes figure[data-conn]";
+
+    // M mutes (the other page sees it), and again unmutes; H raises the hand; V turns the
+    // camera off.
+    press(&keys, "m").await;
+    wait_for(&keys, "muted by M", &pressed("muteButton", "true")).await;
+    wait_for(
+        &other,
+        "the mute on the other page",
+        &format!("return document.querySelector({tile:?}).dataset.muted === 'true';"),
+    )
+    .await;
+    press(&keys, "m").await;
+    wait_for(&keys, "unmuted by M", &pressed("muteButton", "false")).await;
+    press(&keys, "h").await;
+    wait_for(
+        &other,
+        "the hand raised by H on the other page",
+        &format!("return document.querySelector({tile:?}).dataset.hand === 'true';"),
+    )
+    .await;
+    press(&keys, "v").await;
+    wait_for(
+        &keys,
+        "the camera off by V",
+        &pressed("cameraButton", "true"),
+    )
+    .await;
+
+    // C goes to the chat field, and types nothing there; what is typed there next is text,
+    // not shortcuts.
+    press(&keys, "c").await;
+    wait_for(
+        &keys,
+        "the chat field focused by C",
+        "const input = document.getElementById('chatInput');
+         return document.activeElement === input && input.value === '';",
+    )
+    .await;
+    press(&keys, "mhvc").await;
+    wait_for(
+        &keys,
+        "the letters typed into the chat field",
+        "return document.getElementById('chatInput').value === 'mhvc';",
+    )
+    .await;
+    let states = keys
+        .execute(
+            "return ['muteButton', 'handButton', 'cameraButton']
+                .map(id => document.getElementById(id).getAttribute('aria-pressed'));",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    assert_eq!(
+        states,
+        serde_json::json!(["false", "true", "true"]),
+        "typing in the chat toggled something"
+    );
+
+    for page in [keys, other] {
         page.close().await.expect("close a page");
     }
     shutdown.cancel();

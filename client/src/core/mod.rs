@@ -14,6 +14,7 @@
 //! - [`local_media`]: mute, camera, screen; [`transceivers`]: which transceiver carries them;
 //! - [`view`]: the status line, the tiles and the words for the person;
 //! - [`gestures`]: our raised hand and reactions, and how long theirs show;
+//! - [`shortcuts`]: which key does what, and when a key is the person typing;
 //! - [`chat_guard`]: how much a peer may send on the chat channel (the browser layer holds one
 //!   per connection, and asks it about each frame before reading it).
 //!
@@ -36,6 +37,7 @@ pub mod local_media;
 pub mod negotiation;
 pub mod relay_link;
 pub mod room;
+pub mod shortcuts;
 pub mod transceivers;
 pub mod view;
 
