@@ -184,15 +184,12 @@ fn processing(noise_suppression: bool) -> js_sys::Object {
 /// Asks the browser to suppress the noise of the microphone `track` or not
 /// (`applyConstraints`); returns whether the track says it does as asked (`getSettings`).
 pub async fn set_noise_suppression(track: &web_sys::MediaStreamTrack, on: bool) -> bool {
-    let apply = Reflect::get(track, &"applyConstraints".into())
-        .ok()
-        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
-        .and_then(|f| f.call1(track, &processing(on)).ok())
-        .and_then(|p| p.dyn_into::<js_sys::Promise>().ok());
-    let Some(apply) = apply else {
-        return false;
+    let constraints = processing(on).unchecked_into::<web_sys::MediaTrackConstraints>();
+    let applied = match track.apply_constraints_with_constraints(&constraints) {
+        Ok(promise) => JsFuture::from(promise).await,
+        Err(err) => Err(err),
     };
-    if let Err(err) = JsFuture::from(apply).await {
+    if let Err(err) = applied {
         web_sys::console::warn_2(&"applyConstraints".into(), &err);
         return false;
     }
@@ -269,14 +266,14 @@ pub struct MicMeter {
 }
 
 impl MicMeter {
-    /// Starts showing the level of `track` in `meter`.
+    /// Starts showing the level of `track`, the audio track of `stream`, in `meter`.
     pub fn start(
+        stream: &MediaStream,
         track: &web_sys::MediaStreamTrack,
         meter: web_sys::Element,
     ) -> Result<Self, JsValue> {
         let context = web_sys::AudioContext::new()?;
-        let stream = MediaStream::new_with_tracks(&js_sys::Array::of1(track))?;
-        let source = context.create_media_stream_source(&stream)?;
+        let source = context.create_media_stream_source(stream)?;
         let analyser = context.create_analyser()?;
         // 512 samples: about 11 ms of sound at 48 kHz, enough for a level and cheap to read.
         analyser.set_fft_size(512);

@@ -10,8 +10,10 @@
 //! wrong with the last message). `handButton` raises and lowers our hand (`aria-pressed`); a
 //! raised hand shows on that person's tile elsewhere as `data-hand`. `reactionButton` opens
 //! the picker `reactions` (one button per reaction, `data-reaction`); a reaction shows on the
-//! sender's tile elsewhere as `data-reaction` and its `.reaction` for a few seconds, and on our
-//! own picture (`.me`) here. `langSelect` picks the language; every word comes from
+//! sender's tile elsewhere as `data-reaction` for a few seconds (the stylesheet draws it). `fileInput` sends a file to whoever `fileTo` says (everybody,
+//! or one person); each transfer, out or in, is a child of `transfers` with `data-progress`
+//! (0–100), `data-refused` when it was not sent or not taken, and a received file's link with
+//! `download`. `langSelect` picks the language; every word comes from
 //! [`crate::text`], and `<html lang>` says which language is shown.
 
 use protocol::PeerId;
@@ -23,7 +25,7 @@ use web_sys::{
 
 use crate::{
     chat,
-    core::{chat_guard::Dropped, gestures::Reaction, ConnId, MediaState, Status, Tile},
+    core::{chat_guard::Dropped, files::FileError, ConnId, MediaState, Status, Tile},
     diagnose::Path,
     media::{self, Device},
     small::VecMap,
@@ -87,6 +89,42 @@ impl Button {
     ];
 }
 
+/// The elements of what people do in a call besides talking: a struct of their own, found
+/// together, because each field of [`Ui`] found after others makes every later one's failure
+/// path drop them all (some 400 bytes of WebAssembly a field).
+pub struct InCall {
+    hand: HtmlButtonElement,
+    reaction: HtmlButtonElement,
+    noise: HtmlButtonElement,
+    /// The microphone's level (`<meter id="micLevel">`), while it is shown.
+    pub mic_level: Element,
+    /// The file to send, and to whom (`""`: everybody; else a connection's number).
+    pub file_input: HtmlInputElement,
+    /// See [`InCall::file_input`].
+    pub file_to: HtmlSelectElement,
+    transfers: Element,
+    /// The reaction picker: one button per reaction, each with its `data-reaction`.
+    pub reactions: HtmlElement,
+}
+
+impl InCall {
+    fn find(document: &Document) -> Result<Self, JsValue> {
+        Ok(Self {
+            hand: by_id(document, "handButton")?,
+            reaction: by_id(document, "reactionButton")?,
+            noise: by_id(document, "noiseButton")?,
+            mic_level: by_id(document, "micLevel")?,
+            file_input: by_id(document, "fileInput")?,
+            file_to: by_id(document, "fileTo")?,
+            transfers: by_id(document, "transfers")?,
+            reactions: by_id(document, "reactions")?,
+        })
+    }
+}
+
+/// The transfers `#transfers` keeps: older ones go, with the memory of their files.
+pub const TRANSFERS: u32 = 50;
+
 /// One person's tile on the page.
 struct TileView {
     figure: Element,
@@ -94,8 +132,6 @@ struct TileView {
     caption: Element,
     /// The call's verification code (`.verify`; the first tile's is `#verifyCode`).
     verify: Element,
-    /// The reaction the person sent, while it shows (`.reaction`).
-    reaction: Element,
 }
 
 /// Handles to the page's elements.
@@ -130,15 +166,10 @@ pub struct Ui {
     stats_button: HtmlButtonElement,
     stats: HtmlElement,
     share: HtmlButtonElement,
-    hand: HtmlButtonElement,
-    reaction: HtmlButtonElement,
-    noise: HtmlButtonElement,
-    /// The microphone's level (`<meter id="micLevel">`), while it is shown.
-    pub mic_level: Element,
-    /// The reaction picker: one button per reaction, each with its `data-reaction`.
-    pub reactions: HtmlElement,
-    /// Our own picture's reaction (`.me .reaction`).
-    own_reaction: Element,
+    /// The elements of what people do in a call besides talking.
+    pub in_call: InCall,
+    /// Who `fileTo` lists now, besides everybody.
+    file_to_listed: Vec<(ConnId, Option<String>)>,
     /// The camera and microphone choices.
     pub camera_select: HtmlSelectElement,
     /// See [`Ui::camera_select`].
@@ -164,6 +195,8 @@ impl Ui {
     /// Finds the elements in `document`.
     pub fn find(document: &Document) -> Result<Self, JsValue> {
         Ok(Self {
+            // First: a field found after it that is missing drops one field less.
+            in_call: InCall::find(document)?,
             document: document.clone(),
             local_video: by_id(document, "localVideo")?,
             remote_video: by_id(document, "remoteVideo")?,
@@ -190,12 +223,7 @@ impl Ui {
             stats_button: by_id(document, "statsButton")?,
             stats: by_id(document, "stats")?,
             share: by_id(document, "shareButton")?,
-            hand: by_id(document, "handButton")?,
-            reaction: by_id(document, "reactionButton")?,
-            noise: by_id(document, "noiseButton")?,
-            mic_level: by_id(document, "micLevel")?,
-            reactions: by_id(document, "reactions")?,
-            own_reaction: by_id(document, "ownReaction")?,
+            file_to_listed: Vec::new(),
             camera_select: by_id(document, "cameraSelect")?,
             mic_select: by_id(document, "micSelect")?,
             lang_select: by_id(document, "langSelect")?,
@@ -268,9 +296,7 @@ impl Ui {
                 .set_attribute("title", &Text::CheckHelp.show(lang));
             // Said again by the next sync.
             let _ = view.verify.remove_attribute("data-code");
-            let _ = view.reaction.remove_attribute("data-reaction");
         }
-        let _ = self.own_reaction.remove_attribute("data-reaction");
     }
 
     /// Says `text` (with `link` after it) in the element of `note`, or nothing.
@@ -309,9 +335,9 @@ impl Ui {
             Button::StartAudio => &self.start_audio,
             Button::Stats => &self.stats_button,
             Button::Share => &self.share,
-            Button::Hand => &self.hand,
-            Button::Reaction => &self.reaction,
-            Button::Noise => &self.noise,
+            Button::Hand => &self.in_call.hand,
+            Button::Reaction => &self.in_call.reaction,
+            Button::Noise => &self.in_call.noise,
         }
     }
 
@@ -347,73 +373,126 @@ impl Ui {
     /// Shows on the hand button (`aria-pressed`) whether our hand is up.
     pub fn show_hand(&self, hand: bool) {
         let _ = self
+            .in_call
             .hand
             .set_attribute("aria-pressed", if hand { "true" } else { "false" });
+    }
+
+    /// Lists the people of `tiles` in `fileTo`, after everybody, when they changed; one
+    /// chosen who is gone leaves everybody chosen.
+    pub fn list_file_to(&mut self, tiles: &[Tile]) {
+        let listed: Vec<(ConnId, Option<String>)> =
+            tiles.iter().map(|t| (t.conn, t.name.clone())).collect();
+        if listed == self.file_to_listed {
+            return;
+        }
+        let chosen = self.in_call.file_to.value();
+        while self.in_call.file_to.length() > 1 {
+            self.in_call.file_to.remove_with_index(1);
+        }
+        let someone = Text::Someone.show(self.lang);
+        for (conn, name) in &listed {
+            if let Ok(option) = self.document.create_element("option") {
+                let _ = option.set_attribute("value", &conn.0.to_string());
+                option.set_text_content(Some(name.as_deref().unwrap_or(&someone)));
+                let _ = self.in_call.file_to.append_child(&option);
+            }
+        }
+        self.in_call.file_to.set_value(&chosen);
+        if self.in_call.file_to.selected_index() < 0 {
+            self.in_call.file_to.set_value("");
+        }
+        self.file_to_listed = listed;
+    }
+
+    /// Adds a transfer to `#transfers`, said in `words`, at 0 %; the oldest go beyond
+    /// [`TRANSFERS`] (with the memory of their files).
+    pub fn add_transfer(&self, words: &str) -> Option<Element> {
+        let entry = self.document.create_element("li").ok()?;
+        let _ = entry.set_attribute("data-progress", "0");
+        // Markup of our own; the words go in as text. The label names the bar.
+        entry.set_inner_html(
+            "<label><span></span> <progress max=\"100\" value=\"0\"></progress></label>",
+        );
+        if let Ok(Some(text)) = entry.query_selector("span") {
+            text.set_text_content(Some(words));
+        }
+        let _ = self.in_call.transfers.append_child(&entry);
+        while self.in_call.transfers.child_element_count() > TRANSFERS {
+            let Some(oldest) = self.in_call.transfers.first_element_child() else {
+                break;
+            };
+            if let Ok(Some(link)) = oldest.query_selector("a[href]") {
+                let _ = web_sys::Url::revoke_object_url(
+                    &link.get_attribute("href").unwrap_or_default(),
+                );
+            }
+            oldest.remove();
+        }
+        Some(entry)
+    }
+
+    /// Shows a transfer `percent` done.
+    pub fn transfer_progress(entry: &Element, percent: u8) {
+        let percent = percent.to_string();
+        let _ = entry.set_attribute("data-progress", &percent);
+        if let Ok(Some(bar)) = entry.query_selector("progress") {
+            let _ = bar.set_attribute("value", &percent);
+        }
+    }
+
+    /// Shows a transfer not sent or not taken (`data-refused`), and why in `words`.
+    pub fn transfer_refused(entry: &Element, why: &FileError, words: &str) {
+        let _ = entry.set_attribute("data-refused", why.as_str());
+        entry.set_text_content(Some(words));
+    }
+
+    /// Shows a received file as a link that downloads it as `name` from `url` (a `blob:` of
+    /// this page); the page never opens it.
+    pub fn transfer_link(&self, entry: &Element, name: &str, url: &str) {
+        Self::transfer_progress(entry, 100);
+        let Ok(link) = self.document.create_element("a") else {
+            return;
+        };
+        let _ = link.set_attribute("href", url);
+        let _ = link.set_attribute("download", name);
+        link.set_text_content(Some(name));
+        if let Ok(Some(bar)) = entry.query_selector("progress") {
+            bar.remove();
+        }
+        let _ = entry.append_child(&link);
     }
 
     /// Shows on the noise switch (`aria-pressed`) whether the microphone's noise is
     /// suppressed.
     pub fn show_noise(&self, on: bool) {
         let _ = self
+            .in_call
             .noise
             .set_attribute("aria-pressed", if on { "true" } else { "false" });
     }
 
     /// Shows the microphone's level (`#micLevel`), or hides it at 0.
     pub fn show_mic_level(&self, shown: bool) {
-        if shown != self.mic_level.has_attribute("hidden") {
+        if shown != self.in_call.mic_level.has_attribute("hidden") {
             return;
         }
         let _ = if shown {
-            self.mic_level.remove_attribute("hidden")
+            self.in_call.mic_level.remove_attribute("hidden")
         } else {
-            let _ = self.mic_level.set_attribute("value", "0");
-            self.mic_level.set_attribute("hidden", "")
+            let _ = self.in_call.mic_level.set_attribute("value", "0");
+            self.in_call.mic_level.set_attribute("hidden", "")
         };
     }
 
     /// Opens the reaction picker, or closes it (`open`: `None` turns it over).
     pub fn show_reactions(&self, open: Option<bool>) {
-        let open = open.unwrap_or(self.reactions.hidden());
-        self.reactions.set_hidden(!open);
+        let open = open.unwrap_or(self.in_call.reactions.hidden());
+        self.in_call.reactions.set_hidden(!open);
         let _ = self
+            .in_call
             .reaction
             .set_attribute("aria-expanded", if open { "true" } else { "false" });
-    }
-
-    /// Shows the reaction we sent on our own picture, while the others see it.
-    pub fn show_own_reaction(&self, reaction: Option<Reaction>) {
-        self.set_reaction(&self.own_reaction, reaction);
-    }
-
-    /// Shows `reaction` in the tile's `element` (its emoji, named in `title` and
-    /// `aria-label`, and `data-reaction`), or nothing.
-    fn set_reaction(&self, element: &Element, reaction: Option<Reaction>) {
-        let name = reaction.map_or("", Reaction::as_str);
-        if element
-            .get_attribute("data-reaction")
-            .as_deref()
-            .unwrap_or("")
-            == name
-        {
-            return;
-        }
-        match reaction {
-            Some(reaction) => {
-                let _ = element.set_attribute("data-reaction", name);
-                let words = label(name, self.lang).unwrap_or_default();
-                let _ = element.set_attribute("title", words);
-                let _ = element.set_attribute("aria-label", words);
-                let _ = element.set_attribute("role", "img");
-                element.set_text_content(Some(reaction.emoji()));
-            }
-            None => {
-                for attribute in ["data-reaction", "title", "aria-label", "role"] {
-                    let _ = element.remove_attribute(attribute);
-                }
-                element.set_text_content(None);
-            }
-        }
     }
 
     /// Shows or hides the stats panel (`#stats`).
@@ -625,7 +704,6 @@ impl Ui {
                     let _ = view.verify.remove_attribute("data-code");
                     view.verify.set_text_content(None);
                     view.caption.set_text_content(None);
-                    self.set_reaction(&view.reaction, None);
                 } else {
                     view.figure.remove();
                 }
@@ -667,7 +745,6 @@ impl Ui {
                 None => view.figure.remove_attribute("data-reaction"),
             }
             .ok();
-            self.set_reaction(&view.reaction, tile.reaction);
             let caption = Text::Caption {
                 name: tile.name.clone(),
                 state: tile.state,
@@ -737,16 +814,11 @@ impl Ui {
                     Some(verify) => verify,
                     None => self.verify_element(&figure)?,
                 };
-                let reaction = match figure.query_selector(".reaction")? {
-                    Some(reaction) => reaction,
-                    None => self.reaction_element(&figure)?,
-                };
                 return Ok(TileView {
                     figure,
                     video: self.remote_video.clone(),
                     caption,
                     verify,
-                    reaction,
                 });
             }
         }
@@ -759,14 +831,12 @@ impl Ui {
         figure.append_child(&video)?;
         figure.append_child(&caption)?;
         let verify = self.verify_element(&figure)?;
-        let reaction = self.reaction_element(&figure)?;
         self.remotes.append_child(&figure)?;
         Ok(TileView {
             figure,
             video,
             caption,
             verify,
-            reaction,
         })
     }
 
@@ -796,14 +866,6 @@ impl Ui {
                 let _ = video.play();
             }
         });
-    }
-
-    /// A tile's place for the reaction its person sent.
-    fn reaction_element(&self, figure: &Element) -> Result<Element, JsValue> {
-        let reaction = self.document.create_element("p")?;
-        reaction.set_class_name("reaction");
-        figure.append_child(&reaction)?;
-        Ok(reaction)
     }
 
     /// A tile's place for the verification code, with the sentence that says what it is for.

@@ -174,6 +174,7 @@ impl Side {
                 PeerEvent::IceServerError(error) => self.ice_errors.push(error),
                 PeerEvent::NegotiationNeeded => self.negotiations += 1,
                 PeerEvent::Chat(frame) => self.chats.push(frame.into()),
+                PeerEvent::FileText(_) | PeerEvent::FileBytes(_) => {}
             }
         }
     }

@@ -5,7 +5,7 @@
 //! Needs the release bundle in `dist/` and Chrome, as `call.rs` does.
 
 use e2e::{
-    browser::{decoding_everyone, wait_for, Driver},
+    browser::{decoding_everyone, wait_for, Cdp, Driver},
     relay,
 };
 use fantoccini::{
@@ -124,8 +124,8 @@ async fn a_raised_hand_and_a_reaction_show_on_the_other_pages() {
         .await;
     }
 
-    // A reaction: picked from the picker, which closes; shown on the sender's tile elsewhere
-    // (and on the sender's own picture), then gone by itself.
+    // A reaction: picked from the picker, which closes; shown on the sender's tile elsewhere,
+    // then gone by itself.
     click(&raiser, "reactionButton").await;
     assert_eq!(
         attribute(&raiser, "#reactionButton", "aria-expanded").await,
@@ -141,30 +141,19 @@ async fn a_raised_hand_and_a_reaction_show_on_the_other_pages() {
     assert_eq!(attribute(&raiser, "#reactions", "hidden").await, "");
     let shown = format!(
         "const f = document.querySelector({tile:?});
-         const r = f && f.querySelector('.reaction');
-         return f && f.dataset.reaction === 'clap' && r.textContent === '👏'
-             && r.getAttribute('aria-label') === 'Applause' && r.checkVisibility();"
+         return f && f.dataset.reaction === 'clap'
+             && getComputedStyle(f, '::before').content === '\"👏\"';"
     );
     for (page, whose) in [(&other, "the first page"), (&late, "the newcomer's page")] {
         wait_for(page, &format!("the clap on {whose}"), &shown).await;
     }
-    assert_eq!(
-        attribute(&raiser, "#ownReaction", "data-reaction").await,
-        "clap"
-    );
     let gone = format!(
         "const f = document.querySelector({tile:?});
-         return f && !f.dataset.reaction && f.querySelector('.reaction').textContent === '';"
+         return f && !f.dataset.reaction && getComputedStyle(f, '::before').content === 'none';"
     );
     for (page, whose) in [(&other, "the first page"), (&late, "the newcomer's page")] {
         wait_for(page, &format!("the clap gone from {whose}"), &gone).await;
     }
-    wait_for(
-        &raiser,
-        "the clap gone from the sender's own picture",
-        "return !document.getElementById('ownReaction').dataset.reaction;",
-    )
-    .await;
 
     for page in [raiser, other, late] {
         page.close().await.expect("close a page");
@@ -363,4 +352,250 @@ async fn keyboard_shortcuts_do_what_the_page_lists_but_not_while_typing() {
         page.close().await.expect("close a page");
     }
     shutdown.cancel();
+}
+
+/// A file of `size` bytes at `path`, of bytes that do not repeat in any short period (so that
+/// a chunk lost, doubled or out of place changes its hash); and its SHA-256, as `sha256sum`
+/// prints it.
+fn file_of(path: &std::path::Path, size: usize) -> String {
+    let mut state: u32 = 0x9e37_79b9;
+    let bytes: Vec<u8> = (0..size)
+        .map(|_| {
+            // xorshift32
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state >> 24) as u8
+        })
+        .collect();
+    std::fs::write(path, bytes).expect("write the file to send");
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Chooses the file at `path` in `page`'s `fileInput`, for whoever `fileTo` says (`to`: the
+/// value of one of its options).
+async fn send_file(page: &Client, path: &std::path::Path, to: &str) {
+    page.execute(
+        &format!("document.getElementById('fileTo').value = {to:?};"),
+        vec![],
+    )
+    .await
+    .expect("choose whom to send to");
+    page.find(Locator::Id("fileInput"))
+        .await
+        .expect("the file field")
+        .send_keys(&path.display().to_string())
+        .await
+        .expect("choose the file");
+}
+
+/// Installed before a transfer: keeps every `data-progress` `#transfers` shows, in
+/// `window.__progress`.
+const WATCH_PROGRESS: &str = "window.__progress = [];
+    new MutationObserver((changes) => { for (const c of changes) {
+        const p = c.target.getAttribute && c.target.getAttribute('data-progress');
+        if (p !== null && p !== undefined) window.__progress.push(Number(p)); } })
+    .observe(document.getElementById('transfers'),
+        { subtree: true, childList: true, attributes: true, attributeFilter: ['data-progress'] });";
+
+/// Downloads the file of the link `#transfers a[download=NAME]` of `page` into `dir`, as a
+/// person would (a click on the link; the page's `blob:` address is not readable by its
+/// scripts, whose `connect-src` is the relay's), once the transfer is done; returns its
+/// SHA-256 as `sha256sum` prints it.
+async fn download(page: &Client, name: &str, dir: &std::path::Path) -> String {
+    page.issue_cmd(Cdp::new(
+        "Browser.setDownloadBehavior",
+        serde_json::json!({ "behavior": "allow", "downloadPath": dir.display().to_string() }),
+    ))
+    .await
+    .expect("allow downloads");
+    let link = format!("#transfers a[download={name:?}]");
+    wait_for(
+        page,
+        &format!("the link to {name}"),
+        &format!(
+            "const a = document.querySelector({link:?});
+             return a && a.closest('li').dataset.progress === '100';"
+        ),
+    )
+    .await;
+    page.find(Locator::Css(&link))
+        .await
+        .expect("the link")
+        .click()
+        .await
+        .expect("click the link");
+    let path = dir.join(name);
+    let started = std::time::Instant::now();
+    // Chrome writes `NAME.crdownload` and renames it when it is complete.
+    while !path.exists() {
+        assert!(
+            started.elapsed() < e2e::browser::PATIENCE,
+            "{name} never downloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = std::process::Command::new("sha256sum")
+        .arg(&path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_goes_to_one_person_or_everybody_whole_and_one_too_big_is_refused() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let room = format!("http://{relay}/?room=files");
+    let sender = driver.browser().await;
+    let to_one = driver.browser().await;
+    let other = driver.browser().await;
+    sender.goto(&room).await.expect("open a page");
+    to_one
+        .goto(&format!("{room}#true"))
+        .await
+        .expect("open a page");
+    other.goto(&room).await.expect("open a page");
+    for page in [&sender, &to_one, &other] {
+        decoding_everyone(page, 2).await;
+    }
+    let dir = std::env::temp_dir().join(format!("incall-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory for the files");
+
+    // A few MB to one person: it arrives whole there (the same SHA-256), with its progress
+    // shown on the way, and nowhere else.
+    let path = dir.join("three-mb.bin");
+    let hash = file_of(&path, 3 * 1024 * 1024 + 12_345);
+    // The option for `to_one`: its tile's connection on the sender's page.
+    let to_one_id = only_peer_named(&sender, &to_one).await;
+    for page in [&to_one, &other] {
+        page.execute(WATCH_PROGRESS, vec![]).await.expect("watch");
+    }
+    send_file(&sender, &path, &to_one_id).await;
+    let downloads = dir.join("to-one");
+    assert_eq!(
+        download(&to_one, "three-mb.bin", &downloads).await,
+        hash,
+        "the file that arrived"
+    );
+    let progress = to_one
+        .execute("return window.__progress;", vec![])
+        .await
+        .expect("script runs");
+    let seen: Vec<u64> = progress
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_u64())
+        .collect();
+    assert!(
+        seen.iter().any(|p| (1..100).contains(p)) && seen.last() == Some(&100),
+        "progress shown on the way: {seen:?}"
+    );
+    wait_for(
+        &sender,
+        "the sender's transfer done",
+        "const t = document.querySelector('#transfers li');
+         return t && t.dataset.progress === '100' && !t.dataset.refused
+             && !document.getElementById('fileInput').disabled;",
+    )
+    .await;
+    let elsewhere = other
+        .execute(
+            "return document.querySelectorAll('#transfers li').length;",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    assert_eq!(elsewhere, 0, "the file reached somebody it was not for");
+
+    // To everybody: both get it.
+    let small = dir.join("notes.txt");
+    let small_hash = file_of(&small, 40_000);
+    send_file(&sender, &small, "").await;
+    for (page, downloads) in [(&to_one, "to-one"), (&other, "other")] {
+        let downloads = dir.join(downloads);
+        assert_eq!(download(page, "notes.txt", &downloads).await, small_hash);
+    }
+
+    // Over the limit: refused at once, in words, and nothing is sent.
+    let big = dir.join("too-big.bin");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(17 * 1024 * 1024))
+        .expect("a file over the limit");
+    send_file(&sender, &big, "").await;
+    wait_for(
+        &sender,
+        "the file over the limit refused",
+        "const t = [...document.querySelectorAll('#transfers li')].at(-1);
+         return t && t.dataset.refused === 'too-big' && t.textContent.includes('too-big.bin')
+             && t.textContent.includes('16.0 MB');",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    for page in [&to_one, &other] {
+        let names = page
+            .execute(
+                "return [...document.querySelectorAll('#transfers li')].map(t => t.textContent).join('|');",
+                vec![],
+            )
+            .await
+            .expect("script runs");
+        assert!(
+            !names.as_str().unwrap_or_default().contains("too-big"),
+            "a refused file went out: {names}"
+        );
+    }
+
+    let _ = std::fs::remove_dir_all(&dir);
+    for page in [sender, to_one, other] {
+        page.close().await.expect("close a page");
+    }
+    shutdown.cancel();
+}
+
+/// The `data-conn` of the tile on `page` of the person whose page is `them` (found by the
+/// relay id `them`'s own tiles do not have: the one `page` shows and the others do not).
+async fn only_peer_named(page: &Client, them: &Client) -> String {
+    // `them` knows its own id as everybody else's tile of it: ask `them` which ids it sees,
+    // and take the one of `page`'s tiles that is not among them.
+    let theirs = them
+        .execute(
+            "return [...document.querySelectorAll('#remotes figure[data-conn]')].map(f => f.dataset.peer);",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    let theirs: Vec<String> = theirs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str().map(str::to_owned))
+        .collect();
+    let ours = page
+        .execute(
+            "return [...document.querySelectorAll('#remotes figure[data-conn]')].map(f => [f.dataset.peer, f.dataset.conn]);",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    ours.as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| !theirs.iter().any(|p| Some(p.as_str()) == t[0].as_str()))
+        .and_then(|t| t[1].as_str().map(str::to_owned))
+        .expect("the tile of the person")
 }

@@ -17,7 +17,8 @@ pub const SHOWN_MS: u32 = 4_000;
 /// The shortest time between two reactions we send, in ms: clicks in between are let go.
 pub const SEND_GAP_MS: u32 = 400;
 
-/// A reaction: one of a few, so that a peer cannot put words of its own on our page.
+/// A reaction: one of a few, so that a peer cannot put words of its own on our page. The
+/// stylesheet draws each on the sender's tile, by its name (`data-reaction`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reaction {
     /// 👍
@@ -57,37 +58,19 @@ impl Reaction {
     pub fn from_name(name: &str) -> Option<Reaction> {
         Reaction::ALL.into_iter().find(|r| r.as_str() == name)
     }
-
-    /// What the tile shows.
-    pub fn emoji(self) -> &'static str {
-        match self {
-            Reaction::ThumbsUp => "👍",
-            Reaction::Clap => "👏",
-            Reaction::Laugh => "😂",
-            Reaction::Heart => "❤️",
-            Reaction::Surprised => "😮",
-        }
-    }
 }
 
-/// Our own hand and reaction.
+/// Our own hand.
 #[derive(Debug, Default)]
 pub struct Gestures {
     /// Our hand is up.
     hand: bool,
-    /// The reaction we sent last, while it shows.
-    shown: Option<Reaction>,
 }
 
 impl Gestures {
     /// Whether our hand is up: a new connection is told it first.
     pub fn hand(&self) -> bool {
         self.hand
-    }
-
-    /// The reaction we sent last, while the others see it.
-    pub fn shown(&self) -> Option<Reaction> {
-        self.shown
     }
 
     /// The hand button: up, or down.
@@ -103,14 +86,7 @@ impl Gestures {
             return;
         }
         out.start(Timer::ReactGap, SEND_GAP_MS);
-        out.start(Timer::Reaction(None), SHOWN_MS);
-        self.shown = Some(reaction);
         out.push(Effect::React(reaction));
-    }
-
-    /// Our reaction has shown long enough.
-    pub fn shown_long_enough(&mut self) {
-        self.shown = None;
     }
 }
 
@@ -128,7 +104,7 @@ impl Theirs {
     /// of one still showing.
     pub fn reacted(&mut self, conn: ConnId, reaction: Reaction, out: &mut Out) {
         self.reaction = Some(reaction);
-        out.start(Timer::Reaction(Some(conn)), SHOWN_MS);
+        out.start(Timer::Reaction(conn), SHOWN_MS);
     }
 }
 
@@ -137,11 +113,19 @@ mod tests {
     use super::*;
     use crate::small::VecSet;
 
+    const STYLE: &str = include_str!("../../../www/style.css");
+
     #[test]
     fn reactions_are_known_by_their_names_only() {
         for reaction in Reaction::ALL {
             assert_eq!(Reaction::from_name(reaction.as_str()), Some(reaction));
-            assert!(!reaction.emoji().is_empty());
+            // Drawn by the stylesheet, and named in every language.
+            let rule = format!(
+                "[data-reaction=\"{}\"]::before {{ content: ",
+                reaction.as_str()
+            );
+            assert!(STYLE.contains(&rule), "{rule}");
+            assert!(crate::text::label(reaction.as_str(), crate::text::Lang::ZhHans).is_some());
         }
         for name in ["", "Clap", "clap ", "<b>", "thumbs_up"] {
             assert_eq!(Reaction::from_name(name), None, "{name:?}");
@@ -167,7 +151,6 @@ mod tests {
         let mut out = Out::new(VecSet::new());
         ours.react(Reaction::Clap, &mut out);
         ours.react(Reaction::Heart, &mut out);
-        assert_eq!(ours.shown(), Some(Reaction::Clap));
         let (effects, timers, _) = out.finish();
         assert_eq!(
             effects,
@@ -176,16 +159,10 @@ mod tests {
                     timer: Timer::ReactGap,
                     ms: SEND_GAP_MS
                 },
-                Effect::StartTimer {
-                    timer: Timer::Reaction(None),
-                    ms: SHOWN_MS
-                },
                 Effect::React(Reaction::Clap),
             ]
         );
         assert!(timers.contains(&Timer::ReactGap));
-        ours.shown_long_enough();
-        assert_eq!(ours.shown(), None);
     }
 
     #[test]

@@ -92,23 +92,26 @@ impl LocalMedia {
 /// decibels below full scale: -60 dB (a quiet room) and below is 0, full scale 100. Speech near
 /// a microphone is around -30 to -10 dB, half the scale and more.
 pub fn mic_level(samples: &[u8]) -> u8 {
-    if samples.is_empty() {
-        return 0;
-    }
-    let power = samples
+    // The mean square of the samples, in integers: at most 128² (full scale).
+    let sum: u64 = samples
         .iter()
-        .map(|&s| {
-            let x = (f32::from(s) - 128.0) / 128.0;
-            x * x
-        })
-        .sum::<f32>()
-        / samples.len() as f32;
-    if power <= 0.0 {
+        .map(|&s| (i32::from(s) - 128).pow(2) as u64)
+        .sum();
+    let Some(mean) = sum
+        .checked_div(samples.len() as u64)
+        .map(|m| m as u32)
+        .filter(|&m| m > 0)
+    else {
         return 0;
-    }
-    // 10·log10(power) is the level in dB of the root mean square.
-    let db = 10.0 * power.log10();
-    ((db + 60.0) / 60.0 * 100.0).clamp(0.0, 100.0).round() as u8
+    };
+    // log2 of it, the whole part from its highest bit and the rest taken as linear in between
+    // (off by a quarter of a decibel at most), rather than a logarithm from a maths library,
+    // which the page would have to carry.
+    let whole = 31 - mean.leading_zeros();
+    let log2 = whole as f32 + (mean as f32 / (1u32 << whole) as f32 - 1.0);
+    // 10·log10 is 3.0103·log2; full scale, 128², is 2^14.
+    let db = 3.0103 * (log2 - 14.0);
+    ((db + 60.0) / 60.0 * 100.0 + 0.5).clamp(0.0, 100.0) as u8
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! - [`local_media`]: mute, camera, screen; [`transceivers`]: which transceiver carries them;
 //! - [`view`]: the status line, the tiles and the words for the person;
 //! - [`gestures`]: our raised hand and reactions, and how long theirs show;
+//! - [`files`]: what a file sent or received may be, and how a transfer travels;
 //! - [`shortcuts`]: which key does what, and when a key is the person typing;
 //! - [`chat_guard`]: how much a peer may send on the chat channel (the browser layer holds one
 //!   per connection, and asks it about each frame before reading it).
@@ -32,6 +33,7 @@ use crate::{
 };
 
 pub mod chat_guard;
+pub mod files;
 pub mod gestures;
 pub mod local_media;
 pub mod negotiation;
@@ -78,8 +80,8 @@ pub enum Timer {
     RestartDue(ConnId),
     /// A new connection has had this long to connect: if it has not, restart ICE.
     ConnectDue(ConnId),
-    /// A reaction has shown long enough: theirs on a connection, or ours (`None`).
-    Reaction(Option<ConnId>),
+    /// Their reaction on a connection has shown long enough.
+    Reaction(ConnId),
     /// We may send a reaction again.
     ReactGap,
 }
@@ -629,11 +631,6 @@ impl Engine {
         self.gestures.hand()
     }
 
-    /// The reaction we sent last, while the others see it.
-    pub fn own_reaction(&self) -> Option<Reaction> {
-        self.gestures.shown()
-    }
-
     /// What the status line should say now.
     pub fn status(&self) -> Status {
         self.view.status(&self.relay, &self.room)
@@ -928,7 +925,7 @@ impl Engine {
     fn close_call(&mut self, conn: ConnId, out: &mut Out) {
         if let Some(person) = self.room.by_conn_mut(conn) {
             if let Some(call) = person.call.take() {
-                out.cancel(Timer::Reaction(Some(conn)));
+                out.cancel(Timer::Reaction(conn));
                 call.negotiation.close(out);
             }
         }
@@ -993,8 +990,7 @@ impl Engine {
             }
             Timer::Heartbeat => self.relay.probe(&timing, out),
             Timer::ReactGap => {}
-            Timer::Reaction(None) => self.gestures.shown_long_enough(),
-            Timer::Reaction(Some(conn)) => {
+            Timer::Reaction(conn) => {
                 if let Some(call) = self.room.by_conn_mut(conn).and_then(|p| p.call.as_mut()) {
                     call.theirs.reaction = None;
                 }
