@@ -599,3 +599,132 @@ async fn only_peer_named(page: &Client, them: &Client) -> String {
         .and_then(|t| t[1].as_str().map(str::to_owned))
         .expect("the tile of the person")
 }
+
+/// Installed before a hostile page's own scripts: keeps every data channel its connections
+/// create in `pc.__channels`, so that the test can write on the page's own channels (as in
+/// hostile.rs).
+const CHANNEL_WATCH_JS: &str = r#"(() => {
+  const PC = window.RTCPeerConnection;
+  const create = PC.prototype.createDataChannel;
+  PC.prototype.createDataChannel = function (...args) {
+    const channel = create.apply(this, args);
+    (this.__channels = this.__channels || []).push(channel);
+    return channel;
+  };
+})();"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_peer_sends_that_is_not_a_hand_a_reaction_or_a_file_shows_nothing() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let room = format!("http://{relay}/?room=hostile-gestures");
+    let victim = driver.browser().await;
+    let hostile = driver.browser().await;
+    hostile
+        .issue_cmd(Cdp::new(
+            "Page.addScriptToEvaluateOnNewDocument",
+            serde_json::json!({ "source": CHANNEL_WATCH_JS }),
+        ))
+        .await
+        .expect("install the channel watch");
+    victim.goto(&room).await.expect("open a page");
+    hostile
+        .goto(&format!("{room}#true"))
+        .await
+        .expect("open a page");
+    decoding_everyone(&victim, 1).await;
+    decoding_everyone(&hostile, 1).await;
+    let channels = "const pc = window.__pcs.at(-1);
+        const chat = pc.__channels.find(c => c.label === 'chat');
+        const file = pc.__channels.find(c => c.label === 'file');";
+
+    // Hands and reactions that are none of ours, then one that is: only that one shows (the
+    // channel is ordered, so the others were read first).
+    hostile
+        .execute(
+            &format!(
+                "{channels}
+                 for (const f of [{{ reaction: '<b>x</b>' }}, {{ reaction: '🎉' }}, {{ reaction: 7 }},
+                                  {{ hand: 'yes' }}, {{ hand: 1 }}])
+                     chat.send(JSON.stringify(f));
+                 chat.send(JSON.stringify({{ reaction: 'heart' }}));"
+            ),
+            vec![],
+        )
+        .await
+        .expect("send the frames");
+    wait_for(
+        &victim,
+        "the one reaction that is one",
+        "const f = document.querySelector('#remotes figure[data-conn]');
+         return f.dataset.reaction === 'heart' && !f.dataset.hand;",
+    )
+    .await;
+
+    // On the file channel: bytes of no file, a file over the limit (with a name that hides
+    // its kind), a file with more bytes than it said, one with a frame bigger than any chunk,
+    // then a good one. Only the good one becomes a link; the others are refused in words.
+    hostile
+        .execute(
+            &format!(
+                "{channels}
+                 for (let i = 0; i < 50; i++) file.send(new Uint8Array(64 * 1024));
+                 file.send(JSON.stringify({{ file: 1, name: '../../evil\\u202egpj.exe', size: 17825792 }}));
+                 file.send(new Uint8Array(16 * 1024));
+                 file.send(JSON.stringify({{ file: 2, name: 'longer.bin', size: 100 }}));
+                 file.send(new Uint8Array(200));
+                 file.send(JSON.stringify({{ file: 3, name: 'chunky.bin', size: 1000000 }}));
+                 file.send(new Uint8Array(100 * 1024));
+                 file.send(JSON.stringify({{ file: 4, name: 'ok.txt', size: 10 }}));
+                 file.send(new Uint8Array(10));"
+            ),
+            vec![],
+        )
+        .await
+        .expect("send the frames");
+    wait_for(
+        &victim,
+        "the good file's link",
+        "return !!document.querySelector('#transfers a[download=\"ok.txt\"]');",
+    )
+    .await;
+    let transfers = victim
+        .execute(
+            "return [...document.querySelectorAll('#transfers li')].map(t =>
+                [t.dataset.refused || '', t.textContent, !!t.querySelector('a')]);",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    let transfers = transfers.as_array().cloned().unwrap_or_default();
+    assert_eq!(transfers.len(), 4, "{transfers:?}");
+    let refused: Vec<&str> = transfers
+        .iter()
+        .map(|t| t[0].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        refused,
+        ["too-big", "broken", "broken", ""],
+        "{transfers:?}"
+    );
+    let first = transfers[0][1].as_str().unwrap_or_default();
+    assert!(
+        first.contains("evilgpj.exe") && first.contains("16.0 MB") && !first.contains('/'),
+        "the name cleaned and the limit said: {first:?}"
+    );
+    assert!(
+        transfers[..3].iter().all(|t| t[2] == false) && transfers[3][2] == true,
+        "{transfers:?}"
+    );
+    let errors = victim
+        .execute("return window.__pageErrors;", vec![])
+        .await
+        .expect("script runs");
+    assert_eq!(errors, serde_json::json!([]), "uncaught errors in the page");
+
+    for page in [victim, hostile] {
+        page.close().await.expect("close a page");
+    }
+    shutdown.cancel();
+}
