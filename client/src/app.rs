@@ -134,8 +134,9 @@ pub enum Event {
     OpenMicAgain(String),
     /// The person chose a file to send (`fileInput`).
     FileChosen,
-    /// The file being sent has gone, or could not go, to everybody it was for.
-    FileSent,
+    /// The file being sent has gone to everybody it was for, or broke off: its transfer and
+    /// name.
+    FileSent(Option<(web_sys::Element, String)>),
 }
 
 /// A connection's file coming in: the transfer, its bytes so far (left in the browser) and
@@ -510,7 +511,12 @@ impl App {
             Event::Peer(conn, event) => self.on_peer(conn, event).await,
             Event::FileChosen => self.send_file(),
             Event::OpenMicAgain(id) => self.use_device("audioinput", id),
-            Event::FileSent => self.ui.in_call.file_input.set_disabled(false),
+            Event::FileSent(broken) => {
+                self.ui.in_call.file_input.set_disabled(false);
+                if let Some((entry, name)) = broken {
+                    self.refuse_file(&entry, &name, FileError::Broken);
+                }
+            }
             Event::Timer(timer, number) => {
                 if self.timers.get(&timer).is_some_and(|(n, _)| *n == number) {
                     self.timers.remove(&timer);
@@ -1026,11 +1032,14 @@ impl App {
         self.ui.in_call.file_input.set_disabled(true);
         let tx = self.events_tx.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            if let Err(err) = send_chunks(&file, size, &header, &channels, &entry).await {
-                web_sys::console::warn_2(&"sending a file".into(), &err);
-                let _ = entry.set_attribute("data-refused", FileError::Broken.as_str());
-            }
-            let _ = tx.unbounded_send(Event::FileSent);
+            let broken = match send_chunks(&file, size, &header, &channels, &entry).await {
+                Ok(()) => None,
+                Err(err) => {
+                    web_sys::console::warn_2(&"sending a file".into(), &err);
+                    Some((entry, name))
+                }
+            };
+            let _ = tx.unbounded_send(Event::FileSent(broken));
         });
     }
 
@@ -1559,14 +1568,17 @@ async fn send_chunks(
             .dyn_into()?;
         for channel in channels {
             while channel.buffered_amount() > files::HIGH_WATER {
-                // Until the channel has sent enough, or closed (then the send below fails).
+                // Until the channel has sent enough, or a second has gone: a connection closed
+                // here (a hang-up, the person gone) fires no `close` on its channels.
                 let drained = js_sys::Promise::new(&mut |resolve, _| {
                     channel.set_onbufferedamountlow(Some(&resolve));
-                    channel.set_onclose(Some(&resolve));
+                    if let Some(window) = web_sys::window() {
+                        let _ = window
+                            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 1_000);
+                    }
                 });
                 wasm_bindgen_futures::JsFuture::from(drained).await?;
                 channel.set_onbufferedamountlow(None);
-                channel.set_onclose(None);
                 if channel.ready_state() != web_sys::RtcDataChannelState::Open {
                     return Err("the channel closed".into());
                 }
