@@ -10,10 +10,12 @@
 //! wrong with the last message). `handButton` raises and lowers our hand (`aria-pressed`); a
 //! raised hand shows on that person's tile elsewhere as `data-hand`. `reactionButton` opens
 //! the picker `reactions` (one button per reaction, `data-reaction`); a reaction shows on the
-//! sender's tile elsewhere as `data-reaction` for a few seconds (the stylesheet draws it). `fileInput` sends a file to whoever `fileTo` says (everybody,
-//! or one person); each transfer, out or in, is a child of `transfers` with `data-progress`
-//! (0–100), `data-refused` when it was not sent or not taken, and a received file's link with
-//! `download`. `langSelect` picks the language; every word comes from
+//! sender's tile elsewhere as `data-reaction` for a few seconds (the stylesheet draws it).
+//! `noiseButton` switches the microphone's noise suppression (`aria-pressed`), and `micLevel`
+//! shows its level while it is on. `fileInput` sends a file to whoever `fileTo` says
+//! (everybody, or one person); each transfer, out or in, is a child of `transfers` with
+//! `data-progress` (0–100), `data-refused` when it was not sent or not taken, and a received
+//! file's link with `download`. `langSelect` picks the language; every word comes from
 //! [`crate::text`], and `<html lang>` says which language is shown.
 
 use protocol::PeerId;
@@ -122,8 +124,9 @@ impl InCall {
     }
 }
 
-/// The transfers `#transfers` keeps: older ones go, with the memory of their files.
-pub const TRANSFERS: u32 = 50;
+/// The transfers `#transfers` keeps: older ones go, with the memory of their files, so that
+/// the files a page holds stay within this many times [`crate::core::files::MAX_BYTES`].
+pub const TRANSFERS: u32 = 10;
 
 /// One person's tile on the page.
 struct TileView {
@@ -195,7 +198,8 @@ impl Ui {
     /// Finds the elements in `document`.
     pub fn find(document: &Document) -> Result<Self, JsValue> {
         Ok(Self {
-            // First: a field found after it that is missing drops one field less.
+            // First, so that an element found after it that is missing has one field less to
+            // drop.
             in_call: InCall::find(document)?,
             document: document.clone(),
             local_video: by_id(document, "localVideo")?,
