@@ -728,3 +728,28 @@ async fn what_a_peer_sends_that_is_not_a_hand_a_reaction_or_a_file_shows_nothing
     }
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_microphone_level_shows_under_the_browsers_own_autoplay_policy() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    // Chrome's own autoplay policy, which holds audio until the person does something on a
+    // page: one that captures the microphone is let play (the page also resumes its audio
+    // context on every click and shortcut, for a browser that would not).
+    let page = driver
+        .browser_changed(&["--autoplay-policy=no-user-gesture-required"], &[])
+        .await;
+    page.goto(&format!("http://{relay}/?room=level"))
+        .await
+        .expect("open the page");
+    wait_for(
+        &page,
+        "the microphone level, nothing clicked",
+        "const m = document.getElementById('micLevel');
+         return !m.hidden && Number(m.value) > 0;",
+    )
+    .await;
+    page.close().await.expect("close the page");
+    shutdown.cancel();
+}
