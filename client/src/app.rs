@@ -29,6 +29,9 @@ use crate::{
     core::{
         self,
         chat_guard::{ChatGuard, Verdict},
+        files::{self, FileError, Incoming, Step},
+        gestures::Reaction,
+        shortcuts::{self, Shortcut},
         ConnId, ConnState, Effect, Engine, Input, MediaState, PeerInput, Timer, Timing,
     },
     diagnose::{self, Path},
@@ -38,7 +41,7 @@ use crate::{
     relay::{RelayEvent, RelaySocket},
     small::VecMap,
     stats,
-    text::{Lang, RelayWhy, Text},
+    text::{label, Lang, RelayWhy, Text},
     ui::{Button, Ui},
 };
 
@@ -122,6 +125,26 @@ pub enum Event {
     LinkCopied(String, bool),
     /// The person chose a language in `langSelect`.
     LangChosen,
+    /// The person did something the engine decides on: chose a reaction in the picker, pressed
+    /// a keyboard shortcut.
+    Input(Input),
+    /// The person pressed the shortcut to the chat field.
+    FocusChat,
+    /// The microphone `.0` did not take the noise suppression asked for: open it again with it.
+    OpenMicAgain(String),
+    /// The person chose a file to send (`fileInput`).
+    FileChosen,
+    /// The file being sent has gone to everybody it was for, or broke off: its transfer and
+    /// name.
+    FileSent(Option<(web_sys::Element, String)>),
+}
+
+/// A connection's file coming in: the transfer, its bytes so far (left in the browser) and
+/// its entry in `#transfers`.
+#[derive(Default)]
+struct Receiving {
+    incoming: Incoming,
+    parts: Option<(js_sys::Array, web_sys::Element, String)>,
 }
 
 /// How the page was opened.
@@ -206,6 +229,12 @@ pub struct App {
     chat_guards: VecMap<ConnId, ChatGuard>,
     local: Option<MediaStream>,
     media: MediaRequest,
+    /// The files coming in, by connection.
+    receiving: VecMap<ConnId, Receiving>,
+    /// The number of the last file sent.
+    files_sent: u64,
+    /// The microphone's level on the page, while we are not muted.
+    meter: Option<media::MicMeter>,
     /// A connection made at start, for the first call to take (see [`Peer::new`]).
     spare: Option<Spare>,
     /// Page-lifetime handlers: the buttons, fields, `online` and `devicechange`.
@@ -254,6 +283,45 @@ impl App {
                 },
             ));
         }
+        // The keyboard shortcuts, anywhere on the page but in a field. Not passive: a shortcut
+        // is kept from the page (C must not type a "c" into the chat field it goes to).
+        if let Some(document) = window.document() {
+            let tx = events_tx.clone();
+            let options = EventListenerOptions::enable_prevent_default();
+            listeners.push(EventListener::new_with_options(
+                &document,
+                "keydown",
+                options,
+                move |event| {
+                    let Some(pressed) = event.dyn_ref::<web_sys::KeyboardEvent>() else {
+                        return;
+                    };
+                    let typing = event
+                        .target()
+                        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                        .and_then(|e| e.closest("input, textarea, select, [contenteditable]").ok())
+                        .flatten()
+                        .is_some();
+                    let (key, code) = (pressed.key(), pressed.code());
+                    let shortcut = shortcuts::shortcut(shortcuts::Key {
+                        key: &key,
+                        code: &code,
+                        modified: pressed.ctrl_key() || pressed.alt_key() || pressed.meta_key(),
+                        repeat: pressed.repeat(),
+                        typing,
+                    });
+                    if let Some(shortcut) = shortcut {
+                        pressed.prevent_default();
+                        let _ = tx.unbounded_send(match shortcut {
+                            Shortcut::Mute => Event::Input(Input::ToggleMute),
+                            Shortcut::Camera => Event::Input(Input::ToggleCamera),
+                            Shortcut::Hand => Event::Input(Input::ToggleHand),
+                            Shortcut::Chat => Event::FocusChat,
+                        });
+                    }
+                },
+            ));
+        }
         // Devices come and go (a headset plugged in, a camera unplugged mid-call).
         if let Ok(devices) = window.navigator().media_devices() {
             let tx = events_tx.clone();
@@ -269,6 +337,36 @@ impl App {
             listeners.push(EventListener::new(select, "change", move |_| {
                 let _ = tx.unbounded_send(Event::DeviceChosen(kind));
             }));
+        }
+        {
+            // One handler for the picker's buttons (whose only content is text): the reaction
+            // is the clicked one's `data-reaction`.
+            let tx = events_tx.clone();
+            listeners.push(EventListener::new(
+                &ui.in_call.reactions,
+                "click",
+                move |event| {
+                    let chosen = event
+                        .target()
+                        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                        .and_then(|t| t.closest("[data-reaction]").ok()?)
+                        .and_then(|b| b.get_attribute("data-reaction"))
+                        .and_then(|name| Reaction::from_name(&name));
+                    if let Some(reaction) = chosen {
+                        let _ = tx.unbounded_send(Event::Input(Input::React(reaction)));
+                    }
+                },
+            ));
+        }
+        {
+            let tx = events_tx.clone();
+            listeners.push(EventListener::new(
+                &ui.in_call.file_input,
+                "change",
+                move |_| {
+                    let _ = tx.unbounded_send(Event::FileChosen);
+                },
+            ));
         }
         {
             let tx = events_tx.clone();
@@ -320,6 +418,9 @@ impl App {
             device_requests: VecMap::new(),
             local: None,
             media: media.clone(),
+            meter: None,
+            receiving: VecMap::new(),
+            files_sent: 0,
             spare: Spare::new().ok(),
             _listeners: listeners,
         };
@@ -351,12 +452,28 @@ impl App {
     }
 
     async fn handle(&mut self, event: Event) {
+        if let (Event::Click(_) | Event::Input(_), Some(meter)) = (&event, &self.meter) {
+            // A click or a key lets a browser run audio it held back until the person did
+            // something.
+            meter.resume();
+        }
+        let event = match event {
+            Event::Click(Button::Noise) => Event::Input(Input::ToggleNoiseSuppression),
+            Event::Click(Button::Hand) => Event::Input(Input::ToggleHand),
+            event => event,
+        };
         match event {
+            Event::Input(input) => self.input(input).await,
             Event::Media(Ok(stream)) => {
                 let first = self.local.is_none();
                 self.ui.show_local(Some(&stream));
                 self.local = Some(stream);
                 self.apply_media(self.engine.media());
+                // Switched off before the microphone opened (it opens with the browser's
+                // processing, which is on).
+                if !self.engine.noise_suppression() {
+                    self.set_noise_suppression(false);
+                }
                 if first {
                     self.input(Input::Media(Ok(()))).await;
                 }
@@ -379,11 +496,27 @@ impl App {
                 // A message shows in the chat log as it is read. Nothing else changed unless
                 // the engine was told something: laying the page out again for each frame of
                 // a flood took milliseconds a frame, seconds in all (tests/tests/hostile.rs).
-                if !self.on_chat(conn, &frame).await {
-                    return;
+                match self.read_chat(conn, &frame) {
+                    Some(news) => self.input(Input::Peer(conn, news)).await,
+                    None => return,
                 }
             }
+            // A file's bytes change nothing but its transfer's entry.
+            Event::Peer(conn, PeerEvent::FileText(frame)) => {
+                return self.on_file_text(conn, &frame)
+            }
+            Event::Peer(conn, PeerEvent::FileBytes(bytes)) => {
+                return self.on_file_bytes(conn, bytes)
+            }
             Event::Peer(conn, event) => self.on_peer(conn, event).await,
+            Event::FileChosen => self.send_file(),
+            Event::OpenMicAgain(id) => self.use_device("audioinput", id),
+            Event::FileSent(broken) => {
+                self.ui.in_call.file_input.set_disabled(false);
+                if let Some((entry, name)) = broken {
+                    self.refuse_file(&entry, &name, FileError::Broken);
+                }
+            }
             Event::Timer(timer, number) => {
                 if self.timers.get(&timer).is_some_and(|(n, _)| *n == number) {
                     self.timers.remove(&timer);
@@ -469,6 +602,12 @@ impl App {
             }
             Event::Click(Button::Mute) => self.input(Input::ToggleMute).await,
             Event::Click(Button::Camera) => self.input(Input::ToggleCamera).await,
+            // Turned into inputs above.
+            Event::Click(Button::Noise | Button::Hand) => {}
+            Event::Click(Button::Reaction) => self.ui.show_reactions(None),
+            Event::FocusChat => {
+                let _ = self.ui.chat_input.focus();
+            }
             Event::Tick => self.read_paths().await,
         }
         self.render();
@@ -574,8 +713,9 @@ impl App {
         let request = self.device_requests.get(&kind).map_or(1, |n| n + 1);
         self.device_requests.insert(kind, request);
         let tx = self.events_tx.clone();
+        let noise_suppression = self.engine.noise_suppression();
         wasm_bindgen_futures::spawn_local(async move {
-            let track = media::open_device(kind, &id).await;
+            let track = media::open_device(kind, &id, noise_suppression).await;
             let _ = tx.unbounded_send(Event::DeviceOpened {
                 kind,
                 request,
@@ -660,6 +800,48 @@ impl App {
         self.ui.show_share(true);
     }
 
+    /// Has the browser suppress the microphone's noise or not, and shows it on the switch.
+    fn set_noise_suppression(&mut self, on: bool) {
+        self.ui.show_noise(on);
+        let Some(track) = self.local.as_ref().and_then(audio_track) else {
+            return; // The microphone opens with it when it opens.
+        };
+        let tx = self.events_tx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if media::set_noise_suppression(&track, on).await {
+                return;
+            }
+            // Chrome takes the constraints (its promise resolves) and goes on processing the
+            // sound as the microphone was opened: the microphone is opened again with them,
+            // and takes the old one's place on every call (`Event::DeviceOpened`).
+            if let Some(id) = media::device_of(&track) {
+                let _ = tx.unbounded_send(Event::OpenMicAgain(id));
+            }
+        });
+    }
+
+    /// Shows the microphone's level while we are not muted, from the microphone in use.
+    fn show_mic_level(&mut self) {
+        let track = self.local.as_ref().and_then(audio_track).filter(|t| {
+            !self.engine.media().muted && t.ready_state() != web_sys::MediaStreamTrackState::Ended
+        });
+        match track {
+            None => self.meter = None,
+            Some(track) if self.meter.as_ref().is_some_and(|m| m.listens_to(&track)) => {}
+            Some(track) => {
+                self.meter = None;
+                let stream = self.local.as_ref();
+                let meter = stream
+                    .map(|s| media::MicMeter::start(s, &track, self.ui.in_call.mic_level.clone()));
+                match meter.unwrap_or(Err(JsValue::NULL)) {
+                    Ok(meter) => self.meter = Some(meter),
+                    Err(err) => web_sys::console::warn_2(&"microphone level".into(), &err),
+                }
+            }
+        }
+        self.ui.show_mic_level(self.meter.is_some());
+    }
+
     /// What we send: the camera and microphone, with the shared screen's video instead of the
     /// camera's while sharing.
     fn outgoing(&self) -> Option<MediaStream> {
@@ -715,10 +897,7 @@ impl App {
             return;
         }
         let at = js_sys::Date::now() as u64;
-        let frame = chat::encode(&text, at);
-        for peer in self.peers.values() {
-            peer.send_chat(&frame);
-        }
+        self.to_everybody(&chat::encode(&text, at));
         self.ui
             .add_chat(None, &Text::You.show(self.ui.lang()), at, &text);
         self.ui.chat_input.set_value("");
@@ -749,22 +928,18 @@ impl App {
     }
 
     /// Reads `frame`, from the chat channel of `conn`, if its guard lets it in: a message goes
-    /// into the chat log, a media state to the engine. Returns whether the engine was told
-    /// something (what the page shows besides the chat may have changed).
-    async fn on_chat(&mut self, conn: ConnId, frame: &js_sys::JsString) -> bool {
-        let Some(frame) = self.let_in(conn, frame) else {
-            return false;
-        };
+    /// into the chat log; what the engine is to be told (a media state, a hand, a reaction) is
+    /// returned, and then what the page shows besides the chat may have changed.
+    fn read_chat(&mut self, conn: ConnId, frame: &js_sys::JsString) -> Option<PeerInput> {
+        let frame = self.let_in(conn, frame)?;
         let decoded = match crate::json::parse(&frame) {
             Some(doc) => chat::decode(doc),
             None => Err(chat::ChatError::Malformed("not JSON".to_owned())),
         };
-        match decoded {
-            Ok(chat::Frame::Media(media)) => {
-                self.input(Input::Peer(conn, PeerInput::RemoteMedia(media)))
-                    .await;
-                return true;
-            }
+        let news = match decoded {
+            Ok(chat::Frame::Media(media)) => PeerInput::RemoteMedia(media),
+            Ok(chat::Frame::Hand(hand)) => PeerInput::RemoteHand(hand),
+            Ok(chat::Frame::Reaction(reaction)) => PeerInput::RemoteReaction(reaction),
             Ok(chat::Frame::Chat(wire)) => {
                 let tile = self.engine.tiles().into_iter().find(|t| t.conn == conn);
                 let who = tile
@@ -773,10 +948,199 @@ impl App {
                     .unwrap_or_else(|| Text::Someone.show(self.ui.lang()));
                 let from = tile.map(|t| t.peer);
                 self.ui.add_chat(from, &who, wire.at, &wire.text);
+                return None;
             }
-            Err(err) => web_sys::console::warn_1(&format!("chat: {err}").into()),
+            Err(err) => {
+                web_sys::console::warn_1(&format!("chat: {err}").into());
+                return None;
+            }
+        };
+        Some(news)
+    }
+
+    /// Sends `frame` on the chat channel of every call.
+    fn to_everybody(&self, frame: &str) {
+        for peer in self.peers.values() {
+            peer.send_chat(frame);
         }
-        false
+    }
+
+    /// The name of the person of `conn`, or the word for someone without one.
+    fn who(&self, conn: ConnId) -> String {
+        self.engine
+            .tiles()
+            .into_iter()
+            .find(|t| t.conn == conn)
+            .and_then(|t| t.name)
+            .unwrap_or_else(|| Text::Someone.show(self.ui.lang()))
+    }
+
+    /// Sends the file chosen in `fileInput` to whoever `fileTo` says, one chunk at a time, on
+    /// its own: the loop goes on meanwhile, and [`Event::FileSent`] comes when it is done.
+    /// One file goes at a time (the field is disabled meanwhile), so that its frames are not
+    /// mixed with another's on a channel.
+    fn send_file(&mut self) {
+        let Some(file) = self
+            .ui
+            .in_call
+            .file_input
+            .files()
+            .and_then(|list| list.get(0))
+        else {
+            return;
+        };
+        // The same file may be chosen again.
+        self.ui.in_call.file_input.set_value("");
+        let name = files::clean_name(&file.name());
+        // `fileTo` is empty for everybody, or the number of one person's connection.
+        let to = self.ui.in_call.file_to.value();
+        let chosen: Vec<ConnId> = self
+            .peers
+            .keys()
+            .filter(|conn| to.is_empty() || to == conn.0.to_string())
+            .copied()
+            .collect();
+        let channels: Vec<web_sys::RtcDataChannel> = chosen
+            .iter()
+            .filter_map(|conn| self.peers.get(conn)?.file_channel())
+            .collect();
+        let who = match chosen.first() {
+            Some(&conn) if !to.is_empty() => self.who(conn),
+            _ => label("everyone", self.ui.lang())
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let words = Text::FileTo {
+            name: name.clone(),
+            who,
+        };
+        let Some(entry) = self.ui.add_transfer(&words.show(self.ui.lang())) else {
+            return;
+        };
+        let size = file.size() as u64;
+        let checked = files::check_size(size).and(if channels.is_empty() {
+            Err(FileError::Nobody)
+        } else {
+            Ok(())
+        });
+        if let Err(why) = checked {
+            self.refuse_file(&entry, &name, why);
+            return;
+        }
+        self.files_sent += 1;
+        let header = files::encode_header(self.files_sent, &name, size);
+        self.ui.in_call.file_input.set_disabled(true);
+        let tx = self.events_tx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let broken = match send_chunks(&file, size, &header, &channels, &entry).await {
+                Ok(()) => None,
+                Err(err) => {
+                    web_sys::console::warn_2(&"sending a file".into(), &err);
+                    Some((entry, name))
+                }
+            };
+            let _ = tx.unbounded_send(Event::FileSent(broken));
+        });
+    }
+
+    /// Shows `entry`, the transfer of `name`, as not sent or not taken, and why.
+    fn refuse_file(&self, entry: &web_sys::Element, name: &str, why: FileError) {
+        let words = Text::FileRefused {
+            name: name.to_owned(),
+            why: why.clone(),
+        };
+        Ui::transfer_refused(entry, &why, &words.show(self.ui.lang()));
+    }
+
+    /// A text frame on the file channel of `conn`: let in by the connection's
+    /// [`ChatGuard`], it may start a transfer.
+    fn on_file_text(&mut self, conn: ConnId, frame: &js_sys::JsString) {
+        // The peer's text frames on both channels count together against what it may send.
+        let Some(frame) = self.let_in(conn, frame) else {
+            return;
+        };
+        if !self.receiving.contains_key(&conn) {
+            self.receiving.insert(conn, Receiving::default());
+        }
+        let who = self.who(conn);
+        let lang = self.ui.lang();
+        let Some(receiving) = self.receiving.get_mut(&conn) else {
+            return;
+        };
+        let header = match crate::json::parse(&frame) {
+            Some(doc) => files::decode_header(doc),
+            None => Err(FileError::Malformed),
+        };
+        // Not one of ours: nothing to show of it.
+        let Ok(header) = header else {
+            web_sys::console::warn_1(&"file channel: a frame that is not a file's".into());
+            return;
+        };
+        let name = header.name.clone();
+        let unfinished = receiving.parts.take();
+        let step = receiving.incoming.header(header);
+        if let Some((_, entry, name)) = unfinished {
+            self.refuse_file(&entry, &name, FileError::Broken);
+        }
+        let Some(entry) = self.ui.add_transfer(
+            &Text::FileFrom {
+                name: name.clone(),
+                who,
+            }
+            .show(lang),
+        ) else {
+            return;
+        };
+        match step {
+            Step::Start(_) => {
+                if let Some(receiving) = self.receiving.get_mut(&conn) {
+                    receiving.parts = Some((js_sys::Array::new(), entry, name));
+                }
+            }
+            Step::Refuse(Some(why)) => self.refuse_file(&entry, &name, why),
+            _ => {}
+        }
+    }
+
+    /// Bytes on the file channel of `conn`: kept if a transfer takes them, and the file
+    /// shown as a link once it is whole.
+    fn on_file_bytes(&mut self, conn: ConnId, bytes: js_sys::ArrayBuffer) {
+        let Some(receiving) = self.receiving.get_mut(&conn) else {
+            return; // Bytes of no transfer: dropped unread.
+        };
+        let step = receiving.incoming.bytes(u64::from(bytes.byte_length()));
+        let Some((parts, entry, _)) = &receiving.parts else {
+            return;
+        };
+        match step {
+            Step::Keep(percent) => {
+                parts.push(&bytes);
+                Ui::transfer_progress(entry, percent);
+            }
+            Step::Complete => {
+                parts.push(&bytes);
+                let Some((parts, entry, name)) = receiving.parts.take() else {
+                    return;
+                };
+                // A download, whatever the sender says it is: the page never opens it.
+                let options = web_sys::BlobPropertyBag::new();
+                options.set_type("application/octet-stream");
+                let url =
+                    web_sys::Blob::new_with_buffer_source_sequence_and_options(&parts, &options)
+                        .and_then(|blob| web_sys::Url::create_object_url_with_blob(&blob));
+                match url {
+                    Ok(url) => self.ui.transfer_link(&entry, &name, &url),
+                    Err(_) => self.refuse_file(&entry, &name, FileError::Broken),
+                }
+            }
+            Step::Refuse(why) => {
+                let why = why.unwrap_or(FileError::Broken);
+                if let Some((_, entry, name)) = receiving.parts.take() {
+                    self.refuse_file(&entry, &name, why);
+                }
+            }
+            Step::Start(_) => {}
+        }
     }
 
     async fn on_peer(&mut self, conn: ConnId, event: PeerEvent) {
@@ -793,10 +1157,12 @@ impl App {
             }
             PeerEvent::Candidate(candidate) => PeerInput::Candidate(candidate),
             PeerEvent::NegotiationNeeded => PeerInput::NegotiationNeeded,
-            PeerEvent::Chat(frame) => {
-                self.on_chat(conn, &frame).await;
-                return;
-            }
+            PeerEvent::Chat(frame) => match self.read_chat(conn, &frame) {
+                Some(news) => news,
+                None => return,
+            },
+            PeerEvent::FileText(frame) => return self.on_file_text(conn, &frame),
+            PeerEvent::FileBytes(bytes) => return self.on_file_bytes(conn, bytes),
             PeerEvent::State(state) => {
                 let state = conn_state(state);
                 let connected = state == ConnState::Connected;
@@ -869,10 +1235,16 @@ impl App {
             }
             Effect::SetMedia(media) => {
                 self.apply_media(media);
-                let frame = chat::encode_media(media);
-                for peer in self.peers.values() {
-                    peer.send_chat(&frame);
-                }
+                self.to_everybody(&chat::encode_media(media));
+            }
+            Effect::SetNoiseSuppression(on) => self.set_noise_suppression(on),
+            Effect::SetHand(hand) => {
+                self.ui.show_hand(hand);
+                self.to_everybody(&chat::encode_hand(hand));
+            }
+            Effect::React(reaction) => {
+                self.ui.show_reactions(Some(false));
+                self.to_everybody(&chat::encode_reaction(reaction));
             }
             Effect::Close { conn } => {
                 // Dropping the peer closes its connection and unregisters its handlers.
@@ -880,6 +1252,13 @@ impl App {
                 self.streams.remove(&conn);
                 self.stats.remove(&conn);
                 self.chat_guards.remove(&conn);
+                if let Some(Receiving {
+                    parts: Some((_, entry, name)),
+                    ..
+                }) = self.receiving.remove(&conn)
+                {
+                    self.refuse_file(&entry, &name, FileError::Broken);
+                }
             }
             Effect::MakeOffer { conn } => {
                 let peer = self.peers.get(&conn)?;
@@ -979,6 +1358,10 @@ impl App {
                 if media != MediaState::default() {
                     peer.send_chat(&chat::encode_media(media));
                 }
+                // And whether our hand is up: somebody who joins later sees it too.
+                if self.engine.hand() {
+                    peer.send_chat(&chat::encode_hand(true));
+                }
                 self.peers.insert(conn, peer);
                 None
             }
@@ -1054,6 +1437,8 @@ impl App {
         self.ui.set_status(&self.engine.status());
         let tiles = self.engine.tiles();
         self.ui.sync_tiles(&tiles, &self.streams);
+        self.ui.list_file_to(&tiles);
+        self.show_mic_level();
         if tiles.is_empty() {
             self.ui.show_path(None);
         }
@@ -1158,6 +1543,57 @@ fn stop_tracks(stream: &MediaStream) {
             track.stop();
         }
     }
+}
+
+/// Sends `file` (`size` bytes) on every one of `channels`: `header`, then its bytes in
+/// chunks of [`files::CHUNK`], waiting while a channel holds more than [`files::HIGH_WATER`]
+/// bytes not yet sent; `entry` shows how far it is.
+async fn send_chunks(
+    file: &web_sys::File,
+    size: u64,
+    header: &str,
+    channels: &[web_sys::RtcDataChannel],
+    entry: &web_sys::Element,
+) -> Result<(), JsValue> {
+    for channel in channels {
+        channel.set_buffered_amount_low_threshold(files::HIGH_WATER / 2);
+        channel.send_with_str(header)?;
+    }
+    let mut sent = 0;
+    while sent < size {
+        let end = (sent + files::CHUNK).min(size);
+        let chunk = file.slice_with_f64_and_f64(sent as f64, end as f64)?;
+        let bytes: js_sys::ArrayBuffer = wasm_bindgen_futures::JsFuture::from(chunk.array_buffer())
+            .await?
+            .dyn_into()?;
+        for channel in channels {
+            while channel.buffered_amount() > files::HIGH_WATER {
+                // Until the channel has sent enough, or a second has gone: a connection closed
+                // here (a hang-up, the person gone) fires no `close` on its channels.
+                let drained = js_sys::Promise::new(&mut |resolve, _| {
+                    channel.set_onbufferedamountlow(Some(&resolve));
+                    if let Some(window) = web_sys::window() {
+                        let _ = window
+                            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 1_000);
+                    }
+                });
+                wasm_bindgen_futures::JsFuture::from(drained).await?;
+                channel.set_onbufferedamountlow(None);
+                if channel.ready_state() != web_sys::RtcDataChannelState::Open {
+                    return Err("the channel closed".into());
+                }
+            }
+            channel.send_with_array_buffer(&bytes)?;
+        }
+        sent = end;
+        Ui::transfer_progress(entry, files::progress(sent, size));
+    }
+    Ok(())
+}
+
+/// The first audio track of `stream`.
+fn audio_track(stream: &MediaStream) -> Option<web_sys::MediaStreamTrack> {
+    stream.get_audio_tracks().get(0).dyn_into().ok()
 }
 
 /// The first video track of `stream`.

@@ -1,5 +1,5 @@
 //! Text chat: what a message may be, and how it travels on a connection's data channel, which
-//! also carries each side's microphone and camera state.
+//! also carries each side's microphone and camera state, raised hand and reactions.
 //!
 //! Messages go peer to peer, one reliable, ordered data channel per connection (negotiated
 //! with a fixed id on both sides, so that it needs no signaling of its own and keeps working
@@ -8,7 +8,7 @@
 
 use protocol::JsonView;
 
-use crate::core::MediaState;
+use crate::core::{gestures::Reaction, MediaState};
 
 /// The data channel's label and its negotiated id.
 pub const CHANNEL_LABEL: &str = "chat";
@@ -88,6 +88,20 @@ pub enum Frame {
     Chat(Wire),
     /// The sender's microphone and camera: `{"muted", "cameraOff"}`.
     Media(MediaState),
+    /// The sender raised (`true`) or lowered their hand: `{"hand"}`.
+    Hand(bool),
+    /// The sender reacted: `{"reaction"}`, one of [`Reaction::ALL`] by name.
+    Reaction(Reaction),
+}
+
+/// The frame that tells the other side our hand is up (`true`) or down.
+pub fn encode_hand(hand: bool) -> String {
+    format!(r#"{{"hand":{hand}}}"#)
+}
+
+/// The frame that carries our `reaction`.
+pub fn encode_reaction(reaction: Reaction) -> String {
+    format!(r#"{{"reaction":"{}"}}"#, reaction.as_str())
 }
 
 /// The frame that tells the other side our microphone and camera state.
@@ -116,9 +130,22 @@ pub fn decode(frame: impl JsonView) -> Result<Frame, ChatError> {
             at,
         }));
     }
+    if let Some(hand) = frame.field("hand") {
+        return match hand.boolean() {
+            Some(hand) => Ok(Frame::Hand(hand)),
+            None => malformed("a hand that is not true or false"),
+        };
+    }
+    if let Some(reaction) = frame.field("reaction") {
+        // Only names we know: a peer's own words never reach the tile this way.
+        return match reaction.string().as_deref().and_then(Reaction::from_name) {
+            Some(reaction) => Ok(Frame::Reaction(reaction)),
+            None => malformed("not a reaction we know"),
+        };
+    }
     let flag = |key: &str| frame.field(key).map(|value| value.boolean().ok_or(()));
     match (flag("muted"), flag("cameraOff")) {
-        (None, None) => malformed("neither a message nor a media state"),
+        (None, None) => malformed("neither a message, a media state, a hand nor a reaction"),
         (Some(Err(())), _) | (_, Some(Err(()))) => {
             malformed("a media state that is not true or false")
         }
@@ -201,6 +228,29 @@ mod tests {
     }
 
     #[test]
+    fn hands_and_reactions_travel_on_the_same_channel_by_name_only() {
+        for hand in [false, true] {
+            assert_eq!(decode(&encode_hand(hand)), Ok(Frame::Hand(hand)));
+        }
+        for reaction in Reaction::ALL {
+            assert_eq!(
+                decode(&encode_reaction(reaction)),
+                Ok(Frame::Reaction(reaction))
+            );
+        }
+        for bad in [
+            r#"{"hand":"up"}"#,
+            r#"{"hand":1}"#,
+            r#"{"reaction":"<img src=x>"}"#,
+            r#"{"reaction":"🎉"}"#,
+            r#"{"reaction":7}"#,
+            r#"{"reaction":["clap"]}"#,
+        ] {
+            assert!(matches!(decode(bad), Err(ChatError::Malformed(_))), "{bad}");
+        }
+    }
+
+    #[test]
     fn media_states_travel_on_the_same_channel() {
         for muted in [false, true] {
             for camera_off in [false, true] {
@@ -243,7 +293,14 @@ mod fuzz {
             serde_json::from_str(&encode_media(MediaState { muted, camera_off }))
                 .expect("our own frame is JSON")
         });
-        prop_oneof![chat, media]
+        let hand = any::<bool>().prop_map(|hand| {
+            serde_json::from_str(&encode_hand(hand)).expect("our own frame is JSON")
+        });
+        let reaction =
+            fuzzing::proptest::sample::select(Reaction::ALL.to_vec()).prop_map(|reaction| {
+                serde_json::from_str(&encode_reaction(reaction)).expect("our own frame is JSON")
+            });
+        prop_oneof![chat, media, hand, reaction]
     }
 
     /// A message taken in is one the person could have typed here: [`compose`] leaves it as it
@@ -259,8 +316,8 @@ mod fuzz {
         Ok(())
     }
 
-    /// Whatever a peer sends is taken in as a message or a media state or refused with its
-    /// reason, the same on both views, and a message taken in is one that could have been typed.
+    /// Whatever a peer sends is taken in as a message, a media state, a hand or a reaction, or
+    /// refused with its reason, the same on both views, and a message taken in is one that could have been typed.
     #[test]
     fn fuzz_chat_frames() {
         run("chat-frames", CASES, json_frames(frames()), |text| {

@@ -5,7 +5,10 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{MediaStream, MediaStreamConstraints};
 
-use crate::text::{Lang, MediaProblem, Text};
+use crate::{
+    core::local_media::mic_level,
+    text::{Lang, MediaProblem, Text},
+};
 
 /// Why the page has no camera or microphone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,8 +166,43 @@ pub async fn list_devices() -> Vec<Device> {
         .collect()
 }
 
-/// Opens the camera or microphone `id` (`kind` as in [`Device`]) and returns its track.
-pub async fn open_device(kind: &str, id: &str) -> Result<web_sys::MediaStreamTrack, MediaError> {
+/// The microphone's processing as constraints: noise suppression and automatic gain on or off
+/// together (off for music, say), echo cancellation on either way (without headphones a call
+/// without it echoes).
+fn processing(noise_suppression: bool) -> js_sys::Object {
+    let constraints = js_sys::Object::new();
+    for (name, on) in [
+        ("noiseSuppression", noise_suppression),
+        ("autoGainControl", noise_suppression),
+        ("echoCancellation", true),
+    ] {
+        let _ = Reflect::set(&constraints, &name.into(), &JsValue::from_bool(on));
+    }
+    constraints
+}
+
+/// Asks the browser to suppress the noise of the microphone `track` or not
+/// (`applyConstraints`); returns whether the track says it does as asked (`getSettings`).
+pub async fn set_noise_suppression(track: &web_sys::MediaStreamTrack, on: bool) -> bool {
+    let constraints = processing(on).unchecked_into::<web_sys::MediaTrackConstraints>();
+    let applied = match track.apply_constraints_with_constraints(&constraints) {
+        Ok(promise) => JsFuture::from(promise).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = applied {
+        web_sys::console::warn_2(&"applyConstraints".into(), &err);
+        return false;
+    }
+    setting(track, "noiseSuppression").and_then(|v| v.as_bool()) == Some(on)
+}
+
+/// Opens the camera or microphone `id` (`kind` as in [`Device`]) and returns its track; a
+/// microphone with its noise suppressed or not, as `noise_suppression` says.
+pub async fn open_device(
+    kind: &str,
+    id: &str,
+    noise_suppression: bool,
+) -> Result<web_sys::MediaStreamTrack, MediaError> {
     let window = web_sys::window().ok_or_else(|| MediaError::Other("no window".into()))?;
     let devices = window
         .navigator()
@@ -172,7 +210,11 @@ pub async fn open_device(kind: &str, id: &str) -> Result<web_sys::MediaStreamTra
         .map_err(|_| MediaError::InsecureContext)?;
     let exact = js_sys::Object::new();
     let _ = Reflect::set(&exact, &"exact".into(), &JsValue::from_str(id));
-    let wanted = js_sys::Object::new();
+    let wanted = if kind == "videoinput" {
+        js_sys::Object::new()
+    } else {
+        processing(noise_suppression)
+    };
     let _ = Reflect::set(&wanted, &"deviceId".into(), &exact);
     let constraints = MediaStreamConstraints::new();
     if kind == "videoinput" {
@@ -197,15 +239,72 @@ pub async fn open_device(kind: &str, id: &str) -> Result<web_sys::MediaStreamTra
 
 /// The `deviceId` a track was opened from.
 pub fn device_of(track: &web_sys::MediaStreamTrack) -> Option<String> {
+    setting(track, "deviceId")?.as_string()
+}
+
+/// The setting `name` of `track` (`getSettings()`), if it has one.
+fn setting(track: &web_sys::MediaStreamTrack, name: &str) -> Option<JsValue> {
     let settings = Reflect::get(track, &"getSettings".into())
         .ok()?
         .dyn_into::<js_sys::Function>()
         .ok()?
         .call0(track)
         .ok()?;
-    Reflect::get(&settings, &"deviceId".into())
-        .ok()?
-        .as_string()
+    Reflect::get(&settings, &name.into())
+        .ok()
+        .filter(|v| !v.is_undefined())
+}
+
+/// The microphone's level, shown in a `<meter>` ten times a second while this lives, from an
+/// `AnalyserNode` on its track ([`mic_level`] says how loud). Dropping it stops the timer and
+/// closes its audio context.
+pub struct MicMeter {
+    /// The track it listens to.
+    track: String,
+    context: web_sys::AudioContext,
+    _interval: gloo_timers::callback::Interval,
+}
+
+impl MicMeter {
+    /// Starts showing the level of `track`, the audio track of `stream`, in `meter`.
+    pub fn start(
+        stream: &MediaStream,
+        track: &web_sys::MediaStreamTrack,
+        meter: web_sys::Element,
+    ) -> Result<Self, JsValue> {
+        let context = web_sys::AudioContext::new()?;
+        let source = context.create_media_stream_source(stream)?;
+        let analyser = context.create_analyser()?;
+        // 512 samples: about 11 ms of sound at 48 kHz, enough for a level and cheap to read.
+        analyser.set_fft_size(512);
+        source.connect_with_audio_node(&analyser)?;
+        let mut samples = vec![128u8; analyser.fft_size() as usize];
+        let interval = gloo_timers::callback::Interval::new(100, move || {
+            analyser.get_byte_time_domain_data(&mut samples);
+            let _ = meter.set_attribute("value", &mic_level(&samples).to_string());
+        });
+        Ok(Self {
+            track: track.id(),
+            context,
+            _interval: interval,
+        })
+    }
+
+    /// Whether it listens to `track`.
+    pub fn listens_to(&self, track: &web_sys::MediaStreamTrack) -> bool {
+        self.track == track.id()
+    }
+
+    /// Lets the audio context run: a browser may hold it until the person has clicked.
+    pub fn resume(&self) {
+        let _ = self.context.resume();
+    }
+}
+
+impl Drop for MicMeter {
+    fn drop(&mut self) {
+        let _ = self.context.close();
+    }
 }
 
 /// One camera or microphone, as `enumerateDevices` lists it.

@@ -7,6 +7,7 @@
 use std::{cell::RefCell, rc::Rc};
 
 use crate::chat;
+use crate::core::files;
 use crate::core::transceivers::{self, Direction, Kind, Step, Transceiver};
 use crate::diagnose::{IceServerError, StatEntry};
 use gloo_events::EventListener;
@@ -38,6 +39,10 @@ pub enum PeerEvent {
     /// A text frame on the chat data channel, still the browser's string: not copied, not
     /// checked (see [`crate::core::chat_guard`] and [`crate::chat::decode`]).
     Chat(js_sys::JsString),
+    /// A text frame on the file channel, unread (see [`crate::core::files`]).
+    FileText(js_sys::JsString),
+    /// A binary frame on the file channel: bytes of a file, left in the browser.
+    FileBytes(js_sys::ArrayBuffer),
 }
 
 /// An `RTCPeerConnection` whose handlers live exactly as long as it does.
@@ -46,6 +51,8 @@ pub struct Peer {
     /// The chat channel, and what was sent on it before it opened.
     chat: RtcDataChannel,
     chat_outbox: Rc<RefCell<Vec<String>>>,
+    /// The file channel ([`crate::core::files`]).
+    files: RtcDataChannel,
     /// The handlers on `pc` and `chat`: each removes itself when dropped.
     listeners: Vec<EventListener>,
 }
@@ -165,10 +172,11 @@ impl Peer {
         let chat = pc.create_data_channel_with_data_channel_dict(chat::CHANNEL_LABEL, &init);
         let chat_outbox: Rc<RefCell<Vec<String>>> = Rc::default();
         // Binary frames are none of ours and are left to the browser (they are not read).
+        let chat_report = report.clone();
         listeners.push(EventListener::new(&chat, "message", move |event| {
             let data = event.unchecked_ref::<MessageEvent>().data();
             if let Ok(frame) = data.dyn_into::<js_sys::JsString>() {
-                report(PeerEvent::Chat(frame));
+                chat_report(PeerEvent::Chat(frame));
             }
         }));
         {
@@ -180,10 +188,28 @@ impl Peer {
                 }
             }));
         }
+        // Files on a channel of their own, negotiated the same way, so that a file's megabytes
+        // never hold up a chat line or a mute.
+        init.set_id(files::CHANNEL_ID);
+        let files = pc.create_data_channel_with_data_channel_dict(files::CHANNEL_LABEL, &init);
+        // Firefox hands binary frames over as Blobs unless told otherwise.
+        let _ = Reflect::set(&files, &"binaryType".into(), &"arraybuffer".into());
+        listeners.push(EventListener::new(&files, "message", move |event| {
+            let data = event.unchecked_ref::<MessageEvent>().data();
+            match data.dyn_into::<js_sys::JsString>() {
+                Ok(frame) => report(PeerEvent::FileText(frame)),
+                Err(data) => {
+                    if let Ok(bytes) = data.dyn_into::<js_sys::ArrayBuffer>() {
+                        report(PeerEvent::FileBytes(bytes));
+                    }
+                }
+            }
+        }));
         Ok(Self {
             pc,
             chat,
             chat_outbox,
+            files,
             listeners,
         })
     }
@@ -321,6 +347,11 @@ impl Peer {
             }
         }
         Ok(())
+    }
+
+    /// The file channel, if it is open.
+    pub fn file_channel(&self) -> Option<RtcDataChannel> {
+        (self.files.ready_state() == RtcDataChannelState::Open).then(|| self.files.clone())
     }
 
     /// Sends a chat frame now, or when the channel opens.

@@ -16,7 +16,7 @@
 //!   the call log; the page says what happened and what to do in the person's language.
 
 use crate::{
-    core::chat_guard::Dropped,
+    core::{chat_guard::Dropped, files::FileError},
     diagnose::{CandidateType, IceSetup},
 };
 
@@ -213,6 +213,27 @@ pub enum Text {
         /// Why it was left out.
         why: Dropped,
     },
+    /// A file we send: its name, and to whom (a name, or everybody's word).
+    FileTo {
+        /// The file's name.
+        name: String,
+        /// To whom.
+        who: String,
+    },
+    /// A file that comes to us: its name, and from whom.
+    FileFrom {
+        /// The file's name.
+        name: String,
+        /// From whom: their name, or [`Text::Someone`]'s words.
+        who: String,
+    },
+    /// A file not sent or not taken, and why.
+    FileRefused {
+        /// The file's name.
+        name: String,
+        /// Why.
+        why: FileError,
+    },
     /// The invite link is in the clipboard (the link follows).
     LinkCopied,
     /// The invite link could not be copied: the person copies it (the link follows).
@@ -237,6 +258,8 @@ pub enum Text {
         muted: bool,
         /// They turned their camera off.
         camera_off: bool,
+        /// They raised their hand.
+        hand: bool,
     },
     /// The verification code under a picture.
     Check(String),
@@ -547,12 +570,55 @@ impl Text {
                 .into(),
             Text::Measuring => l.pick("measuring…", "測量中…", "测量中…").into(),
             Text::Someone => l.pick("Someone", "某人", "某人").into(),
+            Text::FileTo { name, who } => l.pick(
+                format!("{name}, to {who}"),
+                format!("{name}，傳給{who}"),
+                format!("{name}，发给{who}"),
+            ),
+            Text::FileFrom { name, who } => l.pick(
+                format!("{name}, from {who}"),
+                format!("{name}，來自{who}"),
+                format!("{name}，来自{who}"),
+            ),
+            Text::FileRefused { name, why } => {
+                // Integers only: formatting a float would add kilobytes to the page.
+                let mb = |bytes: u64| {
+                    let tenths = bytes.saturating_mul(10).div_ceil(1024 * 1024);
+                    format!("{}.{} MB", tenths / 10, tenths % 10)
+                };
+                match why {
+                    FileError::TooBig(size) => {
+                        let (size, limit) = (mb(*size), mb(crate::core::files::MAX_BYTES));
+                        l.pick(
+                            format!("{name} is {size}: files up to {limit} can be sent."),
+                            format!("{name} 有 {size}：只能傳送 {limit} 以內的檔案。"),
+                            format!("{name} 有 {size}：只能发送 {limit} 以内的文件。"),
+                        )
+                    }
+                    FileError::Empty => l.pick(
+                        format!("{name} is empty."),
+                        format!("{name} 是空的。"),
+                        format!("{name} 是空的。"),
+                    ),
+                    FileError::Nobody => l.pick(
+                        format!("Nobody in the call to send {name} to."),
+                        format!("通話中沒有人可以接收 {name}。"),
+                        format!("通话中没有人可以接收 {name}。"),
+                    ),
+                    FileError::Broken | FileError::Malformed => l.pick(
+                        format!("{name} did not arrive whole."),
+                        format!("{name} 沒有完整送達。"),
+                        format!("{name} 没有完整送达。"),
+                    ),
+                }
+            }
             Text::You => l.pick("You", "你", "你").into(),
             Text::Caption {
                 name,
                 state,
                 muted,
                 camera_off,
+                hand,
             } => {
                 let who = name.clone().unwrap_or_else(|| Text::Someone.show(l));
                 let mut caption = match state {
@@ -576,6 +642,9 @@ impl Text {
                 }
                 if *camera_off {
                     caption.push_str(l.pick(", camera off", "，攝影機已關閉", "，摄像头已关闭"));
+                }
+                if *hand {
+                    caption.push_str(l.pick(", hand raised", "，舉手中", "，举手中"));
                 }
                 caption
             }
@@ -736,6 +805,21 @@ pub fn label(key: &str, lang: Lang) -> Option<&'static str> {
         "copyLink" => ("Copy invite link", "複製邀請連結", "复制邀请链接"),
         "newRoom" => ("New private room", "新的私人房間", "新的私人房间"),
         "language" => ("Language", "語言", "语言"),
+        "hand" => ("Raise hand", "舉手", "举手"),
+        "files" => ("Files", "檔案", "文件"),
+        "sendFile" => ("Send a file", "傳送檔案", "发送文件"),
+        "fileTo" => ("To", "給", "给"),
+        "everyone" => ("Everyone", "所有人", "所有人"),
+        "shortcuts" => ("Keyboard shortcuts", "鍵盤快速鍵", "键盘快捷键"),
+        "noise" => ("Noise suppression", "降噪", "降噪"),
+        "micLevel" => ("Microphone level", "麥克風音量", "麦克风音量"),
+        "react" => ("React", "表情回應", "表情回应"),
+        // The reactions, by their names (`crate::core::gestures::Reaction::as_str`).
+        "thumbs-up" => ("Thumbs up", "讚", "赞"),
+        "clap" => ("Applause", "鼓掌", "鼓掌"),
+        "laugh" => ("Laughing", "大笑", "大笑"),
+        "heart" => ("Love", "愛心", "爱心"),
+        "surprised" => ("Surprised", "驚訝", "惊讶"),
         "verifyHelp" => (
             "Each call shows a few symbols under the other person's picture: read them to each \
              other. If they differ, somebody between you can listen in.",
@@ -792,6 +876,14 @@ mod tests {
             },
             Text::LinkCopied,
             Text::CopyThisLink,
+            Text::FileTo {
+                name: "報告".into(),
+                who: "安".into(),
+            },
+            Text::FileFrom {
+                name: "報告".into(),
+                who: "安".into(),
+            },
             Text::NoStatsYet,
             Text::Measuring,
             Text::Someone,
@@ -816,6 +908,18 @@ mod tests {
             for calls_go_on in [false, true] {
                 all.push(Text::RelayAway { why, calls_go_on });
             }
+        }
+        for why in [
+            FileError::TooBig(20_000_000),
+            FileError::Empty,
+            FileError::Nobody,
+            FileError::Broken,
+            FileError::Malformed,
+        ] {
+            all.push(Text::FileRefused {
+                name: "報告".into(),
+                why,
+            });
         }
         for problem in [
             MediaProblem::InsecureContext,
@@ -856,6 +960,7 @@ mod tests {
                 state,
                 muted: true,
                 camera_off: true,
+                hand: true,
             });
         }
         all
@@ -913,8 +1018,11 @@ mod tests {
                 );
             }
             // What the person must act on is kept: a name, a code, a URL.
-            if let Text::NameTaken(name) | Text::Check(name) | Text::ChatDropped { who: name, .. } =
-                &text
+            if let Text::NameTaken(name)
+            | Text::Check(name)
+            | Text::ChatDropped { who: name, .. }
+            | Text::FileTo { who: name, .. }
+            | Text::FileRefused { name, .. } = &text
             {
                 for lang in Lang::ALL {
                     assert!(text.show(lang).contains(name.as_str()));

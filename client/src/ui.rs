@@ -7,7 +7,15 @@
 //! person: a `<figure data-peer data-conn data-state>` with a `<video data-peer>` and a caption.
 //! The chat: `chatInput`, `chatSend`, `chatLog` (one `<p data-from>` per message, and one
 //! `<p data-from data-dropped>` where what a peer sent was left out) and `chatNote` (what went
-//! wrong with the last message). `langSelect` picks the language; every word comes from
+//! wrong with the last message). `handButton` raises and lowers our hand (`aria-pressed`); a
+//! raised hand shows on that person's tile elsewhere as `data-hand`. `reactionButton` opens
+//! the picker `reactions` (one button per reaction, `data-reaction`); a reaction shows on the
+//! sender's tile elsewhere as `data-reaction` for a few seconds (the stylesheet draws it).
+//! `noiseButton` switches the microphone's noise suppression (`aria-pressed`), and `micLevel`
+//! shows its level while it is on. `fileInput` sends a file to whoever `fileTo` says
+//! (everybody, or one person); each transfer, out or in, is a child of `transfers` with
+//! `data-progress` (0–100), `data-refused` when it was not sent or not taken, and a received
+//! file's link with `download`. `langSelect` picks the language; every word comes from
 //! [`crate::text`], and `<html lang>` says which language is shown.
 
 use protocol::PeerId;
@@ -19,7 +27,7 @@ use web_sys::{
 
 use crate::{
     chat,
-    core::{chat_guard::Dropped, ConnId, MediaState, Status, Tile},
+    core::{chat_guard::Dropped, files::FileError, ConnId, MediaState, Status, Tile},
     diagnose::Path,
     media::{self, Device},
     small::VecMap,
@@ -54,11 +62,17 @@ pub enum Button {
     Stats,
     /// Share the screen instead of the camera, or stop.
     Share,
+    /// Raise or lower our hand.
+    Hand,
+    /// Open or close the reaction picker.
+    Reaction,
+    /// Turn the microphone's noise suppression on or off.
+    Noise,
 }
 
 impl Button {
     /// Every button, with its element id.
-    pub const ALL: [(Button, &'static str); 12] = [
+    pub const ALL: [(Button, &'static str); 15] = [
         (Button::Start, "startButton"),
         (Button::Call, "callButton"),
         (Button::HangUp, "hangupButton"),
@@ -71,8 +85,48 @@ impl Button {
         (Button::StartAudio, "startAudioButton"),
         (Button::Stats, "statsButton"),
         (Button::Share, "shareButton"),
+        (Button::Hand, "handButton"),
+        (Button::Reaction, "reactionButton"),
+        (Button::Noise, "noiseButton"),
     ];
 }
+
+/// The elements of what people do in a call besides talking: a struct of their own, found
+/// together, because each field of [`Ui`] found after others makes every later one's failure
+/// path drop them all (some 400 bytes of WebAssembly a field).
+pub struct InCall {
+    hand: HtmlButtonElement,
+    reaction: HtmlButtonElement,
+    noise: HtmlButtonElement,
+    /// The microphone's level (`<meter id="micLevel">`), while it is shown.
+    pub mic_level: Element,
+    /// The file to send, and to whom (`""`: everybody; else a connection's number).
+    pub file_input: HtmlInputElement,
+    /// See [`InCall::file_input`].
+    pub file_to: HtmlSelectElement,
+    transfers: Element,
+    /// The reaction picker: one button per reaction, each with its `data-reaction`.
+    pub reactions: HtmlElement,
+}
+
+impl InCall {
+    fn find(document: &Document) -> Result<Self, JsValue> {
+        Ok(Self {
+            hand: by_id(document, "handButton")?,
+            reaction: by_id(document, "reactionButton")?,
+            noise: by_id(document, "noiseButton")?,
+            mic_level: by_id(document, "micLevel")?,
+            file_input: by_id(document, "fileInput")?,
+            file_to: by_id(document, "fileTo")?,
+            transfers: by_id(document, "transfers")?,
+            reactions: by_id(document, "reactions")?,
+        })
+    }
+}
+
+/// The transfers `#transfers` keeps: older ones go, with the memory of their files, so that
+/// the files a page holds stay within this many times [`crate::core::files::MAX_BYTES`].
+pub const TRANSFERS: u32 = 10;
 
 /// One person's tile on the page.
 struct TileView {
@@ -115,6 +169,10 @@ pub struct Ui {
     stats_button: HtmlButtonElement,
     stats: HtmlElement,
     share: HtmlButtonElement,
+    /// The elements of what people do in a call besides talking.
+    pub in_call: InCall,
+    /// Who `fileTo` lists now, besides everybody.
+    file_to_listed: Vec<(ConnId, Option<String>)>,
     /// The camera and microphone choices.
     pub camera_select: HtmlSelectElement,
     /// See [`Ui::camera_select`].
@@ -140,6 +198,9 @@ impl Ui {
     /// Finds the elements in `document`.
     pub fn find(document: &Document) -> Result<Self, JsValue> {
         Ok(Self {
+            // First, so that an element found after it that is missing has one field less to
+            // drop.
+            in_call: InCall::find(document)?,
             document: document.clone(),
             local_video: by_id(document, "localVideo")?,
             remote_video: by_id(document, "remoteVideo")?,
@@ -166,6 +227,7 @@ impl Ui {
             stats_button: by_id(document, "statsButton")?,
             stats: by_id(document, "stats")?,
             share: by_id(document, "shareButton")?,
+            file_to_listed: Vec::new(),
             camera_select: by_id(document, "cameraSelect")?,
             mic_select: by_id(document, "micSelect")?,
             lang_select: by_id(document, "langSelect")?,
@@ -277,6 +339,9 @@ impl Ui {
             Button::StartAudio => &self.start_audio,
             Button::Stats => &self.stats_button,
             Button::Share => &self.share,
+            Button::Hand => &self.in_call.hand,
+            Button::Reaction => &self.in_call.reaction,
+            Button::Noise => &self.in_call.noise,
         }
     }
 
@@ -307,6 +372,131 @@ impl Ui {
         let _ = self
             .share
             .set_attribute("aria-pressed", if sharing { "true" } else { "false" });
+    }
+
+    /// Shows on the hand button (`aria-pressed`) whether our hand is up.
+    pub fn show_hand(&self, hand: bool) {
+        let _ = self
+            .in_call
+            .hand
+            .set_attribute("aria-pressed", if hand { "true" } else { "false" });
+    }
+
+    /// Lists the people of `tiles` in `fileTo`, after everybody, when they changed; one
+    /// chosen who is gone leaves everybody chosen.
+    pub fn list_file_to(&mut self, tiles: &[Tile]) {
+        let listed: Vec<(ConnId, Option<String>)> =
+            tiles.iter().map(|t| (t.conn, t.name.clone())).collect();
+        if listed == self.file_to_listed {
+            return;
+        }
+        let chosen = self.in_call.file_to.value();
+        while self.in_call.file_to.length() > 1 {
+            self.in_call.file_to.remove_with_index(1);
+        }
+        let someone = Text::Someone.show(self.lang);
+        for (conn, name) in &listed {
+            if let Ok(option) = self.document.create_element("option") {
+                let _ = option.set_attribute("value", &conn.0.to_string());
+                option.set_text_content(Some(name.as_deref().unwrap_or(&someone)));
+                let _ = self.in_call.file_to.append_child(&option);
+            }
+        }
+        self.in_call.file_to.set_value(&chosen);
+        if self.in_call.file_to.selected_index() < 0 {
+            self.in_call.file_to.set_value("");
+        }
+        self.file_to_listed = listed;
+    }
+
+    /// Adds a transfer to `#transfers`, said in `words`, at 0 %; the oldest go beyond
+    /// [`TRANSFERS`] (with the memory of their files).
+    pub fn add_transfer(&self, words: &str) -> Option<Element> {
+        let entry = self.document.create_element("li").ok()?;
+        let _ = entry.set_attribute("data-progress", "0");
+        // Markup of our own; the words go in as text. The label names the bar.
+        entry.set_inner_html(
+            "<label><span></span> <progress max=\"100\" value=\"0\"></progress></label>",
+        );
+        if let Ok(Some(text)) = entry.query_selector("span") {
+            text.set_text_content(Some(words));
+        }
+        let _ = self.in_call.transfers.append_child(&entry);
+        while self.in_call.transfers.child_element_count() > TRANSFERS {
+            let Some(oldest) = self.in_call.transfers.first_element_child() else {
+                break;
+            };
+            if let Ok(Some(link)) = oldest.query_selector("a[href]") {
+                let _ = web_sys::Url::revoke_object_url(
+                    &link.get_attribute("href").unwrap_or_default(),
+                );
+            }
+            oldest.remove();
+        }
+        Some(entry)
+    }
+
+    /// Shows a transfer `percent` done.
+    pub fn transfer_progress(entry: &Element, percent: u8) {
+        let percent = percent.to_string();
+        let _ = entry.set_attribute("data-progress", &percent);
+        if let Ok(Some(bar)) = entry.query_selector("progress") {
+            let _ = bar.set_attribute("value", &percent);
+        }
+    }
+
+    /// Shows a transfer not sent or not taken (`data-refused`), and why in `words`.
+    pub fn transfer_refused(entry: &Element, why: &FileError, words: &str) {
+        let _ = entry.set_attribute("data-refused", why.as_str());
+        entry.set_text_content(Some(words));
+    }
+
+    /// Shows a received file as a link that downloads it as `name` from `url` (a `blob:` of
+    /// this page); the page never opens it.
+    pub fn transfer_link(&self, entry: &Element, name: &str, url: &str) {
+        Self::transfer_progress(entry, 100);
+        let Ok(link) = self.document.create_element("a") else {
+            return;
+        };
+        let _ = link.set_attribute("href", url);
+        let _ = link.set_attribute("download", name);
+        link.set_text_content(Some(name));
+        if let Ok(Some(bar)) = entry.query_selector("progress") {
+            bar.remove();
+        }
+        let _ = entry.append_child(&link);
+    }
+
+    /// Shows on the noise switch (`aria-pressed`) whether the microphone's noise is
+    /// suppressed.
+    pub fn show_noise(&self, on: bool) {
+        let _ = self
+            .in_call
+            .noise
+            .set_attribute("aria-pressed", if on { "true" } else { "false" });
+    }
+
+    /// Shows the microphone's level (`#micLevel`), or hides it at 0.
+    pub fn show_mic_level(&self, shown: bool) {
+        if shown != self.in_call.mic_level.has_attribute("hidden") {
+            return;
+        }
+        let _ = if shown {
+            self.in_call.mic_level.remove_attribute("hidden")
+        } else {
+            let _ = self.in_call.mic_level.set_attribute("value", "0");
+            self.in_call.mic_level.set_attribute("hidden", "")
+        };
+    }
+
+    /// Opens the reaction picker, or closes it (`open`: `None` turns it over).
+    pub fn show_reactions(&self, open: Option<bool>) {
+        let open = open.unwrap_or(self.in_call.reactions.hidden());
+        self.in_call.reactions.set_hidden(!open);
+        let _ = self
+            .in_call
+            .reaction
+            .set_attribute("aria-expanded", if open { "true" } else { "false" });
     }
 
     /// Shows or hides the stats panel (`#stats`).
@@ -509,6 +699,8 @@ impl Ui {
                         "data-path",
                         "data-muted",
                         "data-camera-off",
+                        "data-hand",
+                        "data-reaction",
                     ] {
                         let _ = view.figure.remove_attribute(name);
                     }
@@ -549,11 +741,20 @@ impl Ui {
             let _ = view.video.set_attribute("data-peer", &peer);
             set_flag(&view.figure, "data-muted", tile.media.muted);
             set_flag(&view.figure, "data-camera-off", tile.media.camera_off);
+            set_flag(&view.figure, "data-hand", tile.hand);
+            match tile.reaction {
+                Some(reaction) => view
+                    .figure
+                    .set_attribute("data-reaction", reaction.as_str()),
+                None => view.figure.remove_attribute("data-reaction"),
+            }
+            .ok();
             let caption = Text::Caption {
                 name: tile.name.clone(),
                 state: tile.state,
                 muted: tile.media.muted,
                 camera_off: tile.media.camera_off,
+                hand: tile.hand,
             }
             .show(self.lang);
             if view.caption.text_content().as_deref() != Some(caption.as_str()) {

@@ -174,6 +174,7 @@ impl Side {
                 PeerEvent::IceServerError(error) => self.ice_errors.push(error),
                 PeerEvent::NegotiationNeeded => self.negotiations += 1,
                 PeerEvent::Chat(frame) => self.chats.push(frame.into()),
+                PeerEvent::FileText(_) | PeerEvent::FileBytes(_) => {}
             }
         }
     }
@@ -519,9 +520,13 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         <p id="inviteNote"></p><button id="startAudioButton"></button>
         <button id="statsButton"></button><div id="stats"></div><button id="shareButton"></button>
         <select id="cameraSelect"></select><select id="micSelect"></select>
-        <select id="langSelect"></select>"#;
+        <select id="langSelect"></select><button id="handButton"></button>
+        <button id="reactionButton"></button><span id="reactions"></span>
+        <button id="noiseButton"></button><meter id="micLevel"></meter>
+        <input id="fileInput" type="file"><select id="fileTo"></select><ul id="transfers"></ul>"#;
 
-    assert_eq!(message(Ui::find(&page(""))), "the page has no #localVideo");
+    // The elements of what people do in a call are looked for first (see `InCall`).
+    assert_eq!(message(Ui::find(&page(""))), "the page has no #handButton");
     assert_eq!(
         message(Ui::find(&page(
             &complete.replace(r#"<p id="status"></p>"#, "")
@@ -569,7 +574,10 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         .collect();
     assert_eq!(
         disabled,
-        [true, false, true, false, false, false, false, false, false, false, false, false]
+        [
+            true, false, true, false, false, false, false, false, false, false, false, false,
+            false, false, false
+        ]
     );
     ui.show_media(client::core::MediaState {
         muted: true,

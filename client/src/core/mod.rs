@@ -13,6 +13,9 @@
 //!   restarts and their grace, fingerprints (a connection to a media server would be one more);
 //! - [`local_media`]: mute, camera, screen; [`transceivers`]: which transceiver carries them;
 //! - [`view`]: the status line, the tiles and the words for the person;
+//! - [`gestures`]: our raised hand and reactions, and how long theirs show;
+//! - [`files`]: what a file sent or received may be, and how a transfer travels;
+//! - [`shortcuts`]: which key does what, and when a key is the person typing;
 //! - [`chat_guard`]: how much a peer may send on the chat channel (the browser layer holds one
 //!   per connection, and asks it about each frame before reading it).
 //!
@@ -30,10 +33,13 @@ use crate::{
 };
 
 pub mod chat_guard;
+pub mod files;
+pub mod gestures;
 pub mod local_media;
 pub mod negotiation;
 pub mod relay_link;
 pub mod room;
+pub mod shortcuts;
 pub mod transceivers;
 pub mod view;
 
@@ -42,6 +48,7 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
+use gestures::{Gestures, Reaction, Theirs};
 use local_media::LocalMedia;
 use negotiation::{Negotiation, Note};
 use relay_link::{LinkState, RelayLink};
@@ -73,6 +80,10 @@ pub enum Timer {
     RestartDue(ConnId),
     /// A new connection has had this long to connect: if it has not, restart ICE.
     ConnectDue(ConnId),
+    /// Their reaction on a connection has shown long enough.
+    Reaction(ConnId),
+    /// We may send a reaction again.
+    ReactGap,
 }
 
 /// `RTCPeerConnection.connectionState`.
@@ -116,6 +127,10 @@ pub enum PeerInput {
     IceServerError(IceServerError),
     /// The person on the other side muted, unmuted, or turned their camera off or on.
     RemoteMedia(MediaState),
+    /// The person on the other side raised (`true`) or lowered their hand.
+    RemoteHand(bool),
+    /// The person on the other side reacted.
+    RemoteReaction(Reaction),
 }
 
 /// The name the person typed, made ready to join with: trimmed, `None` when empty; refused
@@ -167,6 +182,12 @@ pub enum Input {
     ToggleMute,
     /// The person pressed the camera button.
     ToggleCamera,
+    /// The person pressed the noise suppression switch.
+    ToggleNoiseSuppression,
+    /// The person pressed the hand button.
+    ToggleHand,
+    /// The person chose a reaction.
+    React(Reaction),
     /// A peer connection's news.
     Peer(ConnId, PeerInput),
 }
@@ -187,6 +208,14 @@ pub enum Effect {
     /// Send our microphone and camera like this from now on (enable or disable the tracks),
     /// show it on our buttons, and tell everybody we have a call with.
     SetMedia(MediaState),
+    /// Have the browser suppress the microphone's noise (`true`) or not, on the microphone
+    /// open now and on one opened later, and show it on the switch.
+    SetNoiseSuppression(bool),
+    /// Our hand is up (`true`) or down from now on: show it on the hand button, and tell
+    /// everybody we have a call with.
+    SetHand(bool),
+    /// Send this reaction to everybody we have a call with.
+    React(Reaction),
     /// Create a peer connection with the current ICE servers; report its news as
     /// [`Input::Peer`]. A connection we call on gets send-receive audio and video at once,
     /// with the camera's tracks if it is open (it is not waited for: its tracks go onto those
@@ -292,6 +321,10 @@ pub struct Tile {
     pub state: TileState,
     /// Whether they are muted or have their camera off.
     pub media: MediaState,
+    /// Their hand is up.
+    pub hand: bool,
+    /// The reaction they sent, while it shows.
+    pub reaction: Option<Reaction>,
     /// The verification code both sides of this call show ([`crate::verify`]), once they are
     /// connected: there is nothing to compare before, and drawing its symbols (a colour emoji
     /// font) takes the page's main thread for tens of ms, which would fall on the moment the
@@ -464,6 +497,7 @@ pub struct Engine {
     relay: RelayLink,
     room: Room,
     media: LocalMedia,
+    gestures: Gestures,
     view: View,
     ice_servers: Vec<IceServer>,
     /// Whether we take part in calls: false after Hang up, until Call or an incoming offer.
@@ -483,6 +517,7 @@ impl Engine {
             config,
             room: Room::default(),
             media: LocalMedia::default(),
+            gestures: Gestures::default(),
             view: View::default(),
             ice_servers: Vec::new(),
             active: true,
@@ -574,6 +609,9 @@ impl Engine {
             Input::ShareEnded => self.media.share_ended(out),
             Input::ToggleMute => self.media.toggle_mute(out),
             Input::ToggleCamera => self.media.toggle_camera(out),
+            Input::ToggleNoiseSuppression => self.media.toggle_noise_suppression(out),
+            Input::ToggleHand => self.gestures.toggle_hand(out),
+            Input::React(reaction) => self.gestures.react(reaction, out),
             Input::Peer(conn, news) => self.on_peer(conn, news, out),
         }
     }
@@ -581,6 +619,16 @@ impl Engine {
     /// What we send of our microphone and camera: a new connection is told it first.
     pub fn media(&self) -> MediaState {
         self.media.state()
+    }
+
+    /// Whether the browser is to suppress the microphone's noise.
+    pub fn noise_suppression(&self) -> bool {
+        self.media.noise_suppression()
+    }
+
+    /// Whether our hand is up: a new connection is told it first.
+    pub fn hand(&self) -> bool {
+        self.gestures.hand()
     }
 
     /// What the status line should say now.
@@ -868,6 +916,7 @@ impl Engine {
         person.call = Some(Call {
             negotiation,
             remote_media: MediaState::default(),
+            theirs: Theirs::default(),
         });
         self.view.set_ended(None);
         self.view.clear_problem(Trouble::Call);
@@ -876,6 +925,7 @@ impl Engine {
     fn close_call(&mut self, conn: ConnId, out: &mut Out) {
         if let Some(person) = self.room.by_conn_mut(conn) {
             if let Some(call) = person.call.take() {
+                out.cancel(Timer::Reaction(conn));
                 call.negotiation.close(out);
             }
         }
@@ -908,6 +958,16 @@ impl Engine {
                     call.remote_media = media;
                 }
             }
+            PeerInput::RemoteHand(hand) => {
+                if let Some(call) = self.room.by_conn_mut(conn).and_then(|p| p.call.as_mut()) {
+                    call.theirs.hand = hand;
+                }
+            }
+            PeerInput::RemoteReaction(reaction) => {
+                if let Some(call) = self.room.by_conn_mut(conn).and_then(|p| p.call.as_mut()) {
+                    call.theirs.reacted(conn, reaction, out);
+                }
+            }
             PeerInput::IceServerError(error) => {
                 if error.is_turn_auth() {
                     self.with_call(conn, out, |n, _| n.turn_refused(error.url));
@@ -929,6 +989,12 @@ impl Engine {
                 self.relay.connect(join, out);
             }
             Timer::Heartbeat => self.relay.probe(&timing, out),
+            Timer::ReactGap => {}
+            Timer::Reaction(conn) => {
+                if let Some(call) = self.room.by_conn_mut(conn).and_then(|p| p.call.as_mut()) {
+                    call.theirs.reaction = None;
+                }
+            }
             Timer::PongDue => {
                 // A socket whose network went away can stay "open" for minutes: drop it and
                 // connect again, from wherever this device is now.

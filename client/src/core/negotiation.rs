@@ -516,7 +516,11 @@ impl Negotiation {
                 out.cancel(Timer::RestartDue(conn));
                 out.note(Note::Trouble(text));
             }
-            Timer::Reconnect | Timer::Heartbeat | Timer::PongDue => {}
+            Timer::Reconnect
+            | Timer::Heartbeat
+            | Timer::PongDue
+            | Timer::Reaction(_)
+            | Timer::ReactGap => {}
         }
     }
 

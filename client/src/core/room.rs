@@ -10,7 +10,7 @@
 
 use protocol::{PeerId, PeerInfo};
 
-use super::{negotiation::Negotiation, MediaState};
+use super::{gestures::Theirs, negotiation::Negotiation, MediaState};
 
 /// The call with one person: its negotiation, and what they told us of their media.
 #[derive(Debug)]
@@ -19,6 +19,8 @@ pub struct Call {
     pub negotiation: Negotiation,
     /// Whether they are muted or have their camera off.
     pub remote_media: MediaState,
+    /// Their hand and their reaction.
+    pub theirs: Theirs,
 }
 
 /// Another person of the room, as far as we know.

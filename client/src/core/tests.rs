@@ -751,7 +751,11 @@ impl World {
                     }
                 }
                 Effect::Send(msg) => self.relay_receive(n, msg),
-                Effect::SetMedia(_) | Effect::Share(_) => {}
+                Effect::SetMedia(_)
+                | Effect::Share(_)
+                | Effect::SetHand(_)
+                | Effect::React(_)
+                | Effect::SetNoiseSuppression(_) => {}
                 Effect::DropRelay => {
                     page.online = false;
                     page.deaf = false;
@@ -2045,4 +2049,65 @@ fn the_same_id_for_another_session_replaces_no_connection_unseen() {
     effects.extend(first.into_iter().chain(second));
     every_open_connection_has_a_tile(&page, &opened(&effects), &closed(&effects));
     assert_eq!(page.tiles().len(), 1);
+}
+
+#[test]
+fn a_hand_and_a_reaction_are_ours_to_send_and_theirs_to_show_for_a_while() {
+    let mut page = Engine::new(config(true, "b"));
+    page.handle(Input::Start);
+    page.handle(welcome(2, vec![info(1, "a")]));
+    assert!(!page.hand());
+    assert_eq!(page.handle(Input::ToggleHand), vec![Effect::SetHand(true)]);
+    assert!(page.hand(), "a connection opened now is told");
+    assert_eq!(page.handle(Input::ToggleHand), vec![Effect::SetHand(false)]);
+
+    // Ours: sent, and not twice within the gap.
+    let effects = page.handle(Input::React(Reaction::Clap));
+    assert!(
+        effects.contains(&Effect::React(Reaction::Clap)),
+        "{effects:?}"
+    );
+    assert!(!page
+        .handle(Input::React(Reaction::Heart))
+        .contains(&Effect::React(Reaction::Heart)));
+    page.handle(Input::Timer(Timer::ReactGap));
+    assert!(page
+        .handle(Input::React(Reaction::Heart))
+        .contains(&Effect::React(Reaction::Heart)));
+
+    // Theirs: on their tile; the hand until lowered, the reaction until its timer.
+    let conn = ConnId(0);
+    page.handle(Input::Peer(conn, PeerInput::RemoteHand(true)));
+    assert!(page.tiles()[0].hand);
+    let effects = page.handle(Input::Peer(
+        conn,
+        PeerInput::RemoteReaction(Reaction::Laugh),
+    ));
+    assert_eq!(
+        effects,
+        vec![Effect::StartTimer {
+            timer: Timer::Reaction(conn),
+            ms: gestures::SHOWN_MS
+        }]
+    );
+    assert_eq!(page.tiles()[0].reaction, Some(Reaction::Laugh));
+    page.handle(Input::Peer(conn, PeerInput::RemoteHand(false)));
+    assert!(!page.tiles()[0].hand);
+    assert_eq!(page.tiles()[0].reaction, Some(Reaction::Laugh));
+    page.handle(Input::Timer(Timer::Reaction(conn)));
+    assert_eq!(page.tiles()[0].reaction, None);
+
+    // News for no connection is dropped; a call that closes takes its reaction's timer along.
+    page.handle(Input::Peer(ConnId(9), PeerInput::RemoteHand(true)));
+    assert!(!page.tiles()[0].hand);
+    page.handle(Input::Peer(
+        conn,
+        PeerInput::RemoteReaction(Reaction::Heart),
+    ));
+    let effects = page.handle(Input::HangUp);
+    assert!(
+        effects.contains(&Effect::CancelTimer(Timer::Reaction(conn))),
+        "{effects:?}"
+    );
+    assert!(!page.timers().any(|t| t == Timer::Reaction(conn)));
 }

@@ -83,6 +83,8 @@ impl View {
                     name: person.name.clone(),
                     state: negotiation.tile(),
                     media: call.remote_media,
+                    hand: call.theirs.hand,
+                    reaction: call.theirs.reaction,
                     verify: negotiation.verify_code(),
                     offers: negotiation.offers(),
                 })
