@@ -129,21 +129,48 @@ fn main() {
     }
 }
 
+/// Runs `command` to its end. Ctrl-C or SIGTERM stops it, but not this process: the caller
+/// still removes the namespaces and everything running in them.
+fn wait_through_signals(
+    mut command: tokio::process::Command,
+) -> anyhow::Result<std::process::ExitStatus> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut child = command.spawn()?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            status = child.wait() => return Ok(status?),
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("[chaos] stopped: removing the namespaces and what runs in them");
+        let _ = child.start_kill();
+        Ok(child.wait().await?)
+    })
+}
+
 fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
     let Some(redis_ns) = args.redis_ns.clone() else {
         // Outside: make the namespaces and run again inside the relays' one.
         let ns = Namespaces::make().context("making the network namespaces (needs root)")?;
         let exe = std::env::current_exe()?;
-        let status = Command::new("ip")
+        let mut inside = tokio::process::Command::new("ip");
+        inside
             .args(["netns", "exec", &ns.relays])
             .arg(&exe)
             .args(std::env::args_os().skip(1))
-            .args(["--redis-ns", &ns.redis])
-            .status()
-            .context("running the chaos inside its namespace")?;
+            .args(["--redis-ns", &ns.redis]);
+        let status = wait_through_signals(inside);
+        // Whatever the run left behind (all of it, if a signal cut it short) goes with them.
         drop(ns);
-        return Ok(status.success());
+        return Ok(status
+            .context("running the chaos inside its namespace")?
+            .success());
     };
     let exe = std::env::current_exe().context("finding this binary")?;
     let dir = exe.parent().context("this binary has no directory")?;
