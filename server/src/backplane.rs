@@ -22,6 +22,12 @@
 //! - If Redis goes away, `/healthz` says so, joins and signals are refused with
 //!   `backplane-unavailable` (within a timeout, never a hang), connections stay open, and once
 //!   Redis answers again each instance puts its members back and goes on by itself.
+//! - What an instance's members were told while it did not hear its channel is lost with the
+//!   channel; so each instance keeps what it told each member about its room, and once it is
+//!   back it has every room's state published to every instance with a member there, at one
+//!   point of each channel, and its listener tells its members the difference. If Redis lost
+//!   its data, held signals it lost are reported `expired` to their senders, and peers that
+//!   left meanwhile are told to those who saw them.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
