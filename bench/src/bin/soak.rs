@@ -44,9 +44,8 @@ struct Args {
     /// Append the run (command, date, table, verdict) to this Markdown file.
     #[arg(long)]
     record: Option<PathBuf>,
-    /// Only the one-relay setup, for the whole run. `make test`'s smoke uses it until the
-    /// backplane no longer drops a signal to a peer who is leaving (docs/soak.md): a known bug
-    /// that would fail half of the smoke runs.
+    /// Only the one-relay setup, for the whole run: to study the single relay alone (its
+    /// memory, say). `make test` and `make soak` run both setups.
     #[arg(long)]
     one_relay: bool,
 }
