@@ -41,7 +41,7 @@ use crate::{
         healthy, judge,
         ledger::{Ledger, Settled},
         member::{Phase, Shared},
-        settle_and_leave, top_up, wait_healthy, Outcome, Rng,
+        relay_flags, settle_and_leave, top_up, wait_healthy, Outcome, Rng,
     },
 };
 
@@ -376,18 +376,9 @@ fn case(
     fs::create_dir_all(&work)?;
     let mut redis = Redis::start(&config.redis_ns, &work)?;
     let url = format!("redis://{REDIS_ADDR}:{REDIS_PORT}/0");
-    let hold = config.hold_secs.to_string();
-    let grace = config.grace_secs.to_string();
-    let flags = [
-        "--room-capacity",
-        "6",
-        "--hold-secs",
-        &hold,
-        "--resume-grace-secs",
-        &grace,
-        "--redis-url",
-        &url,
-    ];
+    let mut flags = relay_flags(config.hold_secs, config.grace_secs);
+    flags.extend(["--redis-url".into(), url]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let setup = RelaySetup {
         server_bin: config.server_bin.clone(),
         forwarder_bin: PathBuf::new(),

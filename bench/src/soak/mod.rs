@@ -289,16 +289,8 @@ pub fn run(config: &Config) -> anyhow::Result<Outcome> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let hold = config.hold_secs.to_string();
-    let grace = config.grace_secs.to_string();
-    let flags = [
-        "--room-capacity",
-        "6",
-        "--hold-secs",
-        &hold,
-        "--resume-grace-secs",
-        &grace,
-    ];
+    let flags = relay_flags(config.hold_secs, config.grace_secs);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
 
     outcome.line("");
     outcome.line("### One relay");
@@ -513,6 +505,20 @@ pub(crate) async fn settle_and_leave(
         outcome.fail(format!("{setup}: members still running 60 s after the end"));
         members.abort_all();
     }
+}
+
+/// The relay's flags in the soak and the chaos run: rooms of up to 6 (the mesh's limit), the
+/// run's hold time and resume grace.
+pub(crate) fn relay_flags(hold_secs: u64, grace_secs: u64) -> Vec<String> {
+    [
+        "--room-capacity".into(),
+        "6".into(),
+        "--hold-secs".into(),
+        hold_secs.to_string(),
+        "--resume-grace-secs".into(),
+        grace_secs.to_string(),
+    ]
+    .into()
 }
 
 /// Waits until every relay answers `/healthz` with 200.
