@@ -40,6 +40,18 @@ async fn attribute(page: &Client, selector: &str, attribute: &str) -> serde_json
 }
 
 /// The `data-peer` of the only remote tile of `page`.
+/// Opens `first` (it waits) and `second` (it calls) in `room`, and waits until each decodes the
+/// other.
+async fn call_of_two(first: &Client, second: &Client, room: &str) {
+    first.goto(room).await.expect("open a page");
+    second
+        .goto(&format!("{room}#true"))
+        .await
+        .expect("open a page");
+    decoding_everyone(first, 1).await;
+    decoding_everyone(second, 1).await;
+}
+
 async fn only_peer(page: &Client) -> String {
     let peers = page
         .execute(
@@ -62,13 +74,7 @@ async fn a_raised_hand_and_a_reaction_show_on_the_other_pages() {
     let room = format!("http://{relay}/?room=hands");
     let raiser = driver.browser().await;
     let other = driver.browser().await;
-    raiser.goto(&room).await.expect("open a page");
-    other
-        .goto(&format!("{room}#true"))
-        .await
-        .expect("open a page");
-    decoding_everyone(&raiser, 1).await;
-    decoding_everyone(&other, 1).await;
+    call_of_two(&raiser, &other, &room).await;
     let raiser_id = only_peer(&other).await;
     let tile = format!("#remotes figure[data-peer=\"{raiser_id}\"]");
 
@@ -181,13 +187,7 @@ async fn noise_suppression_switches_the_microphone_and_its_level_shows_while_unm
     let room = format!("http://{relay}/?room=noise");
     let speaker = driver.browser().await;
     let other = driver.browser().await;
-    speaker.goto(&room).await.expect("open a page");
-    other
-        .goto(&format!("{room}#true"))
-        .await
-        .expect("open a page");
-    decoding_everyone(&speaker, 1).await;
-    decoding_everyone(&other, 1).await;
+    call_of_two(&speaker, &other, &room).await;
 
     // On, as browsers open a microphone: the switch says so, and so do the tracks.
     assert_eq!(
@@ -273,13 +273,7 @@ async fn keyboard_shortcuts_do_what_the_page_lists_but_not_while_typing() {
     let room = format!("http://{relay}/?room=keys");
     let keys = driver.browser().await;
     let other = driver.browser().await;
-    keys.goto(&room).await.expect("open a page");
-    other
-        .goto(&format!("{room}#true"))
-        .await
-        .expect("open a page");
-    decoding_everyone(&keys, 1).await;
-    decoding_everyone(&other, 1).await;
+    call_of_two(&keys, &other, &room).await;
     let listed = keys
         .execute(
             "return [...document.querySelectorAll('#shortcuts kbd')].map(k => k.textContent).join('');",
@@ -628,13 +622,7 @@ async fn what_a_peer_sends_that_is_not_a_hand_a_reaction_or_a_file_shows_nothing
         ))
         .await
         .expect("install the channel watch");
-    victim.goto(&room).await.expect("open a page");
-    hostile
-        .goto(&format!("{room}#true"))
-        .await
-        .expect("open a page");
-    decoding_everyone(&victim, 1).await;
-    decoding_everyone(&hostile, 1).await;
+    call_of_two(&victim, &hostile, &room).await;
     let channels = "const pc = window.__pcs.at(-1);
         const chat = pc.__channels.find(c => c.label === 'chat');
         const file = pc.__channels.find(c => c.label === 'file');";
