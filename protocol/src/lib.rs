@@ -276,7 +276,8 @@ impl ClientMsg {
     pub fn to_json(&self) -> String {
         // Its fields are strings, numbers and maps with string keys, which always serialize;
         // not formatting the impossible error keeps serde_json's messages out of the client.
-        serde_json::to_string(self).unwrap_or_else(|_| unreachable!("a ClientMsg always serializes"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| unreachable!("a ClientMsg always serializes"))
     }
 }
 
@@ -471,7 +472,8 @@ impl ServerMsg {
     pub fn to_json(&self) -> String {
         // Its fields are strings, numbers and maps with string keys, which always serialize;
         // not formatting the impossible error keeps serde_json's messages out of the client.
-        serde_json::to_string(self).unwrap_or_else(|_| unreachable!("a ServerMsg always serializes"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| unreachable!("a ServerMsg always serializes"))
     }
 
     /// Parses one text frame from the relay (see [`ServerMsg::read`] for a frame the caller
