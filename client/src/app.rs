@@ -35,6 +35,7 @@ use crate::{
         ConnId, ConnState, Effect, Engine, Input, MediaState, PeerInput, Timer, Timing,
     },
     diagnose::{self, Path},
+    door_ui::DoorUi,
     invite,
     media::{self, MediaError},
     peer::{Peer, PeerEvent, Spare},
@@ -130,6 +131,8 @@ pub enum Event {
     Input(Input),
     /// The person pressed the shortcut to the chat field.
     FocusChat,
+    /// The person pressed `passphraseButton` (or Enter in `passphraseInput`).
+    PassphraseGiven,
     /// The microphone `.0` did not take the noise suppression asked for: open it again with it.
     OpenMicAgain(String),
     /// The person chose a file to send (`fileInput`).
@@ -203,6 +206,7 @@ type MediaRequest = Shared<LocalBoxFuture<'static, Result<MediaStream, MediaErro
 pub struct App {
     engine: Engine,
     ui: Ui,
+    door_ui: DoorUi,
     options: Options,
     events_tx: UnboundedSender<Event>,
     /// The relay connection, if one is open or opening.
@@ -374,6 +378,44 @@ impl App {
                 let _ = tx.unbounded_send(Event::LangChosen);
             }));
         }
+        // The room's door: the lock, the passphrase, and one handler each for the knocks'
+        // buttons and the tiles' remove buttons.
+        let door_ui = DoorUi::find(&window.document().ok_or("no document")?)?;
+        {
+            let tx = events_tx.clone();
+            listeners.push(EventListener::new(&door_ui.lock, "click", move |_| {
+                let _ = tx.unbounded_send(Event::Input(Input::ToggleLock));
+            }));
+            let tx = events_tx.clone();
+            listeners.push(EventListener::new(
+                &door_ui.use_passphrase,
+                "click",
+                move |_| {
+                    let _ = tx.unbounded_send(Event::PassphraseGiven);
+                },
+            ));
+            let tx = events_tx.clone();
+            listeners.push(EventListener::new(
+                &door_ui.passphrase,
+                "keydown",
+                move |event| {
+                    if event
+                        .dyn_ref::<web_sys::KeyboardEvent>()
+                        .is_some_and(|key| key.key() == "Enter")
+                    {
+                        let _ = tx.unbounded_send(Event::PassphraseGiven);
+                    }
+                },
+            ));
+            for area in [&door_ui.knocks, &door_ui.remotes] {
+                let tx = events_tx.clone();
+                listeners.push(EventListener::new(area, "click", move |event| {
+                    if let Some(input) = DoorUi::clicked(event) {
+                        let _ = tx.unbounded_send(Event::Input(input));
+                    }
+                }));
+            }
+        }
         ui.set_lang(options.lang);
         // Between the steps of starting, the page takes what else is waiting: above all the
         // replies that open the camera, asked for before this code loaded (each would
@@ -402,6 +444,7 @@ impl App {
         let mut app = App {
             engine: Engine::new(config),
             ui,
+            door_ui,
             options,
             events_tx: events_tx.clone(),
             relay: None,
@@ -605,6 +648,10 @@ impl App {
             // Turned into inputs above.
             Event::Click(Button::Noise | Button::Hand) => {}
             Event::Click(Button::Reaction) => self.ui.show_reactions(None),
+            Event::PassphraseGiven => {
+                let passphrase = self.door_ui.take_passphrase();
+                self.input(Input::Passphrase(passphrase)).await;
+            }
             Event::FocusChat => {
                 let _ = self.ui.chat_input.focus();
             }
@@ -1447,6 +1494,7 @@ impl App {
             self.engine.can_call(),
             self.engine.can_hang_up(),
         );
+        self.door_ui.render(&self.engine, self.ui.lang());
     }
 }
 

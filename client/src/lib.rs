@@ -8,6 +8,7 @@ pub mod app;
 pub mod chat;
 pub mod core;
 pub mod diagnose;
+pub mod door_ui;
 pub mod invite;
 pub mod json;
 pub mod media;

@@ -62,6 +62,7 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
             name,
             resume,
             session,
+            passphrase: None,
         });
     let to = prop::option::of(prop_oneof![peer_id(), any::<u64>().prop_map(PeerId)]);
     let relayed = (signal(), to).prop_map(|(signal, to)| match (signal.to_peer(PeerId(0)), to) {
