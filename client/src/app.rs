@@ -378,43 +378,25 @@ impl App {
                 let _ = tx.unbounded_send(Event::LangChosen);
             }));
         }
-        // The room's door: the lock, the passphrase, and one handler each for the knocks'
-        // buttons and the tiles' remove buttons.
+        // The room's door: one handler for all its buttons, on the page (its tiles' remove
+        // buttons come and go). Not passive: it keeps the passphrase's form from being sent.
         let door_ui = DoorUi::find(&window.document().ok_or("no document")?)?;
         {
             let tx = events_tx.clone();
-            listeners.push(EventListener::new(&door_ui.lock, "click", move |_| {
-                let _ = tx.unbounded_send(Event::Input(Input::ToggleLock));
-            }));
-            let tx = events_tx.clone();
-            listeners.push(EventListener::new(
-                &door_ui.use_passphrase,
+            let options = EventListenerOptions::enable_prevent_default();
+            listeners.push(EventListener::new_with_options(
+                &door_ui.document,
                 "click",
-                move |_| {
-                    let _ = tx.unbounded_send(Event::PassphraseGiven);
-                },
-            ));
-            let tx = events_tx.clone();
-            listeners.push(EventListener::new(
-                &door_ui.passphrase,
-                "keydown",
+                options,
                 move |event| {
-                    if event
-                        .dyn_ref::<web_sys::KeyboardEvent>()
-                        .is_some_and(|key| key.key() == "Enter")
-                    {
-                        let _ = tx.unbounded_send(Event::PassphraseGiven);
+                    if let Some(input) = DoorUi::clicked(event) {
+                        let _ = tx.unbounded_send(match input {
+                            Some(input) => Event::Input(input),
+                            None => Event::PassphraseGiven,
+                        });
                     }
                 },
             ));
-            for area in [&door_ui.knocks, &door_ui.remotes] {
-                let tx = events_tx.clone();
-                listeners.push(EventListener::new(area, "click", move |event| {
-                    if let Some(input) = DoorUi::clicked(event) {
-                        let _ = tx.unbounded_send(Event::Input(input));
-                    }
-                }));
-            }
         }
         ui.set_lang(options.lang);
         // Between the steps of starting, the page takes what else is waiting: above all the

@@ -15,17 +15,19 @@ use crate::{
 
 /// The door's elements.
 pub struct DoorUi {
-    document: Document,
+    /// The page, whose clicks [`DoorUi::clicked`] reads.
+    pub document: Document,
     /// Locks or opens the room.
     pub lock: HtmlButtonElement,
     /// The passphrase: the room's new one, or the one to join with.
     pub passphrase: HtmlInputElement,
-    /// Uses what is in [`DoorUi::passphrase`].
-    pub use_passphrase: HtmlButtonElement,
-    /// Who knocks; its buttons are answered by one handler.
-    pub knocks: Element,
-    /// The tiles, whose `data-remove` buttons are answered by one handler.
-    pub remotes: Element,
+    /// Uses what is in [`DoorUi::passphrase`]: the submit button of its form, so that Enter
+    /// in the field presses it.
+    use_passphrase: HtmlButtonElement,
+    /// Who knocks.
+    knocks: Element,
+    /// The tiles, which get `data-remove` buttons.
+    remotes: Element,
     /// The knocks listed now.
     listed: Vec<Knock>,
 }
@@ -49,21 +51,30 @@ impl DoorUi {
         })
     }
 
-    /// What a click in `knocks` or on a tile asks for: the button's `data-admit`,
-    /// `data-refuse` or `data-remove`.
-    pub fn clicked(event: &web_sys::Event) -> Option<Input> {
+    /// What a click on the page asks of the door, if anything: `lockButton`, a knock's
+    /// `data-admit` or `data-refuse`, a tile's `data-remove`, or (`Some(None)`)
+    /// `passphraseButton`, whose form it keeps from being sent.
+    pub fn clicked(event: &web_sys::Event) -> Option<Option<Input>> {
         let target: Element = event.target()?.dyn_into().ok()?;
         let button = target
-            .closest("[data-admit], [data-refuse], [data-remove]")
+            .closest("#lockButton, #passphraseButton, [data-admit], [data-refuse], [data-remove]")
             .ok()??;
-        if let Some(session) = button.get_attribute("data-admit") {
-            return Some(Input::Answer(session, true));
-        }
-        if let Some(session) = button.get_attribute("data-refuse") {
-            return Some(Input::Answer(session, false));
-        }
-        let peer = button.get_attribute("data-remove")?.parse().ok()?;
-        Some(Input::Remove(PeerId(peer)))
+        Some(Some(match button.id().as_str() {
+            "lockButton" => Input::ToggleLock,
+            "passphraseButton" => {
+                event.prevent_default();
+                return Some(None);
+            }
+            _ => {
+                if let Some(session) = button.get_attribute("data-admit") {
+                    Input::Answer(session, true)
+                } else if let Some(session) = button.get_attribute("data-refuse") {
+                    Input::Answer(session, false)
+                } else {
+                    Input::Remove(PeerId(button.get_attribute("data-remove")?.parse().ok()?))
+                }
+            }
+        }))
     }
 
     /// The passphrase typed, taken out of the field.
@@ -93,7 +104,7 @@ impl DoorUi {
             self.listed = knocking.to_vec();
             self.list_knocks(lang);
         }
-        self.sync_remove_buttons(in_control);
+        self.sync_remove_buttons(in_control, lang);
     }
 
     /// One `<li data-session>` per knock: the name, and the two buttons.
@@ -133,7 +144,7 @@ impl DoorUi {
 
     /// Gives each shown remote tile a `data-remove` button while we are in control, and takes
     /// them away otherwise.
-    fn sync_remove_buttons(&self, in_control: bool) {
+    fn sync_remove_buttons(&self, in_control: bool, lang: Lang) {
         let Ok(tiles) = self.remotes.query_selector_all("figure") else {
             return;
         };
@@ -152,14 +163,6 @@ impl DoorUi {
                     }
                 }
                 (Some(peer), None) => {
-                    let lang = Lang::from_tag(
-                        &self
-                            .document
-                            .document_element()
-                            .and_then(|html| html.get_attribute("lang"))
-                            .unwrap_or_default(),
-                    )
-                    .unwrap_or_default();
                     if let Some(button) = self.button("remove", lang) {
                         let _ = button.set_attribute("data-remove", &peer);
                         let _ = tile.append_child(&button);

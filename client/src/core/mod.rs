@@ -1153,12 +1153,12 @@ impl Engine {
 
     fn relay_down(&mut self, why: RelayWhy, out: &mut Out) {
         let timing = self.config.timing;
-        if self.relay.down(why, &timing, out) {
-            self.room.route_calls(false);
-        }
         // Removed: the page does not come back by itself.
         if self.door.entry() == Entry::Removed {
-            out.cancel(Timer::Reconnect);
+            self.relay.give_up(why, out);
+            self.room.route_calls(false);
+        } else if self.relay.down(why, &timing, out) {
+            self.room.route_calls(false);
         }
     }
 }
