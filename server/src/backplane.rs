@@ -46,6 +46,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    acks,
     expiry::Deadlines,
     registry::{welcome, Due, JoinRequest, Joined, MailboxRef, Relayed, Timing},
     room::{Arrival, Deliveries, Member, Refusal, Room, Route},
@@ -69,7 +70,10 @@ const TAKEN: &str = "!taken ";
 /// runs it after `ARGV[5]` (its own clock, in microseconds): the relay gave up on it by then
 /// and told the client so, and a Redis that was paused or cut off must not carry it out late.
 /// Nothing is done in either of the last two cases. A stored state that only remembers who
-/// left lasts `ARGV[6]` milliseconds (0: for good).
+/// left lasts `ARGV[6]` milliseconds (0: for good). A signal (`TO/FROM/INSTANCE TEXT`) gets the
+/// next number of this sender's count for its channel (the key `ARGV[7]` and the channel), as
+/// `TO/FROM/INSTANCE/SEQ TEXT` (see [`crate::acks`]); each message's entry in the answer is
+/// its number times two, plus one if nobody heard it.
 const COMMIT: &str = r"
 local t = redis.call('TIME')
 if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[5]) then return {2} end
@@ -87,10 +91,35 @@ elseif ARGV[2] ~= '-' then
 end
 if ARGV[3] ~= '' then redis.call('SADD', ARGV[3], ARGV[4]) end
 local out = {1}
-for i = 7, #ARGV, 2 do
-  if redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) == 0 then out[#out + 1] = (i - 7) / 2 end
+for i = 8, #ARGV, 2 do
+  local ch, p = ARGV[i], ARGV[i + 1]
+  local seq = 0
+  local head, rest = string.match(p, '^([^ ]*/[^ ]*)( .*)$')
+  if head then
+    local k = ARGV[7] .. ch
+    seq = redis.call('INCR', k)
+    redis.call('EXPIRE', k, 86400)
+    p = head .. '/' .. seq .. rest
+  end
+  local unheard = 0
+  if redis.call('PUBLISH', ch, p) == 0 then unheard = 1 end
+  out[#out + 1] = seq * 2 + unheard
 end
 return out
+";
+
+/// Publishes on channel `ARGV[3]` (`0 ` and [`acks::SEQS_MARK`], `ARGV[4]`) how many signals
+/// each instance of the set `ARGV[1]` has published to it, from the counts `ARGV[2]..INSTANCE:`
+/// and the channel: everything numbered up to there that the listener has not heard by the
+/// mark is lost.
+const SEQS: &str = r"
+local parts = {}
+for _, s in ipairs(redis.call('SMEMBERS', ARGV[1])) do
+  local n = redis.call('GET', ARGV[2] .. s .. ':' .. ARGV[3])
+  if n then parts[#parts + 1] = s .. '=' .. n end
+end
+redis.call('PUBLISH', ARGV[3], '0 ' .. ARGV[4] .. table.concat(parts, ' '))
+return 1
 ";
 
 /// Publishes room `KEYS[1]`'s state as it is now on the channel of every instance with a member
@@ -183,6 +212,8 @@ struct Stats {
     round_trip_micros: AtomicU64,
     reaped: AtomicU64,
     bounced: AtomicU64,
+    /// Signals published here that another instance reported lost.
+    lost: AtomicU64,
 }
 
 /// Why an operation did not go through.
@@ -275,6 +306,10 @@ struct LocalState {
     wipes: u64,
     /// When it last found that.
     wiped_at: Option<Instant>,
+    /// The numbers of the signals heard from each instance (see [`crate::acks`]).
+    heard: acks::Heard,
+    /// Who sent each numbered signal published to each instance.
+    sent: acks::Sent,
 }
 
 /// The rooms of every instance sharing one Redis.
@@ -297,6 +332,8 @@ pub struct Backplane {
     subscribed: AtomicBool,
     /// Set once the members have been put back after Redis was away.
     synced: AtomicBool,
+    /// The listener subscribed again: the mark of the senders' counts is to be published.
+    mark_due: AtomicBool,
     /// The mark Redis held when this instance last synced: another means Redis lost its data.
     epoch: Mutex<Option<String>>,
     room_capacity: usize,
@@ -306,6 +343,7 @@ pub struct Backplane {
     commit: redis::Script,
     take_ids: redis::Script,
     sync: redis::Script,
+    seqs: redis::Script,
 }
 
 impl fmt::Debug for Backplane {
@@ -346,6 +384,7 @@ impl Backplane {
             alive: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             synced: AtomicBool::new(false),
+            mark_due: AtomicBool::new(false),
             epoch: Mutex::new(None),
             room_capacity,
             timing,
@@ -354,6 +393,7 @@ impl Backplane {
             commit: redis::Script::new(COMMIT),
             take_ids: redis::Script::new(TAKE_IDS),
             sync: redis::Script::new(SYNC),
+            seqs: redis::Script::new(SEQS),
         })
     }
 
@@ -478,8 +518,10 @@ impl Backplane {
                     millis(self.timing.resume_grace)
                 } else {
                     0
-                });
-            let mut addressees = Vec::new();
+                })
+                .arg(self.key(&["seq", &self.instance, ""]));
+            // Each message's addressee, and the instance and sender of a signal.
+            let mut addressees: Vec<(PeerId, Option<(&str, PeerId)>)> = Vec::new();
             for (to, text) in &deliveries {
                 // Addressees are members, or were until the change; one that went meanwhile
                 // gets nothing.
@@ -495,7 +537,7 @@ impl Backplane {
                     None => format!("{to} {text}"),
                 };
                 invocation.arg(self.channel_of(instance)).arg(payload);
-                addressees.push(*to);
+                addressees.push((*to, from.map(|from| (instance.as_str(), from))));
             }
             let done: Vec<i64> = self.timed(invocation.invoke_async(&mut conn)).await?;
             if done.first() == Some(&2) {
@@ -504,10 +546,19 @@ impl Backplane {
                 ));
             }
             if done.first() == Some(&1) {
-                let unheard = done[1..]
-                    .iter()
-                    .filter_map(|&n| addressees.get(usize::try_from(n).ok()?).copied())
-                    .collect();
+                let mut unheard = Vec::new();
+                let now = Instant::now();
+                let mut local = self.lock_local();
+                for (&code, &(to, signal)) in done[1..].iter().zip(&addressees) {
+                    if code & 1 == 1 {
+                        unheard.push(to);
+                    } else if let (Some((instance, from)), Ok(seq @ 1..)) =
+                        (signal, u64::try_from(code >> 1))
+                    {
+                        local.sent.record(instance, seq, from, now);
+                    }
+                }
+                drop(local);
                 self.stats
                     .published
                     .fetch_add(addressees.len() as u64, Ordering::Relaxed);
@@ -1055,6 +1106,9 @@ impl Backplane {
                             self.resync().await;
                         }
                         self.retry_leaves().await;
+                        if let Err(err) = self.settle_lost().await {
+                            tracing::debug!(?err, "backplane: lost signals not settled yet");
+                        }
                     }
                     self.reap().await;
                 }
@@ -1065,9 +1119,91 @@ impl Backplane {
                     self.alive.store(false, Ordering::Relaxed);
                     // What Redis holds may be gone when it comes back: put the members back then.
                     self.synced.store(false, Ordering::Relaxed);
+                    // A connection that went deaf without an error (a cut that a NAT or a
+                    // firewall forgot) is never made anew by its manager, which waits for an
+                    // error: the next beat connects afresh (the test
+                    // `a_signal_lost_with_a_subscription_cut_off_unnoticed_is_refused_to_its_sender`
+                    // never saw this instance healthy again otherwise).
+                    *self
+                        .conn
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
                 }
             }
         }
+    }
+
+    /// Finds and tells of signals lost between instances (see [`crate::acks`]): publishes the
+    /// mark of the senders' counts once the listener subscribed again, reports the gaps found
+    /// to their senders' instances, and tells this instance's peers whose signals were reported
+    /// lost.
+    async fn settle_lost(&self) -> Result<(), Failure> {
+        let mut conn = self.connection()?;
+        if self.mark_due.swap(false, Ordering::Relaxed) {
+            let mut invocation = self.seqs.prepare_invoke();
+            invocation
+                .arg(self.key(&["instances"]))
+                .arg(self.key(&["seq", ""]))
+                .arg(self.channel_of(&self.instance))
+                .arg(acks::SEQS_MARK);
+            if let Err(err) = self.timed::<i64>(invocation.invoke_async(&mut conn)).await {
+                self.mark_due.store(true, Ordering::Relaxed);
+                return Err(err);
+            }
+        }
+        let gaps = self.lock_local().heard.take_gaps();
+        if !gaps.is_empty() {
+            let mut pipe = redis::pipe();
+            for gap in &gaps {
+                let list = self.key(&["lost", &gap.sender]);
+                pipe.rpush(&list, gap.report(&self.instance))
+                    .ignore()
+                    .expire(&list, 60)
+                    .ignore();
+            }
+            if let Err(err) = self.timed::<()>(pipe.query_async(&mut conn)).await {
+                self.lock_local().heard.put_back(gaps);
+                return Err(err);
+            }
+            tracing::warn!(
+                ?gaps,
+                "backplane: signals to this instance were lost; their senders are told"
+            );
+        }
+        let list = self.key(&["lost", &self.instance]);
+        let (reports,): (Vec<String>,) = self
+            .timed(
+                redis::pipe()
+                    .atomic()
+                    .lrange(&list, 0, -1)
+                    .del(&list)
+                    .ignore()
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let mut lost = Vec::new();
+        {
+            let mut local = self.lock_local();
+            for report in &reports {
+                if let Some((receiver, first, last)) = acks::Gap::read(report) {
+                    lost.extend(local.sent.lost(receiver, first, last));
+                }
+            }
+            local.sent.prune(Instant::now());
+        }
+        for from in lost {
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+            if let Some(mailbox) = self.mailbox_of(from) {
+                mailbox.deliver(
+                    ServerMsg::error(
+                        ErrorKind::BackplaneUnavailable,
+                        "a signal of yours was lost between relays while one of them lost Redis: send it again",
+                    )
+                    .to_json(),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Says this instance is alive, connecting first if need be; measures the round trip.
@@ -1358,6 +1494,9 @@ impl Backplane {
                         }
                         first = false;
                         self.subscribed.store(true, Ordering::Relaxed);
+                        // What was published to the old subscription after it broke is lost:
+                        // the mark tells how far each sender had counted.
+                        self.mark_due.store(true, Ordering::Relaxed);
                         tracing::debug!(%channel, "backplane: listening");
                         let mut ping = tokio::time::interval(self.config.heartbeat);
                         loop {
@@ -1398,10 +1537,26 @@ impl Backplane {
     fn on_message(self: &Arc<Self>, payload: &[u8]) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         let parsed = std::str::from_utf8(payload).ok().and_then(parse_payload);
-        let Some(Published { to, sender, text }) = parsed else {
+        let Some(Published {
+            to,
+            sender,
+            seq,
+            text,
+        }) = parsed
+        else {
             tracing::warn!("backplane: a message that is not ours on our channel");
             return;
         };
+        if let (Some((_, instance)), Some(seq)) = (sender, seq) {
+            self.lock_local().heard.saw(instance, seq);
+        }
+        if let Some(mark) = text.strip_prefix(acks::SEQS_MARK) {
+            let mut local = self.lock_local();
+            for (instance, count) in acks::read_mark(mark) {
+                local.heard.counted(instance, count);
+            }
+            return;
+        }
         if let Some(sync) = text.strip_prefix(SYNC_MARK) {
             if let Some((room, state)) = sync.split_once('\n') {
                 self.on_sync(room, state);
@@ -1619,6 +1774,12 @@ impl Backplane {
             "Signals whose addressee (or its relay) had gone by the time they arrived: their senders got no-peer.",
             get(&self.stats.bounced).to_string(),
         );
+        metric(
+            "relay_backplane_lost_total",
+            "counter",
+            "Signals published here that the addressee's relay never heard (its subscription broke unnoticed): their senders got backplane-unavailable.",
+            get(&self.stats.lost).to_string(),
+        );
         let seconds = get(&self.stats.round_trip_micros) as f64 / 1e6;
         let _ = write!(
             out,
@@ -1655,13 +1816,15 @@ struct Published<'a> {
     to: PeerId,
     /// The sender of a signal, and the instance holding its connection.
     sender: Option<(PeerId, &'a str)>,
+    /// The signal's number in its instance's count for this channel.
+    seq: Option<u64>,
     text: &'a str,
 }
 
 /// Splits a published message into its addressee, its sender if it carries one, and its text.
 fn parse_payload(payload: &str) -> Option<Published<'_>> {
     let (address, text) = payload.split_once(' ')?;
-    let mut parts = address.splitn(3, '/');
+    let mut parts = address.splitn(4, '/');
     let to = PeerId(parts.next()?.parse().ok()?);
     let sender = match (parts.next(), parts.next()) {
         (None, _) => None,
@@ -1670,7 +1833,16 @@ fn parse_payload(payload: &str) -> Option<Published<'_>> {
         }
         _ => return None,
     };
-    Some(Published { to, sender, text })
+    let seq = match parts.next() {
+        Some(seq) => Some(seq.parse().ok()?),
+        None => None,
+    };
+    Some(Published {
+        to,
+        sender,
+        seq,
+        text,
+    })
 }
 
 #[cfg(test)]
@@ -1684,6 +1856,7 @@ mod tests {
             Some(Published {
                 to: PeerId(7),
                 sender: None,
+                seq: None,
                 text: r#"{"type":"peer-left"}"#
             })
         );
@@ -1692,10 +1865,28 @@ mod tests {
             Some(Published {
                 to: PeerId(7),
                 sender: Some((PeerId(3), "ab12")),
+                seq: None,
                 text: r#"{"type":"offer"}"#
             })
         );
-        for bad in ["7", "x {}", "7/3 {}", "7/x/ab {}", "7/3/ {}", ""] {
+        assert_eq!(
+            parse_payload(r#"7/3/ab12/42 {"type":"offer"}"#),
+            Some(Published {
+                to: PeerId(7),
+                sender: Some((PeerId(3), "ab12")),
+                seq: Some(42),
+                text: r#"{"type":"offer"}"#
+            })
+        );
+        for bad in [
+            "7",
+            "x {}",
+            "7/3 {}",
+            "7/x/ab {}",
+            "7/3/ {}",
+            "7/3/ab/x {}",
+            "",
+        ] {
             assert_eq!(parse_payload(bad), None, "{bad:?}");
         }
     }

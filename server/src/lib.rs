@@ -49,6 +49,7 @@ macro_rules! write_through_inner {
 }
 
 mod access;
+mod acks;
 mod backplane;
 mod banner;
 mod connection;

@@ -36,7 +36,12 @@ struct Instance {
 }
 
 fn config(redis: &Redis, limits: Limits) -> server::Config {
-    let mut backplane = BackplaneConfig::new(&redis.url()).expect("a Redis URL");
+    config_at(&redis.url(), limits)
+}
+
+/// [`config`] for the Redis at `url`.
+fn config_at(url: &str, limits: Limits) -> server::Config {
+    let mut backplane = BackplaneConfig::new(url).expect("a Redis URL");
     backplane.heartbeat = Duration::from_millis(100);
     backplane.presence_ttl = Duration::from_millis(600);
     backplane.timeout = Duration::from_millis(500);
@@ -962,4 +967,125 @@ async fn a_room_locked_on_one_instance_is_locked_on_the_other() {
     let mut again = one.connect().await;
     send(&mut again, &knock_msg("kept", "bob")).await;
     recv_error(&mut again, ErrorKind::Removed).await;
+}
+
+/// A TCP proxy to Redis whose connections can go deaf: those open when [`Proxy::freeze`] is
+/// called carry nothing more either way, yet stay open, as connections do across a network
+/// cut that neither end has noticed yet. Connections made after it carry on.
+struct Proxy {
+    addr: SocketAddr,
+    /// Connections numbered below this carry nothing.
+    frozen_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    async fn start(redis: &Redis) -> Self {
+        use std::sync::{atomic::AtomicU64, Arc};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("an address");
+        let target = redis.url();
+        let target = target
+            .trim_start_matches("redis://")
+            .trim_end_matches("/0")
+            .to_owned();
+        let frozen_below = Arc::new(AtomicU64::new(0));
+        let next = Arc::new(AtomicU64::new(1));
+        let (frozen, counter) = (frozen_below.clone(), next.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let id = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(Self::carry(client_read, server_write, id, frozen.clone()));
+                tokio::spawn(Self::carry(server_read, client_write, id, frozen.clone()));
+            }
+        });
+        Self {
+            addr,
+            frozen_below,
+            next,
+        }
+    }
+
+    /// Copies `from` to `to` while connection `id` is not frozen; reads and drops after.
+    async fn carry(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        id: u64,
+        frozen_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if id < frozen_below.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    /// Every connection open now goes deaf.
+    fn freeze(&self) {
+        let next = self.next.load(std::sync::atomic::Ordering::SeqCst);
+        self.frozen_below
+            .store(next, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_lost_with_a_subscription_cut_off_unnoticed_is_refused_to_its_sender() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(&redis).await;
+    let one = Instance::start(&redis).await;
+    let two = Instance::start_with(config_at(&proxy.url(), Limits::default())).await;
+    let (mut a, a_welcome) = one.join_as("cut", "ann").await;
+    let (mut b, b_welcome) = two.join_as("cut", "bob").await;
+    assert_eq!(recv(&mut a).await, joined(b_welcome.id, "bob"));
+    // Two's connections to Redis go deaf; Redis still counts its subscription as a listener,
+    // so the offer is published into it and lost there.
+    proxy.freeze();
+    send(&mut a, &offer(Some(b_welcome.id), "into the cut")).await;
+    // Two notices (its pings go unanswered), subscribes again, and finds the offer's number
+    // missing: ann is told, or bob got it after all; never neither.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let told = loop {
+        assert!(
+            Instant::now() < deadline,
+            "ann was never told, and bob never got it"
+        );
+        // Reads that may find nothing (`recv` fails after its time).
+        let within = Duration::from_millis(500);
+        tokio::select! {
+            Ok(event) = tokio::time::timeout(within, recv(&mut a)) => match event {
+                ServerMsg::Error { kind, .. } => break kind,
+                // Two is taken for gone while it cannot reach Redis, and comes back.
+                ServerMsg::PeerLeft { .. } | ServerMsg::PeerJoined { .. } => {}
+                other => panic!("ann got {other:?}"),
+            },
+            Ok(event) = tokio::time::timeout(within, recv(&mut b)) => {
+                if let ServerMsg::Offer { sdp, .. } = event {
+                    panic!("bob got {sdp:?}: nothing was lost");
+                }
+            }
+            else => {}
+        }
+    };
+    assert_eq!(told, ErrorKind::BackplaneUnavailable);
+    let _ = a_welcome;
 }
