@@ -334,6 +334,8 @@ pub struct Backplane {
     synced: AtomicBool,
     /// The listener subscribed again: the mark of the senders' counts is to be published.
     mark_due: AtomicBool,
+    /// When the heartbeat last found Redis answering after it had not.
+    back_since: Mutex<Option<Instant>>,
     /// The mark Redis held when this instance last synced: another means Redis lost its data.
     epoch: Mutex<Option<String>>,
     room_capacity: usize,
@@ -385,6 +387,7 @@ impl Backplane {
             subscribed: AtomicBool::new(false),
             synced: AtomicBool::new(false),
             mark_due: AtomicBool::new(false),
+            back_since: Mutex::new(None),
             epoch: Mutex::new(None),
             room_capacity,
             timing,
@@ -1089,6 +1092,11 @@ impl Backplane {
                 Ok(taken_for_gone) => {
                     if !was {
                         tracing::info!(instance = %self.instance, "backplane: Redis answers");
+                        *self
+                            .back_since
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                            Some(Instant::now());
                     }
                     self.alive.store(true, Ordering::Relaxed);
                     // Its members go back (below) before it serves again: a leave meanwhile
@@ -1121,13 +1129,19 @@ impl Backplane {
                     self.synced.store(false, Ordering::Relaxed);
                     // A connection that went deaf without an error (a cut that a NAT or a
                     // firewall forgot) is never made anew by its manager, which waits for an
-                    // error: the next beat connects afresh (the test
+                    // error (the test
                     // `a_signal_lost_with_a_subscription_cut_off_unnoticed_is_refused_to_its_sender`
-                    // never saw this instance healthy again otherwise).
-                    *self
-                        .conn
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+                    // never saw this instance healthy again). When the listener could subscribe
+                    // afresh, Redis is there and only this connection is deaf: the next beat
+                    // connects anew. Not otherwise: across a plain cut the old connection comes
+                    // back by itself, and connecting anew at every beat made the chaos run's
+                    // `cut-redis` fail one run in two (peers told twice that another joined).
+                    if self.subscribed.load(Ordering::Relaxed) {
+                        *self
+                            .conn
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+                    }
                 }
             }
         }
@@ -1411,6 +1425,20 @@ impl Backplane {
 
     /// Finds instances whose presence expired and turns their members into reservations.
     async fn reap(&self) {
+        // Back from an outage of Redis (or just started): every other instance's presence ran
+        // out meanwhile too, and each renews it at its own next beat. Taken for gone now, a
+        // live instance would put its members back moments later, and everybody in their rooms
+        // would hear them leave and join again (the chaos run's `cut-redis` saw peers told
+        // twice that one joined, the word that it left lost on a channel not yet heard again).
+        let back_since = *self
+            .back_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if back_since
+            .is_none_or(|at| at.elapsed() < self.config.presence_ttl + self.config.heartbeat)
+        {
+            return;
+        }
         if let Err(err) = self.try_reap().await {
             tracing::debug!(
                 ?err,
