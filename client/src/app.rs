@@ -42,7 +42,7 @@ use crate::{
     small::VecMap,
     stats,
     text::{label, Lang, RelayWhy, Text},
-    ui::{Button, Ui},
+    ui::{self, Button, Ui},
 };
 
 /// Where the page keeps the person's name between visits (`localStorage`).
@@ -130,6 +130,10 @@ pub enum Event {
     Input(Input),
     /// The person pressed the shortcut to the chat field.
     FocusChat,
+    /// The person pressed the button of panel `.0` of [`ui::PANELS`] (chat, settings).
+    Panel(usize),
+    /// The person clicked their own picture, to move it to another corner.
+    MoveMe,
     /// The microphone `.0` did not take the noise suppression asked for: open it again with it.
     OpenMicAgain(String),
     /// The person chose a file to send (`fileInput`).
@@ -251,6 +255,23 @@ impl App {
             let tx = events_tx.clone();
             listeners.push(EventListener::new(ui.button(button), "click", move |_| {
                 let _ = tx.unbounded_send(Event::Click(button));
+            }));
+        }
+        if let Some(document) = window.document() {
+            for (n, (id, _)) in ui::PANELS.into_iter().enumerate() {
+                if let Some(button) = document.get_element_by_id(id) {
+                    let tx = events_tx.clone();
+                    listeners.push(EventListener::new(&button, "click", move |_| {
+                        let _ = tx.unbounded_send(Event::Panel(n));
+                    }));
+                }
+            }
+        }
+        // A click on our own picture moves it to the next corner of the stage.
+        if let Some(me) = ui.local_video.parent_element() {
+            let tx = events_tx.clone();
+            listeners.push(EventListener::new(&me, "click", move |_| {
+                let _ = tx.unbounded_send(Event::MoveMe);
             }));
         }
         {
@@ -606,8 +627,12 @@ impl App {
             Event::Click(Button::Noise | Button::Hand) => {}
             Event::Click(Button::Reaction) => self.ui.show_reactions(None),
             Event::FocusChat => {
+                // On a phone the chat is in a panel that may be closed: open it first.
+                self.ui.show_panels(Some((0, Some(true))));
                 let _ = self.ui.chat_input.focus();
             }
+            Event::Panel(n) => self.ui.show_panels(Some((n, None))),
+            Event::MoveMe => self.ui.move_me(),
             Event::Tick => self.read_paths().await,
         }
         self.render();
@@ -1435,6 +1460,8 @@ impl App {
 
     fn render(&mut self) {
         self.ui.set_status(&self.engine.status());
+        // The panels' buttons say whether they are open, the window may have been resized.
+        self.ui.show_panels(None);
         let tiles = self.engine.tiles();
         self.ui.sync_tiles(&tiles, &self.streams);
         self.ui.list_file_to(&tiles);

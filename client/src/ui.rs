@@ -16,7 +16,11 @@
 //! (everybody, or one person); each transfer, out or in, is a child of `transfers` with
 //! `data-progress` (0–100), `data-refused` when it was not sent or not taken, and a received
 //! file's link with `download`. `langSelect` picks the language; every word comes from
-//! [`crate::text`], and `<html lang>` says which language is shown.
+//! [`crate::text`], and `<html lang>` says which language is shown. `chatPanelButton` and
+//! `settingsPanelButton` open and close the panels `chatPanel` and `settingsPanel`
+//! (`aria-expanded`; `data-open` on the panel once the person chose); a click on our own
+//! picture (`figure.me`) moves it to another corner of the stage (`data-corner`). The rest of
+//! the layout (the grid of tiles, the bar, the panels' places) is the stylesheet's.
 
 use protocol::PeerId;
 use wasm_bindgen::{JsCast, JsValue};
@@ -123,6 +127,12 @@ impl InCall {
         })
     }
 }
+
+/// The panels the control bar opens and closes: the button's id, the panel's.
+pub const PANELS: [(&str, &str); 2] = [
+    ("chatPanelButton", "chatPanel"),
+    ("settingsPanelButton", "settingsPanel"),
+];
 
 /// The transfers `#transfers` keeps: older ones go, with the memory of their files, so that
 /// the files a page holds stay within this many times [`crate::core::files::MAX_BYTES`].
@@ -497,6 +507,45 @@ impl Ui {
             .in_call
             .reaction
             .set_attribute("aria-expanded", if open { "true" } else { "false" });
+    }
+
+    /// Opens panel `n` of [`PANELS`] or closes it (`open`: `None` turns it over), with
+    /// `change`; then shows on each panel's button (`aria-expanded`) whether its panel is shown.
+    /// A panel the person has not opened or closed (`data-open`) is shown as the stylesheet
+    /// decides: beside the stage on a wide window, not on a phone's.
+    pub fn show_panels(&self, change: Option<(usize, Option<bool>)>) {
+        for (n, (button, panel)) in PANELS.into_iter().enumerate() {
+            let (Some(button), Some(panel)) = (
+                self.document.get_element_by_id(button),
+                self.document.get_element_by_id(panel),
+            ) else {
+                continue;
+            };
+            let mut shown = panel.client_width() > 0;
+            if let Some((_, open)) = change.filter(|(m, _)| *m == n) {
+                shown = open.unwrap_or(!shown);
+                let _ = panel.set_attribute("data-open", bool_str(shown));
+            }
+            let _ = button.set_attribute("aria-expanded", bool_str(shown));
+        }
+    }
+
+    /// Moves our own picture to the next corner of the stage, clockwise (`data-corner`: none
+    /// for the top right, then `br`, `bl`, `tl`).
+    pub fn move_me(&self) {
+        let Some(me) = self.local_video.parent_element() else {
+            return;
+        };
+        let next = match me.get_attribute("data-corner").as_deref() {
+            None => "br",
+            Some("br") => "bl",
+            Some("bl") => "tl",
+            _ => {
+                let _ = me.remove_attribute("data-corner");
+                return;
+            }
+        };
+        let _ = me.set_attribute("data-corner", next);
     }
 
     /// Shows or hides the stats panel (`#stats`).
@@ -897,4 +946,13 @@ fn set_flag(element: &Element, name: &str, on: bool) {
     } else {
         element.remove_attribute(name)
     };
+}
+
+/// `"true"` or `"false"`, for an ARIA state.
+fn bool_str(on: bool) -> &'static str {
+    if on {
+        "true"
+    } else {
+        "false"
+    }
 }
