@@ -312,13 +312,24 @@ async fn keyboard_shortcuts_do_what_the_page_lists_but_not_while_typing() {
     .await;
 
     // C goes to the chat field, and types nothing there; what is typed there next is text,
-    // not shortcuts.
+    // not shortcuts. On a phone the chat is a panel, closed until opened: C opens it.
+    keys.set_window_size(360, 740)
+        .await
+        .expect("a phone's window");
+    wait_for(
+        &keys,
+        "the chat closed on a phone",
+        "return !document.getElementById('chatInput').checkVisibility()
+            && document.getElementById('chatPanelButton').getAttribute('aria-expanded') === 'false';",
+    )
+    .await;
     press(&keys, "c").await;
     wait_for(
         &keys,
-        "the chat field focused by C",
+        "the chat field focused by C, and shown",
         "const input = document.getElementById('chatInput');
-         return document.activeElement === input && input.value === '';",
+         return document.activeElement === input && input.value === '' && input.checkVisibility()
+            && document.getElementById('chatPanelButton').getAttribute('aria-expanded') === 'true';",
     )
     .await;
     press(&keys, "mhvc").await;
