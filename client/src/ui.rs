@@ -19,7 +19,8 @@
 //! [`crate::text`], and `<html lang>` says which language is shown. `chatPanelButton` and
 //! `settingsPanelButton` open and close the panels `chatPanel` and `settingsPanel`
 //! (`aria-expanded`; `data-open` on the panel once the person chose); a click on our own
-//! picture (`figure.me`) moves it to another corner of the stage (`data-corner`). The rest of
+//! picture (`figure.me`) moves it to another corner of the stage (`data-corner`); a tile
+//! whose picture is wider than a camera's (a shared screen) is marked `data-screen`. The rest of
 //! the layout (the grid of tiles, the bar, the panels' places) is the stylesheet's.
 
 use protocol::PeerId;
@@ -750,6 +751,7 @@ impl Ui {
                         "data-camera-off",
                         "data-hand",
                         "data-reaction",
+                        "data-screen",
                     ] {
                         let _ = view.figure.remove_attribute(name);
                     }
@@ -831,6 +833,10 @@ impl Ui {
             }
             view.video
                 .set_id(if index == 0 { "remoteVideo" } else { "" });
+            // A picture wider than a camera sends (640 px unless asked for more, and the page
+            // does not ask): a shared screen, most likely. The stylesheet gives it the large
+            // place, shown whole.
+            set_flag(&view.figure, "data-screen", view.video.video_width() > 640);
             // In the order of `tiles`.
             let _ = self.remotes.append_child(&view.figure);
         }

@@ -1,6 +1,6 @@
 //! The stage: the other person fills it, yourself small in a corner that a click changes, the
 //! panels open beside it on a wide window and over it on a phone, nothing wider than a 360-px
-//! phone; and the page's accessibility, checked with axe-core in the main states (before a call,
+//! phone, a shared screen large beside the others (`docs/screenshots/screen-share.png`); and the page's accessibility, checked with axe-core in the main states (before a call,
 //! a call with the chat and settings open, light and dark, a phone's width): no violation of
 //! impact "serious" or "critical".
 //!
@@ -8,7 +8,7 @@
 //! `tests/axe/node_modules` (`scripts/setup.sh --test` installs it with `npm ci`).
 
 use e2e::{
-    browser::{chat, decoding_everyone, wait_for, Cdp, Driver},
+    browser::{chat, decoding_everyone, screenshot, wait_for, Cdp, Driver},
     relay,
 };
 use fantoccini::{Client, Locator};
@@ -297,6 +297,31 @@ async fn the_stage_is_filled_and_the_page_passes_axe_core_light_dark_and_on_a_ph
     .await;
     serious.extend(axe(&first, &source, "the chat open at 360x740").await);
 
+    // A shared screen takes the large place, shown whole, the others beside it: a third person
+    // comes, and the second shares their screen.
+    let third = driver.browser().await;
+    third.goto(&room).await.expect("open a page");
+    decoding_everyone(&first, 2).await;
+    window(&first, 1280, 800).await;
+    click(&second, "shareButton").await;
+    let sizes = wait_for(
+        &first,
+        "the shared screen in the large place",
+        "const area = (f) => { const b = f.getBoundingClientRect(); return b.width * b.height; };
+         const screen = document.querySelector('#remotes figure[data-screen]');
+         const other = document.querySelector('#remotes figure[data-conn]:not([data-screen])');
+         return screen && other && area(screen) > 4 * area(other) ? [area(screen), area(other)] : null;",
+    )
+    .await;
+    println!("a shared screen's tile and another's, in px²: {sizes}");
+    screenshot(&first, "screen-share", 1280, 800).await;
+    window(&first, 360, 740).await;
+    click(&first, "chatPanelButton").await;
+    wait_for(&first, "the chat closed", &panel_is("chatPanel", false)).await;
+    screenshot(&first, "screen-share-phone", 360, 740).await;
+    window(&first, 1280, 800).await;
+    serious.extend(axe(&first, &source, "a call of three with a shared screen").await);
+
     assert!(
         serious.is_empty(),
         "serious or critical accessibility violations:\n{}",
@@ -304,5 +329,6 @@ async fn the_stage_is_filled_and_the_page_passes_axe_core_light_dark_and_on_a_ph
     );
     first.close().await.expect("close a page");
     second.close().await.expect("close a page");
+    third.close().await.expect("close a page");
     shutdown.cancel();
 }
