@@ -229,6 +229,19 @@ async fn the_stage_is_filled_and_the_page_passes_axe_core_light_dark_and_on_a_ph
         .await
         .expect("back to light");
 
+    // A toggle of the bar that is on looks it: muted, the mute button is not the camera's.
+    let looks = "const bg = (id) => getComputedStyle(document.getElementById(id)).backgroundColor;
+        return bg('muteButton') !== bg('cameraButton');";
+    click(&first, "muteButton").await;
+    wait_for(&first, "the mute button looking pressed", looks).await;
+    click(&first, "muteButton").await;
+    wait_for(
+        &first,
+        "the mute button looking as the others",
+        &looks.replace("!==", "==="),
+    )
+    .await;
+
     // A panel closes and opens again with its button; a click moves yourself to the next
     // corner (from the top right to the bottom right).
     click(&first, "settingsPanelButton").await;
