@@ -19,9 +19,10 @@
 //! [`crate::text`], and `<html lang>` says which language is shown. `chatPanelButton` and
 //! `settingsPanelButton` open and close the panels `chatPanel` and `settingsPanel`
 //! (`aria-expanded`; `data-open` on the panel once the person chose); a click on our own
-//! picture (`figure.me`) moves it to another corner of the stage (`data-corner`); a tile
-//! whose picture is wider than a camera's (a shared screen) is marked `data-screen`. The rest of
-//! the layout (the grid of tiles, the bar, the panels' places) is the stylesheet's.
+//! picture (`figure.me`, whose button `.move` takes Enter and Space too) moves it to another
+//! corner of the stage (`data-corner`); a tile whose picture is wider than a camera's (a shared
+//! screen) is marked `data-screen`. The rest of the layout (the grid of tiles, the bar, the
+//! panels' places) is the stylesheet's.
 
 use protocol::PeerId;
 use wasm_bindgen::{JsCast, JsValue};

@@ -243,7 +243,7 @@ async fn the_stage_is_filled_and_the_page_passes_axe_core_light_dark_and_on_a_ph
     .await;
 
     // A panel closes and opens again with its button; a click moves yourself to the next
-    // corner (from the top right to the bottom right).
+    // corner (from the top right to the bottom right), and so does Enter.
     click(&first, "settingsPanelButton").await;
     wait_for(&first, "settings closed", &panel_is("settingsPanel", false)).await;
     click(&first, "settingsPanelButton").await;
@@ -266,6 +266,22 @@ async fn the_stage_is_filled_and_the_page_passes_axe_core_light_dark_and_on_a_ph
          const stage = document.querySelector('.stage').getBoundingClientRect();
          return me.top > stage.top + stage.height / 2 && me.left > stage.left + stage.width / 2
              && me.bottom <= stage.bottom;",
+    )
+    .await;
+    // From the keyboard too: Enter on the picture's button moves it on, to the bottom left.
+    first
+        .find(Locator::Css("figure.me .move"))
+        .await
+        .expect("the button over our own picture")
+        .send_keys("\u{e007}")
+        .await
+        .expect("press Enter on it");
+    wait_for(
+        &first,
+        "yourself moved to the bottom left",
+        "const me = document.querySelector('figure.me').getBoundingClientRect();
+         const stage = document.querySelector('.stage').getBoundingClientRect();
+         return me.top > stage.top + stage.height / 2 && me.right < stage.left + stage.width / 2;",
     )
     .await;
 
