@@ -35,6 +35,7 @@ use crate::{
         ConnId, ConnState, Effect, Engine, Input, MediaState, PeerInput, Timer, Timing,
     },
     diagnose::{self, Path},
+    door_ui::DoorUi,
     invite,
     media::{self, MediaError},
     peer::{Peer, PeerEvent, Spare},
@@ -134,6 +135,8 @@ pub enum Event {
     Panel(usize),
     /// The person clicked their own picture, to move it to another corner.
     MoveMe,
+    /// The person pressed `passphraseButton` (or Enter in `passphraseInput`).
+    PassphraseGiven,
     /// The microphone `.0` did not take the noise suppression asked for: open it again with it.
     OpenMicAgain(String),
     /// The person chose a file to send (`fileInput`).
@@ -207,6 +210,7 @@ type MediaRequest = Shared<LocalBoxFuture<'static, Result<MediaStream, MediaErro
 pub struct App {
     engine: Engine,
     ui: Ui,
+    door_ui: DoorUi,
     options: Options,
     events_tx: UnboundedSender<Event>,
     /// The relay connection, if one is open or opening.
@@ -395,6 +399,26 @@ impl App {
                 let _ = tx.unbounded_send(Event::LangChosen);
             }));
         }
+        // The room's door: one handler for all its buttons, on the page (its tiles' remove
+        // buttons come and go). Not passive: it keeps the passphrase's form from being sent.
+        let door_ui = DoorUi::find(&window.document().ok_or("no document")?)?;
+        {
+            let tx = events_tx.clone();
+            let options = EventListenerOptions::enable_prevent_default();
+            listeners.push(EventListener::new_with_options(
+                &door_ui.document,
+                "click",
+                options,
+                move |event| {
+                    if let Some(input) = DoorUi::clicked(event) {
+                        let _ = tx.unbounded_send(match input {
+                            Some(input) => Event::Input(input),
+                            None => Event::PassphraseGiven,
+                        });
+                    }
+                },
+            ));
+        }
         ui.set_lang(options.lang);
         // Between the steps of starting, the page takes what else is waiting: above all the
         // replies that open the camera, asked for before this code loaded (each would
@@ -423,6 +447,7 @@ impl App {
         let mut app = App {
             engine: Engine::new(config),
             ui,
+            door_ui,
             options,
             events_tx: events_tx.clone(),
             relay: None,
@@ -626,6 +651,10 @@ impl App {
             // Turned into inputs above.
             Event::Click(Button::Noise | Button::Hand) => {}
             Event::Click(Button::Reaction) => self.ui.show_reactions(None),
+            Event::PassphraseGiven => {
+                let passphrase = self.door_ui.take_passphrase();
+                self.input(Input::Passphrase(passphrase)).await;
+            }
             Event::FocusChat => {
                 // On a phone the chat is in a panel that may be closed: open it first.
                 self.ui.show_panels(Some((0, Some(true))));
@@ -1474,6 +1503,7 @@ impl App {
             self.engine.can_call(),
             self.engine.can_hang_up(),
         );
+        self.door_ui.render(&self.engine, self.ui.lang());
     }
 }
 

@@ -172,6 +172,17 @@ pub enum Text {
     NameInvalid,
     /// The room is full.
     RoomFull,
+    /// Waiting at a locked room's door for someone inside to let us in.
+    Knocking,
+    /// The people inside the locked room did not let us in.
+    KnockRefused,
+    /// The person in control removed us from the room.
+    Removed,
+    /// The room needs a passphrase (`wrong`: the one given is not it).
+    Passphrase {
+        /// A passphrase was given, and it was wrong.
+        wrong: bool,
+    },
     /// The relay refused something else (the kind goes to the call log).
     Refused,
     /// A call could not be set up (the browser's words went to the console).
@@ -392,6 +403,41 @@ impl Text {
                     "This room is full. Add ?room=NAME to the address to use another room.",
                     "這個房間已滿。在網址後加上 ?room=名稱 就能使用另一個房間。",
                     "这个房间已满。在网址后加上 ?room=名称 就能使用另一个房间。",
+                )
+                .into(),
+            Text::Knocking => l
+                .pick(
+                    "This room is locked. Waiting for someone in it to let you in…",
+                    "這個房間已上鎖。正在等待房間裡的人讓你進來…",
+                    "这个房间已上锁。正在等待房间里的人让你进来…",
+                )
+                .into(),
+            Text::KnockRefused => l
+                .pick(
+                    "The people in this locked room did not let you in.",
+                    "這個上鎖房間裡的人沒有讓你進來。",
+                    "这个上锁房间里的人没有让你进来。",
+                )
+                .into(),
+            Text::Removed => l
+                .pick(
+                    "You were removed from this room.",
+                    "你已被移出這個房間。",
+                    "你已被移出这个房间。",
+                )
+                .into(),
+            Text::Passphrase { wrong: false } => l
+                .pick(
+                    "This room needs a passphrase: type it under Room and press Use passphrase.",
+                    "這個房間需要通關密語：在「房間」下輸入，再按「使用通關密語」。",
+                    "这个房间需要口令：在“房间”下输入，再按“使用口令”。",
+                )
+                .into(),
+            Text::Passphrase { wrong: true } => l
+                .pick(
+                    "That is not this room's passphrase. Try again.",
+                    "通關密語不對，請再試一次。",
+                    "口令不对，请再试一次。",
                 )
                 .into(),
             Text::Refused => l
@@ -815,6 +861,14 @@ pub fn label(key: &str, lang: Lang) -> Option<&'static str> {
         "shortcuts" => ("Keyboard shortcuts", "鍵盤快速鍵", "键盘快捷键"),
         "noise" => ("Noise suppression", "降噪", "降噪"),
         "micLevel" => ("Microphone level", "麥克風音量", "麦克风音量"),
+        "room" => ("Room", "房間", "房间"),
+        "lock" => ("Lock room", "鎖上房間", "锁上房间"),
+        "passphrase" => ("Passphrase", "通關密語", "口令"),
+        "usePassphrase" => ("Use passphrase", "使用通關密語", "使用口令"),
+        "knocks" => ("Waiting to come in", "等待進入的人", "等待进入的人"),
+        "admit" => ("Let in", "讓他進來", "让他进来"),
+        "refuse" => ("Turn away", "不讓他進來", "不让他进来"),
+        "remove" => ("Remove from the room", "移出房間", "移出房间"),
         "react" => ("React", "表情回應", "表情回应"),
         // The reactions, by their names (`crate::core::gestures::Reaction::as_str`).
         "thumbs-up" => ("Thumbs up", "讚", "赞"),

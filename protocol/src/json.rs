@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use crate::{ErrorKind, IceCandidate, IceServer, PeerId, PeerInfo, ServerMsg};
+use crate::{ErrorKind, IceCandidate, IceServer, Knock, PeerId, PeerInfo, ServerMsg};
 
 /// One value of a parsed JSON document, seen through what reading the protocol needs.
 pub trait JsonView: Sized {
@@ -43,6 +43,70 @@ impl ReadError {
     /// An error saying what was wrong.
     pub fn new(why: impl Into<String>) -> Self {
         ReadError(why.into())
+    }
+}
+
+/// A JSON object being written, field by field, in order.
+pub(crate) struct Object(String);
+
+impl Object {
+    /// An object whose `"type"` is `kind`.
+    pub fn new(kind: &str) -> Self {
+        Object::bare().string("type", kind)
+    }
+
+    /// An empty object.
+    pub fn bare() -> Self {
+        Object(String::from("{"))
+    }
+
+    /// `"key":` and then `value`, as it is.
+    pub fn raw(mut self, key: &str, value: &str) -> Self {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('"');
+        self.0.push_str(key);
+        self.0.push_str("\":");
+        self.0.push_str(value);
+        self
+    }
+
+    /// A string field.
+    pub fn string(self, key: &str, value: &str) -> Self {
+        self.raw(key, &json_string(value))
+    }
+
+    /// A string field, if there is a value.
+    pub fn maybe(self, key: &str, value: &Option<String>) -> Self {
+        match value {
+            Some(value) => self.string(key, value),
+            None => self,
+        }
+    }
+
+    /// A number field.
+    pub fn number(self, key: &str, value: u64) -> Self {
+        self.raw(key, &value.to_string())
+    }
+
+    /// A boolean field.
+    pub fn boolean(self, key: &str, value: bool) -> Self {
+        self.raw(key, if value { "true" } else { "false" })
+    }
+
+    /// The addressee of a signal, if there is one.
+    pub fn to(self, to: Option<PeerId>) -> Self {
+        match to {
+            Some(to) => self.number("to", to.0),
+            None => self,
+        }
+    }
+
+    /// The object's text.
+    pub fn end(mut self) -> String {
+        self.0.push('}');
+        self.0
     }
 }
 
@@ -83,6 +147,12 @@ fn optional<V: JsonView, T>(
         None => Ok(None),
         Some(value) => read(&value).map(Some).ok_or_else(|| wrong(key, what)),
     }
+}
+
+fn flag<V: JsonView>(doc: &V, key: &str) -> Result<bool, ReadError> {
+    need(doc, key)?
+        .boolean()
+        .ok_or_else(|| wrong(key, "true or false"))
 }
 
 fn optional_string<V: JsonView>(doc: &V, key: &str) -> Result<Option<String>, ReadError> {
@@ -176,6 +246,18 @@ impl ServerMsg {
                 ice_servers: list(doc, "iceServers", ice_server)?,
             },
             "pong" => ServerMsg::Pong,
+            "room" => ServerMsg::Room {
+                controller: id(doc, "controller")?,
+                locked: flag(doc, "locked")?,
+                passphrase: flag(doc, "passphrase")?,
+                knocking: list(doc, "knocking", |knock| {
+                    Ok(Knock {
+                        session: string(knock, "session")?,
+                        name: optional_string(knock, "name")?,
+                    })
+                })?,
+            },
+            "removed" => ServerMsg::Removed,
             "error" => ServerMsg::Error {
                 kind: ErrorKind::from_wire(&string(doc, "kind")?)
                     .ok_or_else(|| wrong("kind", "a known error kind"))?,

@@ -152,7 +152,11 @@ pub enum Request {
         resume: Option<String>,
         /// The page's session id.
         session: Option<String>,
+        /// The room's passphrase.
+        passphrase: Option<String>,
     },
+    /// Change how the room is kept ([`Control`]).
+    Control(Control),
     /// Forward a signal to a peer of the sender's room.
     Relay {
         /// The addressed peer; `None` means the other peer of a 1:1 room.
@@ -164,6 +168,21 @@ pub enum Request {
     Ping,
 }
 
+/// A room control request: see the [`ClientMsg`] variants of the same names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Lock the room, or open it.
+    Lock(bool),
+    /// Set the passphrase (empty: none).
+    Passphrase(String),
+    /// Let in the knocking page with this session id.
+    Admit(String),
+    /// Turn away the knocking page with this session id.
+    Refuse(String),
+    /// Remove this member.
+    Remove(PeerId),
+}
+
 impl From<ClientMsg> for Request {
     fn from(msg: ClientMsg) -> Self {
         let (to, signal) = match msg {
@@ -172,14 +191,23 @@ impl From<ClientMsg> for Request {
                 name,
                 resume,
                 session,
+                passphrase,
             } => {
                 return Request::Join {
                     room,
                     name,
                     resume,
                     session,
+                    passphrase,
                 }
             }
+            ClientMsg::Lock { locked } => return Request::Control(Control::Lock(locked)),
+            ClientMsg::Passphrase { passphrase } => {
+                return Request::Control(Control::Passphrase(passphrase))
+            }
+            ClientMsg::Admit { session } => return Request::Control(Control::Admit(session)),
+            ClientMsg::Refuse { session } => return Request::Control(Control::Refuse(session)),
+            ClientMsg::Remove { peer } => return Request::Control(Control::Remove(peer)),
             ClientMsg::Offer { to, sdp } => (to, Signal::Offer(sdp)),
             ClientMsg::Answer { to, sdp } => (to, Signal::Answer(sdp)),
             ClientMsg::Candidate { to, candidate } => (to, Signal::Candidate(candidate)),

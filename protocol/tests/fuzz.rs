@@ -56,13 +56,24 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         prop::option::of(text()),
         prop::option::of(text()),
         prop::option::of(text()),
+        prop::option::of(text()),
     )
-        .prop_map(|(room, name, resume, session)| ClientMsg::Join {
-            room,
-            name,
-            resume,
-            session,
-        });
+        .prop_map(
+            |(room, name, resume, session, passphrase)| ClientMsg::Join {
+                room,
+                name,
+                resume,
+                session,
+                passphrase,
+            },
+        );
+    let control = prop_oneof![
+        any::<bool>().prop_map(|locked| ClientMsg::Lock { locked }),
+        text().prop_map(|passphrase| ClientMsg::Passphrase { passphrase }),
+        text().prop_map(|session| ClientMsg::Admit { session }),
+        text().prop_map(|session| ClientMsg::Refuse { session }),
+        any::<u64>().prop_map(|peer| ClientMsg::Remove { peer: PeerId(peer) }),
+    ];
     let to = prop::option::of(prop_oneof![peer_id(), any::<u64>().prop_map(PeerId)]);
     let relayed = (signal(), to).prop_map(|(signal, to)| match (signal.to_peer(PeerId(0)), to) {
         (ClientMsg::Offer { sdp, .. }, to) => ClientMsg::Offer { to, sdp },
@@ -70,7 +81,7 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         (ClientMsg::Candidate { candidate, .. }, to) => ClientMsg::Candidate { to, candidate },
         (_, to) => ClientMsg::HangUp { to },
     });
-    prop_oneof![2 => join, 5 => relayed, 1 => Just(ClientMsg::Ping)]
+    prop_oneof![2 => join, 5 => relayed, 1 => control, 1 => Just(ClientMsg::Ping)]
 }
 
 fn peer_info() -> impl Strategy<Value = PeerInfo> {
@@ -123,6 +134,25 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
         prop::collection::vec(ice_server(), 0..3)
             .prop_map(|ice_servers| ServerMsg::IceServers { ice_servers }),
         Just(ServerMsg::Pong),
+        Just(ServerMsg::Removed),
+        (
+            peer_id(),
+            any::<bool>(),
+            any::<bool>(),
+            prop::collection::vec(
+                (text(), prop::option::of(text()))
+                    .prop_map(|(session, name)| protocol::Knock { session, name }),
+                0..3
+            )
+        )
+            .prop_map(
+                |(controller, locked, passphrase, knocking)| ServerMsg::Room {
+                    controller,
+                    locked,
+                    passphrase,
+                    knocking
+                }
+            ),
         (prop::sample::select(&ErrorKind::ALL[..]), text())
             .prop_map(|(kind, message)| ServerMsg::error(kind, message)),
     ]

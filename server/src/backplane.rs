@@ -40,7 +40,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use protocol::{ErrorKind, IceServer, PeerId, RawSignal, ServerMsg};
+use protocol::{Control, ErrorKind, IceServer, PeerId, RawSignal, ServerMsg};
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -448,6 +448,13 @@ impl Backplane {
             };
             let now = unix_millis();
             state.sweep(now);
+            // Where each member was before the change: one it takes out (a removed member) is
+            // still told so.
+            let before: Vec<(PeerId, String)> = state
+                .members()
+                .iter()
+                .map(|m| (m.id, m.instance.clone()))
+                .collect();
             let (value, deliveries) = change(&mut state, now)?;
             let new = if state.is_empty() {
                 String::new()
@@ -474,17 +481,20 @@ impl Backplane {
                 });
             let mut addressees = Vec::new();
             for (to, text) in &deliveries {
-                // Addressees are members; one that is not (it went meanwhile) gets nothing.
-                let Some(member) = state.member(*to) else {
-                    continue;
+                // Addressees are members, or were until the change; one that went meanwhile
+                // gets nothing.
+                let instance = match state.member(*to) {
+                    Some(member) => &member.instance,
+                    None => match before.iter().find(|(id, _)| id == to) {
+                        Some((_, instance)) => instance,
+                        None => continue,
+                    },
                 };
                 let payload = match from {
                     Some(from) => format!("{to}/{from}/{} {text}", self.instance),
                     None => format!("{to} {text}"),
                 };
-                invocation
-                    .arg(self.channel_of(&member.instance))
-                    .arg(payload);
+                invocation.arg(self.channel_of(instance)).arg(payload);
                 addressees.push(*to);
             }
             let done: Vec<i64> = self.timed(invocation.invoke_async(&mut conn)).await?;
@@ -570,6 +580,7 @@ impl Backplane {
             name,
             resume,
             session,
+            passphrase,
         } = request;
         let mut conn = self.connection()?;
         // A resume token names its room; a reservation made moments ago may not be indexed yet,
@@ -623,6 +634,11 @@ impl Backplane {
                     resume_token: resume_token.clone(),
                     instance: instance.clone(),
                 };
+                // A locked room: the knock is committed, and the page told to ask again.
+                if let Some(told) = state.knock(&room, &arrival, passphrase.as_deref(), now)? {
+                    deliveries.extend(told);
+                    return Ok((None, deliveries));
+                }
                 let admitted = state.join(&room, arrival, capacity, now)?;
                 let id = admitted.id;
                 deliveries.extend(admitted.deliveries);
@@ -634,6 +650,7 @@ impl Backplane {
                 let released = admitted.released.len();
                 let released_bytes = admitted.released.iter().map(String::len).sum();
                 deliveries.extend(admitted.released.into_iter().map(|text| (id, text)));
+                deliveries.extend(admitted.door.map(|text| (id, text)));
                 // Their senders' relays hear they were taken (see `LocalState::held`).
                 deliveries.extend(
                     admitted
@@ -647,16 +664,17 @@ impl Backplane {
                     registered = Some(id);
                 }
                 Ok((
-                    Joined {
+                    Some(Joined {
                         id,
                         room: room.clone(),
                         released,
                         released_bytes,
-                    },
+                    }),
                     deliveries,
                 ))
             })
-            .await;
+            .await
+            .and_then(|joined| joined.ok_or_else(|| Failure::Refused(Room::knocking())));
         match &result {
             Ok(joined) => {
                 if let Some(token) = &resume {
@@ -818,6 +836,24 @@ impl Backplane {
                 Relayed::Held
             }
         })
+    }
+
+    /// Carries out a room control request: see [`crate::Registry::control`].
+    pub async fn control(&self, from: PeerId, control: Control) -> Result<(), Refusal> {
+        let Some(room) = self.lock_local().peers.get(&from).map(|p| p.room.clone()) else {
+            return Err(Refusal::new(
+                ErrorKind::NotJoined,
+                "send \"join\" before changing the room",
+            ));
+        };
+        if !self.healthy() {
+            return Err(unavailable());
+        }
+        self.update(&room, false, |state, now| {
+            Ok(((), state.control(&room, from, &control, now)?))
+        })
+        .await
+        .map_err(Failure::into_refusal)
     }
 
     /// Takes a peer out of its room: see [`crate::Registry::leave`]. If Redis does not take it,

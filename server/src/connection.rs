@@ -20,7 +20,7 @@ use axum::{
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
     ErrorKind, PeerId, Request, ServerMsg, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY,
-    MAX_MESSAGE_BYTES,
+    CLOSE_REMOVED, MAX_MESSAGE_BYTES,
 };
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{
@@ -87,6 +87,8 @@ struct QueueState {
     blocked: bool,
     /// The connection has ended: nothing more is taken.
     closed: bool,
+    /// The peer was removed from its room: the connection ends.
+    removed: bool,
     /// Wakes the connection task when the socket could not take everything.
     waker: Option<Waker>,
 }
@@ -318,9 +320,26 @@ impl Queue {
     }
 }
 
+/// [`ServerMsg::Removed`] as the rooms deliver it.
+const REMOVED: &str = r#"{"type":"removed"}"#;
+
+impl Outbox {
+    /// Whether the peer was removed from its room.
+    fn removed(&self) -> bool {
+        self.queue.lock().removed
+    }
+}
+
 impl Mailbox for Outbox {
     fn deliver(&self, text: String) -> bool {
-        self.deliver_frame(Message::text(text))
+        // The word that the peer was removed ends its connection, once written.
+        let removed = text == REMOVED;
+        let delivered = self.deliver_frame(Message::text(text));
+        if removed {
+            self.queue.lock().removed = true;
+            self.kick().cancel();
+        }
+        delivered
     }
 }
 
@@ -383,6 +402,8 @@ enum End {
     Silent,
     /// The relay is shutting down.
     Shutdown,
+    /// The person in control of its room removed it.
+    Removed,
 }
 
 impl End {
@@ -394,6 +415,7 @@ impl End {
             End::Abuse => (CLOSE_POLICY, "too many messages"),
             End::Silent => (CLOSE_GOING_AWAY, "no answer to pings"),
             End::Shutdown => (CLOSE_GOING_AWAY, "relay shutting down"),
+            End::Removed => (CLOSE_REMOVED, "removed from the room"),
         };
         Some(CloseFrame {
             code: CloseCode::from(code),
@@ -501,6 +523,8 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
             Woken::Kicked => {
                 break if relay.shutdown.is_cancelled() {
                     End::Shutdown
+                } else if conn.outbox.removed() {
+                    End::Removed
                 } else {
                     End::Kicked
                 };
@@ -566,7 +590,10 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
     // A peer that said goodbye frees its name at once; one that vanished keeps its place for
     // the resume grace period.
     if let Some(id) = conn.id {
-        relay.rooms.leave(id, !matches!(end, End::Closed)).await;
+        relay
+            .rooms
+            .leave(id, !matches!(end, End::Closed | End::Removed))
+            .await;
     }
     kick.cancel();
     if let Some(mut socket) = socket {
@@ -668,12 +695,14 @@ impl Connection {
                 name,
                 resume,
                 session,
+                passphrase,
             } => {
                 let request = JoinRequest {
                     room,
                     name,
                     resume,
                     session,
+                    passphrase,
                 };
                 let (ice, host) = (&self.relay.ice, self.host.as_deref());
                 let servers = |id| ice.for_peer(host, id, SystemTime::now());
@@ -690,6 +719,13 @@ impl Connection {
                     Err(refusal) => Some(refusal.to_msg()),
                 }
             }
+            Request::Control(control) => match self.id {
+                None => Some(ServerMsg::error(
+                    ErrorKind::NotJoined,
+                    "send \"join\" before changing the room",
+                )),
+                Some(from) => rooms.control(from, control).await.err().map(|r| r.to_msg()),
+            },
             Request::Relay { to, signal } => match self.id {
                 None => Some(ServerMsg::error(
                     ErrorKind::NotJoined,
@@ -737,6 +773,11 @@ mod tests {
         assert!(!outbox.kick().is_cancelled());
         assert!(!outbox.deliver("one more".into()), "the outbox is full");
         assert!(outbox.kick().is_cancelled());
+    }
+
+    #[test]
+    fn the_removal_the_outbox_watches_for_is_the_one_the_rooms_write() {
+        assert_eq!(ServerMsg::Removed.to_json(), REMOVED);
     }
 
     #[test]

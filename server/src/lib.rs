@@ -52,6 +52,7 @@ mod access;
 mod backplane;
 mod banner;
 mod connection;
+mod door;
 mod expiry;
 #[cfg(test)]
 mod fuzz;

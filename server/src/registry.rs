@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use protocol::{ErrorKind, IceServer, PeerId, PeerInfo, RawSignal, ServerMsg};
+use protocol::{Control, ErrorKind, IceServer, PeerId, PeerInfo, RawSignal, ServerMsg};
 use tokio::time::Instant;
 
 pub use crate::room::Refusal;
@@ -47,6 +47,8 @@ pub struct JoinRequest {
     pub resume: Option<String>,
     /// The page's session id, passed on to the others.
     pub session: Option<String>,
+    /// The room's passphrase, if it has one.
+    pub passphrase: Option<String>,
 }
 
 impl JoinRequest {
@@ -60,6 +62,10 @@ impl JoinRequest {
         }
         if let Some(session) = &self.session {
             protocol::validate_session(session)
+                .map_err(|why| Refusal::new(ErrorKind::InvalidMessage, why))?;
+        }
+        if let Some(passphrase) = &self.passphrase {
+            protocol::validate_passphrase(passphrase)
                 .map_err(|why| Refusal::new(ErrorKind::InvalidMessage, why))?;
         }
         Ok(())
@@ -215,6 +221,7 @@ impl Registry {
             name,
             resume,
             session,
+            passphrase,
         } = request;
         let resume_token = crate::new_token();
         let now = self.now();
@@ -241,6 +248,25 @@ impl Registry {
             resume_token: resume_token.clone(),
             instance: String::new(),
         };
+        let entry = state.rooms.entry(room.clone()).or_default();
+        let knocked = match entry.knock(&room, &arrival, passphrase.as_deref(), now) {
+            Ok(None) => Ok(()),
+            Ok(Some(deliveries)) => {
+                for (to, text) in deliveries {
+                    if let Some(peer) = state.peers.get(&to) {
+                        peer.mailbox.deliver(text);
+                    }
+                }
+                Err(Room::knocking())
+            }
+            Err(refusal) => Err(refusal),
+        };
+        if let Err(refusal) = knocked {
+            if state.rooms.get(&room).is_some_and(Room::is_empty) {
+                state.rooms.remove(&room);
+            }
+            return Err(refusal);
+        }
         let entry = state.rooms.entry(room.clone()).or_default();
         let admitted = match entry.join(&room, arrival, self.room_capacity, now) {
             Ok(admitted) => admitted,
@@ -271,6 +297,9 @@ impl Registry {
         let mut released_bytes = 0;
         for text in admitted.released {
             released_bytes += text.len();
+            mailbox.deliver(text);
+        }
+        if let Some(text) = admitted.door {
             mailbox.deliver(text);
         }
         state.peers.insert(
@@ -326,6 +355,24 @@ impl Registry {
                 Ok(Relayed::Held)
             }
         }
+    }
+
+    /// Carries out a room control request from `from`: see [`Room::control`].
+    pub fn control(&self, from: PeerId, control: &Control) -> Result<(), Refusal> {
+        let now = self.now();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let not_joined = || Refusal::new(ErrorKind::NotJoined, "send \"join\" first");
+        let room_name = &state.peers.get(&from).ok_or_else(not_joined)?.room;
+        let room = state.rooms.get_mut(room_name).ok_or_else(not_joined)?;
+        let deliveries = room.control(room_name, from, control, now)?;
+        // A removed member's mailbox is still there: its connection closes on the word.
+        for (to, text) in deliveries {
+            if let Some(peer) = state.peers.get(&to) {
+                peer.mailbox.deliver(text);
+            }
+        }
+        Ok(())
     }
 
     /// Takes `id` out of its room, if it joined one, and tells the members left behind. With

@@ -8,8 +8,10 @@
 //! stores it back and publishes the messages to the instances the addressees are connected to.
 //! So both modes share one set of rules, and a join costs the room, not the whole relay.
 
-use protocol::{ErrorKind, PeerId, PeerInfo, RawSignal, ServerMsg};
+use protocol::{Control, ErrorKind, PeerId, PeerInfo, RawSignal, ServerMsg};
 use serde::{Deserialize, Serialize};
+
+use crate::door::{Door, Gate};
 
 /// How many messages one sender may have waiting for a peer that has not joined yet.
 pub const MAX_HELD_PER_SENDER: usize = 64;
@@ -166,6 +168,9 @@ pub struct Admitted {
     pub taken: Vec<(PeerId, u64)>,
     /// `peer-joined` for each member already there.
     pub deliveries: Deliveries,
+    /// The `room` event for the new member, to send after the held messages, if the room is
+    /// not what a page takes it to be ([`crate::door::Door::worth_telling`]).
+    pub door: Option<String>,
 }
 
 /// Where a signal goes.
@@ -200,6 +205,8 @@ pub struct Room {
     next_hold: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     departed: Vec<Departed>,
+    #[serde(default, skip_serializing_if = "Door::is_default")]
+    door: Door,
 }
 
 impl Room {
@@ -209,6 +216,7 @@ impl Room {
             && self.reservations.is_empty()
             && self.held.is_empty()
             && self.departed.is_empty()
+            && self.door.is_default()
     }
 
     /// Its members, oldest first.
@@ -255,6 +263,8 @@ impl Room {
 
     /// Forgets reservations whose grace period is over at `now`.
     pub fn sweep(&mut self, now: u64) {
+        // A knock forgotten shows until the next `room` event: the page that knocked is gone.
+        self.door.sweep(now);
         self.reservations.retain(|r| r.until > now);
         self.departed.retain(|d| d.until > now);
         let (members, reservations) = (&self.members, &self.reservations);
@@ -350,13 +360,143 @@ impl Room {
             !for_it
         });
         self.members.push(member);
+        self.door.claim(id);
+        let door = self
+            .door
+            .worth_telling(self.members.first().map(|m| m.id))
+            .then(|| self.door.event().map(|event| event.to_json()))
+            .flatten();
         Ok(Admitted {
             id,
             peers,
             released,
             taken,
             deliveries,
+            door,
         })
+    }
+
+    /// The door's answer to `arrival` asking to join (named `room`) with `passphrase`, at
+    /// `now`: `Ok(None)` to go on with [`Room::join`]; `Ok(Some(deliveries))` when it knocked
+    /// at the locked room (the room changed: commit it, with `deliveries` telling the members
+    /// of a new knock, and tell the page `knocking`); a refusal when it may not come in. A
+    /// resume always goes on: who resumes was inside.
+    pub fn knock(
+        &mut self,
+        room: &str,
+        arrival: &Arrival,
+        passphrase: Option<&str>,
+        now: u64,
+    ) -> Result<Option<Deliveries>, Refusal> {
+        self.sweep(now);
+        if arrival.resume.is_some() {
+            return Ok(None);
+        }
+        let gate = self.door.gate(
+            room,
+            arrival.session.as_deref(),
+            arrival.name.as_deref(),
+            passphrase,
+            now,
+        );
+        match gate {
+            Gate::Open => Ok(None),
+            Gate::Knocked { new } => Ok(Some(if new { self.tell_door() } else { Vec::new() })),
+            Gate::Shut(refusal) => Err(refusal),
+        }
+    }
+
+    /// The refusal a page that knocked gets: it asks again shortly.
+    pub fn knocking() -> Refusal {
+        Refusal::new(
+            ErrorKind::Knocking,
+            "the room is locked: the people inside were asked to let you in",
+        )
+    }
+
+    /// The `room` event for every member.
+    fn tell_door(&self) -> Deliveries {
+        let Some(event) = self.door.event() else {
+            return Vec::new();
+        };
+        let text = event.to_json();
+        self.members.iter().map(|m| (m.id, text.clone())).collect()
+    }
+
+    /// Carries out `control` from member `from` of the room named `room` at `now`: returns
+    /// what to tell whom (a removed member included: it is no longer a member), or why not, in
+    /// which case nothing changed.
+    pub fn control(
+        &mut self,
+        room: &str,
+        from: PeerId,
+        control: &Control,
+        now: u64,
+    ) -> Result<Deliveries, Refusal> {
+        self.sweep(now);
+        if self.member(from).is_none() {
+            return Err(Refusal::new(
+                ErrorKind::NotJoined,
+                "send \"join\" before changing the room",
+            ));
+        }
+        let in_control = self.door.in_control(from);
+        let not_in_control = || {
+            Refusal::new(
+                ErrorKind::NotInControl,
+                "only the person in control of the room may do that",
+            )
+        };
+        match control {
+            Control::Lock(locked) => {
+                if !in_control {
+                    return Err(not_in_control());
+                }
+                if !self.door.lock(*locked) {
+                    return Ok(Vec::new());
+                }
+            }
+            Control::Passphrase(passphrase) => {
+                if !in_control {
+                    return Err(not_in_control());
+                }
+                protocol::validate_passphrase(passphrase)
+                    .map_err(|why| Refusal::new(ErrorKind::InvalidMessage, why))?;
+                self.door.set_passphrase(room, passphrase);
+            }
+            Control::Admit(session) | Control::Refuse(session) => {
+                let admit = matches!(control, Control::Admit(_));
+                if !self.door.answer(session, admit, now) {
+                    return Err(Refusal::new(
+                        ErrorKind::NoPeer,
+                        "nobody is knocking with that session: they left, or were answered",
+                    ));
+                }
+            }
+            Control::Remove(peer) => {
+                if !in_control {
+                    return Err(not_in_control());
+                }
+                if *peer == from {
+                    return Err(Refusal::new(
+                        ErrorKind::InvalidMessage,
+                        "you cannot remove yourself: leave the room instead",
+                    ));
+                }
+                let Some(member) = self.member(*peer) else {
+                    return Err(Refusal::peer_gone(*peer));
+                };
+                if let Some(session) = member.session.clone() {
+                    self.door.turn_away(&session, true);
+                }
+                let mut deliveries = vec![(*peer, ServerMsg::Removed.to_json())];
+                if let Some(left) = self.leave(*peer, false, now, now) {
+                    deliveries.extend(left.deliveries);
+                }
+                return Ok(deliveries);
+            }
+        }
+        Ok(self.tell_door())
     }
 
     /// Decides where `signal` from member `from` goes: to `to`, or to the one other member. A
@@ -473,6 +613,8 @@ impl Room {
                 .push(Reservation::of(&member, until, false));
             member.resume_token
         });
+        // Control passes to the oldest member still there; an empty room's door forgets all.
+        let passed = self.door.pass_on(id, self.members.first().map(|m| m.id));
         if self.members.is_empty() {
             self.held.clear();
             return Some(Left {
@@ -485,8 +627,13 @@ impl Room {
             reconnecting: reserve,
         }
         .to_json();
+        let mut deliveries: Deliveries =
+            self.members.iter().map(|m| (m.id, left.clone())).collect();
+        if passed && self.door.worth_telling(self.members.first().map(|m| m.id)) {
+            deliveries.extend(self.tell_door());
+        }
         Some(Left {
-            deliveries: self.members.iter().map(|m| (m.id, left.clone())).collect(),
+            deliveries,
             reserved,
         })
     }
@@ -599,6 +746,11 @@ impl Room {
                     .filter(|m| m.id != peer.id && !batch.contains(&m.id))
                     .map(|m| (m.id, joined.clone())),
             );
+        }
+        // A room the store lost lost its door too (its lock and passphrase): its oldest member
+        // takes control, as the pages take it to.
+        if let Some(first) = self.members.first().map(|m| m.id) {
+            self.door.claim(first);
         }
         deliveries
     }

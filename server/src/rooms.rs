@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use protocol::{IceServer, PeerId, RawSignal};
+use protocol::{Control, IceServer, PeerId, RawSignal};
 
 use crate::{
     backplane::Backplane,
@@ -52,6 +52,14 @@ impl Rooms {
         match self {
             Rooms::Memory(registry) => registry.relay(from, to, signal),
             Rooms::Redis(backplane) => Box::pin(backplane.relay(from, to, signal)).await,
+        }
+    }
+
+    /// Carries out a room control request: see [`Registry::control`].
+    pub async fn control(&self, from: PeerId, control: Control) -> Result<(), Refusal> {
+        match self {
+            Rooms::Memory(registry) => registry.control(from, &control),
+            Rooms::Redis(backplane) => Box::pin(backplane.control(from, control)).await,
         }
     }
 

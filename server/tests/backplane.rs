@@ -166,6 +166,7 @@ fn join_msg(room: &str, name: Option<&str>, resume: Option<&str>) -> ClientMsg {
         name: name.map(Into::into),
         resume: resume.map(Into::into),
         session: None,
+        passphrase: None,
     }
 }
 
@@ -892,4 +893,73 @@ async fn peers_put_back_late_and_peers_that_joined_meanwhile_hear_of_each_other(
     assert_eq!(recv(&mut b).await, joined(d_welcome.id, "dan"));
     // Ann saw bob all along: nothing for her.
     round_trip(&mut a).await;
+}
+
+/// The next event, which must be a `room` event: its person in control, lock and knocks.
+async fn recv_door(ws: &mut Ws) -> (PeerId, bool, Vec<String>) {
+    match recv(ws).await {
+        ServerMsg::Room {
+            controller,
+            locked,
+            knocking,
+            ..
+        } => (
+            controller,
+            locked,
+            knocking.into_iter().map(|k| k.session).collect(),
+        ),
+        other => panic!("expected a room event, got {other:?}"),
+    }
+}
+
+/// A `join` of `room` as `name`, whose page's session is `name` too.
+fn knock_msg(room: &str, name: &str) -> ClientMsg {
+    ClientMsg::Join {
+        room: room.into(),
+        name: Some(name.into()),
+        resume: None,
+        session: Some(name.into()),
+        passphrase: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_locked_on_one_instance_is_locked_on_the_other() {
+    let redis = Redis::start();
+    let (one, two) = (Instance::start(&redis).await, Instance::start(&redis).await);
+    let mut a = one.connect().await;
+    send(&mut a, &knock_msg("kept", "ann")).await;
+    let a_id = expect_welcome(&mut a, "kept").await.id;
+    send(&mut a, &ClientMsg::Lock { locked: true }).await;
+    assert_eq!(recv_door(&mut a).await, (a_id, true, vec![]));
+
+    // A knock through the other instance is seen, let in, and gets in there.
+    let mut b = two.connect().await;
+    send(&mut b, &knock_msg("kept", "bob")).await;
+    recv_error(&mut b, ErrorKind::Knocking).await;
+    assert_eq!(recv_door(&mut a).await.2, vec!["bob"]);
+    send(
+        &mut a,
+        &ClientMsg::Admit {
+            session: "bob".into(),
+        },
+    )
+    .await;
+    assert!(recv_door(&mut a).await.2.is_empty());
+    send(&mut b, &knock_msg("kept", "bob")).await;
+    let b_id = expect_welcome(&mut b, "kept").await.id;
+    assert_eq!(recv_door(&mut b).await, (a_id, true, vec![]));
+    assert!(matches!(recv(&mut a).await, ServerMsg::PeerJoined { peer } if peer.id == b_id));
+
+    // Bob may not lock or remove; removed by ann across instances, he is told and closed, and
+    // kept out.
+    send(&mut b, &ClientMsg::Remove { peer: a_id }).await;
+    recv_error(&mut b, ErrorKind::NotInControl).await;
+    send(&mut a, &ClientMsg::Remove { peer: b_id }).await;
+    assert_eq!(recv(&mut b).await, ServerMsg::Removed);
+    assert_eq!(recv_close(&mut b).await, Some(protocol::CLOSE_REMOVED));
+    assert_eq!(recv(&mut a).await, left(b_id, false));
+    let mut again = one.connect().await;
+    send(&mut again, &knock_msg("kept", "bob")).await;
+    recv_error(&mut again, ErrorKind::Removed).await;
 }

@@ -278,6 +278,7 @@ fn join_msg(room: &str, name: Option<&str>, resume: Option<&str>) -> ClientMsg {
         name: name.map(Into::into),
         resume: resume.map(Into::into),
         session: None,
+        passphrase: None,
     }
 }
 
@@ -1890,6 +1891,7 @@ async fn sessions_are_passed_on_so_pages_know_each_other_after_a_relay_restart()
         name: None,
         resume: None,
         session: Some(session.into()),
+        passphrase: None,
     };
     let mut a = relay.connect().await;
     send_text(&mut a, &join("page-a").to_json()).await;
@@ -1958,4 +1960,203 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         body = &body[start + size + 2..];
     }
     out
+}
+
+/// Rooms of six, as the page's mesh.
+fn mesh_config() -> server::Config {
+    server::Config {
+        room_capacity: 6,
+        ..test_config()
+    }
+}
+
+/// A `join` of `room` as the page with `session`, with `passphrase`.
+fn knock_msg(room: &str, session: &str, passphrase: Option<&str>) -> ClientMsg {
+    ClientMsg::Join {
+        room: room.into(),
+        name: Some(session.into()),
+        resume: None,
+        session: Some(session.into()),
+        passphrase: passphrase.map(Into::into),
+    }
+}
+
+/// The next event, which must be a `room` event; returns it.
+async fn recv_door(ws: &mut Ws) -> (PeerId, bool, bool, Vec<String>) {
+    match recv(ws).await {
+        ServerMsg::Room {
+            controller,
+            locked,
+            passphrase,
+            knocking,
+        } => (
+            controller,
+            locked,
+            passphrase,
+            knocking.into_iter().map(|k| k.session).collect(),
+        ),
+        other => panic!("expected a room event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_first_in_locks_the_room_and_lets_one_knock_in_and_turns_one_away() {
+    let relay = TestRelay::start_with(mesh_config()).await;
+    let ((mut a, a_id), (mut b, _)) = pair(&relay, "door").await;
+    // An open room says nothing of its door: the oldest is in control.
+    assert_silent(&mut a).await;
+    // Only the person in control locks; the other is refused and nothing changes.
+    send(&mut b, &ClientMsg::Lock { locked: true }).await;
+    recv_error(&mut b, ErrorKind::NotInControl).await;
+    send(&mut b, &ClientMsg::Remove { peer: a_id }).await;
+    recv_error(&mut b, ErrorKind::NotInControl).await;
+    assert_silent(&mut a).await;
+    send(&mut a, &ClientMsg::Lock { locked: true }).await;
+    assert_eq!(recv_door(&mut a).await, (a_id, true, false, vec![]));
+    assert_eq!(recv_door(&mut b).await, (a_id, true, false, vec![]));
+
+    // Two pages knock; both people inside see each knock once.
+    let mut carol = relay.connect().await;
+    send(&mut carol, &knock_msg("door", "carol", None)).await;
+    recv_error(&mut carol, ErrorKind::Knocking).await;
+    assert_eq!(recv_door(&mut a).await.3, vec!["carol"]);
+    assert_eq!(recv_door(&mut b).await.3, vec!["carol"]);
+    let mut dave = relay.connect().await;
+    send(&mut dave, &knock_msg("door", "dave", None)).await;
+    recv_error(&mut dave, ErrorKind::Knocking).await;
+    assert_eq!(recv_door(&mut a).await.3, vec!["carol", "dave"]);
+    assert_eq!(recv_door(&mut b).await.3, vec!["carol", "dave"]);
+    // Asking again is no news.
+    send(&mut carol, &knock_msg("door", "carol", None)).await;
+    recv_error(&mut carol, ErrorKind::Knocking).await;
+    assert_silent(&mut a).await;
+
+    // Anyone inside answers: b lets carol in, a turns dave away.
+    send(
+        &mut b,
+        &ClientMsg::Admit {
+            session: "carol".into(),
+        },
+    )
+    .await;
+    assert_eq!(recv_door(&mut a).await.3, vec!["dave"]);
+    assert_eq!(recv_door(&mut b).await.3, vec!["dave"]);
+    send(
+        &mut a,
+        &ClientMsg::Refuse {
+            session: "dave".into(),
+        },
+    )
+    .await;
+    assert!(recv_door(&mut a).await.3.is_empty());
+    assert!(recv_door(&mut b).await.3.is_empty());
+    // An answer to nobody is refused.
+    send(
+        &mut a,
+        &ClientMsg::Admit {
+            session: "dave".into(),
+        },
+    )
+    .await;
+    recv_error(&mut a, ErrorKind::NoPeer).await;
+
+    send(&mut carol, &knock_msg("door", "carol", None)).await;
+    let welcome = expect_welcome(&mut carol, "door").await;
+    assert_eq!(welcome.peers.len(), 2);
+    // Carol is told the room is locked, and by whom.
+    assert_eq!(recv_door(&mut carol).await, (a_id, true, false, vec![]));
+    send(&mut dave, &knock_msg("door", "dave", None)).await;
+    recv_error(&mut dave, ErrorKind::KnockRefused).await;
+    for ws in [&mut a, &mut b] {
+        assert!(matches!(recv(ws).await, ServerMsg::PeerJoined { .. }));
+        assert_silent(ws).await;
+    }
+
+    // Opened again, dave walks in.
+    send(&mut a, &ClientMsg::Lock { locked: false }).await;
+    assert_eq!(recv_door(&mut a).await, (a_id, false, false, vec![]));
+    send(&mut dave, &knock_msg("door", "dave", None)).await;
+    expect_welcome(&mut dave, "door").await;
+}
+
+#[tokio::test]
+async fn a_wrong_passphrase_is_refused_by_the_relay() {
+    let relay = TestRelay::start().await;
+    let (mut a, a_id) = relay.join("secret").await;
+    send(
+        &mut a,
+        &ClientMsg::Passphrase {
+            passphrase: "open sesame".into(),
+        },
+    )
+    .await;
+    assert_eq!(recv_door(&mut a).await, (a_id, false, true, vec![]));
+    let mut b = relay.connect().await;
+    send(&mut b, &knock_msg("secret", "b", None)).await;
+    recv_error(&mut b, ErrorKind::WrongPassphrase).await;
+    send(&mut b, &knock_msg("secret", "b", Some("open"))).await;
+    recv_error(&mut b, ErrorKind::WrongPassphrase).await;
+    assert_silent(&mut a).await;
+    send(&mut b, &knock_msg("secret", "b", Some("open sesame"))).await;
+    expect_welcome(&mut b, "secret").await;
+    assert_eq!(recv_door(&mut b).await, (a_id, false, true, vec![]));
+    // A passphrase too long is bad input, and changes nothing.
+    let long = "x".repeat(protocol::MAX_PASSPHRASE_LEN + 1);
+    send(&mut a, &ClientMsg::Passphrase { passphrase: long }).await;
+    assert!(matches!(recv(&mut a).await, ServerMsg::PeerJoined { .. }));
+    recv_error(&mut a, ErrorKind::InvalidMessage).await;
+}
+
+#[tokio::test]
+async fn a_removed_person_is_told_closed_and_kept_out_while_the_room_is_locked() {
+    let relay = TestRelay::start().await;
+    let mut a = relay.connect().await;
+    send(&mut a, &knock_msg("keep", "a", None)).await;
+    let a_id = expect_welcome(&mut a, "keep").await.id;
+    let mut b = relay.connect().await;
+    send(&mut b, &knock_msg("keep", "b", None)).await;
+    let b_id = expect_welcome(&mut b, "keep").await.id;
+    assert!(matches!(recv(&mut a).await, ServerMsg::PeerJoined { .. }));
+    send(&mut a, &ClientMsg::Lock { locked: true }).await;
+    recv_door(&mut a).await;
+    recv_door(&mut b).await;
+    send(&mut a, &ClientMsg::Remove { peer: b_id }).await;
+    assert_eq!(recv(&mut b).await, ServerMsg::Removed);
+    recv_close(&mut b, protocol::CLOSE_REMOVED).await;
+    assert_eq!(recv(&mut a).await, left(b_id));
+    // Back on a new connection: kept out, and nobody inside is bothered.
+    let mut again = relay.connect().await;
+    send(&mut again, &knock_msg("keep", "b", None)).await;
+    recv_error(&mut again, ErrorKind::Removed).await;
+    assert_silent(&mut a).await;
+    // Nobody removes themselves, or somebody not there.
+    send(&mut a, &ClientMsg::Remove { peer: a_id }).await;
+    recv_error(&mut a, ErrorKind::InvalidMessage).await;
+    send(&mut a, &ClientMsg::Remove { peer: b_id }).await;
+    recv_error(&mut a, ErrorKind::NoPeer).await;
+}
+
+#[tokio::test]
+async fn control_passes_to_the_oldest_when_the_person_in_control_leaves() {
+    let relay = TestRelay::start_with(mesh_config()).await;
+    let ((mut a, a_id), (mut b, b_id)) = pair(&relay, "pass").await;
+    let (mut c, c_id) = relay.join("pass").await;
+    assert!(matches!(recv(&mut a).await, ServerMsg::PeerJoined { .. }));
+    assert!(matches!(recv(&mut b).await, ServerMsg::PeerJoined { .. }));
+    // An open room: control passes without a word, to the oldest, who can lock.
+    close(a).await;
+    assert_eq!(recv(&mut b).await, left(a_id));
+    assert_eq!(recv(&mut c).await, left(a_id));
+    assert_silent(&mut b).await;
+    send(&mut c, &ClientMsg::Lock { locked: true }).await;
+    recv_error(&mut c, ErrorKind::NotInControl).await;
+    send(&mut b, &ClientMsg::Lock { locked: true }).await;
+    assert_eq!(recv_door(&mut b).await, (b_id, true, false, vec![]));
+    assert_eq!(recv_door(&mut c).await, (b_id, true, false, vec![]));
+    // A locked room tells who has control now.
+    close(b).await;
+    assert_eq!(recv(&mut c).await, left(b_id));
+    assert_eq!(recv_door(&mut c).await, (c_id, true, false, vec![]));
+    send(&mut c, &ClientMsg::Lock { locked: false }).await;
+    assert_eq!(recv_door(&mut c).await, (c_id, false, false, vec![]));
 }

@@ -32,7 +32,12 @@ use crate::{
     text::{Lang, RelayWhy, Text},
 };
 
+/// How long a page at a locked room's door waits before knocking again (the relay forgets a
+/// knock not repeated within 10 s).
+const KNOCK_AGAIN_MS: u32 = 1_500;
+
 pub mod chat_guard;
+pub mod door;
 pub mod files;
 pub mod gestures;
 pub mod local_media;
@@ -48,6 +53,7 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
+use door::{Door, Entry};
 use gestures::{Gestures, Reaction, Theirs};
 use local_media::LocalMedia;
 use negotiation::{Negotiation, Note};
@@ -84,6 +90,8 @@ pub enum Timer {
     Reaction(ConnId),
     /// We may send a reaction again.
     ReactGap,
+    /// Knock again at the locked room.
+    Knock,
 }
 
 /// `RTCPeerConnection.connectionState`.
@@ -188,6 +196,15 @@ pub enum Input {
     ToggleHand,
     /// The person chose a reaction.
     React(Reaction),
+    /// The person pressed the lock button.
+    ToggleLock,
+    /// The person gave a passphrase: the room's new one (in control, inside), or the one to
+    /// join with (outside, asked for one).
+    Passphrase(String),
+    /// The person let in (`true`) or turned away the page knocking with this session id.
+    Answer(String, bool),
+    /// The person in control removed this person.
+    Remove(PeerId),
     /// A peer connection's news.
     Peer(ConnId, PeerInput),
 }
@@ -499,6 +516,7 @@ pub struct Engine {
     media: LocalMedia,
     gestures: Gestures,
     view: View,
+    door: Door,
     ice_servers: Vec<IceServer>,
     /// Whether we take part in calls: false after Hang up, until Call or an incoming offer.
     active: bool,
@@ -519,6 +537,7 @@ impl Engine {
             media: LocalMedia::default(),
             gestures: Gestures::default(),
             view: View::default(),
+            door: Door::default(),
             ice_servers: Vec::new(),
             active: true,
             name_refused: false,
@@ -545,6 +564,10 @@ impl Engine {
                 self.relay.connect(join, out);
             }
             Input::Relay(msg) => self.on_relay(msg, out),
+            Input::RelayLost(RelayWhy::Closed(protocol::CLOSE_REMOVED)) => {
+                self.removed(out);
+                self.relay_down(RelayWhy::Closed(protocol::CLOSE_REMOVED), out);
+            }
             Input::RelayLost(why) => self.relay_down(why, out),
             Input::Timer(timer) => self.on_timer(timer, out),
             Input::Online => {
@@ -612,8 +635,69 @@ impl Engine {
             Input::ToggleNoiseSuppression => self.media.toggle_noise_suppression(out),
             Input::ToggleHand => self.gestures.toggle_hand(out),
             Input::React(reaction) => self.gestures.react(reaction, out),
+            Input::ToggleLock => {
+                if self.in_control() {
+                    let locked = !self.door.locked();
+                    out.push(Effect::Send(ClientMsg::Lock { locked }));
+                }
+            }
+            Input::Passphrase(passphrase) => {
+                if self.in_control() {
+                    out.push(Effect::Send(ClientMsg::Passphrase { passphrase }));
+                } else if !self.relay.joined() {
+                    self.door.use_passphrase(passphrase);
+                    if let (LinkState::Joining, Entry::Passphrase(_)) =
+                        (self.relay.state(), self.door.entry())
+                    {
+                        self.door.set_entry(Entry::Open);
+                        self.view.clear_problem(Trouble::Refused);
+                        out.push(Effect::Send(self.join_msg(None)));
+                    }
+                }
+            }
+            Input::Answer(session, admit) => {
+                if self.relay.joined() {
+                    self.door.answered(&session);
+                    out.push(Effect::Send(if admit {
+                        ClientMsg::Admit { session }
+                    } else {
+                        ClientMsg::Refuse { session }
+                    }));
+                }
+            }
+            Input::Remove(peer) => {
+                if self.in_control() && Some(peer) != self.relay.me() {
+                    out.push(Effect::Send(ClientMsg::Remove { peer }));
+                }
+            }
             Input::Peer(conn, news) => self.on_peer(conn, news, out),
         }
+    }
+
+    /// Whether this page is in control of its room: it may lock it, set its passphrase and
+    /// remove people.
+    pub fn in_control(&self) -> bool {
+        self.relay.joined()
+            && self.relay.me().is_some()
+            && self.door.controller() == self.relay.me()
+    }
+
+    /// The room's door as the relay told it.
+    pub fn door(&self) -> &Door {
+        &self.door
+    }
+
+    /// The person in control removed us: the calls end, and the page does not come back.
+    fn removed(&mut self, out: &mut Out) {
+        if self.door.entry() == Entry::Removed {
+            return;
+        }
+        self.door.set_entry(Entry::Removed);
+        for conn in self.conns() {
+            self.close_call(conn, out);
+        }
+        self.active = false;
+        self.view.set_problem(Trouble::Refused, Text::Removed);
     }
 
     /// What we send of our microphone and camera: a new connection is told it first.
@@ -633,6 +717,9 @@ impl Engine {
 
     /// What the status line should say now.
     pub fn status(&self) -> Status {
+        if self.door.entry() == Entry::Knocking && !self.relay.joined() {
+            return Status::Waiting(Text::Knocking);
+        }
         self.view.status(&self.relay, &self.room)
     }
 
@@ -682,6 +769,7 @@ impl Engine {
             name: self.config.name.clone(),
             resume,
             session: Some(self.config.session.clone()),
+            passphrase: self.door.passphrase(),
         }
     }
 
@@ -728,12 +816,20 @@ impl Engine {
                 ..
             } => self.on_welcome(id, peers, ice_servers, resume_token, out),
             ServerMsg::Pong => self.relay.pong(&timing, out),
+            ServerMsg::Room {
+                controller,
+                locked,
+                passphrase,
+                knocking,
+            } => self.door.told(controller, locked, passphrase, knocking),
+            ServerMsg::Removed => self.removed(out),
             ServerMsg::IceServers { ice_servers } => {
                 self.ice_servers = ice_servers.clone();
                 out.push(Effect::SetIceServers(ice_servers));
             }
             ServerMsg::PeerJoined { peer } => {
                 let id = peer.id;
+                self.door.joined(id);
                 self.room.learn(peer, true, &self.config.session);
                 self.room.route_calls(self.relay.joined());
                 // Someone we have a call with, back (maybe under a new id): what we told them
@@ -744,6 +840,7 @@ impl Engine {
                 self.call_whom_we_should(out);
             }
             ServerMsg::PeerLeft { peer, reconnecting } => {
+                self.door.left(peer);
                 let Some(person) = self.room.by_id_mut(peer) else {
                     return;
                 };
@@ -828,6 +925,41 @@ impl Engine {
                 out.push(Effect::DropRelay);
                 self.relay_down(RelayWhy::StoreDown, out);
             }
+            // A locked room: someone inside is asked to let us in; ask again shortly.
+            ServerMsg::Error {
+                kind: ErrorKind::Knocking,
+                ..
+            } => {
+                self.door.set_entry(Entry::Knocking);
+                self.view.clear_problem(Trouble::Refused);
+                out.start(Timer::Knock, KNOCK_AGAIN_MS);
+            }
+            ServerMsg::Error {
+                kind: ErrorKind::KnockRefused,
+                ..
+            } => {
+                self.door.set_entry(Entry::Refused);
+                self.view.set_problem(Trouble::Refused, Text::KnockRefused);
+            }
+            ServerMsg::Error {
+                kind: ErrorKind::Removed,
+                ..
+            } => self.removed(out),
+            ServerMsg::Error {
+                kind: ErrorKind::WrongPassphrase,
+                ..
+            } => {
+                let wrong = self.door.passphrase().is_some();
+                self.door.set_entry(Entry::Passphrase(wrong));
+                self.view
+                    .set_problem(Trouble::Refused, Text::Passphrase { wrong });
+            }
+            // A control request that crossed a change of control: nothing changed, and the
+            // page shows the room as it is (the relay's words are in the call log).
+            ServerMsg::Error {
+                kind: ErrorKind::NotInControl,
+                ..
+            } => {}
             ServerMsg::Error {
                 kind: ErrorKind::NameTaken,
                 ..
@@ -859,6 +991,8 @@ impl Engine {
         let timing = self.config.timing;
         self.relay.welcomed(id, resume_token, &timing, out);
         self.view.clear_problem(Trouble::Refused);
+        self.door.welcome(id, &peers);
+        out.cancel(Timer::Knock);
         if self.ice_servers != ice_servers {
             self.ice_servers = ice_servers.clone();
             out.push(Effect::SetIceServers(ice_servers));
@@ -989,6 +1123,12 @@ impl Engine {
                 self.relay.connect(join, out);
             }
             Timer::Heartbeat => self.relay.probe(&timing, out),
+            Timer::Knock => {
+                if self.relay.state() == LinkState::Joining && self.door.entry() == Entry::Knocking
+                {
+                    out.push(Effect::Send(self.join_msg(None)));
+                }
+            }
             Timer::ReactGap => {}
             Timer::Reaction(conn) => {
                 if let Some(call) = self.room.by_conn_mut(conn).and_then(|p| p.call.as_mut()) {
@@ -1013,7 +1153,11 @@ impl Engine {
 
     fn relay_down(&mut self, why: RelayWhy, out: &mut Out) {
         let timing = self.config.timing;
-        if self.relay.down(why, &timing, out) {
+        // Removed: the page does not come back by itself.
+        if self.door.entry() == Entry::Removed {
+            self.relay.give_up(why, out);
+            self.room.route_calls(false);
+        } else if self.relay.down(why, &timing, out) {
             self.room.route_calls(false);
         }
     }

@@ -520,7 +520,8 @@ impl Negotiation {
             | Timer::Heartbeat
             | Timer::PongDue
             | Timer::Reaction(_)
-            | Timer::ReactGap => {}
+            | Timer::ReactGap
+            | Timer::Knock => {}
         }
     }
 

@@ -132,6 +132,15 @@ impl RelayLink {
         true
     }
 
+    /// The relay connection is gone for good (we were removed from the room): no retry.
+    pub fn give_up(&mut self, why: RelayWhy, out: &mut Out) {
+        self.state = LinkState::Down;
+        self.lost = Some(why);
+        out.cancel(Timer::Heartbeat);
+        out.cancel(Timer::PongDue);
+        out.cancel(Timer::Reconnect);
+    }
+
     /// A number in `0..1`, from a xorshift generator.
     fn random(&mut self) -> f64 {
         self.rng ^= self.rng << 13;

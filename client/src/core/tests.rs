@@ -137,6 +137,7 @@ fn the_page_without_the_hash_waits_and_the_caller_calls() {
                 name: None,
                 resume: None,
                 session: Some("a".into()),
+                passphrase: None,
             })
         ]
     );
@@ -705,6 +706,12 @@ impl World {
             ClientMsg::Ping => self.pages[from]
                 .inbox
                 .push_back(Input::Relay(ServerMsg::Pong)),
+            // The simulated rooms are open: nobody controls them here.
+            ClientMsg::Lock { .. }
+            | ClientMsg::Passphrase { .. }
+            | ClientMsg::Admit { .. }
+            | ClientMsg::Refuse { .. }
+            | ClientMsg::Remove { .. } => {}
         }
     }
 
@@ -1702,6 +1709,7 @@ fn a_name_taken_in_the_room_is_asked_for_again_not_shown_as_an_error() {
             name: Some("Ann B".into()),
             resume: None,
             session: Some("a".into()),
+            passphrase: None,
         })]
     );
     page.handle(welcome(1, vec![]));
@@ -2110,4 +2118,183 @@ fn a_hand_and_a_reaction_are_ours_to_send_and_theirs_to_show_for_a_while() {
         "{effects:?}"
     );
     assert!(!page.timers().any(|t| t == Timer::Reaction(conn)));
+}
+
+/// The page's `join` with `passphrase`, session "a".
+fn join_with(passphrase: Option<&str>) -> Effect {
+    Effect::Send(ClientMsg::Join {
+        room: "r".into(),
+        name: None,
+        resume: None,
+        session: Some("a".into()),
+        passphrase: passphrase.map(Into::into),
+    })
+}
+
+#[test]
+fn a_page_at_a_locked_door_knocks_again_until_let_in_or_turned_away() {
+    let mut page = Engine::new(config(false, "a"));
+    page.handle(Input::Start);
+    let effects = page.handle(Input::Relay(ServerMsg::error(
+        ErrorKind::Knocking,
+        "locked",
+    )));
+    assert_eq!(
+        effects,
+        vec![Effect::StartTimer {
+            timer: Timer::Knock,
+            ms: KNOCK_AGAIN_MS
+        }]
+    );
+    assert_eq!(page.status(), Status::Waiting(Text::Knocking));
+    assert_eq!(
+        page.handle(Input::Timer(Timer::Knock)),
+        vec![join_with(None)]
+    );
+    // Let in: the welcome ends the knocking.
+    page.handle(Input::Relay(ServerMsg::error(
+        ErrorKind::Knocking,
+        "locked",
+    )));
+    let effects = page.handle(welcome(5, vec![info(1, "x")]));
+    assert!(
+        effects.contains(&Effect::CancelTimer(Timer::Knock)),
+        "{effects:?}"
+    );
+    assert_eq!(page.status().state(), "waiting");
+
+    // Turned away: no more knocking, and the page says so.
+    let mut page = Engine::new(config(false, "a"));
+    page.handle(Input::Start);
+    page.handle(Input::Relay(ServerMsg::error(
+        ErrorKind::Knocking,
+        "locked",
+    )));
+    page.handle(Input::Relay(ServerMsg::error(
+        ErrorKind::KnockRefused,
+        "no",
+    )));
+    assert_eq!(page.status(), Status::Error(Text::KnockRefused));
+    assert!(page.handle(Input::Timer(Timer::Knock)).is_empty());
+}
+
+#[test]
+fn a_passphrase_asked_for_is_sent_with_the_join_and_kept_for_the_next() {
+    let mut page = Engine::new(config(false, "a"));
+    page.handle(Input::Start);
+    page.handle(Input::Relay(ServerMsg::error(
+        ErrorKind::WrongPassphrase,
+        "needs one",
+    )));
+    assert_eq!(
+        page.status(),
+        Status::Error(Text::Passphrase { wrong: false })
+    );
+    let effects = page.handle(Input::Passphrase("open sesame".into()));
+    assert_eq!(effects, vec![join_with(Some("open sesame"))]);
+    page.handle(Input::Relay(ServerMsg::error(
+        ErrorKind::WrongPassphrase,
+        "wrong",
+    )));
+    assert_eq!(
+        page.status(),
+        Status::Error(Text::Passphrase { wrong: true })
+    );
+    page.handle(Input::Passphrase("open".into()));
+    page.handle(welcome(2, vec![info(1, "x")]));
+    // Not in control: typing a passphrase inside changes nothing.
+    assert!(!page.in_control());
+    assert!(page.handle(Input::Passphrase("new".into())).is_empty());
+    // A reconnection joins with it again.
+    let effects = page.handle(Input::RelayLost(RelayWhy::Lost));
+    assert!(!effects.is_empty());
+    let effects = page.handle(Input::Timer(Timer::Reconnect));
+    assert!(
+        effects.iter().any(|e| matches!(e,
+        Effect::Send(ClientMsg::Join { passphrase: Some(p), .. }) if p == "open")),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn only_the_page_in_control_locks_sets_the_passphrase_and_removes() {
+    // Alone: in control.
+    let mut first = Engine::new(config(false, "a"));
+    first.handle(Input::Start);
+    first.handle(welcome(1, vec![]));
+    assert!(first.in_control());
+    assert_eq!(
+        first.handle(Input::ToggleLock),
+        vec![Effect::Send(ClientMsg::Lock { locked: true })]
+    );
+    first.handle(Input::Relay(ServerMsg::Room {
+        controller: PeerId(1),
+        locked: true,
+        passphrase: false,
+        knocking: vec![protocol::Knock {
+            session: "k".into(),
+            name: None,
+        }],
+    }));
+    assert_eq!(
+        first.handle(Input::ToggleLock),
+        vec![Effect::Send(ClientMsg::Lock { locked: false })]
+    );
+    assert_eq!(
+        first.handle(Input::Passphrase("p".into())),
+        vec![Effect::Send(ClientMsg::Passphrase {
+            passphrase: "p".into()
+        })]
+    );
+    // Answering a knock takes it off the list at once.
+    assert_eq!(
+        first.handle(Input::Answer("k".into(), true)),
+        vec![Effect::Send(ClientMsg::Admit {
+            session: "k".into()
+        })]
+    );
+    assert!(first.door().knocking().is_empty());
+    assert!(first.handle(Input::Remove(PeerId(1))).is_empty());
+    assert_eq!(
+        first.handle(Input::Remove(PeerId(2))),
+        vec![Effect::Send(ClientMsg::Remove { peer: PeerId(2) })]
+    );
+
+    // Second in: not in control until the first leaves.
+    let mut second = Engine::new(config(false, "b"));
+    second.handle(Input::Start);
+    second.handle(welcome(2, vec![info(1, "a")]));
+    assert!(!second.in_control());
+    assert!(second.handle(Input::ToggleLock).is_empty());
+    assert!(second.handle(Input::Remove(PeerId(1))).is_empty());
+    second.handle(Input::Relay(ServerMsg::PeerLeft {
+        peer: PeerId(1),
+        reconnecting: false,
+    }));
+    assert!(second.in_control());
+}
+
+#[test]
+fn a_removed_page_ends_its_calls_and_does_not_come_back() {
+    let mut page = answered_page("a", "b");
+    assert!(!page.tiles().is_empty());
+    let effects = page.handle(Input::Relay(ServerMsg::Removed));
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Close { .. })),
+        "{effects:?}"
+    );
+    assert!(page.tiles().is_empty());
+    assert_eq!(page.status(), Status::Error(Text::Removed));
+    let effects = page.handle(Input::RelayLost(RelayWhy::Closed(protocol::CLOSE_REMOVED)));
+    assert!(
+        !effects.iter().any(|e| matches!(
+            e,
+            Effect::StartTimer {
+                timer: Timer::Reconnect,
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    assert_eq!(page.status(), Status::Error(Text::Removed));
 }
