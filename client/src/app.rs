@@ -131,10 +131,8 @@ pub enum Event {
     Input(Input),
     /// The person pressed the shortcut to the chat field.
     FocusChat,
-    /// The person pressed the button of panel `.0` of [`ui::PANELS`] (chat, settings).
-    Panel(usize),
-    /// The person clicked their own picture, to move it to another corner.
-    MoveMe,
+    /// The person pressed a button of the stage's layout: a panel's, or their own picture.
+    Stage(ui::Stage),
     /// The person pressed `passphraseButton` (or Enter in `passphraseInput`).
     PassphraseGiven,
     /// The microphone `.0` did not take the noise suppression asked for: open it again with it.
@@ -262,21 +260,14 @@ impl App {
             }));
         }
         if let Some(document) = window.document() {
-            for (n, (id, _)) in ui::PANELS.into_iter().enumerate() {
+            for (id, control) in ui::Stage::ALL {
                 if let Some(button) = document.get_element_by_id(id) {
                     let tx = events_tx.clone();
                     listeners.push(EventListener::new(&button, "click", move |_| {
-                        let _ = tx.unbounded_send(Event::Panel(n));
+                        let _ = tx.unbounded_send(Event::Stage(control));
                     }));
                 }
             }
-        }
-        // A click on our own picture moves it to the next corner of the stage.
-        if let Some(me) = ui.local_video.parent_element() {
-            let tx = events_tx.clone();
-            listeners.push(EventListener::new(&me, "click", move |_| {
-                let _ = tx.unbounded_send(Event::MoveMe);
-            }));
         }
         {
             let tx = events_tx.clone();
@@ -660,8 +651,8 @@ impl App {
                 self.ui.show_panels(Some((0, Some(true))));
                 let _ = self.ui.chat_input.focus();
             }
-            Event::Panel(n) => self.ui.show_panels(Some((n, None))),
-            Event::MoveMe => self.ui.move_me(),
+            Event::Stage(ui::Stage::Panel(n)) => self.ui.show_panels(Some((n, None))),
+            Event::Stage(ui::Stage::MoveMe) => self.ui.move_me(),
             Event::Tick => self.read_paths().await,
         }
         self.render();

@@ -18,9 +18,8 @@
 //! file's link with `download`. `langSelect` picks the language; every word comes from
 //! [`crate::text`], and `<html lang>` says which language is shown. `chatPanelButton` and
 //! `settingsPanelButton` open and close the panels `chatPanel` and `settingsPanel`
-//! (`aria-expanded`; `data-open` on the panel once the person chose); a click on our own
-//! picture (`figure.me`, whose button `.move` takes Enter and Space too) moves it to another
-//! corner of the stage (`data-corner`); a tile whose picture is wider than a camera's (a shared
+//! (`aria-expanded`; `data-open` on the panel once the person chose); `moveMeButton`, over
+//! our own picture (`figure.me`), moves it to another corner of the stage (`data-corner`); a tile whose picture is wider than a camera's (a shared
 //! screen) is marked `data-screen`. The rest of the layout (the grid of tiles, the bar, the
 //! panels' places) is the stylesheet's.
 
@@ -128,6 +127,24 @@ impl InCall {
             reactions: by_id(document, "reactions")?,
         })
     }
+}
+
+/// A button of the stage's layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Opens or closes panel `.0` of [`PANELS`].
+    Panel(usize),
+    /// Moves our own picture to the next corner.
+    MoveMe,
+}
+
+impl Stage {
+    /// Every one, with its button's id.
+    pub const ALL: [(&'static str, Stage); 3] = [
+        ("chatPanelButton", Stage::Panel(0)),
+        ("settingsPanelButton", Stage::Panel(1)),
+        ("moveMeButton", Stage::MoveMe),
+    ];
 }
 
 /// The panels the control bar opens and closes: the button's id, the panel's.
