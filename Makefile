@@ -47,7 +47,8 @@ lint:
 
 # The relay tests and the end-to-end calls, Chromium's and Firefox's (tests/tests/firefox.rs),
 # the page against a hostile relay or peer (tests/tests/hostile.rs, a stand-in relay), and what
-# people do in a call besides talking (tests/tests/incall.rs).
+# people do in a call besides talking (tests/tests/incall.rs), the stage's layout and its
+# accessibility checked with axe-core (tests/tests/stage.rs; setup-test installs axe-core).
 # They talk to 127.0.0.1 only; the namespace makes sure the browsers do too (its veth pair to
 # itself gives Firefox an address to gather candidates on, and leads nowhere). Built outside it,
 # because building may need the registry. The client's decisions (client/src/core) are plain

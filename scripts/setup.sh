@@ -8,7 +8,8 @@
 #                             Firefox ESR and geckodriver (built with cargo: about 3 minutes
 #                             the first time), iproute2 and iptables for the network labs,
 #                             coturn for TURN, redis-server for the relays that share rooms,
-#                             nginx in front of two relays in the chaos run
+#                             nginx in front of two relays in the chaos run, npm and
+#                             axe-core (tests/axe) for the accessibility check
 #   scripts/setup.sh --dev    the same as the first plus trunk, for `make dev` (about 10 minutes
 #                             the first time: only the live-reload loop needs it)
 set -euo pipefail
@@ -43,6 +44,8 @@ if [ "$mode" = "--test" ]; then
   need redis-server redis-server
   # In front of two relays in the chaos run.
   need nginx nginx
+  # npm installs axe-core, the accessibility check of tests/tests/stage.rs.
+  need npm npm
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
@@ -83,6 +86,13 @@ fi
 if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION"; then
   say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (first time only: about 4 minutes on 2 cores)"
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+# axe-core, at the version tests/axe/package-lock.json pins, injected into the page by the tests.
+axe="$(dirname "$0")/../tests/axe"
+if [ "$mode" = "--test" ] && [ ! -f "$axe/node_modules/axe-core/axe.min.js" ]; then
+  say "installing axe-core with npm ci (tests/axe)"
+  (cd "$axe" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Debian has no geckodriver package; Mozilla publishes it as a crate.

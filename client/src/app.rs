@@ -43,7 +43,7 @@ use crate::{
     small::VecMap,
     stats,
     text::{label, Lang, RelayWhy, Text},
-    ui::{Button, Ui},
+    ui::{self, Button, Ui},
 };
 
 /// Where the page keeps the person's name between visits (`localStorage`).
@@ -131,6 +131,8 @@ pub enum Event {
     Input(Input),
     /// The person pressed the shortcut to the chat field.
     FocusChat,
+    /// The person pressed a button of the stage's layout: a panel's, or their own picture.
+    Stage(ui::Stage),
     /// The person pressed `passphraseButton` (or Enter in `passphraseInput`).
     PassphraseGiven,
     /// The microphone `.0` did not take the noise suppression asked for: open it again with it.
@@ -256,6 +258,16 @@ impl App {
             listeners.push(EventListener::new(ui.button(button), "click", move |_| {
                 let _ = tx.unbounded_send(Event::Click(button));
             }));
+        }
+        if let Some(document) = window.document() {
+            for (id, control) in ui::Stage::ALL {
+                if let Some(button) = document.get_element_by_id(id) {
+                    let tx = events_tx.clone();
+                    listeners.push(EventListener::new(&button, "click", move |_| {
+                        let _ = tx.unbounded_send(Event::Stage(control));
+                    }));
+                }
+            }
         }
         {
             let tx = events_tx.clone();
@@ -635,8 +647,12 @@ impl App {
                 self.input(Input::Passphrase(passphrase)).await;
             }
             Event::FocusChat => {
+                // On a phone the chat is in a panel that may be closed: open it first.
+                self.ui.show_panels(Some((0, Some(true))));
                 let _ = self.ui.chat_input.focus();
             }
+            Event::Stage(ui::Stage::Panel(n)) => self.ui.show_panels(Some((n, None))),
+            Event::Stage(ui::Stage::MoveMe) => self.ui.move_me(),
             Event::Tick => self.read_paths().await,
         }
         self.render();
@@ -1464,6 +1480,8 @@ impl App {
 
     fn render(&mut self) {
         self.ui.set_status(&self.engine.status());
+        // The panels' buttons say whether they are open, the window may have been resized.
+        self.ui.show_panels(None);
         let tiles = self.engine.tiles();
         self.ui.sync_tiles(&tiles, &self.streams);
         self.ui.list_file_to(&tiles);

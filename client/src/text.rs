@@ -834,6 +834,8 @@ pub fn label(key: &str, lang: Lang) -> Option<&'static str> {
         "stats" => ("Stats", "統計", "统计"),
         "callStats" => ("Call stats", "通話統計", "通话统计"),
         "chat" => ("Chat", "聊天", "聊天"),
+        "settings" => ("Settings", "設定", "设置"),
+        "moveMe" => ("Move your picture", "移動你的畫面", "移动你的画面"),
         "chatPlaceholder" => (
             "Message everyone in the call",
             "傳訊息給通話中的每個人",

@@ -16,7 +16,12 @@
 //! (everybody, or one person); each transfer, out or in, is a child of `transfers` with
 //! `data-progress` (0–100), `data-refused` when it was not sent or not taken, and a received
 //! file's link with `download`. `langSelect` picks the language; every word comes from
-//! [`crate::text`], and `<html lang>` says which language is shown.
+//! [`crate::text`], and `<html lang>` says which language is shown. `chatPanelButton` and
+//! `settingsPanelButton` open and close the panels `chatPanel` and `settingsPanel`
+//! (`aria-expanded`; `data-open` on the panel once the person chose); `moveMeButton`, over
+//! our own picture (`figure.me`), moves it to another corner of the stage (`data-corner`); a tile whose picture is wider than a camera's (a shared
+//! screen) is marked `data-screen`. The rest of the layout (the grid of tiles, the bar, the
+//! panels' places) is the stylesheet's.
 
 use protocol::PeerId;
 use wasm_bindgen::{JsCast, JsValue};
@@ -123,6 +128,30 @@ impl InCall {
         })
     }
 }
+
+/// A button of the stage's layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Opens or closes panel `.0` of [`PANELS`].
+    Panel(usize),
+    /// Moves our own picture to the next corner.
+    MoveMe,
+}
+
+impl Stage {
+    /// Every one, with its button's id.
+    pub const ALL: [(&'static str, Stage); 3] = [
+        ("chatPanelButton", Stage::Panel(0)),
+        ("settingsPanelButton", Stage::Panel(1)),
+        ("moveMeButton", Stage::MoveMe),
+    ];
+}
+
+/// The panels the control bar opens and closes: the button's id, the panel's.
+pub const PANELS: [(&str, &str); 2] = [
+    ("chatPanelButton", "chatPanel"),
+    ("settingsPanelButton", "settingsPanel"),
+];
 
 /// The transfers `#transfers` keeps: older ones go, with the memory of their files, so that
 /// the files a page holds stay within this many times [`crate::core::files::MAX_BYTES`].
@@ -499,6 +528,45 @@ impl Ui {
             .set_attribute("aria-expanded", if open { "true" } else { "false" });
     }
 
+    /// Opens panel `n` of [`PANELS`] or closes it (`open`: `None` turns it over), with
+    /// `change`; then shows on each panel's button (`aria-expanded`) whether its panel is shown.
+    /// A panel the person has not opened or closed (`data-open`) is shown as the stylesheet
+    /// decides: beside the stage on a wide window, not on a phone's.
+    pub fn show_panels(&self, change: Option<(usize, Option<bool>)>) {
+        for (n, (button, panel)) in PANELS.into_iter().enumerate() {
+            let (Some(button), Some(panel)) = (
+                self.document.get_element_by_id(button),
+                self.document.get_element_by_id(panel),
+            ) else {
+                continue;
+            };
+            let mut shown = panel.client_width() > 0;
+            if let Some((_, open)) = change.filter(|(m, _)| *m == n) {
+                shown = open.unwrap_or(!shown);
+                let _ = panel.set_attribute("data-open", bool_str(shown));
+            }
+            let _ = button.set_attribute("aria-expanded", bool_str(shown));
+        }
+    }
+
+    /// Moves our own picture to the next corner of the stage, clockwise (`data-corner`: none
+    /// for the top right, then `br`, `bl`, `tl`).
+    pub fn move_me(&self) {
+        let Some(me) = self.local_video.parent_element() else {
+            return;
+        };
+        let next = match me.get_attribute("data-corner").as_deref() {
+            None => "br",
+            Some("br") => "bl",
+            Some("bl") => "tl",
+            _ => {
+                let _ = me.remove_attribute("data-corner");
+                return;
+            }
+        };
+        let _ = me.set_attribute("data-corner", next);
+    }
+
     /// Shows or hides the stats panel (`#stats`).
     pub fn toggle_stats(&self) {
         let open = self.stats.hidden();
@@ -701,6 +769,7 @@ impl Ui {
                         "data-camera-off",
                         "data-hand",
                         "data-reaction",
+                        "data-screen",
                     ] {
                         let _ = view.figure.remove_attribute(name);
                     }
@@ -782,6 +851,10 @@ impl Ui {
             }
             view.video
                 .set_id(if index == 0 { "remoteVideo" } else { "" });
+            // A picture wider than a camera sends (640 px unless asked for more, and the page
+            // does not ask): a shared screen, most likely. The stylesheet gives it the large
+            // place, shown whole.
+            set_flag(&view.figure, "data-screen", view.video.video_width() > 640);
             // In the order of `tiles`.
             let _ = self.remotes.append_child(&view.figure);
         }
@@ -897,4 +970,13 @@ fn set_flag(element: &Element, name: &str, on: bool) {
     } else {
         element.remove_attribute(name)
     };
+}
+
+/// `"true"` or `"false"`, for an ARIA state.
+fn bool_str(on: bool) -> &'static str {
+    if on {
+        "true"
+    } else {
+        "false"
+    }
 }

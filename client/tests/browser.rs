@@ -509,7 +509,7 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         document.body().expect("a body").set_inner_html(body);
         document
     };
-    let complete = r#"<video id="localVideo"></video>
+    let complete = r#"<figure class="me"><video id="localVideo"></video></figure>
         <div id="remotes"><figure><video id="remoteVideo"></video></figure></div>
         <button id="startButton"></button><button id="callButton"></button>
         <button id="hangupButton"></button><p id="status"></p><p id="connectionPath"></p>
@@ -523,7 +523,9 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         <select id="langSelect"></select><button id="handButton"></button>
         <button id="reactionButton"></button><span id="reactions"></span>
         <button id="noiseButton"></button><meter id="micLevel"></meter>
-        <input id="fileInput" type="file"><select id="fileTo"></select><ul id="transfers"></ul>"#;
+        <input id="fileInput" type="file"><select id="fileTo"></select><ul id="transfers"></ul>
+        <button id="chatPanelButton"></button><div id="chatPanel"></div>
+        <button id="settingsPanelButton"></button><div id="settingsPanel"></div>"#;
 
     // The elements of what people do in a call are looked for first (see `InCall`).
     assert_eq!(message(Ui::find(&page(""))), "the page has no #handButton");
@@ -633,6 +635,57 @@ fn ui_finds_the_page_elements_or_says_which_is_missing() {
         .text_content()
         .unwrap_or_default()
         .ends_with("line 0"));
+
+    // The panels: opened or closed by the person (`data-open`), their buttons say so; a panel
+    // nobody chose for is shown as laid out (this document has no layout: not shown).
+    let attribute = |id: &str, name: &str| {
+        document
+            .get_element_by_id(id)
+            .and_then(|e| e.get_attribute(name))
+    };
+    ui.show_panels(None);
+    assert_eq!(
+        attribute("chatPanelButton", "aria-expanded").as_deref(),
+        Some("false")
+    );
+    assert_eq!(attribute("chatPanel", "data-open"), None);
+    ui.show_panels(Some((0, Some(true))));
+    assert_eq!(attribute("chatPanel", "data-open").as_deref(), Some("true"));
+    assert_eq!(
+        attribute("chatPanelButton", "aria-expanded").as_deref(),
+        Some("true")
+    );
+    ui.show_panels(Some((1, None)));
+    assert_eq!(
+        attribute("settingsPanel", "data-open").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        attribute("settingsPanelButton", "aria-expanded").as_deref(),
+        Some("true")
+    );
+    assert_eq!(attribute("chatPanel", "data-open").as_deref(), Some("true"));
+
+    // Our own picture goes round the corners, clockwise from the top right.
+    let corners: Vec<Option<String>> = (0..4)
+        .map(|_| {
+            ui.move_me();
+            document
+                .query_selector("figure.me")
+                .ok()
+                .flatten()
+                .and_then(|me| me.get_attribute("data-corner"))
+        })
+        .collect();
+    assert_eq!(
+        corners,
+        [
+            Some("br".into()),
+            Some("bl".into()),
+            Some("tl".into()),
+            None
+        ]
+    );
 }
 
 /// Perfect negotiation in the browser: both sides offer at once (glare); the polite side rolls

@@ -449,6 +449,13 @@ async fn mute_camera_off_and_screen_sharing_reach_the_other_side() {
          return now !== '0x0' && now !== '{camera}' ? now : '';"
     );
     let screen = wait_for(&a, "the shared screen at the other side", &switched).await;
+    // The tile says it shows a screen (the stylesheet shows it whole, in the large place).
+    wait_for(
+        &a,
+        "the shared screen's tile marked",
+        "return document.getElementById('remoteVideo').closest('figure').dataset.screen === 'true';",
+    )
+    .await;
     assert_eq!(
         b.execute(
             "return document.getElementById('shareButton').getAttribute('aria-pressed')",
@@ -468,6 +475,12 @@ async fn mute_camera_off_and_screen_sharing_reach_the_other_side() {
          return v.videoWidth + 'x' + v.videoHeight === '{camera}';"
     );
     wait_for(&a, "the camera back at the other side", &back).await;
+    wait_for(
+        &a,
+        "the tile no longer marked as a screen",
+        "return !document.getElementById('remoteVideo').closest('figure').dataset.screen;",
+    )
+    .await;
     let conn_after = tile_frames(&a).await;
     assert_eq!(
         conn_before.iter().map(|(c, _)| c).collect::<Vec<_>>(),

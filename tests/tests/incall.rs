@@ -84,10 +84,13 @@ async fn a_raised_hand_and_a_reaction_show_on_the_other_pages() {
         "false"
     );
     click(&raiser, "handButton").await;
-    assert_eq!(
-        attribute(&raiser, "#handButton", "aria-pressed").await,
-        "true"
-    );
+    // The click is an event for the page's loop, which may be busy a moment: waited for.
+    wait_for(
+        &raiser,
+        "the hand button pressed: true",
+        &pressed("handButton", "true"),
+    )
+    .await;
     wait_for(
         &other,
         "the raised hand on the raiser's tile",
@@ -115,10 +118,13 @@ async fn a_raised_hand_and_a_reaction_show_on_the_other_pages() {
 
     // Lowered: gone everywhere.
     click(&raiser, "handButton").await;
-    assert_eq!(
-        attribute(&raiser, "#handButton", "aria-pressed").await,
-        "false"
-    );
+    // The click is an event for the page's loop, which may be busy a moment: waited for.
+    wait_for(
+        &raiser,
+        "the hand button pressed: false",
+        &pressed("handButton", "false"),
+    )
+    .await;
     for (page, whose) in [(&other, "the first page"), (&late, "the newcomer's page")] {
         wait_for(
             page,
@@ -312,13 +318,24 @@ async fn keyboard_shortcuts_do_what_the_page_lists_but_not_while_typing() {
     .await;
 
     // C goes to the chat field, and types nothing there; what is typed there next is text,
-    // not shortcuts.
+    // not shortcuts. On a phone the chat is a panel, closed until opened: C opens it.
+    keys.set_window_size(360, 740)
+        .await
+        .expect("a phone's window");
+    wait_for(
+        &keys,
+        "the chat closed on a phone",
+        "return !document.getElementById('chatInput').checkVisibility()
+            && document.getElementById('chatPanelButton').getAttribute('aria-expanded') === 'false';",
+    )
+    .await;
     press(&keys, "c").await;
     wait_for(
         &keys,
-        "the chat field focused by C",
+        "the chat field focused by C, and shown",
         "const input = document.getElementById('chatInput');
-         return document.activeElement === input && input.value === '';",
+         return document.activeElement === input && input.value === '' && input.checkVisibility()
+            && document.getElementById('chatPanelButton').getAttribute('aria-expanded') === 'true';",
     )
     .await;
     press(&keys, "mhvc").await;
