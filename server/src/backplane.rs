@@ -1134,8 +1134,7 @@ impl Backplane {
                     // never saw this instance healthy again). When the listener could subscribe
                     // afresh, Redis is there and only this connection is deaf: the next beat
                     // connects anew. Not otherwise: across a plain cut the old connection comes
-                    // back by itself, and connecting anew at every beat made the chaos run's
-                    // `cut-redis` fail one run in two (peers told twice that another joined).
+                    // back by itself once packets flow again.
                     if self.subscribed.load(Ordering::Relaxed) {
                         *self
                             .conn
