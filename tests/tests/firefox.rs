@@ -190,3 +190,68 @@ async fn room_of_three_with_a_waiting_firefox_and_two_calling_chromiums() {
     )
     .await;
 }
+
+/// The noise suppression switch in Firefox: the microphone the page uses is asked for the
+/// browser's noise suppression and gain control off, then on again, echo cancellation on
+/// throughout, as the track's own `getConstraints()` says. (Firefox's fake microphone reports
+/// no processing in `getSettings()` whatever it is asked, seen here: `noiseSuppression`,
+/// `autoGainControl` and `echoCancellation` all false from the start; so the constraints the
+/// track holds are what can be checked. `incall.rs` checks the settings in Chromium.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_suppression_switches_the_microphone_in_firefox() {
+    let _turn = TURN.lock().await;
+    let (relay, shutdown, _relay_task) = relay::start(([127, 0, 0, 1], 0).into(), 2).await;
+    let (_gecko, page) = firefox().await;
+    page.goto(&format!("http://{relay}/?room=firefox-noise"))
+        .await
+        .expect("open the page");
+    let asked = |state: &str, wanted: &str| {
+        format!(
+            "const v = document.getElementById('localVideo');
+             const t = v.srcObject && v.srcObject.getAudioTracks()[0];
+             if (!t || t.readyState !== 'live') return false;
+             const c = t.getConstraints();
+             return document.getElementById('noiseButton').getAttribute('aria-pressed') === '{state}'
+                 && {wanted};"
+        )
+    };
+    let wait = |what: &'static str, script: String| {
+        let page = page.clone();
+        async move {
+            wait_pages(&[("firefox", &page)], what, &script, PATIENCE).await;
+        }
+    };
+    // On, as browsers open a microphone (nothing asked of it yet).
+    wait(
+        "the microphone open, the switch on",
+        asked("true", "c.noiseSuppression !== false"),
+    )
+    .await;
+    let press = || async {
+        page.find(Locator::Id("noiseButton"))
+            .await
+            .expect("the noise button")
+            .click()
+            .await
+            .expect("click it");
+    };
+    press().await;
+    wait(
+        "the microphone asked for no noise suppression",
+        asked(
+            "false",
+            "c.noiseSuppression === false && c.autoGainControl === false && c.echoCancellation === true",
+        ),
+    )
+    .await;
+    press().await;
+    wait(
+        "the microphone asked for noise suppression again",
+        asked(
+            "true",
+            "c.noiseSuppression === true && c.autoGainControl === true && c.echoCancellation === true",
+        ),
+    )
+    .await;
+    shutdown.cancel();
+}
