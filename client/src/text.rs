@@ -885,10 +885,10 @@ pub fn label(key: &str, lang: Lang) -> Option<&'static str> {
         "heart" => ("Love", "愛心", "爱心"),
         "surprised" => ("Surprised", "驚訝", "惊讶"),
         "verifyHelp" => (
-            "Each call shows a few symbols under the other person's picture: read them to each \
-             other. If they differ, somebody between you can listen in.",
-            "每個通話都會在對方的畫面下方顯示幾個符號：請互相唸給對方聽。如果不同，表示你們之間可能有人在竊聽。",
-            "每个通话都会在对方的画面下方显示几个符号：请互相念给对方听。如果不同，表示你们之间可能有人在窃听。",
+            "Each call shows a few symbols at the bottom of the other person's picture: read \
+             them to each other. If they differ, somebody between you can listen in.",
+            "每個通話都會在對方畫面的底部顯示幾個符號：請互相唸給對方聽。如果不同，表示你們之間可能有人在竊聽。",
+            "每个通话都会在对方画面的底部显示几个符号：请互相念给对方听。如果不同，表示你们之间可能有人在窃听。",
         ),
         "noscript" => (
             "This page needs JavaScript and WebAssembly.",
