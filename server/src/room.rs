@@ -362,8 +362,7 @@ impl Room {
         self.members.push(member);
         self.door.claim(id);
         let door = self
-            .door
-            .worth_telling(self.members.first().map(|m| m.id))
+            .door_worth_telling()
             .then(|| self.door.event().map(|event| event.to_json()))
             .flatten();
         Ok(Admitted {
@@ -412,6 +411,12 @@ impl Room {
             ErrorKind::Knocking,
             "the room is locked: the people inside were asked to let you in",
         )
+    }
+
+    /// Whether the members must hear of the door: the pages take the oldest member to be in
+    /// control of an open room ([`Door::worth_telling`]).
+    fn door_worth_telling(&self) -> bool {
+        self.door.worth_telling(self.members.first().map(|m| m.id))
     }
 
     /// The `room` event for every member.
@@ -629,7 +634,7 @@ impl Room {
         .to_json();
         let mut deliveries: Deliveries =
             self.members.iter().map(|m| (m.id, left.clone())).collect();
-        if passed && self.door.worth_telling(self.members.first().map(|m| m.id)) {
+        if passed && self.door_worth_telling() {
             deliveries.extend(self.tell_door());
         }
         Some(Left {
