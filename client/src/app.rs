@@ -231,6 +231,8 @@ pub struct App {
     device_requests: VecMap<&'static str, u32>,
     /// Each call's stats history and path, read with the paths every second.
     stats: VecMap<ConnId, (stats::History, Option<Path>)>,
+    /// Who speaks, from the calls' audio levels (`data-speaker` on their tile).
+    speaker: core::speaker::Speaker,
     /// What each call's peer may still send on the chat channel.
     chat_guards: VecMap<ConnId, ChatGuard>,
     local: Option<MediaStream>,
@@ -448,6 +450,7 @@ impl App {
             timers: VecMap::new(),
             timer_starts: 0,
             stats: VecMap::new(),
+            speaker: core::speaker::Speaker::default(),
             chat_guards: VecMap::new(),
             share: None,
             share_ended: None,
@@ -1475,6 +1478,11 @@ impl App {
         if first.is_some() || tiles.is_empty() {
             self.ui.show_path(first);
         }
+        let levels: Vec<(ConnId, f64)> = tiles
+            .iter()
+            .filter_map(|t| Some((t.conn, self.stats.get(&t.conn)?.0.figures?.level)))
+            .collect();
+        self.ui.show_speaker(self.speaker.heard(&levels));
         self.ui.show_stats(&tiles, &self.stats);
     }
 
@@ -1515,7 +1523,9 @@ fn describe(err: &JsValue) -> String {
         .ok()
         .and_then(|m| m.as_string())
         .or_else(|| err.as_string())
-        .unwrap_or_else(|| format!("{err:?}"))
+        // Not `{err:?}`: formatting a JsValue brings wasm-bindgen's whole debug-string
+        // function into the bundle's glue.
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// A random session id for this page: 16 hex digits from `crypto.getRandomValues` where there
