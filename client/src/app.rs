@@ -38,7 +38,7 @@ use crate::{
     door_ui::DoorUi,
     invite,
     media::{self, MediaError},
-    peer::{Peer, PeerEvent, Spare},
+    peer::{self, Peer, PeerEvent, Spare},
     relay::{RelayEvent, RelaySocket},
     small::VecMap,
     stats,
@@ -101,6 +101,8 @@ pub enum Event {
     Click(Button),
     /// Time to look at the calls' statistics.
     Tick,
+    /// Stats read number `.0` came back: each call's report, and when it was read.
+    Stats(u32, Vec<(ConnId, Result<JsValue, JsValue>, f64)>),
     /// The cameras or microphones changed (`devicechange`), or the page should look again.
     Devices,
     /// The cameras and microphones there are now.
@@ -231,6 +233,8 @@ pub struct App {
     device_requests: VecMap<&'static str, u32>,
     /// Each call's stats history and path, read with the paths every second.
     stats: VecMap<ConnId, (stats::History, Option<Path>)>,
+    /// Whether a stats read is under way.
+    reads: stats::Reads,
     /// Who speaks, from the calls' audio levels (`data-speaker` on their tile).
     speaker: core::speaker::Speaker,
     /// What each call's peer may still send on the chat channel.
@@ -450,6 +454,7 @@ impl App {
             timers: VecMap::new(),
             timer_starts: 0,
             stats: VecMap::new(),
+            reads: stats::Reads::default(),
             speaker: core::speaker::Speaker::default(),
             chat_guards: VecMap::new(),
             share: None,
@@ -656,7 +661,12 @@ impl App {
             }
             Event::Stage(ui::Stage::Panel(n)) => self.ui.show_panels(Some((n, None))),
             Event::Stage(ui::Stage::MoveMe) => self.ui.move_me(),
-            Event::Tick => self.read_paths().await,
+            Event::Tick => self.read_paths(),
+            Event::Stats(read, calls) => {
+                if self.reads.finished(read) {
+                    self.show_read(calls);
+                }
+            }
         }
         self.render();
     }
@@ -1216,7 +1226,7 @@ impl App {
                 let connected = state == ConnState::Connected;
                 self.input(Input::Peer(conn, PeerInput::State(state))).await;
                 if connected {
-                    self.read_paths().await;
+                    self.read_paths();
                 }
                 return;
             }
@@ -1439,49 +1449,67 @@ impl App {
         }
     }
 
-    /// Reads the path each connected call takes; `#connectionPath` shows the first one's.
-    async fn read_paths(&mut self) {
+    /// Reads the stats of each connected call, beside the loop, unless a read is under way:
+    /// [`App::show_read`] shows them when they come back.
+    fn read_paths(&mut self) {
         let tiles = self.engine.tiles();
-        let mut first: Option<Path> = None;
-        for (index, tile) in tiles.iter().enumerate() {
-            if tile.state != core::TileState::Connected {
+        let connected = |tile: &&core::Tile| tile.state == core::TileState::Connected;
+        if !tiles.iter().any(|tile| connected(&tile)) {
+            return;
+        }
+        let Some(read) = self.reads.start(js_sys::Date::now()) else {
+            return;
+        };
+        // Asked for now (a browser answers them in parallel), awaited one by one beside the loop.
+        let mut calls = Vec::new();
+        for tile in tiles.iter().filter(connected) {
+            if let Some(peer) = self.peers.get(&tile.conn) {
+                calls.push((tile.conn, peer.stats()));
+            }
+        }
+        let tx = self.events_tx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let mut read_calls = Vec::new();
+            for (conn, stats) in calls {
+                read_calls.push((conn, stats.await, js_sys::Date::now()));
+            }
+            let _ = tx.unbounded_send(Event::Stats(read, read_calls));
+        });
+    }
+
+    /// Shows the path each call takes (`#connectionPath`: the first one's), its figures, and
+    /// who speaks, from a stats read.
+    fn show_read(&mut self, calls: Vec<(ConnId, Result<JsValue, JsValue>, f64)>) {
+        let tiles = self.engine.tiles();
+        let mut levels = Vec::new();
+        for (conn, stats, at_ms) in calls {
+            // A call that ended while its stats were read.
+            if !tiles.iter().any(|tile| tile.conn == conn) {
                 continue;
             }
-            let Some(peer) = self.peers.get(&tile.conn) else {
-                continue;
-            };
-            match peer.stats().await {
+            match stats.and_then(|report| peer::stat_entries(&report)) {
                 Ok(stats) => {
                     let path = diagnose::selected_path(&stats);
                     if let Some(path) = path {
-                        self.ui.show_tile_path(tile.conn, path);
-                        if index == 0 {
-                            first = Some(path);
+                        self.ui.show_tile_path(conn, path);
+                        if tiles[0].conn == conn {
+                            self.ui.show_path(Some(path));
                         }
                     }
-                    let counters = stats::Counters::of(&stats, js_sys::Date::now());
-                    match self.stats.get_mut(&tile.conn) {
-                        Some((history, known)) => {
-                            history.push(counters);
-                            *known = path;
-                        }
-                        None => {
-                            let mut history = stats::History::default();
-                            history.push(counters);
-                            self.stats.insert(tile.conn, (history, path));
+                    if !self.stats.contains_key(&conn) {
+                        self.stats.insert(conn, Default::default());
+                    }
+                    if let Some((history, known)) = self.stats.get_mut(&conn) {
+                        history.push(stats::Counters::of(&stats, at_ms));
+                        *known = path;
+                        if let Some(figures) = &history.figures {
+                            levels.push((conn, figures.level));
                         }
                     }
                 }
                 Err(err) => web_sys::console::warn_2(&"getStats".into(), &err),
             }
         }
-        if first.is_some() || tiles.is_empty() {
-            self.ui.show_path(first);
-        }
-        let levels: Vec<(ConnId, f64)> = tiles
-            .iter()
-            .filter_map(|t| Some((t.conn, self.stats.get(&t.conn)?.0.figures?.level)))
-            .collect();
         self.ui.show_speaker(self.speaker.heard(&levels));
         self.ui.show_stats(&tiles, &self.stats);
     }

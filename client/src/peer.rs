@@ -371,53 +371,11 @@ impl Peer {
             .set_configuration_with_configuration(&configuration(ice_servers))
     }
 
-    /// The connection's `getStats()` report, reduced to what [`crate::diagnose`] reads.
-    pub async fn stats(&self) -> Result<Vec<StatEntry>, JsValue> {
-        let report = JsFuture::from(self.pc.get_stats()).await?;
-        // RTCStatsReport is maplike: its values are the stats dictionaries.
-        let values: Function = Reflect::get(&report, &JsValue::from_str("values"))?.dyn_into()?;
-        let values = values.call0(&report)?;
-        let iter = js_sys::try_iter(&values)?.ok_or("the stats report is not iterable")?;
-        let mut entries = Vec::new();
-        for stat in iter {
-            let stat = stat?;
-            let text = |name: &str| {
-                Reflect::get(&stat, &JsValue::from_str(name))
-                    .ok()
-                    .and_then(|v| v.as_string())
-            };
-            let flag = |name: &str| {
-                Reflect::get(&stat, &JsValue::from_str(name))
-                    .ok()
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false)
-            };
-            let number = |name: &str| {
-                Reflect::get(&stat, &JsValue::from_str(name))
-                    .ok()
-                    .and_then(|v| v.as_f64())
-            };
-            entries.push(StatEntry {
-                bytes_received: number("bytesReceived").unwrap_or(0.0),
-                packets_received: number("packetsReceived").unwrap_or(0.0),
-                packets_lost: number("packetsLost").unwrap_or(0.0),
-                frames_decoded: number("framesDecoded").unwrap_or(0.0),
-                bytes_sent: number("bytesSent").unwrap_or(0.0),
-                audio_energy: number("totalAudioEnergy").unwrap_or(0.0),
-                audio_s: number("totalSamplesDuration").unwrap_or(0.0),
-                rtt_s: number("currentRoundTripTime"),
-                id: text("id").unwrap_or_default(),
-                kind: text("type").unwrap_or_default(),
-                selected_pair_id: text("selectedCandidatePairId"),
-                local_candidate_id: text("localCandidateId"),
-                remote_candidate_id: text("remoteCandidateId"),
-                nominated: flag("nominated"),
-                selected: flag("selected"),
-                state: text("state"),
-                candidate_type: text("candidateType"),
-            });
-        }
-        Ok(entries)
+    /// The connection's `getStats()` report (read with [`stat_entries`]): a future that does
+    /// not hold the peer, so that the page's loop goes on while it runs
+    /// ([`crate::stats::Reads`] says why).
+    pub fn stats(&self) -> JsFuture {
+        JsFuture::from(self.pc.get_stats())
     }
 
     /// The browser object, for inspection.
@@ -600,4 +558,52 @@ fn sdp_of(description: &JsValue) -> Result<String, JsValue> {
     Reflect::get(description, &JsValue::from_str("sdp"))?
         .as_string()
         .ok_or_else(|| JsValue::from_str("session description without sdp"))
+}
+
+/// A `getStats()` report's entries, reduced to what [`crate::diagnose`] reads.
+pub fn stat_entries(report: &JsValue) -> Result<Vec<StatEntry>, JsValue> {
+    // RTCStatsReport is maplike: its values are the stats dictionaries.
+    let values: Function = Reflect::get(report, &JsValue::from_str("values"))?.dyn_into()?;
+    let values = values.call0(report)?;
+    let iter = js_sys::try_iter(&values)?.ok_or("the stats report is not iterable")?;
+    let mut entries = Vec::new();
+    for stat in iter {
+        let stat = stat?;
+        let text = |name: &str| {
+            Reflect::get(&stat, &JsValue::from_str(name))
+                .ok()
+                .and_then(|v| v.as_string())
+        };
+        let flag = |name: &str| {
+            Reflect::get(&stat, &JsValue::from_str(name))
+                .ok()
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false)
+        };
+        let number = |name: &str| {
+            Reflect::get(&stat, &JsValue::from_str(name))
+                .ok()
+                .and_then(|v| v.as_f64())
+        };
+        entries.push(StatEntry {
+            bytes_received: number("bytesReceived").unwrap_or(0.0),
+            packets_received: number("packetsReceived").unwrap_or(0.0),
+            packets_lost: number("packetsLost").unwrap_or(0.0),
+            frames_decoded: number("framesDecoded").unwrap_or(0.0),
+            bytes_sent: number("bytesSent").unwrap_or(0.0),
+            audio_energy: number("totalAudioEnergy").unwrap_or(0.0),
+            audio_s: number("totalSamplesDuration").unwrap_or(0.0),
+            rtt_s: number("currentRoundTripTime"),
+            id: text("id").unwrap_or_default(),
+            kind: text("type").unwrap_or_default(),
+            selected_pair_id: text("selectedCandidatePairId"),
+            local_candidate_id: text("localCandidateId"),
+            remote_candidate_id: text("remoteCandidateId"),
+            nominated: flag("nominated"),
+            selected: flag("selected"),
+            state: text("state"),
+            candidate_type: text("candidateType"),
+        });
+    }
+    Ok(entries)
 }

@@ -168,9 +168,70 @@ impl History {
     }
 }
 
+/// How long a stats read may take before another is started in its place (its answer, if it
+/// ever comes, is then ignored).
+pub const READ_GIVEN_UP_MS: f64 = 10_000.0;
+
+/// When the page reads its calls' stats: at each tick, unless a read is still under way.
+///
+/// `getStats()` is answered by the browser's network thread, and on a loaded machine reading
+/// three calls took up to 3.3 s (the mesh test in `tests/tests/call.rs`, two cores, four
+/// pages). While the page's loop waited for it, the ticks of every second queued up behind
+/// it, 23 of them, and with them the relay's messages and the timers: the page stopped
+/// moving. So a read runs beside the loop, at most one at a time, and a tick that finds one
+/// under way is skipped.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Reads {
+    /// The number of the last read started.
+    started: u32,
+    /// When the read under way started, in milliseconds.
+    under_way: Option<f64>,
+}
+
+impl Reads {
+    /// The number of a read to start now, or `None` while one is under way.
+    pub fn start(&mut self, now_ms: f64) -> Option<u32> {
+        if self
+            .under_way
+            .is_some_and(|since| now_ms - since < READ_GIVEN_UP_MS)
+        {
+            return None;
+        }
+        self.started = self.started.wrapping_add(1);
+        self.under_way = Some(now_ms);
+        Some(self.started)
+    }
+
+    /// Read number `read` came back: whether its answer is the one awaited.
+    pub fn finished(&mut self, read: u32) -> bool {
+        let awaited = self.under_way.is_some() && read == self.started;
+        if awaited {
+            self.under_way = None;
+        }
+        awaited
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_read_at_a_time_and_a_lost_one_is_given_up() {
+        let mut reads = Reads::default();
+        let first = reads.start(0.0).expect("nothing under way");
+        assert_eq!(reads.start(1000.0), None, "a tick during a read is skipped");
+        assert!(reads.finished(first));
+        assert!(!reads.finished(first), "an answer counts once");
+        let second = reads.start(2000.0).expect("the read came back");
+        assert_eq!(reads.start(2000.0 + READ_GIVEN_UP_MS - 1.0), None);
+        let third = reads.start(2000.0 + READ_GIVEN_UP_MS).expect("given up");
+        assert!(
+            !reads.finished(second),
+            "the given-up read's answer is ignored"
+        );
+        assert!(reads.finished(third));
+    }
 
     fn entry(kind: &str) -> StatEntry {
         StatEntry {

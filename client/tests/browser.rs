@@ -18,7 +18,7 @@ use client::{
     core::Status,
     diagnose::{self, IceServerError},
     media::open_camera_and_microphone,
-    peer::{Peer, PeerEvent},
+    peer::{self, Peer, PeerEvent},
     text::{Lang, Text},
     ui::{Button, Ui},
 };
@@ -263,7 +263,8 @@ async fn two_peers_negotiate_connect_and_carry_video() {
         RtcPeerConnectionState::Connected
     );
     // Two peers of one page talk over the machine's own addresses: the stats say so.
-    let stats = a.peer.stats().await.expect("getStats");
+    let report = a.peer.stats().await.expect("getStats");
+    let stats = peer::stat_entries(&report).expect("a stats report");
     assert!(
         stats.iter().any(|s| s.kind == "candidate-pair"),
         "no candidate pairs in {stats:?}"
