@@ -24,7 +24,7 @@ if command -v wasm-opt >/dev/null; then
   # features are the ones rustc emits for wasm32 by default. Rust's stack sits at the bottom of
   # memory and grows down, so only an overflowing stack would reach the first 1 KB: --low-memory-unused lets
   # binaryen fold constant addresses into loads and stores (900 bytes gzipped).
-  wasm-opt -Oz --low-memory-unused --enable-reference-types --enable-multivalue --enable-bulk-memory \
+  wasm-opt -Oz --converge --low-memory-unused --enable-reference-types --enable-multivalue --enable-bulk-memory \
     --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals \
     "$wasm" -o "$stage/client.wasm"
   wasm="$stage/client.wasm"
