@@ -97,10 +97,17 @@ pub struct Negotiation {
     offers: u32,
     /// The session id of the other side's descriptions: which of their connections is ours.
     remote_session: Option<String>,
+    /// The origin line (`o=`) of the last remote description applied.
+    remote_origin: Option<String>,
 }
 
 /// The session id of an SDP's `o=` line: one per connection, kept through renegotiations and
 /// ICE restarts (RFC 8866, 5.2).
+fn origin(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|line| line.trim_end().strip_prefix("o="))
+}
+
 fn session_id(sdp: &str) -> Option<&str> {
     sdp.lines()
         .find_map(|line| line.strip_prefix("o="))
@@ -143,6 +150,7 @@ impl Negotiation {
             remote_fingerprint: None,
             offers: 0,
             remote_session: None,
+            remote_origin: None,
         }
     }
 
@@ -283,6 +291,7 @@ impl Negotiation {
         self.restarting = false;
         self.remote_offer = Some(sdp.clone());
         self.remote_session = session_id(&sdp).map(str::to_owned);
+        self.remote_origin = origin(&sdp).map(str::to_owned);
         self.remote_fingerprint = verify::fingerprint(&sdp);
         self.last_answer = None;
         out.push(Effect::ApplyOffer {
@@ -296,16 +305,27 @@ impl Negotiation {
         // An answer to an earlier offer of ours (sent twice while the network was slow) can
         // arrive after a newer offer: its m-lines would not match, and the browser would refuse
         // it and end the call. The answer to this offer is on its way.
-        let answers_ours = self
-            .last_offer
-            .as_deref()
-            .is_some_and(|offer| mids(offer) == mids(&sdp));
+        // The same answer twice (the other side answered our repeated offer again) can arrive
+        // after a newer offer with the same m-lines (an ICE restart): its origin line (their
+        // session and its version) is the one already applied. Applied again, we would take
+        // it for the answer to the new offer while they answer it for real later, having
+        // rolled back an offer of theirs that we then accept (a CI run of the matrix test,
+        // 2026-12-07: the next offer's m-lines no longer matched, and the call was closed).
+        let applied_before =
+            origin(&sdp).is_some() && origin(&sdp) == self.remote_origin.as_deref();
+        let answers_ours = !applied_before
+            && self
+                .last_offer
+                .as_deref()
+                .is_some_and(|offer| mids(offer) == mids(&sdp));
         if self.signaling == Signaling::HaveLocalOffer
             && !self.setting_remote_answer
             && answers_ours
         {
             self.setting_remote_answer = true;
             self.remote_session = session_id(&sdp).map(str::to_owned);
+            self.remote_origin = origin(&sdp).map(str::to_owned);
+            self.remote_origin = origin(&sdp).map(str::to_owned);
             self.remote_fingerprint = verify::fingerprint(&sdp);
             out.push(Effect::ApplyAnswer {
                 conn: self.conn,

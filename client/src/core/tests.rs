@@ -1771,6 +1771,40 @@ fn an_answer_to_an_earlier_offer_is_not_applied_to_a_newer_one() {
 }
 
 #[test]
+fn an_answer_already_applied_is_not_applied_to_a_newer_offer_with_the_same_m_lines() {
+    let mids = "a=mid:0\r\na=mid:1\r\na=mid:2\r\n";
+    let mut caller = caller_with_offer_out(&format!("o=- 9 2 IN IP4 0.0.0.0\r\n{mids}"));
+    let answer = |version: u32| {
+        Input::Relay(ServerMsg::Answer {
+            from: PeerId(1),
+            from_name: None,
+            sdp: format!("o=- 7 {version} IN IP4 0.0.0.0\r\n{mids}"),
+        })
+    };
+    let applies = |effects: &[Effect]| {
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::ApplyAnswer { .. }))
+    };
+    assert!(applies(&caller.handle(answer(3))));
+    caller.handle(Input::Peer(ConnId(0), PeerInput::AnswerApplied));
+    // A new offer of ours with the same m-lines (an ICE restart), then their first answer
+    // again (they answered our repeated first offer twice): not the answer to this one.
+    caller.handle(Input::Peer(ConnId(0), PeerInput::NegotiationNeeded));
+    caller.handle(Input::Peer(
+        ConnId(0),
+        PeerInput::LocalDescription {
+            offer: true,
+            sdp: format!("o=- 9 3 IN IP4 0.0.0.0\r\n{mids}"),
+        },
+    ));
+    let stale = caller.handle(answer(3));
+    assert!(!applies(&stale), "{stale:?}");
+    let fresh = caller.handle(answer(5));
+    assert!(applies(&fresh), "{fresh:?}");
+}
+
+#[test]
 fn the_relays_servers_are_passed_on_at_welcome_even_before_any_call() {
     let mut engine = Engine::new(config(false, "s"));
     engine.handle(Input::Start);
