@@ -95,23 +95,21 @@ pub struct Negotiation {
     remote_fingerprint: Option<Vec<u8>>,
     /// Offers made on this connection.
     offers: u32,
-    /// The session id of the other side's descriptions: which of their connections is ours.
-    remote_session: Option<String>,
-    /// The origin line (`o=`) of the last remote description applied.
+    /// The origin line (`o=`) of the last remote description applied: its session id says
+    /// which of their connections is ours, and with its version, which description it was.
     remote_origin: Option<String>,
 }
 
-/// The session id of an SDP's `o=` line: one per connection, kept through renegotiations and
-/// ICE restarts (RFC 8866, 5.2).
+/// An SDP's origin (its `o=` line, without the `o=`): the session id and its version.
 fn origin(sdp: &str) -> Option<&str> {
     sdp.lines()
         .find_map(|line| line.trim_end().strip_prefix("o="))
 }
 
-fn session_id(sdp: &str) -> Option<&str> {
-    sdp.lines()
-        .find_map(|line| line.strip_prefix("o="))
-        .and_then(|origin| origin.split_whitespace().nth(1))
+/// The session id of an origin: one per connection, kept through renegotiations and ICE
+/// restarts (RFC 8866, 5.2).
+fn session_of(origin: &str) -> Option<&str> {
+    origin.split_whitespace().nth(1)
 }
 
 /// The mids of an SDP, in order: an answer has exactly its offer's.
@@ -149,7 +147,6 @@ impl Negotiation {
             local_fingerprint: None,
             remote_fingerprint: None,
             offers: 0,
-            remote_session: None,
             remote_origin: None,
         }
     }
@@ -254,7 +251,8 @@ impl Negotiation {
     /// has heard from: they closed theirs and called again. Applied to this connection, its
     /// m-lines would not fit ours, and the browser would refuse it.
     pub fn from_another_connection(&self, offer: &str) -> bool {
-        match (&self.remote_session, session_id(offer)) {
+        let known = self.remote_origin.as_deref().and_then(session_of);
+        match (known, origin(offer).and_then(session_of)) {
             (Some(known), Some(theirs)) => known != theirs,
             _ => false,
         }
@@ -290,7 +288,6 @@ impl Negotiation {
         self.setting_remote_answer = false;
         self.restarting = false;
         self.remote_offer = Some(sdp.clone());
-        self.remote_session = session_id(&sdp).map(str::to_owned);
         self.remote_origin = origin(&sdp).map(str::to_owned);
         self.remote_fingerprint = verify::fingerprint(&sdp);
         self.last_answer = None;
@@ -323,8 +320,6 @@ impl Negotiation {
             && answers_ours
         {
             self.setting_remote_answer = true;
-            self.remote_session = session_id(&sdp).map(str::to_owned);
-            self.remote_origin = origin(&sdp).map(str::to_owned);
             self.remote_origin = origin(&sdp).map(str::to_owned);
             self.remote_fingerprint = verify::fingerprint(&sdp);
             out.push(Effect::ApplyAnswer {
