@@ -658,7 +658,7 @@ impl App {
             }
             Event::Stage(ui::Stage::Panel(n)) => self.ui.show_panels(Some((n, None))),
             Event::Stage(ui::Stage::MoveMe) => self.ui.move_me(),
-            Event::Tick => self.read_paths(),
+            Event::Tick => self.read_stats(),
             Event::Stats(read, calls) => {
                 if self.reads.finished(read) {
                     self.show_read(calls);
@@ -1223,7 +1223,7 @@ impl App {
                 let connected = state == ConnState::Connected;
                 self.input(Input::Peer(conn, PeerInput::State(state))).await;
                 if connected {
-                    self.read_paths();
+                    self.read_stats();
                 }
                 return;
             }
@@ -1448,7 +1448,7 @@ impl App {
 
     /// Reads the stats of each connected call, beside the loop, unless a read is under way:
     /// [`App::show_read`] shows them when they come back.
-    fn read_paths(&mut self) {
+    fn read_stats(&mut self) {
         let tiles = self.engine.tiles();
         let connected = |tile: &&core::Tile| tile.state == core::TileState::Connected;
         if !tiles.iter().any(|tile| connected(&tile)) {
