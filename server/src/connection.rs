@@ -122,14 +122,19 @@ impl QueueState {
     }
 
     /// Polls for the next frame the peer sent; the end of the stream once the socket is gone.
+    /// A Close frame closes the queue at once: the socket sends nothing after it (but the reply).
     fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Message, tungstenite::Error>>> {
-        match self.socket.as_mut() {
-            Some(socket) => socket.poll_next_unpin(cx),
-            None => Poll::Ready(None),
+        let Some(socket) = self.socket.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let read = socket.poll_next_unpin(cx);
+        if let Poll::Ready(Some(Ok(Message::Close(_)))) = read {
+            self.closed = true;
         }
+        read
     }
 
     /// Moves the waiting frames into the socket and, with `flush`, sends them, as far as the
@@ -223,6 +228,7 @@ impl Outbox {
             Err(err) => Poll::Ready(Err(err)),
         };
         let wrote = matches!(written, Poll::Ready(Ok(())));
+        let failed = matches!(written, Poll::Ready(Err(_)));
         if wrote && in_batch && state.unflushed && !state.deferred {
             state.deferred = true;
             drop(state);
@@ -230,7 +236,8 @@ impl Outbox {
         } else {
             self.settle(state, written);
         }
-        true
+        // A failed write took the frame nowhere.
+        !failed
     }
 
     /// Sends what a batch wrote into the socket.
@@ -273,14 +280,21 @@ impl Outbox {
     /// For the connection task: writes what the socket could not take from others, if
     /// anything, and (with `read`) polls for the next frame the peer sent. One lock for both,
     /// and the task is woken for a hand-over through the waker it leaves here.
+    ///
+    /// Nothing is read while frames wait for the socket: a Close frame read then would leave
+    /// them unsendable (the socket sends nothing after it), and they were reported delivered.
+    /// A peer that reads slowly is read slowly too.
     fn poll_socket(&self, cx: &mut Context<'_>, read: bool) -> Poll<Woken> {
         let mut state = self.queue.lock();
         if state.blocked {
-            if let Poll::Ready(written) = state.poll_write(cx, true) {
-                state.blocked = false;
-                if written.is_err() {
-                    return Poll::Ready(Woken::WriteFailed);
+            match state.poll_write(cx, true) {
+                Poll::Ready(written) => {
+                    state.blocked = false;
+                    if written.is_err() {
+                        return Poll::Ready(Woken::WriteFailed);
+                    }
                 }
+                Poll::Pending => return Poll::Pending,
             }
         }
         if !state
@@ -298,9 +312,14 @@ impl Outbox {
     }
 
     /// The next frame the peer sent, if it is already here; if not, the task is woken when
-    /// it comes.
-    async fn read_now(&self) -> Poll<Option<Result<Message, tungstenite::Error>>> {
-        std::future::poll_fn(|cx| Poll::Ready(self.queue.lock().poll_read(cx))).await
+    /// it comes. `None` while frames wait for the socket: nothing is read until they leave
+    /// (see [`Outbox::poll_socket`]).
+    async fn read_now(&self) -> Option<Poll<Option<Result<Message, tungstenite::Error>>>> {
+        std::future::poll_fn(|cx| {
+            let mut state = self.queue.lock();
+            Poll::Ready((!state.blocked).then(|| state.poll_read(cx)))
+        })
+        .await
     }
 
     /// Takes no more frames, and hands back the socket: the connection is ending.
@@ -563,8 +582,9 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
                             break 'batch (Some(end), false);
                         }
                         match conn.outbox.read_now().await {
-                            Poll::Ready(next) => frame = next,
-                            Poll::Pending => break 'batch (None, true),
+                            Some(Poll::Ready(next)) => frame = next,
+                            Some(Poll::Pending) => break 'batch (None, true),
+                            None => break 'batch (None, false),
                         }
                     }
                     (conn.on_message(frame).await, false)

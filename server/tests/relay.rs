@@ -1455,6 +1455,74 @@ async fn a_peer_that_does_not_read_is_dropped() {
     drop(b);
 }
 
+/// Signals the relay took for a peer whose socket could not take them yet (it reads slowly) are
+/// read by that peer or refused to their sender, when the peer says goodbye before reading them.
+/// The relay cannot send after it has read a Close frame, so it must not read one while frames
+/// wait for the socket: before, it read the Close and dropped them, reported delivered.
+#[tokio::test]
+async fn signals_waiting_for_a_slow_reader_that_says_goodbye_are_read_or_refused() {
+    // Enough 60 KB offers to fill the kernel's buffers (a few megabytes) and leave the rest
+    // waiting in the relay, fewer than would fill B's outbox.
+    const OFFERS: usize = 240;
+    let relay = TestRelay::start_with_limits(Limits {
+        rate_per_sec: 1e9,
+        rate_burst: 1e9,
+        ..Limits::default()
+    })
+    .await;
+    let ((mut a, _), (mut b, b_id)) = pair(&relay, "slow-goodbye").await;
+    let big = offer(&"x".repeat(60 * 1024)).to_json();
+    for _ in 0..OFFERS {
+        a.feed(Message::text(big.as_str())).await.expect("queues");
+    }
+    a.flush().await.expect("sends");
+    // Once the pong is back, the relay has handed every offer to B's outbox.
+    send(&mut a, &ClientMsg::Ping).await;
+    let mut refused = 0;
+    loop {
+        match recv(&mut a).await {
+            ServerMsg::Pong => break,
+            ServerMsg::Error {
+                kind: ErrorKind::NoPeer,
+                ..
+            } => refused += 1,
+            other => panic!("ann got {other:?}"),
+        }
+    }
+    // B says goodbye, then reads what comes until the relay closes.
+    b.close(None).await.expect("sends a Close frame");
+    let mut read = 0;
+    loop {
+        match tokio::time::timeout(RECV_TIMEOUT, b.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => match parse_event(text.as_str()) {
+                ServerMsg::Offer { .. } => read += 1,
+                other => panic!("bob got {other:?}"),
+            },
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(Some(Ok(Message::Close(_))) | None) => break,
+            other => panic!("expected offers and the relay's Close frame, got {other:?}"),
+        }
+    }
+    assert_eq!(recv(&mut a).await, left(b_id));
+    // Refusals of what B's outbox dropped would come now.
+    send(&mut a, &ClientMsg::Ping).await;
+    loop {
+        match recv(&mut a).await {
+            ServerMsg::Pong => break,
+            ServerMsg::Error {
+                kind: ErrorKind::NoPeer,
+                ..
+            } => refused += 1,
+            other => panic!("ann got {other:?}"),
+        }
+    }
+    assert_eq!(
+        read + refused,
+        OFFERS,
+        "{read} offers read and {refused} refused: the rest were lost"
+    );
+}
+
 #[tokio::test]
 async fn health_and_metrics_report_what_happened() {
     let relay = TestRelay::start().await;
