@@ -41,6 +41,11 @@ pub const CLOSE_POLICY: u16 = 1008;
 /// [`ServerMsg::Removed`]): a page does not reconnect by itself after it.
 pub const CLOSE_REMOVED: u16 = 4003;
 
+/// Close code a client sends when it drops its socket to connect again (the relay stopped
+/// answering it, say): the relay keeps its place for the resume grace period, as for a
+/// connection that broke, instead of taking the Close for a goodbye.
+pub const CLOSE_RECONNECTING: u16 = 4000;
+
 /// The relay's name for one connected peer, unique for the relay's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -20,7 +20,7 @@ use axum::{
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
     ErrorKind, PeerId, Request, ServerMsg, CLOSE_GOING_AWAY, CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY,
-    CLOSE_REMOVED, MAX_MESSAGE_BYTES,
+    CLOSE_RECONNECTING, CLOSE_REMOVED, MAX_MESSAGE_BYTES,
 };
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{
@@ -409,6 +409,9 @@ pub async fn ws_handler(
 enum End {
     /// The client closed it with a Close frame: it is gone for good.
     Closed,
+    /// The client closed it to connect again ([`CLOSE_RECONNECTING`]): it may come back with
+    /// its resume token.
+    Reconnecting,
     /// Its transport failed: it may come back with its resume token.
     Client,
     /// The client sent a frame larger than [`MAX_MESSAGE_BYTES`].
@@ -428,7 +431,7 @@ enum End {
 impl End {
     fn close_frame(&self) -> Option<CloseFrame> {
         let (code, reason) = match self {
-            End::Closed | End::Client => return None,
+            End::Closed | End::Reconnecting | End::Client => return None,
             End::TooBig => (CLOSE_MESSAGE_TOO_BIG, "message too big"),
             End::Kicked => (CLOSE_POLICY, "not reading messages"),
             End::Abuse => (CLOSE_POLICY, "too many messages"),
@@ -607,8 +610,8 @@ async fn run(mut conn: Connection, kick: CancellationToken, ticket: Ticket) {
 
     // What is still queued is for a peer that is going away.
     let socket = conn.outbox.close();
-    // A peer that said goodbye frees its name at once; one that vanished keeps its place for
-    // the resume grace period.
+    // A peer that said goodbye frees its name at once; one that vanished, or closed to
+    // connect again, keeps its place for the resume grace period.
     if let Some(id) = conn.id {
         relay
             .rooms
@@ -655,6 +658,11 @@ impl Connection {
             Some(Ok(Message::Text(text))) => self.on_frame(Some(text.as_str())).await,
             Some(Ok(Message::Binary(_))) => self.on_frame(None).await,
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+            Some(Ok(Message::Close(Some(frame))))
+                if u16::from(frame.code) == CLOSE_RECONNECTING =>
+            {
+                Some(End::Reconnecting)
+            }
             Some(Ok(Message::Close(_))) => Some(End::Closed),
             None => Some(End::Client),
             Some(Err(err)) => {

@@ -18,7 +18,7 @@ use std::{
 use futures_util::{SinkExt, StreamExt};
 use protocol::{
     ClientMsg, ErrorKind, IceCandidate, IceServer, PeerId, PeerInfo, ServerMsg, CLOSE_GOING_AWAY,
-    CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY, MAX_MESSAGE_BYTES,
+    CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY, CLOSE_RECONNECTING, MAX_MESSAGE_BYTES,
 };
 use server::Limits;
 use tokio::{
@@ -558,6 +558,36 @@ async fn a_closed_peer_leaves_its_room() {
     let (_d, d_id) = relay.join("r").await;
     assert_eq!(recv(&mut a).await, peer_joined(d_id, None));
     assert_silent(&mut a).await;
+}
+
+/// A page that drops its socket to connect again (it stopped hearing the relay) closes with
+/// 4000: the others are told it is reconnecting, not gone, and it gets its place back. Before,
+/// its Close read as a goodbye: the others ended their calls with it, although its media flowed.
+#[tokio::test]
+async fn a_peer_closing_to_reconnect_keeps_its_place() {
+    let relay = TestRelay::start().await;
+    let (mut a, a_welcome) = relay.join_as("r", "ann").await;
+    let (mut b, b_welcome) = relay.join_as("r", "bob").await;
+    assert_eq!(recv(&mut a).await, peer_joined(b_welcome.id, Some("bob")));
+
+    b.close(Some(tungstenite::protocol::CloseFrame {
+        code: CLOSE_RECONNECTING.into(),
+        reason: "".into(),
+    }))
+    .await
+    .expect("sends a Close frame");
+    assert_eq!(recv(&mut a).await, dropped(b_welcome.id));
+
+    let mut b = relay.connect().await;
+    send(&mut b, &join_msg("r", None, Some(&b_welcome.token))).await;
+    let resumed = expect_welcome(&mut b, "r").await;
+    assert_eq!(resumed.id, b_welcome.id);
+    assert_eq!(recv(&mut a).await, peer_joined(b_welcome.id, Some("bob")));
+    send(&mut a, &offer_to(b_welcome.id, "v=0 again")).await;
+    assert_eq!(
+        recv(&mut b).await,
+        offer_from(a_welcome.id, Some("ann"), "v=0 again")
+    );
 }
 
 #[tokio::test]
