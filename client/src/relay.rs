@@ -27,7 +27,8 @@ pub enum RelayEvent {
     Lost(RelayWhy),
 }
 
-/// One WebSocket to the relay. Dropping it closes the socket, and nothing more is reported.
+/// One WebSocket to the relay. Dropping it closes the socket (with
+/// [`protocol::CLOSE_RECONNECTING`]), and nothing more is reported.
 pub struct RelaySocket {
     /// Frames for the socket's task to send.
     outbox: UnboundedSender<String>,
@@ -105,8 +106,13 @@ async fn run(
         })
         .await;
         match step {
-            // Dropping `ws` closes the socket and removes its handlers.
-            Step::Stop => return,
+            // The page drops a socket only to connect again: the close code says so, and the
+            // relay keeps our place (a plain Close would be a goodbye, and the others would end
+            // their calls with us). Dropping `ws` then removes its handlers.
+            Step::Stop => {
+                let _ = ws.close(Some(protocol::CLOSE_RECONNECTING), None);
+                return;
+            }
             Step::Send(frame) if opened => send(&mut ws, frame).await,
             Step::Send(frame) => waiting.push(frame),
             Step::Opened => {
