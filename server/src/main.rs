@@ -14,12 +14,6 @@ use server::{Banner, Listeners, Tls, TurnConfig, TurnSecret, TurnServerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// The allocator. With glibc's, one relay's memory grew in steps for ten minutes of a soak
-/// (12.0 to 13.3 MiB, +2.41 % from the first third to the last, docs/soak.md, 07:47 run) while
-/// nothing leaked: sockets come and go by the thousand, each with buffers of its own.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Signaling relay and web server for the video call.
 #[derive(Debug, Parser)]
 #[command(version, about)]
