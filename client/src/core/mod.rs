@@ -45,7 +45,6 @@ pub mod negotiation;
 pub mod relay_link;
 pub mod room;
 pub mod shortcuts;
-pub mod speaker;
 pub mod transceivers;
 pub mod view;
 
