@@ -1543,7 +1543,9 @@ fn describe(err: &JsValue) -> String {
         .ok()
         .and_then(|m| m.as_string())
         .or_else(|| err.as_string())
-        .unwrap_or_else(|| format!("{err:?}"))
+        // Not `{err:?}`: formatting a JsValue brings wasm-bindgen's whole debug-string
+        // function into the bundle's glue.
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// A random session id for this page: 16 hex digits from `crypto.getRandomValues` where there

@@ -88,7 +88,9 @@ pub async fn start() -> Result<(), JsValue> {
 
 /// The page's allocator: Talc rather than the standard library's dlmalloc, for size. Measured
 /// with `scripts/bundle-size.sh`: the bundle 2.5 KB smaller gzipped (120,069 → 117,570 bytes
-/// of .wasm), and Talc's own benchmarks have it faster than dlmalloc on WebAssembly.
+/// of .wasm), and Talc's own benchmarks have it faster than dlmalloc on WebAssembly. Without
+/// reallocation in place (`disable-realloc-in-place`, 80 bytes fewer): a growing buffer is
+/// copied, which the page's few growing buffers (a received file's chunks) can afford.
 #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 #[global_allocator]
 static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -133,7 +133,9 @@ fn classify(err: JsValue) -> MediaError {
             Reflect::get(&err, &JsValue::from_str("message"))
                 .ok()
                 .and_then(|m| m.as_string())
-                .unwrap_or_else(|| format!("{err:?}")),
+                // Not `{err:?}`: formatting a JsValue brings wasm-bindgen's whole
+                // debug-string function into the bundle's glue.
+                .unwrap_or_else(|| name.clone()),
         ),
     }
 }
