@@ -1485,6 +1485,22 @@ async fn a_peer_that_does_not_read_is_dropped() {
     drop(b);
 }
 
+/// Pings and counts the `no-peer` refusals that come before the pong.
+async fn refusals_until_pong(ws: &mut Ws) -> usize {
+    send(ws, &ClientMsg::Ping).await;
+    let mut refused = 0;
+    loop {
+        match recv(ws).await {
+            ServerMsg::Pong => return refused,
+            ServerMsg::Error {
+                kind: ErrorKind::NoPeer,
+                ..
+            } => refused += 1,
+            other => panic!("expected refusals and a pong, got {other:?}"),
+        }
+    }
+}
+
 /// Signals the relay took for a peer whose socket could not take them yet (it reads slowly) are
 /// read by that peer or refused to their sender, when the peer says goodbye before reading them.
 /// The relay cannot send after it has read a Close frame, so it must not read one while frames
@@ -1507,18 +1523,7 @@ async fn signals_waiting_for_a_slow_reader_that_says_goodbye_are_read_or_refused
     }
     a.flush().await.expect("sends");
     // Once the pong is back, the relay has handed every offer to B's outbox.
-    send(&mut a, &ClientMsg::Ping).await;
-    let mut refused = 0;
-    loop {
-        match recv(&mut a).await {
-            ServerMsg::Pong => break,
-            ServerMsg::Error {
-                kind: ErrorKind::NoPeer,
-                ..
-            } => refused += 1,
-            other => panic!("ann got {other:?}"),
-        }
-    }
+    let mut refused = refusals_until_pong(&mut a).await;
     // B says goodbye, then reads what comes until the relay closes.
     b.close(None).await.expect("sends a Close frame");
     let mut read = 0;
@@ -1535,17 +1540,7 @@ async fn signals_waiting_for_a_slow_reader_that_says_goodbye_are_read_or_refused
     }
     assert_eq!(recv(&mut a).await, left(b_id));
     // Refusals of what B's outbox dropped would come now.
-    send(&mut a, &ClientMsg::Ping).await;
-    loop {
-        match recv(&mut a).await {
-            ServerMsg::Pong => break,
-            ServerMsg::Error {
-                kind: ErrorKind::NoPeer,
-                ..
-            } => refused += 1,
-            other => panic!("ann got {other:?}"),
-        }
-    }
+    refused += refusals_until_pong(&mut a).await;
     assert_eq!(
         read + refused,
         OFFERS,
