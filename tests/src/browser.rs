@@ -329,11 +329,12 @@ const VIDEO_FACTS: &str = "return [...document.querySelectorAll('video')].map(v 
     tracks: v.srcObject ? v.srcObject.getTracks().map(t => t.kind + ':' + t.readyState
         + (t.muted ? ':muted' : '')) : [] }));";
 
-/// The page's uncaught errors, and what it loaded (file, ms from start to end), for a page
-/// that stayed at "Loading…".
+/// The page's uncaught errors, and what it loaded (file, ms from start to end, HTTP status: 0
+/// when the connection failed), for a page that stayed at "Loading…".
 const PAGE_FACTS: &str = "return { errors: window.__pageErrors || [],
     loads: performance.getEntriesByType('resource').map(r =>
-        r.name.split('/').pop() + ' ' + Math.round(r.startTime) + '-' + Math.round(r.responseEnd)) };";
+        r.name.split('/').pop() + ' ' + Math.round(r.startTime) + '-' + Math.round(r.responseEnd)
+        + ' status ' + r.responseStatus) };";
 
 fn truthy(value: &Value) -> bool {
     match value {

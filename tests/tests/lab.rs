@@ -58,14 +58,18 @@ fn server_bin() -> PathBuf {
 /// HTTPS port answers at `tls`.
 async fn start_relay(lab: &mut Lab, ns: &str, log: &str, tls: SocketAddr, args: &[&str]) {
     let data = lab.dir().join("relay-data");
+    // Its connections' failures too (a TLS handshake, an HTTP exchange cut short), for a page
+    // of a failing test that stayed at "Loading…".
     let mut all: Vec<String> = vec![
+        "RUST_LOG=info,server::http=debug".into(),
+        server_bin().display().to_string(),
         "--dist".into(),
         e2e::relay::dist_dir().display().to_string(),
         "--data-dir".into(),
         data.display().to_string(),
     ];
     all.extend(args.iter().map(|a| a.to_string()));
-    lab.spawn(ns, log, &server_bin().display().to_string(), &all);
+    lab.spawn(ns, log, "env", &all);
     lab.wait_listening(ns, tls, log).await;
 }
 
