@@ -55,10 +55,25 @@ import re, sys
 name, hash_, src, dst = sys.argv[1:]
 html = open(src, encoding="utf-8").read()
 css = f'<link rel="stylesheet" href="./style-{hash_}.css">'
+# The loader: a download cut off (a phone moving between networks, a relay restarting, a
+# connection dropped under load) is fetched again, up to three times with growing pauses,
+# before the page says it could not start. A module whose fetch failed stays failed under its
+# URL for the page's life, so a retry asks for it under another (?try=N). The WebAssembly is
+# compiled as it downloads, inside the retry (a body cut off fails there), and started only
+# once both are in: the code itself is never started twice.
+loader = (
+    'const again = (get, n = 0) => get(n).catch((e) => n < 3 '
+    '? new Promise((r) => setTimeout(r, 500 << n)).then(() => again(get, n + 1)) : Promise.reject(e));\n'
+    'Promise.all([\n'
+    f'  again((n) => import("./{name}.js" + (n ? "?try=" + n : ""))),\n'
+    f'  again(() => WebAssembly.compileStreaming(fetch("./{name}_bg.wasm")\n'
+    '    .then((r) => r.ok ? r : Promise.reject(new Error("HTTP " + r.status))))),\n'
+    ']).then(([glue, wasm]) => glue.default({ module_or_path: wasm }))\n'
+    '  .catch((e) => { console.error(e); window.__notStarted && window.__notStarted(); });'
+)
 rust = (f'<link rel="preload" href="./{name}_bg.wasm" as="fetch" type="application/wasm" crossorigin>\n'
         f'  <link rel="modulepreload" href="./{name}.js">\n'
-        f'  <script type="module">import init from "./{name}.js"; init().catch((e) => {{ console.error(e); '
-        f'window.__notStarted && window.__notStarted(); }});</script>')
+        f'  <script type="module">\n{loader}\n</script>')
 html, n_css = re.subn(r'<link data-trunk rel="css"[^>]*>', css, html)
 html, n_rust = re.subn(r'<link data-trunk rel="rust"[^>]*>', rust, html)
 if n_css != 1 or n_rust != 1:

@@ -3,17 +3,27 @@
 //! by frame. The test reads what the page sends and sends whatever it likes: frames that are
 //! not JSON, unknown types, megabytes, events out of order.
 //!
+//! It can also cut off the first downloads of the page's code, as a dropped connection would
+//! ([`StandIn::cutting_downloads`]), and count what the page asked for.
+//!
 //! Only `ping` is answered by the stand-in itself (with `pong`), whenever it comes: the page
 //! asks every 10 s and drops a relay that does not answer within 3 s, which would make a slow
 //! step of a test look like a lost relay.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use axum::{
+    body::Body,
     extract::{
         ws::{Message, WebSocket, WebSocketUpgrade},
-        State,
+        Request, State,
     },
+    middleware::{self, Next},
     response::Response,
     routing::get,
     Router,
@@ -30,7 +40,17 @@ use crate::{browser::PATIENCE, relay::dist_dir};
 pub struct StandIn {
     addr: SocketAddr,
     sockets_rx: mpsc::UnboundedReceiver<Script>,
+    downloads: Arc<Downloads>,
     shutdown: CancellationToken,
+}
+
+/// The page's requests for its code, and how many of them to cut off.
+#[derive(Debug, Default)]
+struct Downloads {
+    /// How many times each code file is cut off before it is served whole.
+    cut: usize,
+    /// Requests per path (queries left out).
+    asked: Mutex<HashMap<String, usize>>,
 }
 
 /// One page's socket, as the test drives it.
@@ -44,14 +64,25 @@ pub struct Script {
 impl StandIn {
     /// Serves `dist/` and `/ws` on a free port of 127.0.0.1.
     pub async fn start() -> Self {
+        Self::cutting_downloads(0).await
+    }
+
+    /// [`StandIn::start`], with the first `cut` downloads of each of the page's code files
+    /// (its `.js` and `.wasm`) cut off: the connection dropped before the file.
+    pub async fn cutting_downloads(cut: usize) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the stand-in relay");
         let addr = listener.local_addr().expect("its address");
         let (sockets_tx, sockets_rx) = mpsc::unbounded_channel();
+        let downloads = Arc::new(Downloads {
+            cut,
+            ..Downloads::default()
+        });
         let app = Router::new()
             .route("/ws", get(upgrade))
             .fallback_service(ServeDir::new(dist_dir()))
+            .layer(middleware::from_fn_with_state(downloads.clone(), cut_off))
             .with_state(sockets_tx);
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone().cancelled_owned();
@@ -64,8 +95,19 @@ impl StandIn {
         Self {
             addr,
             sockets_rx,
+            downloads,
             shutdown,
         }
+    }
+
+    /// How many times the page asked for files whose path ends with `suffix` (`.js`, say).
+    pub fn asked_for(&self, suffix: &str) -> usize {
+        let asked = self.downloads.asked.lock().expect("the counts");
+        asked
+            .iter()
+            .filter(|(path, _)| path.ends_with(suffix))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Where the page is: `http://127.0.0.1:PORT`.
@@ -93,6 +135,35 @@ impl Drop for StandIn {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Counts the requests for the page's code, and cuts off the first [`Downloads::cut`] of each
+/// file: held a moment (so that the page's other asks for it join this one, as a browser does
+/// with a fetch in flight), then the body fails and the server drops the connection.
+async fn cut_off(
+    State(downloads): State<Arc<Downloads>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    if !(path.ends_with(".js") || path.ends_with(".wasm")) {
+        return next.run(request).await;
+    }
+    let asked = {
+        let mut asked = downloads.asked.lock().expect("the counts");
+        let n = asked.entry(path).or_default();
+        *n += 1;
+        *n
+    };
+    if asked > downloads.cut {
+        return next.run(request).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (parts, _whole) = next.run(request).await.into_parts();
+    let cut = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, _>(std::io::Error::other("the download was cut off"))
+    });
+    Response::from_parts(parts, Body::from_stream(cut))
 }
 
 async fn upgrade(

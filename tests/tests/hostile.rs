@@ -8,7 +8,10 @@
 use std::time::{Duration, Instant};
 
 use e2e::{
-    browser::{call_log, chat, decoding_everyone, status_of, tile_frames, wait_for, Cdp, Driver},
+    browser::{
+        call_log, chat, decoding_everyone, status_of, tile_frames, wait_for, wait_for_state, Cdp,
+        Driver,
+    },
     relay,
     standin::{Script, StandIn},
 };
@@ -419,6 +422,84 @@ const CHAT_FACTS: &str = "const lines = [...document.querySelectorAll('#chatLog 
              dropped: lines.filter(p => p.dataset.dropped)
                  .map(p => [p.dataset.dropped, p.textContent]),
              flood: lines.filter(p => p.textContent.includes('flood ')).length };";
+
+/// What the page shows, with no exception's words in it; `when` says at which step.
+async fn page_text_without_raw_words(page: &Client, when: &str) -> String {
+    let text = page
+        .execute("return document.body.innerText;", vec![])
+        .await
+        .expect("script runs");
+    let text = text.as_str().unwrap_or_default().to_owned();
+    for word in RAW_WORDS {
+        assert!(
+            !text.contains(word),
+            "{when}: the page shows {word:?}: {}",
+            excerpt(&text, word)
+        );
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_code_download_is_cut_off_fetches_it_again() {
+    let _turn = CHROME_TURN.lock().await;
+    let driver = Driver::start().await;
+
+    // Each code file cut off once, as a dropped connection leaves it (a CI run once had the
+    // glue's download fail so, and the page stayed at "Loading…"): the page asks again.
+    let mut standin = StandIn::cutting_downloads(1).await;
+    let page = watched_browser(&driver).await;
+    let url = format!("{}/?room=hostile", standin.url());
+    let opened = Instant::now();
+    let _script = open_and_welcome(&page, &mut standin, &url, &[]).await;
+    wait_for(
+        &page,
+        "the page to start after its code was cut off once",
+        "const s = document.getElementById('status');
+         return s.dataset.state === 'waiting' && s.textContent.includes('Waiting for the other');",
+    )
+    .await;
+    eprintln!(
+        "code cut off once: the page waits in its room {} ms after it was opened",
+        opened.elapsed().as_millis()
+    );
+    assert_eq!(
+        (standin.asked_for(".js"), standin.asked_for(".wasm")),
+        (2, 2),
+        "the page should ask once more for each file, no more"
+    );
+    page_text_without_raw_words(&page, "after a cut-off download").await;
+    let console = page
+        .execute("return window.__consoleErrors;", vec![])
+        .await
+        .expect("script runs");
+    assert_eq!(console, json!([]), "console errors of a page that started");
+    page.close().await.expect("close the page");
+
+    // Cut off every time: after its tries, the page says in words that it could not start.
+    let standin = StandIn::cutting_downloads(usize::MAX).await;
+    let page = watched_browser(&driver).await;
+    page.goto(&format!("{}/?room=hostile", standin.url()))
+        .await
+        .expect("open the page");
+    wait_for_state(&page, "the page to say it could not start", "error").await;
+    let text = page_text_without_raw_words(&page, "after every download was cut off").await;
+    assert!(text.contains("could not start"), "the page says {text:?}");
+    // Its first try and three more; Chrome may ask again once on its own (a preload, say).
+    let asked = standin.asked_for(".js");
+    eprintln!("code cut off every time: the page asked for its glue {asked} times, then said so");
+    assert!(
+        (4..=8).contains(&asked),
+        "the page asked for its glue {asked} times"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        standin.asked_for(".js"),
+        asked,
+        "the page went on asking after it said it could not start"
+    );
+    page.close().await.expect("close the page");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_flooding_the_chat_is_cut_short_and_the_other_calls_go_on() {
