@@ -443,12 +443,25 @@ async fn mute_camera_off_and_screen_sharing_reach_the_other_side() {
     b.execute(&press("shareButton"), vec![])
         .await
         .expect("press share");
+    // Told apart by their shapes, the camera's 4:3 and the screen's 16:9, not their sizes:
+    // under load Chrome's encoder scales a picture down and back up (a CI run saw the camera
+    // come back at 640x480, not the size it was first seen at, and waited in vain).
+    let shape = |size: &str| {
+        let (w, h) = size.trim_matches('"').split_once('x').unwrap_or_default();
+        w.parse::<f64>().unwrap_or(0.0) / h.parse::<f64>().unwrap_or(1.0)
+    };
+    let camera_shape = shape(&camera);
+    assert!(
+        camera_shape > 0.5,
+        "the camera's picture at the other side: {camera}"
+    );
     let switched = format!(
         "const v = document.getElementById('remoteVideo');
-         const now = v.videoWidth + 'x' + v.videoHeight;
-         return now !== '0x0' && now !== '{camera}' ? now : '';"
+         return v.videoHeight > 0 && Math.abs(v.videoWidth / v.videoHeight - {camera_shape}) > 0.1
+             ? v.videoWidth + 'x' + v.videoHeight : '';"
     );
     let screen = wait_for(&a, "the shared screen at the other side", &switched).await;
+    eprintln!("sharing: the camera came at {camera}, the screen at {screen}");
     // The tile says it shows a screen (the stylesheet shows it whole, in the large place).
     wait_for(
         &a,
@@ -472,7 +485,7 @@ async fn mute_camera_off_and_screen_sharing_reach_the_other_side() {
         .expect("stop sharing");
     let back = format!(
         "const v = document.getElementById('remoteVideo');
-         return v.videoWidth + 'x' + v.videoHeight === '{camera}';"
+         return v.videoHeight > 0 && Math.abs(v.videoWidth / v.videoHeight - {camera_shape}) < 0.02;"
     );
     wait_for(&a, "the camera back at the other side", &back).await;
     wait_for(
