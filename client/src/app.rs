@@ -235,6 +235,8 @@ pub struct App {
     stats: VecMap<ConnId, (stats::History, Option<Path>)>,
     /// Whether a stats read is under way.
     reads: stats::Reads,
+    /// Who speaks, from the calls' audio levels (`data-speaker` on their tile).
+    speaker: core::speaker::Speaker,
     /// What each call's peer may still send on the chat channel.
     chat_guards: VecMap<ConnId, ChatGuard>,
     local: Option<MediaStream>,
@@ -453,6 +455,7 @@ impl App {
             timer_starts: 0,
             stats: VecMap::new(),
             reads: stats::Reads::default(),
+            speaker: core::speaker::Speaker::default(),
             chat_guards: VecMap::new(),
             share: None,
             share_ended: None,
@@ -1474,10 +1477,11 @@ impl App {
         });
     }
 
-    /// Shows the path each call takes (`#connectionPath`: the first one's) and its figures,
-    /// from a stats read.
+    /// Shows the path each call takes (`#connectionPath`: the first one's), its figures, and
+    /// who speaks, from a stats read.
     fn show_read(&mut self, calls: Vec<(ConnId, Result<JsValue, JsValue>, f64)>) {
         let tiles = self.engine.tiles();
+        let mut levels = Vec::new();
         for (conn, stats, at_ms) in calls {
             // A call that ended while its stats were read.
             if !tiles.iter().any(|tile| tile.conn == conn) {
@@ -1498,11 +1502,15 @@ impl App {
                     if let Some((history, known)) = self.stats.get_mut(&conn) {
                         history.push(stats::Counters::of(&stats, at_ms));
                         *known = path;
+                        if let Some(figures) = &history.figures {
+                            levels.push((conn, figures.level));
+                        }
                     }
                 }
                 Err(err) => web_sys::console::warn_2(&"getStats".into(), &err),
             }
         }
+        self.ui.show_speaker(self.speaker.heard(&levels));
         self.ui.show_stats(&tiles, &self.stats);
     }
 

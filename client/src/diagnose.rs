@@ -89,6 +89,11 @@ pub struct StatEntry {
     pub frames_decoded: f64,
     /// `bytesSent` of an `outbound-rtp`.
     pub bytes_sent: f64,
+    /// `totalAudioEnergy` and `totalSamplesDuration` (seconds) of an audio `inbound-rtp`: how
+    /// loud what came in was ([`crate::stats::Figures::level`]).
+    pub audio_energy: f64,
+    /// See [`StatEntry::audio_energy`].
+    pub audio_s: f64,
     /// `currentRoundTripTime` of a candidate pair, in seconds.
     pub rtt_s: Option<f64>,
 }

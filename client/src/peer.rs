@@ -591,6 +591,8 @@ pub fn stat_entries(report: &JsValue) -> Result<Vec<StatEntry>, JsValue> {
             packets_lost: number("packetsLost").unwrap_or(0.0),
             frames_decoded: number("framesDecoded").unwrap_or(0.0),
             bytes_sent: number("bytesSent").unwrap_or(0.0),
+            audio_energy: number("totalAudioEnergy").unwrap_or(0.0),
+            audio_s: number("totalSamplesDuration").unwrap_or(0.0),
             rtt_s: number("currentRoundTripTime"),
             id: text("id").unwrap_or_default(),
             kind: text("type").unwrap_or_default(),

@@ -24,6 +24,10 @@ pub struct Counters {
     pub frames: f64,
     /// The selected pair's current round-trip time, in seconds.
     pub rtt_s: Option<f64>,
+    /// The audio received: its energy, and how many seconds of it.
+    pub audio_energy: f64,
+    /// See [`Counters::audio_energy`].
+    pub audio_s: f64,
 }
 
 impl Counters {
@@ -40,6 +44,8 @@ impl Counters {
                     counters.packets_in += entry.packets_received;
                     counters.packets_lost += entry.packets_lost.max(0.0);
                     counters.frames += entry.frames_decoded;
+                    counters.audio_energy += entry.audio_energy;
+                    counters.audio_s += entry.audio_s;
                 }
                 "outbound-rtp" => counters.bytes_out += entry.bytes_sent,
                 "candidate-pair" if entry.nominated && entry.rtt_s.is_some() => {
@@ -65,6 +71,9 @@ pub struct Figures {
     pub loss_pct: f64,
     /// Round-trip time in milliseconds, when known.
     pub rtt_ms: Option<f64>,
+    /// How loud the audio received was, as the root mean square of its samples (0 to 1, full
+    /// scale), over the interval.
+    pub level: f64,
 }
 
 impl Figures {
@@ -89,6 +98,14 @@ impl Figures {
                 0.0
             },
             rtt_ms: now.rtt_s.map(|s| s * 1000.0),
+            level: {
+                let seconds = now.audio_s - before.audio_s;
+                if seconds > 0.0 {
+                    ((now.audio_energy - before.audio_energy).max(0.0) / seconds).sqrt()
+                } else {
+                    0.0
+                }
+            },
         })
     }
 
@@ -257,6 +274,8 @@ mod tests {
                 packets_lost: 1.0,
                 frames: 30.0,
                 rtt_s: Some(0.025),
+                audio_energy: 0.0,
+                audio_s: 0.0,
             }
         );
     }
@@ -271,6 +290,8 @@ mod tests {
             packets_lost: 0.0,
             frames: 0.0,
             rtt_s: None,
+            audio_energy: 1.0,
+            audio_s: 10.0,
         };
         let now = Counters {
             at_ms: 3000.0,
@@ -280,8 +301,12 @@ mod tests {
             packets_lost: 5.0,
             frames: 60.0,
             rtt_s: Some(0.012),
+            // Two seconds at a root mean square of 0.1 (-20 dB of full scale).
+            audio_energy: 1.0 + 2.0 * 0.01,
+            audio_s: 12.0,
         };
         let f = Figures::between(&before, &now).expect("time moved");
+        assert!((f.level - 0.1).abs() < 1e-9, "{}", f.level);
         assert_eq!(f.kbps_in, 1000.0);
         assert_eq!(f.kbps_out, 500.0);
         assert_eq!(f.fps, 30.0);

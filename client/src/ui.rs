@@ -726,6 +726,15 @@ impl Ui {
         let _ = self.path.set_attribute("data-path", value);
     }
 
+    /// Marks the tile of who speaks (`data-speaker`), and no other.
+    pub fn show_speaker(&self, speaker: Option<ConnId>) {
+        for conn in self.tiles.keys() {
+            if let Some(view) = self.tiles.get(conn) {
+                set_flag(&view.figure, "data-speaker", Some(*conn) == speaker);
+            }
+        }
+    }
+
     /// Marks a person's tile with the path their media takes.
     pub fn show_tile_path(&self, conn: ConnId, path: Path) {
         if let Some(view) = self.tiles.get(&conn) {
@@ -770,6 +779,7 @@ impl Ui {
                         "data-hand",
                         "data-reaction",
                         "data-screen",
+                        "data-speaker",
                     ] {
                         let _ = view.figure.remove_attribute(name);
                     }

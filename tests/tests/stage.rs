@@ -14,6 +14,9 @@ use e2e::{
 use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 
+/// The tests of this file take turns: each runs several Chromes, and two cores are few.
+static CHROME_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// axe-core's script, from the package `tests/axe/package.json` pins.
 fn axe_source() -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -146,6 +149,7 @@ fn inside(inner: [f64; 4], outer: [f64; 4]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stage_is_filled_and_the_page_passes_axe_core_light_dark_and_on_a_phone() {
+    let _turn = CHROME_TURN.lock().await;
     let source = axe_source();
     let (relay, shutdown, _task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
     let driver = Driver::start().await;
@@ -359,5 +363,47 @@ async fn the_stage_is_filled_and_the_page_passes_axe_core_light_dark_and_on_a_ph
     first.close().await.expect("close a page");
     second.close().await.expect("close a page");
     third.close().await.expect("close a page");
+    shutdown.cancel();
+}
+
+/// Among three, who speaks is large: two pages mute, and on both of them the third's tile is
+/// marked `data-speaker` (the only one marked) and is more than twice the other's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_speaks_is_large_among_three() {
+    let _turn = CHROME_TURN.lock().await;
+    let (relay, shutdown, _task) = relay::start(([127, 0, 0, 1], 0).into(), 6).await;
+    let driver = Driver::start().await;
+    let room = format!("http://{relay}/?room=speaker");
+    let speaker = driver.browser().await;
+    let quiet = [driver.browser().await, driver.browser().await];
+    speaker.goto(&room).await.expect("open a page");
+    for page in &quiet {
+        page.goto(&format!("{room}#true"))
+            .await
+            .expect("open a page");
+    }
+    for page in quiet.iter().chain([&speaker]) {
+        decoding_everyone(page, 2).await;
+    }
+    for page in &quiet {
+        click(page, "muteButton").await;
+    }
+    for page in &quiet {
+        wait_for(
+            page,
+            "the speaker's tile marked and across the stage",
+            "const marked = [...document.querySelectorAll('#remotes figure[data-speaker]')];
+             if (marked.length !== 1) return false;
+             const tile = marked[0], stage = document.getElementById('remotes');
+             const area = (f) => { const r = f.getBoundingClientRect(); return r.width * r.height; };
+             const others = [...stage.children].filter(f => f !== tile && !f.hidden);
+             return others.length === 1 && others.every(f => area(tile) > 2 * area(f))
+                 && !tile.hasAttribute('data-muted');",
+        )
+        .await;
+    }
+    for page in quiet.iter().chain([&speaker]) {
+        page.clone().close().await.expect("close the browser");
+    }
     shutdown.cancel();
 }

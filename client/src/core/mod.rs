@@ -45,6 +45,7 @@ pub mod negotiation;
 pub mod relay_link;
 pub mod room;
 pub mod shortcuts;
+pub mod speaker;
 pub mod transceivers;
 pub mod view;
 
