@@ -316,9 +316,13 @@ impl ClientMsg {
 
     /// Parses one text frame, telling apart bad JSON, an unknown type and a malformed message.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
-        // The well-formed case is the common one: one pass, no intermediate tree.
-        if let Ok(msg) = serde_json::from_str(text) {
-            return Ok(msg);
+        // The well-formed case is the common one: one pass, no intermediate tree. Only for an
+        // object: serde also reads a tagged enum from an array whose first element is the tag
+        // (`["hang-up"]`), which is not the protocol; the tree below refuses it.
+        if starts_an_object(text) {
+            if let Ok(msg) = serde_json::from_str(text) {
+                return Ok(msg);
+            }
         }
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
@@ -628,6 +632,12 @@ impl ServerMsg {
             serde_json::from_str(text).map_err(|err| ReadError::new(format!("not JSON: {err}")))?;
         Self::read(&doc)
     }
+}
+
+/// Whether a JSON text starts an object (`{` after JSON's whitespace).
+pub(crate) fn starts_an_object(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
 }
 
 /// Checks a room name: 1 to [`MAX_ROOM_LEN`] bytes, no control characters.

@@ -239,6 +239,11 @@ impl Request {
         if !escapes_read(text) {
             return None;
         }
+        // An object: serde reads a struct from an array too (`["offer",null,"",null]`, found by
+        // the `client-requests` fuzz target), which `ClientMsg` refuses.
+        if !crate::starts_an_object(text) {
+            return None;
+        }
         let envelope: Envelope = serde_json::from_str(text).ok()?;
         let kind = Kind::of(&envelope.kind)?;
         let payload = match kind {
@@ -283,6 +288,30 @@ fn escapes_read(raw: &str) -> bool {
 mod tests {
     use super::*;
     use crate::{ErrorKind, IceCandidate, ServerMsg};
+
+    #[test]
+    fn a_signal_written_as_an_array_is_refused_as_clientmsg_refuses_it() {
+        // The minimal input the fuzz target found, and the shortest signal so written.
+        for text in [
+            "[\"offer\",null,\"\",null]",
+            "[\"hang-up\"]",
+            " \n[\"answer\",7,\"v=0\"]",
+        ] {
+            assert_eq!(
+                Request::parse(text),
+                Err(ParseError::InvalidJson("expected an object".into())),
+                "{text}"
+            );
+        }
+        // Whitespace before an object is still the fast path's.
+        assert!(matches!(
+            Request::parse(" \n{\"type\":\"hang-up\",\"to\":2}"),
+            Ok(Request::Relay {
+                to: Some(PeerId(2)),
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn what_the_page_could_not_read_back_never_takes_the_fast_path() {
