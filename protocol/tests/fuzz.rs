@@ -221,6 +221,15 @@ fn fuzz_client_requests() {
             {
                 Ok(())
             }
+            // Known difference of the same kind, found by a ten-minute run: a number too large
+            // for a float (`-1e9999223372036854775808`) in an unknown field, which the envelope
+            // steps over unread and `ClientMsg` reads and refuses. The field is never
+            // forwarded; kept as `a_signal_with_a_number_out_of_range_in_an_unknown_field`.
+            (Ok(Request::Relay { .. }), Err(protocol::ParseError::InvalidJson(why)))
+                if why.contains("number out of range") =>
+            {
+                Ok(())
+            }
             (request, typed) => check(false, || {
                 format!("the fast path says {request:?}, ClientMsg says {typed:?}")
             }),
@@ -331,6 +340,32 @@ fn a_signal_nested_at_the_limit() {
             from: PeerId(1),
             from_name: None,
             sdp: String::new()
+        })
+    );
+}
+
+/// The ten-minute run's input, shortened: the fast path forwards the offer without the unknown
+/// field, and the addressee reads it back; `ClientMsg` refuses the frame.
+#[test]
+fn a_signal_with_a_number_out_of_range_in_an_unknown_field() {
+    let text = r#"{"":{"from":[-1e9999223372036854775808]},"sdp":"v=0","to":0,"type":"offer"}"#;
+    assert!(matches!(
+        ClientMsg::parse(text),
+        Err(protocol::ParseError::InvalidJson(why)) if why.contains("number out of range")
+    ));
+    let Ok(Request::Relay {
+        to: Some(PeerId(0)),
+        signal,
+    }) = Request::parse(text)
+    else {
+        panic!("the fast path forwards it");
+    };
+    assert_eq!(
+        ServerMsg::parse(&signal.stamped(PeerId(1), None)),
+        Ok(ServerMsg::Offer {
+            from: PeerId(1),
+            from_name: None,
+            sdp: "v=0".into()
         })
     );
 }
