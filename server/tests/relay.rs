@@ -40,7 +40,7 @@ use tokio_tungstenite::{
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{next_frame, parse_event, recv, RECV_TIMEOUT};
+use common::{http::get_with, next_frame, parse_event, recv, RECV_TIMEOUT};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -155,7 +155,7 @@ impl TestRelay {
 
     /// The body of `GET /metrics`.
     async fn metrics(&self) -> String {
-        let response = get(self.addr, "/metrics", "").await;
+        let response = get_with(self.addr, "/metrics", "").await;
         assert_eq!(response.status, 200);
         String::from_utf8(response.body).expect("the metrics are text")
     }
@@ -1295,7 +1295,7 @@ async fn connections_beyond_max_sessions_get_503_until_one_closes() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     // Plain HTTP is not counted.
-    assert_eq!(get(relay.addr, "/healthz", "").await.status, 200);
+    assert_eq!(get_with(relay.addr, "/healthz", "").await.status, 200);
     // The open connections work as before.
     let (second_id, peers) = join_with_peers(&mut second, "r").await;
     assert_eq!(peers, vec![first_id]);
@@ -1551,11 +1551,11 @@ async fn signals_waiting_for_a_slow_reader_that_says_goodbye_are_read_or_refused
 #[tokio::test]
 async fn health_and_metrics_report_what_happened() {
     let relay = TestRelay::start().await;
-    let health = get(relay.addr, "/healthz", "").await;
+    let health = get_with(relay.addr, "/healthz", "").await;
     assert_eq!(health.status, 200);
     assert_eq!(String::from_utf8_lossy(&health.body).trim(), "ok");
 
-    let response = get(relay.addr, "/metrics", "").await;
+    let response = get_with(relay.addr, "/metrics", "").await;
     assert_eq!(response.status, 200);
     assert!(
         response
@@ -1820,61 +1820,6 @@ impl Drop for TempDir {
     }
 }
 
-/// One HTTP response: its status code, lower-cased header names with their values, and body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends `GET path` over a fresh TCP connection and reads the whole response.
-async fn get(addr: SocketAddr, path: &str, extra_headers: &str) -> Response {
-    let mut stream = TcpStream::connect(addr).await.expect("connects");
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra_headers}\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("sends the request");
-    let mut raw = Vec::new();
-    tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut raw))
-        .await
-        .expect("the response arrives in time")
-        .expect("reads the response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("the response has a head");
-    let head = std::str::from_utf8(&raw[..split]).expect("the head is text");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().expect("a status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').expect("a header line");
-            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
-        })
-        .collect();
-    Response {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
-}
-
 #[tokio::test]
 async fn the_client_bundle_is_served() {
     let dist = TempDir::new();
@@ -1887,7 +1832,7 @@ async fn the_client_bundle_is_served() {
     dist.write("app.js", script.as_bytes());
     let relay = TestRelay::start_serving(dist.path().to_owned()).await;
 
-    let page = get(relay.addr, "/", "").await;
+    let page = get_with(relay.addr, "/", "").await;
     assert_eq!(page.status, 200);
     assert!(
         page.header("content-type")
@@ -1897,18 +1842,18 @@ async fn the_client_bundle_is_served() {
     );
     assert_eq!(page.body, index.as_bytes());
 
-    let module = get(relay.addr, "/x.wasm", "").await;
+    let module = get_with(relay.addr, "/x.wasm", "").await;
     assert_eq!(module.status, 200);
     assert_eq!(module.header("content-type"), Some("application/wasm"));
     assert_eq!(module.body, wasm);
 
     // Without Accept-Encoding, nothing is compressed.
-    let plain = get(relay.addr, "/app.js", "").await;
+    let plain = get_with(relay.addr, "/app.js", "").await;
     assert_eq!(plain.status, 200);
     assert_eq!(plain.header("content-encoding"), None);
     assert_eq!(plain.body, script.as_bytes());
 
-    let gzipped = get(relay.addr, "/app.js", "Accept-Encoding: gzip\r\n").await;
+    let gzipped = get_with(relay.addr, "/app.js", "Accept-Encoding: gzip\r\n").await;
     assert_eq!(gzipped.status, 200);
     assert_eq!(
         gzipped.header("content-encoding"),
@@ -1928,7 +1873,7 @@ async fn the_client_bundle_is_served() {
     );
 
     // Browsers ask for brotli first: smaller than gzip, and the same bytes once decoded.
-    let brotli = get(relay.addr, "/app.js", "Accept-Encoding: br, gzip\r\n").await;
+    let brotli = get_with(relay.addr, "/app.js", "Accept-Encoding: br, gzip\r\n").await;
     assert_eq!(brotli.status, 200);
     assert_eq!(brotli.header("content-encoding"), Some("br"));
     assert!(
@@ -1949,12 +1894,12 @@ async fn the_client_bundle_is_served() {
     // A file compressed beforehand (scripts/build-client.sh) is sent as it is, with its type.
     dist.write("pre.wasm", wasm);
     dist.write("pre.wasm.br", b"compressed beforehand");
-    let pre = get(relay.addr, "/pre.wasm", "Accept-Encoding: br, gzip\r\n").await;
+    let pre = get_with(relay.addr, "/pre.wasm", "Accept-Encoding: br, gzip\r\n").await;
     assert_eq!(pre.header("content-encoding"), Some("br"));
     assert_eq!(pre.header("content-type"), Some("application/wasm"));
     assert_eq!(pre.body, b"compressed beforehand");
 
-    let missing = get(relay.addr, "/nope.js", "").await;
+    let missing = get_with(relay.addr, "/nope.js", "").await;
     assert_eq!(missing.status, 404);
 
     // Browsers send Accept-Encoding with the WebSocket handshake too: compression must leave

@@ -1,6 +1,6 @@
-//! A plain HTTP/1.1 GET against a relay under test, for `/healthz` and `/metrics`: the relay's
-//! backplane tests and the call across two instances (`tests/tests/backplane_call.rs`, which
-//! includes this file by path) read them the same way.
+//! A plain HTTP/1.1 GET against a relay under test: the relay's tests read its page, files,
+//! headers, `/healthz` and `/metrics` with it, and the call across two instances
+//! (`tests/tests/backplane_call.rs`, which includes this file by path) reads them the same way.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -19,13 +19,39 @@ pub struct Response {
     /// The header lines, names in lower case, in the order sent.
     pub headers: Vec<(String, String)>,
     /// The body, as sent (ask for `Accept-Encoding: identity` to keep it uncompressed).
-    pub body: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// Every value of the header `name` (in lower case), in the order sent.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The value of the header `name`, or `None` if it was not sent; fails if it was sent more
+    /// than once.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        match self.all(name)[..] {
+            [] => None,
+            [value] => Some(value),
+            ref values => panic!("expected one {name}, got {values:?}"),
+        }
+    }
+
+    /// The body as text; fails if it is not UTF-8.
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("a text body")
+    }
 }
 
 /// Sends `GET path` over a fresh connection and returns the status and the body.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let response = get_with(addr, path, "").await;
-    (response.status, response.body)
+    (response.status, response.text().to_owned())
 }
 
 /// Sends `GET path` with the header lines `extra` (each ending in CRLF) over a fresh connection.
@@ -42,8 +68,11 @@ pub async fn get_with(addr: SocketAddr, path: &str, extra: &str) -> Response {
         .await
         .expect("the response arrives in time")
         .expect("reads the response");
-    let text = String::from_utf8(raw).expect("a text response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head and a body");
+    let head = std::str::from_utf8(&raw[..split]).expect("the head is text");
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -59,6 +88,6 @@ pub async fn get_with(addr: SocketAddr, path: &str, extra: &str) -> Response {
     Response {
         status,
         headers,
-        body: body.to_owned(),
+        body: raw[split + 4..].to_vec(),
     }
 }
