@@ -16,7 +16,7 @@ use tokio_tungstenite::{
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{http::get, next_frame, recv, RECV_TIMEOUT};
+use common::{expect_welcome, http::get, join_msg, next_frame, recv, Welcome, RECV_TIMEOUT};
 #[path = "common/redis.rs"]
 mod redis;
 use redis::Redis;
@@ -163,44 +163,6 @@ fn metric(text: &str, series: &str) -> f64 {
 
 async fn send(ws: &mut Ws, msg: &ClientMsg) {
     ws.send(Message::text(msg.to_json())).await.expect("sends");
-}
-
-fn join_msg(room: &str, name: Option<&str>, resume: Option<&str>) -> ClientMsg {
-    ClientMsg::Join {
-        room: room.into(),
-        name: name.map(Into::into),
-        resume: resume.map(Into::into),
-        session: None,
-        passphrase: None,
-    }
-}
-
-#[derive(Debug)]
-struct Welcome {
-    id: PeerId,
-    peers: Vec<PeerInfo>,
-    token: String,
-}
-
-async fn expect_welcome(ws: &mut Ws, room: &str) -> Welcome {
-    match recv(ws).await {
-        ServerMsg::Welcome {
-            id,
-            room: joined,
-            peers,
-            resume_token,
-            ..
-        } => {
-            assert_eq!(joined, room);
-            assert!(id.0 < 1 << 53, "an id exact in JavaScript: {id}");
-            Welcome {
-                id,
-                peers,
-                token: resume_token,
-            }
-        }
-        other => panic!("expected a welcome to {room:?}, got {other:?}"),
-    }
 }
 
 async fn recv_error(ws: &mut Ws, kind: ErrorKind) -> String {

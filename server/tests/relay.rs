@@ -40,7 +40,9 @@ use tokio_tungstenite::{
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{http::get_with, next_frame, parse_event, recv, RECV_TIMEOUT};
+use common::{
+    expect_welcome, http::get_with, join_msg, next_frame, parse_event, recv, Welcome, RECV_TIMEOUT,
+};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -272,50 +274,6 @@ async fn assert_silent_for(ws: &mut Ws, time: Duration) {
     }
 }
 
-fn join_msg(room: &str, name: Option<&str>, resume: Option<&str>) -> ClientMsg {
-    ClientMsg::Join {
-        room: room.into(),
-        name: name.map(Into::into),
-        resume: resume.map(Into::into),
-        session: None,
-        passphrase: None,
-    }
-}
-
-/// What a `welcome` told a peer.
-#[derive(Debug)]
-struct Welcome {
-    id: PeerId,
-    peers: Vec<PeerInfo>,
-    token: String,
-}
-
-/// The next event, which must be the welcome to `room`.
-async fn expect_welcome(ws: &mut Ws, room: &str) -> Welcome {
-    match recv(ws).await {
-        ServerMsg::Welcome {
-            id,
-            room: joined,
-            peers,
-            ice_servers: servers,
-            resume_token,
-        } => {
-            assert_eq!(joined, room);
-            assert_eq!(servers, ice_servers());
-            assert!(
-                resume_token.len() >= 16,
-                "an unguessable resume token: {resume_token:?}"
-            );
-            Welcome {
-                id,
-                peers,
-                token: resume_token,
-            }
-        }
-        other => panic!("expected a welcome to {room:?}, got {other:?}"),
-    }
-}
-
 /// Sends `join` and waits for the welcome; returns the id the relay gave this connection.
 async fn join_on(ws: &mut Ws, room: &str) -> PeerId {
     join_with_peers(ws, room).await.0
@@ -326,6 +284,7 @@ async fn join_on(ws: &mut Ws, room: &str) -> PeerId {
 async fn join_with_peers(ws: &mut Ws, room: &str) -> (PeerId, Vec<PeerId>) {
     send(ws, &join_msg(room, None, None)).await;
     let welcome = expect_welcome(ws, room).await;
+    assert_eq!(welcome.ice_servers, ice_servers());
     (
         welcome.id,
         welcome.peers.into_iter().map(|peer| peer.id).collect(),
@@ -335,7 +294,9 @@ async fn join_with_peers(ws: &mut Ws, room: &str) -> (PeerId, Vec<PeerId>) {
 /// Sends `join` with a display name and waits for the welcome.
 async fn join_as(ws: &mut Ws, room: &str, name: &str) -> Welcome {
     send(ws, &join_msg(room, Some(name), None)).await;
-    expect_welcome(ws, room).await
+    let welcome = expect_welcome(ws, room).await;
+    assert_eq!(welcome.ice_servers, ice_servers());
+    welcome
 }
 
 /// Joins `a` then `b` to `room` and consumes the `peer-joined` that `a` gets.

@@ -1,6 +1,6 @@
 //! What the relay's test files share: reading the relay's next frame or event within a time
-//! limit, over a plain or a TLS WebSocket alike. (Each test file is its own crate and uses a
-//! part of it.)
+//! limit, over a plain or a TLS WebSocket alike, and joining a room. (Each test file is its own
+//! crate and uses a part of it.)
 #![allow(dead_code)]
 
 pub mod http;
@@ -8,7 +8,7 @@ pub mod http;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
-use protocol::ServerMsg;
+use protocol::{ClientMsg, IceServer, PeerId, PeerInfo, ServerMsg};
 use tokio_tungstenite::tungstenite::{Error, Message};
 
 /// How long any one read may take before the test fails instead of hanging.
@@ -45,4 +45,55 @@ where
 /// A text frame from the relay, which must be a [`ServerMsg`].
 pub fn parse_event(text: &str) -> ServerMsg {
     ServerMsg::parse(text).unwrap_or_else(|err| panic!("not a ServerMsg ({err}): {text}"))
+}
+
+/// A `join` to `room`, as `name` if given, resuming the place of the token `resume` if given.
+pub fn join_msg(room: &str, name: Option<&str>, resume: Option<&str>) -> ClientMsg {
+    ClientMsg::Join {
+        room: room.into(),
+        name: name.map(Into::into),
+        resume: resume.map(Into::into),
+        session: None,
+        passphrase: None,
+    }
+}
+
+/// What a `welcome` told a peer.
+#[derive(Debug)]
+pub struct Welcome {
+    pub id: PeerId,
+    pub peers: Vec<PeerInfo>,
+    pub ice_servers: Vec<IceServer>,
+    pub token: String,
+}
+
+/// The next event, which must be the welcome to `room`, with an id a page can hold exactly and
+/// a resume token nobody could guess.
+pub async fn expect_welcome<S>(ws: &mut S, room: &str) -> Welcome
+where
+    S: Stream<Item = Result<Message, Error>> + Unpin,
+{
+    match recv(ws).await {
+        ServerMsg::Welcome {
+            id,
+            room: joined,
+            peers,
+            ice_servers,
+            resume_token,
+        } => {
+            assert_eq!(joined, room);
+            assert!(id.0 < 1 << 53, "an id exact in JavaScript: {id}");
+            assert!(
+                resume_token.len() >= 16,
+                "an unguessable resume token: {resume_token:?}"
+            );
+            Welcome {
+                id,
+                peers,
+                ice_servers,
+                token: resume_token,
+            }
+        }
+        other => panic!("expected a welcome to {room:?}, got {other:?}"),
+    }
 }
