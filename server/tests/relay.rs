@@ -159,7 +159,7 @@ impl TestRelay {
     async fn metrics(&self) -> String {
         let response = get_with(self.addr, "/metrics", "").await;
         assert_eq!(response.status, 200);
-        String::from_utf8(response.body).expect("the metrics are text")
+        response.text().to_owned()
     }
 
     /// Polls `/metrics` until `series` reads `want`.
@@ -1514,7 +1514,7 @@ async fn health_and_metrics_report_what_happened() {
     let relay = TestRelay::start().await;
     let health = get_with(relay.addr, "/healthz", "").await;
     assert_eq!(health.status, 200);
-    assert_eq!(String::from_utf8_lossy(&health.body).trim(), "ok");
+    assert_eq!(health.text().trim(), "ok");
 
     let response = get_with(relay.addr, "/metrics", "").await;
     assert_eq!(response.status, 200);
@@ -1525,11 +1525,11 @@ async fn health_and_metrics_report_what_happened() {
         "{:?}",
         response.headers
     );
-    let text = String::from_utf8(response.body).expect("text");
-    assert_eq!(metric(&text, "relay_connections"), 0);
-    assert_eq!(metric(&text, "relay_messages_relayed_total"), 0);
+    let text = response.text();
+    assert_eq!(metric(text, "relay_connections"), 0);
+    assert_eq!(metric(text, "relay_messages_relayed_total"), 0);
     assert_eq!(
-        metric(&text, r#"relay_errors_total{kind="invalid-json"}"#),
+        metric(text, r#"relay_errors_total{kind="invalid-json"}"#),
         0
     );
     assert!(text.contains("# TYPE relay_connections gauge"), "{text}");
